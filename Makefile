@@ -1,0 +1,30 @@
+# Set-up, demo and tests. `make demo` and `make test` create the virtual environment when missing.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.quark-installed
+# Tests run this many at once (pytest-xdist); 0 runs them in one process.
+JOBS   ?= 2
+
+.PHONY: install demo test lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip setuptools wheel
+	@# Keep any torch already present (a GPU user's CUDA build); otherwise take a CPU build.
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0 \
+	  || $(PY) -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
+	@$(PY) -m pip install -q -e ".[test]"
+	@touch $(STAMP)
+	@echo "installed: $$($(VENV)/bin/quark --version) in $(VENV)"
+
+demo: install
+	$(VENV)/bin/quark demo --home $${QUARK_HOME:-.quark-demo}
+
+test: install
+	$(PY) -m pytest -q -n $(JOBS) --dist loadfile
+
+clean:
+	rm -rf $(VENV) .quark-demo .pytest_cache

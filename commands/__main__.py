@@ -1,0 +1,3 @@
+from quark.commands import main
+
+main()

@@ -1,0 +1,116 @@
+"""What every Quark command shares: --home, --json, --debug, and one way to fail.
+
+`quark_command` registers a function as a typer command and adds the shared options to its
+signature, so each command module only declares its own arguments. The function receives a `Cli`
+as its first argument and returns a JSON-able result (printed under --json) or None.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+
+from quark.errors import QuarkError
+from quark.home import Home
+
+
+@dataclass
+class Cli:
+    """Per-invocation context handed to each command."""
+
+    home_arg: Optional[Path]
+    json: bool
+    debug: bool
+    console: Console = field(default_factory=Console)
+    err: Console = field(default_factory=lambda: Console(stderr=True))
+    _home: Optional[Home] = None
+
+    @property
+    def home(self) -> Home:
+        if self._home is None:
+            self._home = Home.open(self.home_arg)
+        return self._home
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        """Human output; silent under --json (stdout carries only the JSON document)."""
+        if not self.json:
+            self.console.print(*objects, **kwargs)
+
+    def progress_enabled(self) -> bool:
+        return not self.json
+
+
+_SHARED = [
+    inspect.Parameter("home", inspect.Parameter.KEYWORD_ONLY, default=None,
+                      annotation=Annotated[Optional[Path], typer.Option(
+                          "--home", envvar="QUARK_HOME", help="Quark home folder [default: ~/.quark].",
+                          rich_help_panel="Common options")]),
+    inspect.Parameter("json_out", inspect.Parameter.KEYWORD_ONLY, default=False,
+                      annotation=Annotated[bool, typer.Option(
+                          "--json", help="Print one machine-readable JSON document on stdout.",
+                          rich_help_panel="Common options")]),
+    inspect.Parameter("debug", inspect.Parameter.KEYWORD_ONLY, default=False,
+                      annotation=Annotated[bool, typer.Option(
+                          "--debug", help="Show full tracebacks on errors.", rich_help_panel="Common options")]),
+]
+
+
+def run_guarded(fn: Callable[[], Any], debug: bool, err: Console | None = None) -> Any:
+    """Run fn, turning user errors into one line and exit 1; Ctrl-C into exit 130."""
+    err = err or Console(stderr=True)
+    try:
+        return fn()
+    except QuarkError as exc:
+        if debug:
+            raise
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        raise typer.Exit(1)
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]: nothing half-written was kept")
+        raise typer.Exit(130)
+    except (typer.Exit, typer.Abort, SystemExit):
+        raise
+    except Exception as exc:  # a bug: keep the traceback behind --debug
+        if debug:
+            raise
+        err.print(f"[bold red]error:[/] internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+                  highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+def quark_command(group: typer.Typer, name: str | None = None, **kwargs: Any) -> Callable:
+    """Register `fn(cli, ...)` on `group` with the shared options and error handling."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(fn)
+        own = list(signature.parameters.values())[1:]  # drop `cli`
+
+        @functools.wraps(fn)
+        def command(*args: Any, home: Optional[Path] = None, json_out: bool = False, debug: bool = False,
+                    **params: Any) -> None:
+            cli = Cli(home_arg=home, json=json_out, debug=debug)
+            result = run_guarded(lambda: fn(cli, *args, **params), debug, cli.err)
+            if json_out and result is not None:
+                sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
+
+        command.__signature__ = signature.replace(parameters=own + _SHARED)  # type: ignore[attr-defined]
+        del command.__wrapped__  # typer must read the new signature, not fn's
+        group.command(name, **kwargs)(command)
+        return fn
+
+    return decorate
+
+
+def group(name: str, help: str) -> typer.Typer:
+    """A command group with Quark's defaults (no shell-completion noise, help on no args)."""
+    return typer.Typer(name=name, help=help, no_args_is_help=True, add_completion=False,
+                       rich_markup_mode="rich", pretty_exceptions_enable=False)

@@ -1,0 +1,132 @@
+"""quark.db: the home's SQLite database (WAL), with sqlite-vec loaded on every connection.
+
+The standard library's sqlite3 often cannot load extensions (pyenv and macOS builds), so we connect
+through sqlean.py, which bundles a SQLite that can. The schema grows by appending to MIGRATIONS;
+`PRAGMA user_version` records how many have run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlean as sqlite3
+import sqlite_vec
+
+# Each entry runs once, in order, inside a transaction. Never edit a released entry: append.
+MIGRATIONS: list[str] = [
+    # 1: runs, eval results, API keys, tool-call audit log
+    """
+    CREATE TABLE runs (
+        name        TEXT PRIMARY KEY,
+        kind        TEXT NOT NULL,            -- pretrain | sft | dpo | reward | image ...
+        model       TEXT,                     -- model folder the run publishes to
+        status      TEXT NOT NULL,            -- running | finished | failed | interrupted
+        config      TEXT NOT NULL,            -- JSON of the resolved recipe
+        summary     TEXT NOT NULL DEFAULT '{}',
+        started_at  REAL NOT NULL,
+        updated_at  REAL NOT NULL
+    );
+    CREATE TABLE eval_results (
+        id          INTEGER PRIMARY KEY,
+        model       TEXT NOT NULL,
+        run         TEXT,
+        task        TEXT NOT NULL,            -- perplexity | humaneval | mbpp | docqa ...
+        metrics     TEXT NOT NULL,            -- JSON
+        created_at  REAL NOT NULL
+    );
+    CREATE INDEX eval_results_model ON eval_results(model, task);
+    CREATE TABLE api_keys (
+        id          INTEGER PRIMARY KEY,
+        name        TEXT NOT NULL UNIQUE,
+        key_hash    TEXT NOT NULL UNIQUE,
+        rate_limit  INTEGER,                  -- requests per minute, NULL for none
+        created_at  REAL NOT NULL,
+        revoked_at  REAL
+    );
+    CREATE TABLE tool_calls (
+        id          INTEGER PRIMARY KEY,
+        conversation_id INTEGER,
+        tool        TEXT NOT NULL,
+        arguments   TEXT NOT NULL,
+        result      TEXT,
+        ok          INTEGER NOT NULL,
+        created_at  REAL NOT NULL
+    );
+    """,
+]
+
+
+def connect(path: Path | str) -> sqlite3.Connection:
+    """Open quark.db: WAL, a busy timeout so concurrent writers wait rather than fail, sqlite-vec."""
+    conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.enable_load_extension(True)
+    sqlite_vec.load(conn)
+    conn.enable_load_extension(False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    migrate(conn)
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Run the migrations not yet applied. BEGIN IMMEDIATE serialises racing processes."""
+    if conn.execute("PRAGMA user_version").fetchone()[0] >= len(MIGRATIONS):
+        return
+    with transaction(conn):
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        for index in range(version, len(MIGRATIONS)):
+            for statement in _statements(MIGRATIONS[index]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {index + 1}")
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (executescript would commit our transaction)."""
+    statements, current = [], []
+    for line in script.splitlines():
+        current.append(line)
+        candidate = "\n".join(current).strip()
+        if candidate.endswith(";") and sqlite3.complete_statement(candidate):
+            statements.append(candidate)
+            current = []
+    tail = "\n".join(current).strip()
+    if tail:
+        statements.append(tail)
+    return statements
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE … COMMIT, rolled back on any exception: no partial rows."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def record_run(conn: sqlite3.Connection, name: str, kind: str, model: str | None, config: dict[str, Any],
+               status: str = "running") -> None:
+    now = time.time()
+    with transaction(conn):
+        conn.execute(
+            "INSERT INTO runs(name, kind, model, status, config, started_at, updated_at) VALUES (?,?,?,?,?,?,?) "
+            "ON CONFLICT(name) DO UPDATE SET status=excluded.status, config=excluded.config, updated_at=excluded.updated_at",
+            (name, kind, model, status, json.dumps(config), now, now),
+        )
+
+
+def finish_run(conn: sqlite3.Connection, name: str, status: str, summary: dict[str, Any]) -> None:
+    with transaction(conn):
+        conn.execute("UPDATE runs SET status=?, summary=?, updated_at=? WHERE name=?",
+                     (status, json.dumps(summary), time.time(), name))

@@ -1,0 +1,97 @@
+"""Model folders (SPEC §3): config.json, model.safetensors, tokenizer.model, generation_config.json.
+
+Weights are written with safetensors; a tied lm_head is stored once (as `embed_tokens.weight`)
+and re-tied on load. Loading checks shapes against config.json so a corrupt or mismatched file is
+a one-line error, not a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from quark.errors import QuarkError
+from quark.models.llm import LLM, LLMConfig, rope_tables
+from quark.tokenizer import Tokenizer
+
+DEFAULT_GENERATION = {"temperature": 0.8, "top_k": 50, "top_p": 0.95, "max_new_tokens": 256}
+
+
+def save_model(folder: Path, model: LLM, tokenizer_model: Path, *, generation: dict | None = None,
+               extra_config: dict | None = None) -> None:
+    """Write a complete model folder into `folder` (callers wrap this in atomic_dir)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    if model.config.tie_embeddings:
+        state.pop("lm_head.weight", None)
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt", "architecture": "quark-llm"})
+    config = {"architecture": "quark-llm", **model.config.to_dict(), **(extra_config or {})}
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    (folder / "generation_config.json").write_text(json.dumps({**DEFAULT_GENERATION, **(generation or {})}, indent=2))
+    shutil.copyfile(tokenizer_model, folder / "tokenizer.model")
+
+
+def read_config(folder: Path) -> LLMConfig:
+    path = Path(folder) / "config.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise QuarkError(f"no model at {folder} (missing config.json)") from None
+    except ValueError as exc:
+        raise QuarkError(f"{path}: not valid JSON ({exc})") from None
+    data = {k: v for k, v in data.items() if k in LLMConfig.__dataclass_fields__}
+    try:
+        return LLMConfig.from_dict(data)
+    except (TypeError, ValueError) as exc:
+        raise QuarkError(f"{path}: {exc}") from None
+
+
+def load_state(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise QuarkError(f"missing weights file {path}") from None
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise QuarkError(f"corrupt or truncated safetensors file {path}: {exc}") from None
+
+
+def load_model(folder: Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> LLM:
+    """Build the LLM of a model folder and load its weights, checking every tensor's shape."""
+    folder = Path(folder)
+    config = read_config(folder)
+    with torch.device("meta"):
+        model = LLM(config)
+    state = load_state(folder / "model.safetensors")
+    if config.tie_embeddings:
+        state.pop("lm_head.weight", None)
+    expected = {k: v for k, v in model.state_dict().items() if not (config.tie_embeddings and k == "lm_head.weight")}
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise QuarkError(f"{folder / 'model.safetensors'} does not match config.json: "
+                         f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+    for key, tensor in state.items():
+        if tuple(tensor.shape) != tuple(expected[key].shape):
+            raise QuarkError(f"{folder / 'model.safetensors'}: {key} has shape {tuple(tensor.shape)}, "
+                             f"config.json implies {tuple(expected[key].shape)}")
+    model = model.to_empty(device=device)
+    model.load_state_dict(state, strict=False, assign=False)
+    if config.tie_embeddings:
+        model.lm_head.weight = model.embed_tokens.weight
+    # RoPE tables are buffers, not weights: rebuild them on the target device.
+    model.rope_cos, model.rope_sin = rope_tables(config, torch.device(device))
+    return model.to(dtype).eval()
+
+
+def load_tokenizer(folder: Path) -> Tokenizer:
+    return Tokenizer.load(Path(folder) / "tokenizer.model")
+
+
+def generation_defaults(folder: Path) -> dict:
+    path = Path(folder) / "generation_config.json"
+    return {**DEFAULT_GENERATION, **(json.loads(path.read_text()) if path.is_file() else {})}

@@ -1,0 +1,168 @@
+"""Quark's tokenizer: SentencePiece unigram with byte fallback, split digits and exact whitespace.
+
+`decode(encode(text)) == text` byte for byte: no normalisation, no dummy prefix, no collapsing of
+spaces, newlines as their own piece, and any byte outside the vocabulary falls back to <0xNN>.
+Chat and tool special tokens are *control* symbols: they have ids but are never produced from
+user text, so a message that contains "<|assistant|>" cannot forge a turn.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import sentencepiece as spm
+
+from quark.errors import QuarkError
+
+PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
+# Chat template: <|system|>…<|end|><|user|>…<|end|><|assistant|>…<|end|>; tools call and answer
+# inside an assistant turn with <|tool_call|>{json}<|end|> and a <|tool|> turn carrying the result.
+CHAT_SPECIALS = ["<|system|>", "<|user|>", "<|assistant|>", "<|tool|>", "<|end|>", "<|tool_call|>"]
+ROLES = {"system": "<|system|>", "user": "<|user|>", "assistant": "<|assistant|>", "tool": "<|tool|>"}
+# Runs of spaces that code indents with; kept as single pieces so indentation is cheap.
+_WHITESPACE_SYMBOLS = ["\n", "\t", "\r"]
+
+
+def train_tokenizer(texts: Iterable[str], model_prefix: Path, vocab_size: int, *,
+                    max_sentence_bytes: int = 16384, input_sentence_size: int = 2_000_000,
+                    num_threads: int = 2) -> None:
+    """Train a unigram model on `texts` and write `<prefix>.model` and `<prefix>.vocab`.
+
+    Documents are cut into chunks of at most `max_sentence_bytes` (SentencePiece's sentence limit);
+    chunk boundaries fall on line ends so pieces are learned from whole lines.
+    """
+    model = io.BytesIO()
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=_chunks(texts, max_sentence_bytes),
+            model_writer=model,
+            model_type="unigram",
+            vocab_size=vocab_size,
+            byte_fallback=True,
+            split_digits=True,
+            normalization_rule_name="identity",
+            remove_extra_whitespaces=False,
+            add_dummy_prefix=False,
+            allow_whitespace_only_pieces=True,
+            split_by_whitespace=True,
+            max_sentence_length=max_sentence_bytes,
+            input_sentence_size=input_sentence_size,
+            shuffle_input_sentence=True,
+            character_coverage=0.9995,
+            pad_id=0, unk_id=1, bos_id=2, eos_id=3,
+            pad_piece=PAD, unk_piece=UNK, bos_piece=BOS, eos_piece=EOS,
+            control_symbols=CHAT_SPECIALS,
+            user_defined_symbols=_WHITESPACE_SYMBOLS,
+            hard_vocab_limit=False,
+            num_threads=num_threads,
+            minloglevel=2,
+        )
+    except RuntimeError as exc:
+        raise QuarkError(f"tokenizer training failed: {str(exc).strip().splitlines()[-1]}") from None
+    model_prefix = Path(model_prefix)
+    model_prefix.with_suffix(".model").write_bytes(model.getvalue())
+    tok = Tokenizer(model.getvalue())
+    model_prefix.with_suffix(".vocab").write_text(
+        "".join(f"{tok.sp.id_to_piece(i)}\t{tok.sp.get_score(i)}\n" for i in range(tok.vocab_size)), encoding="utf-8")
+
+
+def _chunks(texts: Iterable[str], limit: int) -> Iterator[str]:
+    for text in texts:
+        start = 0
+        while start < len(text):
+            end = start + limit // 4  # characters; up to 4 bytes each in UTF-8
+            if end < len(text):
+                newline = text.rfind("\n", start, end)
+                end = newline + 1 if newline > start else end
+            yield text[start:end]
+            start = end
+
+
+@dataclass
+class Tokenizer:
+    """A loaded SentencePiece model with Quark's special tokens and chat template."""
+
+    sp: spm.SentencePieceProcessor
+
+    def __init__(self, model: bytes | str | Path) -> None:
+        self.sp = spm.SentencePieceProcessor()
+        try:
+            if isinstance(model, bytes):
+                self.sp.LoadFromSerializedProto(model)
+            else:
+                self.sp.Load(str(model))
+        except (OSError, RuntimeError) as exc:
+            raise QuarkError(f"cannot load tokenizer {model if not isinstance(model, bytes) else '<bytes>'}: {exc}") from None
+
+    @classmethod
+    def load(cls, path: Path) -> "Tokenizer":
+        path = Path(path)
+        if path.is_dir():
+            path = path / "tokenizer.model"
+        if not path.is_file():
+            raise QuarkError(f"no tokenizer model at {path}")
+        return cls(path)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.sp.get_piece_size()
+
+    @property
+    def pad_id(self) -> int:
+        return self.sp.pad_id()
+
+    @property
+    def bos_id(self) -> int:
+        return self.sp.bos_id()
+
+    @property
+    def eos_id(self) -> int:
+        return self.sp.eos_id()
+
+    def special_id(self, piece: str) -> int:
+        return self.sp.piece_to_id(piece)
+
+    @property
+    def end_id(self) -> int:
+        """<|end|>: closes every chat turn; generation of a reply stops on it."""
+        return self.special_id("<|end|>")
+
+    def encode(self, text: str) -> list[int]:
+        return self.sp.encode(text)
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return self.sp.encode(list(texts))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.sp.decode([int(i) for i in ids])
+
+    def pieces(self, text: str) -> list[str]:
+        return self.sp.encode(text, out_type=str)
+
+    def encode_chat(self, messages: Sequence[dict], *, add_generation_prompt: bool = True) -> list[int]:
+        """The chat template as ids: BOS, then <|role|> content <|end|> per message, then
+        <|assistant|> when a reply is wanted."""
+        ids = [self.bos_id]
+        for message in messages:
+            ids += self.encode_turn(message)
+        if add_generation_prompt:
+            ids.append(self.special_id(ROLES["assistant"]))
+        return ids
+
+    def encode_turn(self, message: dict) -> list[int]:
+        role = message.get("role")
+        if role not in ROLES:
+            raise QuarkError(f"unknown chat role {role!r} (expected one of {', '.join(ROLES)})")
+        return [self.special_id(ROLES[role]), *self.encode(str(message.get("content") or "")), self.end_id]
+
+    def metadata(self) -> dict:
+        return {"vocab_size": self.vocab_size, "pad_id": self.pad_id, "bos_id": self.bos_id, "eos_id": self.eos_id,
+                "end_id": self.end_id, "specials": {p: self.special_id(p) for p in CHAT_SPECIALS}}
+
+
+def save_meta(folder: Path, tok: Tokenizer, extra: dict) -> None:
+    (Path(folder) / "meta.json").write_text(json.dumps({**tok.metadata(), **extra}, indent=2))
