@@ -201,8 +201,10 @@ class LLM(nn.Module):
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, *,
                 positions: torch.Tensor | None = None, cache: KVCache | None = None,
-                attention_mask: torch.Tensor | None = None, ignore_index: int = -100) -> torch.Tensor:
-        """Logits (B, T, vocab), or the mean cross-entropy when `targets` is given.
+                attention_mask: torch.Tensor | None = None, ignore_index: int = -100,
+                return_hidden: bool = False) -> torch.Tensor:
+        """Logits (B, T, vocab), or the mean cross-entropy when `targets` is given, or the final
+        normalised hidden states (B, T, n_embd) with `return_hidden` (embeddings, reward heads).
 
         Training passes only `idx`/`targets` and takes SDPA's causal fast path. Inference passes a
         `cache`; with left-padded batches, `attention_mask` (B, T) marks the real new tokens.
@@ -238,7 +240,10 @@ class LLM(nn.Module):
                 x = block(x, cos, sin, mask, cache, i)
         if cache is not None:
             cache.length = past + T
-        logits = self.lm_head(self.norm(x))
+        hidden = self.norm(x)
+        if return_hidden:
+            return hidden
+        logits = self.lm_head(hidden)
         if targets is None:
             return logits
         return F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=ignore_index)
