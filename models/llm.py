@@ -108,6 +108,7 @@ class KVCache:
     v: list[torch.Tensor]
     length: int = 0
     key_mask: torch.Tensor | None = None  # (B, capacity) bool
+    padded: bool = False  # set once any row has padding; unpadded caches take SDPA's fast paths
 
     @classmethod
     def empty(cls, cfg: LLMConfig, batch: int, capacity: int, device: torch.device, dtype: torch.dtype) -> "KVCache":
@@ -130,7 +131,7 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(cfg.n_embd, cfg.n_kv_head * cfg.head_dim, bias=False)
         self.o_proj = nn.Linear(cfg.n_head * cfg.head_dim, cfg.n_embd, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None,
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | bool | None,
                 cache: KVCache | None, layer: int) -> torch.Tensor:
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)
@@ -142,10 +143,15 @@ class Attention(nn.Module):
             cache.k[layer][:, :, start:start + T] = k
             cache.v[layer][:, :, start:start + T] = v
             k, v = cache.k[layer][:, :, :start + T], cache.v[layer][:, :, :start + T]
+        # mask None: plain causal (training, unpadded prefill); False: attend to everything (one
+        # new token over an unpadded cache); a tensor: explicit (B, 1, T, S) mask for padded batches.
+        gqa = self.n_kv_head != self.n_head
         if mask is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.n_kv_head != self.n_head)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+        elif mask is False:
+            y = F.scaled_dot_product_attention(q, k, v, enable_gqa=gqa)
         else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=self.n_kv_head != self.n_head)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
 
 
@@ -218,13 +224,15 @@ class LLM(nn.Module):
             new_real = attention_mask.bool() if attention_mask is not None else torch.ones(B, T, dtype=torch.bool, device=idx.device)
             cache.key_mask[:, past:past + T] = new_real
             keys = cache.key_mask[:, :past + T]
+            unpadded = attention_mask is None and (cache.padded is False)
             if positions is None:
-                positions = (keys.long().cumsum(-1) - 1).clamp(min=0)[:, past:]
-            causal = torch.ones(T, past + T, dtype=torch.bool, device=idx.device).tril(diagonal=past)
-            mask = (causal[None] & keys[:, None, :])[:, None]  # (B, 1, T, S)
-            # A padded query row would attend to nothing; let it see itself to avoid NaNs.
-            key_pos = torch.arange(past + T, device=idx.device)
-            mask = mask | (key_pos[None] == key_pos[past:, None])[None, None]
+                positions = (torch.arange(past, past + T, device=idx.device)[None].expand(B, T) if unpadded
+                             else (keys.long().cumsum(-1) - 1).clamp(min=0)[:, past:])
+            if unpadded:
+                mask = None if past == 0 else (False if T == 1 else self._explicit_mask(keys, past, T))
+            else:
+                cache.padded = True
+                mask = self._explicit_mask(keys, past, T)
         elif positions is None:
             positions = torch.arange(T, device=idx.device)[None].expand(B, T)
         if positions.max() >= self.config.max_seq_len:
@@ -247,6 +255,14 @@ class LLM(nn.Module):
         if targets is None:
             return logits
         return F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=ignore_index)
+
+    @staticmethod
+    def _explicit_mask(keys: torch.Tensor, past: int, T: int) -> torch.Tensor:
+        """(B, 1, T, S): causal, and never onto padding. A padded query row would attend to
+        nothing and turn into NaNs, so every query may always see its own key."""
+        key_pos = torch.arange(past + T, device=keys.device)
+        causal = key_pos[None] <= key_pos[past:, None]
+        return ((causal[None] & keys[:, None, :]) | (key_pos[None] == key_pos[past:, None])[None])[:, None]
 
     def num_parameters(self, *, exclude_embeddings: bool = False) -> int:
         """Unique parameters (a tied embedding counts once)."""
