@@ -39,3 +39,40 @@ class Quark:
 @pytest.fixture
 def quark(home: Path) -> Quark:
     return Quark(home)
+
+
+def _stdlib_sample(n_files: int = 12) -> list[str]:
+    import sysconfig
+
+    files = sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))[:n_files]
+    return [f.read_text(encoding="utf-8", errors="replace") for f in files]
+
+
+def make_tiny_model(home: Path, name: str = "tiny", *, vocab_size: int = 1000, seed: int = 0) -> Path:
+    """A real model folder in `home`: a SentencePiece tokenizer trained on a stdlib sample and a
+    randomly initialised LLM of ~100k parameters. Untrained, so its text is noise, but every code
+    path (tokenizer, safetensors, KV cache, template) is the real one."""
+    import torch
+
+    from quark.home import Home
+    from quark.modelio import save_model
+    from quark.models.llm import LLM, LLMConfig
+    from quark.tokenizer import train_tokenizer
+
+    root = Home.open(home)
+    tok_dir = root.tokenizer_dir(f"{name}-tok")
+    tok_dir.mkdir(parents=True, exist_ok=True)
+    train_tokenizer(_stdlib_sample(), tok_dir / "tokenizer", vocab_size)
+    torch.manual_seed(seed)
+    model = LLM(LLMConfig(vocab_size=vocab_size, n_layer=2, n_head=4, n_kv_head=2, n_embd=64, max_seq_len=256))
+    folder = root.model_dir(name)
+    save_model(folder, model, tok_dir / "tokenizer.model")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A session-wide home holding model `tiny` (see make_tiny_model). Copy it before mutating."""
+    home = tmp_path_factory.mktemp("tiny-home")
+    make_tiny_model(home)
+    return home
