@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml Makefile
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0 \
 	  || $(PY) -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
 	@$(PY) -m pip install -q -e ".[test]"
+	@# Code execution (eval, tools) runs in a sandbox: Docker when a daemon answers, else bubblewrap.
+	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && (apt-get update -qq && apt-get install -y -qq bubblewrap) >/dev/null 2>&1; } \
+	  || echo "note: install bubblewrap (apt-get install bubblewrap) for sandboxed code execution"
 	@touch $(STAMP)
 	@echo "installed: $$($(VENV)/bin/quark --version) in $(VENV)"
 
