@@ -52,7 +52,7 @@ class Cli:
 _SHARED = [
     inspect.Parameter("home", inspect.Parameter.KEYWORD_ONLY, default=None,
                       annotation=Annotated[Optional[Path], typer.Option(
-                          "--home", envvar="QUARK_HOME", help="Quark home folder [default: ~/.quark].",
+                          "--home", envvar="QUARK_HOME", help="Quark home folder \\[default: $QUARK_HOME or ~/.quark].",
                           rich_help_panel="Common options")]),
     inspect.Parameter("json_out", inspect.Parameter.KEYWORD_ONLY, default=False,
                       annotation=Annotated[bool, typer.Option(
@@ -91,7 +91,7 @@ def quark_command(group: typer.Typer, name: str | None = None, **kwargs: Any) ->
     """Register `fn(cli, ...)` on `group` with the shared options and error handling."""
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-        signature = inspect.signature(fn)
+        signature = inspect.signature(fn, eval_str=True)  # modules may use `from __future__ import annotations`
         own = list(signature.parameters.values())[1:]  # drop `cli`
 
         @functools.wraps(fn)

@@ -20,6 +20,7 @@ def atomic_dir(final: Path, *, replace: bool = True) -> Iterator[Path]:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; the result should look like any mkdir
     try:
         yield tmp
         if final.exists():
@@ -36,6 +37,12 @@ def atomic_dir(final: Path, *, replace: bool = True) -> Iterator[Path]:
         raise
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_file(final: Path, mode: str = "w", **open_kwargs) -> Iterator:
     """Open a temporary sibling of `final` for writing; rename over `final` when the block ends."""
@@ -44,6 +51,7 @@ def atomic_file(final: Path, mode: str = "w", **open_kwargs) -> Iterator:
     fd, tmp_name = tempfile.mkstemp(prefix=f".tmp-{final.name}-", dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    tmp.chmod(0o666 & ~_umask())
     try:
         with open(tmp, mode, **open_kwargs) as handle:
             yield handle
