@@ -1,5 +1,7 @@
 """`quark tokenize train|encode|inspect`: the tokenizer stage between `quark data` and `quark pretrain`."""
 
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -33,13 +35,9 @@ def train(cli: Cli, data: DataOption,
 
     Example: [bold]quark tokenize train --data stdlib --vocab-size 8000 --name demo[/]
     """
-    with progress_bar(enabled=cli.progress_enabled()) as progress:
-        task = progress.add_task("reading corpus", total=None, unit="docs")
+    with _progress(cli, "reading corpus", "docs") as update:
         meta = train_named_tokenizer(cli.home, name, data, vocab_size, max_docs=max_docs, max_chars=max_chars,
-                                     seed=seed, threads=threads,
-                                     on_read=lambda done, total: progress.update(
-                                         task, completed=done, total=total,
-                                         description="training" if done >= total else "reading corpus"))
+                                     seed=seed, threads=threads, on_read=update)
     held = meta["held_out"]
     cli.print(f"tokenizer [bold]{name}[/]: {meta['vocab_size']:,} pieces from {meta['training']['documents']:,} "
               f"documents ({meta['training']['chars']:,} chars) in {meta['training']['seconds']:.1f}s")
@@ -65,11 +63,9 @@ def encode(cli: Cli, data: DataOption,
 
     Example: [bold]quark tokenize encode --tokenizer demo --data stdlib --val-fraction 0.02[/]
     """
-    with progress_bar(enabled=cli.progress_enabled()) as progress:
-        task = progress.add_task("encoding", total=None, unit="docs")
+    with _progress(cli, "encoding", "docs") as update:
         meta = encode_datasets(cli.home, tokenizer, data, name, val_fraction=val_fraction, executor=executor,
-                               workers=workers,
-                               on_progress=lambda done, total: progress.update(task, completed=done, total=total))
+                               workers=workers, on_progress=update)
     cli.print(f"token set [bold]{meta['name']}[/] ({meta['dtype']}, vocab {meta['vocab_size']:,}): "
               f"train {meta['tokens']['train']:,} tokens / {meta['documents']['train']:,} docs, "
               f"val {meta['tokens']['val']:,} tokens / {meta['documents']['val']:,} docs in {meta['seconds']:.1f}s")
@@ -121,6 +117,27 @@ def visible_pieces(pieces: list[str]) -> Text:
         if piece.endswith("\n"):
             text.append("\n")
     return text
+
+
+@contextlib.contextmanager
+def _progress(cli: Cli, description: str, unit: str) -> Iterator[Callable[[int, int], None]]:
+    """An `update(done, total)` for the library to call. The bar appears on the first update, which
+    comes after the inputs are checked, so a bad-input error is the only thing printed."""
+    progress = progress_bar(enabled=cli.progress_enabled())
+    task: Optional[int] = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal task
+        if task is None:
+            progress.start()
+            task = progress.add_task(description, total=total, unit=unit)
+        progress.update(task, completed=done, total=total)
+
+    try:
+        yield update
+    finally:
+        if task is not None:
+            progress.stop()
 
 
 def register(root: typer.Typer) -> None:

@@ -27,7 +27,7 @@ from datatrove.utils.batching import batched
 from quark.atomic import atomic_dir
 from quark.corpus_text import TEXT_COLUMN, dataset_shards, in_holdout, provenance
 from quark.errors import QuarkError
-from quark.executors import run_pipeline
+from quark.executors import check_executor, run_pipeline
 from quark.home import Home, validate_name
 from quark.tokenizer import Tokenizer
 from quark.tokens import SPLITS, TokenWriter, shard_name, write_meta
@@ -82,6 +82,7 @@ def encode_datasets(home: Home, tokenizer: str, datasets: Sequence[str], name: s
     """
     if not 0 <= val_fraction < 1:
         raise QuarkError(f"--val-fraction must be in [0, 1), got {val_fraction}")
+    check_executor(executor, workers)
     tok = Tokenizer.named(home, tokenizer)
     if name is None:
         if len(datasets) != 1:

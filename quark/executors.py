@@ -46,10 +46,7 @@ def run_pipeline(pipeline: Sequence[PipelineStep], *, tasks: int, logging_dir: P
 
     `poll` is called about twice a second while the tasks run (to move a progress bar).
     """
-    if executor not in EXECUTORS:
-        raise QuarkError(f"unknown executor {executor!r} (expected one of {', '.join(EXECUTORS)})")
-    if workers is not None and workers < 1:
-        raise QuarkError(f"--workers must be at least 1, got {workers}")
+    check_executor(executor, workers)
     build = {"local": _local, "ray": _ray, "slurm": _slurm}[executor]
     runner = build(list(pipeline), tasks, str(logging_dir), workers, job_name)
     with _quiet_datatrove(), _polling(poll):
@@ -66,6 +63,14 @@ def run_pipeline(pipeline: Sequence[PipelineStep], *, tasks: int, logging_dir: P
         shown = ", ".join(map(str, missing[:10])) + (" …" if len(missing) > 10 else "")
         raise QuarkError(f"executor {executor}: {len(missing)} of {tasks} tasks did not complete (tasks {shown}); "
                          f"see the task logs under {logging_dir}/logs")
+
+
+def check_executor(executor: str, workers: int | None = None) -> None:
+    """Refuse an unknown executor or worker count before any work starts."""
+    if executor not in EXECUTORS:
+        raise QuarkError(f"unknown executor {executor!r} (expected one of {', '.join(EXECUTORS)})")
+    if workers is not None and workers < 1:
+        raise QuarkError(f"--workers must be at least 1, got {workers}")
 
 
 def _local(pipeline: list, tasks: int, logging_dir: str, workers: int | None, job_name: str) -> PipelineExecutor:

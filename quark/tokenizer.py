@@ -37,15 +37,25 @@ _SPACE_MARK_BYTES = ["<0xE2>", "<0x96>", "<0x81>"]
 def train_tokenizer(texts: Iterable[str], model_prefix: Path, vocab_size: int, *,
                     max_sentence_bytes: int = 16384, input_sentence_size: int = 2_000_000,
                     num_threads: int = 2) -> None:
-    """Train a unigram model on `texts` and write `<prefix>.model` and `<prefix>.vocab`.
+    """Train a unigram model on `texts` and write `<prefix>.model` and `<prefix>.vocab` (a readable
+    listing: id order, piece and score per line).
 
     Documents are cut into chunks of at most `max_sentence_bytes` (SentencePiece's sentence limit);
     chunk boundaries fall on line ends so pieces are learned from whole lines.
     """
     model = io.BytesIO()
+    failures: list[BaseException] = []
+
+    def sentences() -> Iterator[str]:
+        try:
+            yield from _chunks(texts, max_sentence_bytes)
+        except BaseException as exc:  # SentencePiece turns it into a bare RuntimeError: keep the original
+            failures.append(exc)
+            raise
+
     try:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=_chunks(texts, max_sentence_bytes),
+            sentence_iterator=sentences(),
             model_writer=model,
             model_type="unigram",
             vocab_size=vocab_size,
@@ -69,12 +79,21 @@ def train_tokenizer(texts: Iterable[str], model_prefix: Path, vocab_size: int, *
             minloglevel=2,
         )
     except RuntimeError as exc:
+        if failures:
+            raise failures[0] from None
         raise QuarkError(training_error(str(exc), vocab_size)) from None
     model_prefix = Path(model_prefix)
     model_prefix.with_suffix(".model").write_bytes(model.getvalue())
     tok = Tokenizer(model.getvalue())
     model_prefix.with_suffix(".vocab").write_text(
-        "".join(f"{tok.sp.id_to_piece(i)}\t{tok.sp.get_score(i)}\n" for i in range(tok.vocab_size)), encoding="utf-8")
+        "".join(f"{_printable(tok.sp.id_to_piece(i))}\t{tok.sp.get_score(i)}\n" for i in range(tok.vocab_size)),
+        encoding="utf-8")
+
+
+def _printable(piece: str) -> str:
+    """A piece as it appears in tokenizer.vocab (one line per id): backslashes and unprintable
+    characters (the newline, tab and return pieces, form feeds…) written as Python escapes."""
+    return "".join(c if c.isprintable() and c != "\\" else c.encode("unicode_escape").decode("ascii") for c in piece)
 
 
 def training_error(message: str, vocab_size: int) -> str:

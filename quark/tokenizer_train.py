@@ -83,6 +83,8 @@ def _sampled_texts(shards: Sequence[Shard], sample: _Sample, *, max_docs: int | 
     if max_docs:
         rate = min(rate, max_docs / max(1, rows))
     rate = min(1.0, rate * 1.05)  # over-sample a little so the caps, not bad luck, decide where it stops
+    if on_read:
+        on_read(0, rows)
     for sample.read, (text, kept) in enumerate(_rows(shards, rate, seed), 1):
         if on_read and sample.read % 1000 == 0:
             on_read(sample.read, rows)
