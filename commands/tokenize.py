@@ -35,14 +35,14 @@ def train(cli: Cli, data: DataOption,
 
     Example: [bold]quark tokenize train --data stdlib --vocab-size 8000 --name demo[/]
     """
-    with _progress(cli, "reading corpus", "docs") as update:
+    with _progress(cli, "reading corpus", "docs", then="training (SentencePiece)") as update:
         meta = train_named_tokenizer(cli.home, name, data, vocab_size, max_docs=max_docs, max_chars=max_chars,
                                      seed=seed, threads=threads, on_read=update)
     held = meta["held_out"]
     cli.print(f"tokenizer [bold]{name}[/]: {meta['vocab_size']:,} pieces from {meta['training']['documents']:,} "
               f"documents ({meta['training']['chars']:,} chars) in {meta['training']['seconds']:.1f}s")
     if held["chars_per_token"] is None:
-        cli.print("held-out sample: empty (dataset too small for a 1% held-out split)")
+        cli.print(f"held-out sample: empty (dataset too small for a {held['fraction']:.0%} held-out split)")
     else:
         cli.print(f"held-out sample: {held['chars_per_token']:.3f} chars/token over {held['documents']:,} documents, "
                   f"round trip {'exact' if held['roundtrip'] else '[red]NOT exact[/]'}")
@@ -53,10 +53,10 @@ def train(cli: Cli, data: DataOption,
 @quark_command(tokenize, "encode")
 def encode(cli: Cli, data: DataOption,
            tokenizer: Annotated[str, typer.Option("--tokenizer", help="Tokenizer name under tokenizers/.")],
-           name: Annotated[Optional[str], typer.Option("--name", help="Token set name [default: DATASET-TOKENIZER].")] = None,
+           name: Annotated[Optional[str], typer.Option("--name", help="Token set name (default: DATASET-TOKENIZER).")] = None,
            val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share of documents held out for validation (by text hash).")] = DEFAULT_VAL_FRACTION,
            executor: Annotated[str, typer.Option("--executor", help=f"Where the datatrove pipeline runs: {'|'.join(EXECUTORS)}.")] = "local",
-           workers: Annotated[Optional[int], typer.Option("--workers", help="Tasks run at once [default: every core].")] = None) -> dict:
+           workers: Annotated[Optional[int], typer.Option("--workers", help="Tasks run at once (default: every core).")] = None) -> dict:
     """Encode datasets into packed token shards (tokens/NAME/): each document's tokens then EOS,
     uint16 when the vocabulary fits, with a validation split chosen by document hash so rebuilds are
     identical. Runs as a datatrove pipeline, one task per Parquet shard.
@@ -120,9 +120,10 @@ def visible_pieces(pieces: list[str]) -> Text:
 
 
 @contextlib.contextmanager
-def _progress(cli: Cli, description: str, unit: str) -> Iterator[Callable[[int, int], None]]:
+def _progress(cli: Cli, description: str, unit: str, then: str = "") -> Iterator[Callable[[int, int], None]]:
     """An `update(done, total)` for the library to call. The bar appears on the first update, which
-    comes after the inputs are checked, so a bad-input error is the only thing printed."""
+    comes after the inputs are checked, so a bad-input error is the only thing printed. Once done
+    reaches total the description becomes `then`, if given (work that has no count of its own)."""
     progress = progress_bar(enabled=cli.progress_enabled())
     task: Optional[int] = None
 
@@ -131,7 +132,8 @@ def _progress(cli: Cli, description: str, unit: str) -> Iterator[Callable[[int, 
         if task is None:
             progress.start()
             task = progress.add_task(description, total=total, unit=unit)
-        progress.update(task, completed=done, total=total)
+        progress.update(task, completed=done, total=total,
+                        description=then if then and done >= total else description)
 
     try:
         yield update

@@ -24,7 +24,7 @@ from pathlib import Path
 from datatrove.executor import LocalPipelineExecutor
 from datatrove.executor.base import PipelineExecutor
 from datatrove.pipeline.base import PipelineStep
-from loguru import logger
+from datatrove.utils.logging import logger
 
 from quark.errors import QuarkError
 
@@ -48,16 +48,17 @@ def run_pipeline(pipeline: Sequence[PipelineStep], *, tasks: int, logging_dir: P
     """
     check_executor(executor, workers)
     build = {"local": _local, "ray": _ray, "slurm": _slurm}[executor]
-    runner = build(list(pipeline), tasks, str(logging_dir), workers, job_name)
-    with _quiet_datatrove(), _polling(poll):
-        try:
-            runner.run()
-        except FileNotFoundError as exc:
-            if executor == "slurm" and exc.filename == "sbatch":
-                raise QuarkError("executor slurm: `sbatch` is not on PATH (run from a Slurm login node)") from None
-            raise
-        if executor == "slurm":
-            _wait_for_slurm(runner)
+    with _quiet_datatrove():
+        runner = build(list(pipeline), tasks, str(logging_dir), workers, job_name)
+        with _polling(poll):
+            try:
+                runner.run()
+            except FileNotFoundError as exc:
+                if executor == "slurm" and exc.filename == "sbatch":
+                    raise QuarkError("executor slurm: `sbatch` is not on PATH (run from a Slurm login node)") from None
+                raise
+            if executor == "slurm":
+                _wait_for_slurm(runner)
     missing = runner.get_incomplete_ranks(skip_completed=True)
     if missing:
         shown = ", ".join(map(str, missing[:10])) + (" …" if len(missing) > 10 else "")
