@@ -121,12 +121,13 @@ def _merge_parts(tmp: Path, tasks: int) -> tuple[list[dict], dict[str, int]]:
     """Rename every task's shards into one numbering per split, in task (= input shard) order."""
     entries: list[dict] = []
     documents = {split: 0 for split in SPLITS}
+    numbered = {split: 0 for split in SPLITS}
     for rank in range(tasks):
         part = tmp / part_name(rank)
         meta = json.loads((part / "meta.json").read_text())
         for entry in meta["shards"]:
-            index = sum(1 for e in entries if e["split"] == entry["split"])
-            target = shard_name(entry["split"], index)
+            target = shard_name(entry["split"], numbered[entry["split"]])
+            numbered[entry["split"]] += 1
             (part / entry["file"]).rename(tmp / target)
             entries.append({**entry, "file": target})
         for split in SPLITS:
