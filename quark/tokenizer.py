@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,28 +18,44 @@ from pathlib import Path
 import sentencepiece as spm
 
 from quark.errors import QuarkError
+from quark.home import Home
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
 # Chat template: <|system|>…<|end|><|user|>…<|end|><|assistant|>…<|end|>; tools call and answer
 # inside an assistant turn with <|tool_call|>{json}<|end|> and a <|tool|> turn carrying the result.
 CHAT_SPECIALS = ["<|system|>", "<|user|>", "<|assistant|>", "<|tool|>", "<|end|>", "<|tool_call|>"]
 ROLES = {"system": "<|system|>", "user": "<|user|>", "assistant": "<|assistant|>", "tool": "<|tool|>"}
-# Runs of spaces that code indents with; kept as single pieces so indentation is cheap.
+# Line ends and tabs are pieces of their own (never merged with words, never byte-fallback); runs of
+# spaces are learned as whitespace-only pieces (allow_whitespace_only_pieces), so indentation is cheap.
 _WHITESPACE_SYMBOLS = ["\n", "\t", "\r"]
+# SentencePiece writes a space as U+2581 and decodes every U+2581 back to a space, so a literal U+2581
+# in the text would come back as " ". Quark encodes that character as its three UTF-8 bytes instead.
+_SPACE_MARK = "\u2581"
+_SPACE_MARK_BYTES = ["<0xE2>", "<0x96>", "<0x81>"]
 
 
 def train_tokenizer(texts: Iterable[str], model_prefix: Path, vocab_size: int, *,
                     max_sentence_bytes: int = 16384, input_sentence_size: int = 2_000_000,
                     num_threads: int = 2) -> None:
-    """Train a unigram model on `texts` and write `<prefix>.model` and `<prefix>.vocab`.
+    """Train a unigram model on `texts` and write `<prefix>.model` and `<prefix>.vocab` (a readable
+    listing: id order, piece and score per line).
 
     Documents are cut into chunks of at most `max_sentence_bytes` (SentencePiece's sentence limit);
     chunk boundaries fall on line ends so pieces are learned from whole lines.
     """
     model = io.BytesIO()
+    failures: list[BaseException] = []
+
+    def sentences() -> Iterator[str]:
+        try:
+            yield from _chunks(texts, max_sentence_bytes)
+        except BaseException as exc:  # SentencePiece turns it into a bare RuntimeError: keep the original
+            failures.append(exc)
+            raise
+
     try:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=_chunks(texts, max_sentence_bytes),
+            sentence_iterator=sentences(),
             model_writer=model,
             model_type="unigram",
             vocab_size=vocab_size,
@@ -57,17 +74,40 @@ def train_tokenizer(texts: Iterable[str], model_prefix: Path, vocab_size: int, *
             pad_piece=PAD, unk_piece=UNK, bos_piece=BOS, eos_piece=EOS,
             control_symbols=CHAT_SPECIALS,
             user_defined_symbols=_WHITESPACE_SYMBOLS,
-            hard_vocab_limit=False,
+            hard_vocab_limit=True,  # the model's embedding is sized from it: exactly vocab_size or an error
             num_threads=num_threads,
             minloglevel=2,
         )
     except RuntimeError as exc:
-        raise QuarkError(f"tokenizer training failed: {str(exc).strip().splitlines()[-1]}") from None
+        if failures:
+            raise failures[0] from None
+        raise QuarkError(training_error(str(exc), vocab_size)) from None
     model_prefix = Path(model_prefix)
     model_prefix.with_suffix(".model").write_bytes(model.getvalue())
     tok = Tokenizer(model.getvalue())
     model_prefix.with_suffix(".vocab").write_text(
-        "".join(f"{tok.sp.id_to_piece(i)}\t{tok.sp.get_score(i)}\n" for i in range(tok.vocab_size)), encoding="utf-8")
+        "".join(f"{_printable(tok.sp.id_to_piece(i))}\t{tok.sp.get_score(i)}\n" for i in range(tok.vocab_size)),
+        encoding="utf-8")
+
+
+def _printable(piece: str) -> str:
+    """A piece as it appears in tokenizer.vocab (one line per id): backslashes and unprintable
+    characters (the newline, tab and return pieces, form feeds…) written as Python escapes."""
+    return "".join(c if c.isprintable() and c != "\\" else c.encode("unicode_escape").decode("ascii") for c in piece)
+
+
+def training_error(message: str, vocab_size: int) -> str:
+    """One line a user can act on, from SentencePiece's `INTERNAL: file.cc(N) [check] text` errors."""
+    if m := re.search(r"smaller than required_chars\. \d+ vs (\d+)", message):
+        return (f"vocab size {vocab_size} is too small for this data: it needs at least {m[1]} pieces "
+                "(special tokens, byte fallback and the characters it uses)")
+    if m := re.search(r"Vocabulary size too high \(\d+\)\. Please set it to a value <= (\d+)", message):
+        return (f"vocab size {vocab_size} is too large for this data: it yields at most {m[1]} pieces "
+                "(use a smaller --vocab-size or more text)")
+    if "!sentences_.empty()" in message:
+        return "no text to train the tokenizer on"
+    detail = re.sub(r"^\w+: \S+\(\d+\) \[.*?\] ?", "", message.strip().splitlines()[-1])
+    return f"tokenizer training failed: {detail or message.strip()}"
 
 
 def _chunks(texts: Iterable[str], limit: int) -> Iterator[str]:
@@ -107,6 +147,16 @@ class Tokenizer:
             raise QuarkError(f"no tokenizer model at {path}")
         return cls(path)
 
+    @classmethod
+    def named(cls, home: Home, name: str) -> "Tokenizer":
+        """The tokenizer trained into `tokenizers/<name>/` of a home."""
+        return cls.load(home.existing(home.tokenizer_dir(name), "tokenizer"))
+
+    @property
+    def model_bytes(self) -> bytes:
+        """The serialized model: what worker processes load, and what provenance hashes."""
+        return self.sp.serialized_model_proto()
+
     @property
     def vocab_size(self) -> int:
         return self.sp.get_piece_size()
@@ -132,16 +182,36 @@ class Tokenizer:
         return self.special_id("<|end|>")
 
     def encode(self, text: str) -> list[int]:
+        if _SPACE_MARK in text:
+            return self._encode_with_space_marks(text, int)
         return self.sp.encode(text)
 
-    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        return self.sp.encode(list(texts))
+    def encode_batch(self, texts: Sequence[str], num_threads: int = -1) -> list[list[int]]:
+        """Encode many texts at once; SentencePiece spreads the batch over `num_threads` (-1: all cores)."""
+        ids = self.sp.encode(list(texts), num_threads=num_threads)
+        for i, text in enumerate(texts):
+            if _SPACE_MARK in text:
+                ids[i] = self.encode(text)
+        return ids
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.sp.decode([int(i) for i in ids])
 
     def pieces(self, text: str) -> list[str]:
+        if _SPACE_MARK in text:
+            return self._encode_with_space_marks(text, str)
         return self.sp.encode(text, out_type=str)
+
+    def _encode_with_space_marks(self, text: str, out_type: type) -> list:
+        """Encode the text between literal U+2581 characters normally and each U+2581 as its bytes,
+        which decode to U+2581 itself rather than to a space."""
+        mark = _SPACE_MARK_BYTES if out_type is str else [self.sp.piece_to_id(p) for p in _SPACE_MARK_BYTES]
+        out: list = []
+        for i, part in enumerate(text.split(_SPACE_MARK)):
+            if i:
+                out += mark
+            out += self.sp.encode(part, out_type=out_type)
+        return out
 
     def encode_chat(self, messages: Sequence[dict], *, add_generation_prompt: bool = True) -> list[int]:
         """The chat template as ids: BOS, then <|role|> content <|end|> per message, then

@@ -81,6 +81,7 @@ class TokenWriter:
 
     def __init__(self, folder: Path, vocab_size: int, shard_tokens: int = 50_000_000) -> None:
         self.folder, self.vocab_size, self.shard_tokens = Path(folder), vocab_size, shard_tokens
+        self.folder.mkdir(parents=True, exist_ok=True)
         self.dtype = dtype_for(vocab_size)
         self.entries: list[dict] = []
         self._open: dict[str, tuple[object, dict]] = {}
@@ -107,8 +108,13 @@ class TokenWriter:
     def close(self, **meta: object) -> dict:
         for handle, _ in self._open.values():
             handle.close()
-        document = {"dtype": self.dtype.name, "vocab_size": self.vocab_size, "shards": self.entries,
-                    "tokens": {s: sum(e["tokens"] for e in self.entries if e["split"] == s) for s in SPLITS},
-                    "documents": self.documents, **meta}
-        (self.folder / "meta.json").write_text(json.dumps(document, indent=2))
-        return document
+        return write_meta(self.folder, self.vocab_size, self.entries, self.documents, **meta)
+
+
+def write_meta(folder: Path, vocab_size: int, entries: list[dict], documents: dict[str, int], **meta: object) -> dict:
+    """Write the meta.json that TokenSet.open reads: dtype, shards in stream order, per-split counts."""
+    document = {"dtype": dtype_for(vocab_size).name, "vocab_size": vocab_size, "shards": entries,
+                "tokens": {s: sum(e["tokens"] for e in entries if e["split"] == s) for s in SPLITS},
+                "documents": documents, **meta}
+    (Path(folder) / "meta.json").write_text(json.dumps(document, indent=2))
+    return document
