@@ -112,8 +112,9 @@ def default_workers() -> int:
     return max(2, min(16, (os.cpu_count() or 2) + 2))
 
 
-def score(results: Sequence[SampleResult], ks: Sequence[int] = (1, 10, 100)) -> dict:
-    """pass@k averaged over problems for every k no larger than the samples per problem."""
+def score(results: Sequence[SampleResult], ks: Sequence[int] | None = None) -> dict:
+    """pass@k averaged over problems, for each k in `ks` no larger than the samples per problem n
+    (default: 1, 10, 100 and n itself)."""
     per_task: dict[str, list[bool]] = {}
     for r in results:
         per_task.setdefault(r.task_id, []).append(r.passed)
@@ -121,7 +122,7 @@ def score(results: Sequence[SampleResult], ks: Sequence[int] = (1, 10, 100)) -> 
         raise QuarkError("no problems to score")
     n = min(len(v) for v in per_task.values())
     metrics: dict = {"problems": len(per_task), "samples_per_problem": n}
-    for k in ks:
+    for k in sorted(set(ks) if ks else {1, 10, 100, n}):
         if k <= n:
             metrics[f"pass@{k}"] = float(np.mean([pass_at_k(len(v), sum(v), k) for v in per_task.values()]))
     metrics["failures"] = dict(Counter(r.killed or "wrong" for r in results if not r.passed))

@@ -7,7 +7,9 @@ Data, one JSON object per line:
 
 `id` and `gold_passages` are optional; without `gold_passages` every given passage counts as
 gold. A prediction cites a passage by writing its id in square brackets, `[p1]` (several ids may
-share brackets: `[p1, p2]`); bracketed text that names no given passage is not a citation.
+share brackets: `[p1, p2]`). Brackets holding only id-like tokens (letters, digits, `_ . -`,
+comma-separated) are citation markers: they are removed before the answer is compared, and count
+as citations only of the given passages they name (`[p9]` for a missing p9 cites nothing).
 
 Metrics, each a mean over examples unless said otherwise:
 - exact_match, f1: SQuAD-normalised, against the best of the answers, on the prediction with its
@@ -29,7 +31,7 @@ from quark.errors import QuarkError
 from quark.evaluation import textmetrics
 from quark.evaluation.jsonl import field, read_jsonl
 
-_BRACKETS = re.compile(r"\[([^\[\]\n]{1,200})\]")
+_BRACKETS = re.compile(r"\[\s*([\w.-]+(?:\s*,\s*[\w.-]+)*)\s*\]")
 
 
 @dataclass(frozen=True)
@@ -94,12 +96,8 @@ def citations(prediction: str, passage_ids: frozenset[str]) -> list[str]:
     return cited
 
 
-def strip_citations(prediction: str, passage_ids: frozenset[str]) -> str:
-    def drop(match: re.Match) -> str:
-        parts = [p.strip() for p in match.group(1).split(",")]
-        return "" if all(p in passage_ids for p in parts) else match.group(0)
-
-    return " ".join(_BRACKETS.sub(drop, prediction).split())
+def strip_citations(prediction: str) -> str:
+    return " ".join(_BRACKETS.sub(" ", prediction).split())
 
 
 def score(examples: Sequence[Example], predictions: Sequence[str]) -> dict:
@@ -111,7 +109,7 @@ def score(examples: Sequence[Example], predictions: Sequence[str]) -> dict:
     cited_total = cited_gold = 0
     cleaned = []
     for example, prediction in zip(examples, predictions):
-        text = strip_citations(prediction, example.passage_ids)
+        text = strip_citations(prediction)
         cleaned.append(text)
         cited = citations(prediction, example.passage_ids)
         em += textmetrics.exact_match(text, example.answers)
