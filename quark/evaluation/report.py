@@ -84,6 +84,7 @@ def plot_curves(curves_by_run: Mapping[str, Curves], out: Path) -> Path:
         if "val_loss" in curves:
             axes.plot(*zip(*curves["val_loss"]), color=colour, linestyle="--", marker="o", markersize=3,
                       label=f"{run} val")
+    axes.set_title("Training curves")
     axes.set_xlabel("step")
     axes.set_ylabel("loss (nats/token)")
     axes.grid(alpha=0.3)

@@ -6,7 +6,8 @@ fresh /proc and a minimal /dev. It has no network (its own empty network namespa
 ipc and uts namespaces, and dies with its parent.
 
 Entered as root, bwrap mounts without a user namespace and the launcher drops to `nobody` before
-exec (root is exempt from RLIMIT_NPROC, and a uid-0 program could undo its limits). Entered as an
+exec (root is exempt from RLIMIT_NPROC, and a uid-0 program could undo its limits); RLIMIT_NPROC
+then counts every `nobody` process on the machine, so concurrent sandboxes share that budget. Entered as an
 ordinary user, bwrap creates a user namespace, so RLIMIT_NPROC counts only the sandbox's processes.
 """
 
@@ -31,14 +32,14 @@ _ETC = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/altern
 class BubblewrapSandbox(Sandbox):
     name = "bubblewrap"
 
-    def __init__(self, limits: Limits | None = None, *, bwrap: str | None = None) -> None:
+    def __init__(self, limits: Limits | None = None, *, bwrap: str | None = None, probe: bool = True) -> None:
         super().__init__(limits)
         found = bwrap or shutil.which("bwrap")
         if not found:
             raise QuarkError(f"bubblewrap (bwrap) is not installed: {INSTALL_HINT}")
         self.bwrap = found
         self.as_root = os.geteuid() == 0
-        problem = _probe(self.bwrap, self.as_root)
+        problem = _probe(self.bwrap) if probe else None
         if problem:
             raise QuarkError(f"bubblewrap cannot create a sandbox here: {problem}")
 
@@ -100,12 +101,10 @@ def _mounts(prefixes: Iterable[Path]) -> list[str]:
 
 
 @functools.lru_cache(maxsize=None)
-def _probe(bwrap: str, as_root: bool) -> str | None:
+def _probe(bwrap: str) -> str | None:
     """Run a trivial program once per process; return bwrap's complaint if it cannot sandbox here
     (no user namespaces, a seccomp/AppArmor policy, a container without CAP_SYS_ADMIN)."""
-    sandbox = object.__new__(BubblewrapSandbox)
-    sandbox.bwrap, sandbox.as_root, sandbox.limits = bwrap, as_root, Limits(timeout_s=30)
-    result = sandbox.run("pass")
+    result = BubblewrapSandbox(Limits(timeout_s=30), bwrap=bwrap, probe=False).run("pass")
     if result.ok:
         return None
     message = (result.stderr.strip().splitlines() or [f"exit status {result.exit_code}"])[-1]

@@ -21,7 +21,7 @@ def open_sandbox(backend: str = "auto", *, limits: Limits | None = None, allow_u
     if backend not in BACKENDS:
         raise QuarkError(f"unknown sandbox backend {backend!r} (expected one of {', '.join(BACKENDS)})")
     if backend == "unsandboxed":
-        return _unsandboxed(limits, allow_unsandboxed, "asked for")
+        return _unsandboxed(limits, allow_unsandboxed)
     if backend == "docker":
         return _docker(limits)
     if backend == "bubblewrap":
@@ -33,7 +33,7 @@ def open_sandbox(backend: str = "auto", *, limits: Limits | None = None, allow_u
         except QuarkError as exc:
             problems.append(str(exc))
     if allow_unsandboxed:
-        return _unsandboxed(limits, True, "fell back to")
+        return _unsandboxed(limits, True)
     raise QuarkError(f"no sandbox to run code in ({'; '.join(problems)}): {INSTALL_HINT}; "
                      "or allow unsandboxed execution explicitly")
 
@@ -67,7 +67,7 @@ def docker_available() -> bool:
     return True
 
 
-def _unsandboxed(limits: Limits | None, allowed: bool, how: str) -> Sandbox:
+def _unsandboxed(limits: Limits | None, allowed: bool) -> Sandbox:
     if not allowed:
         raise QuarkError("refusing to run code unsandboxed without explicit permission (allow_unsandboxed=True)")
     from quark.sandbox.local import UnsandboxedRunner
