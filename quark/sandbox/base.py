@@ -34,12 +34,13 @@ class Limits:
     `memory_mb` caps writable memory (RLIMIT_DATA) and address space (RLIMIT_AS, plus the
     language's reservation headroom: V8 reserves gigabytes of address space it never touches).
     `cpus` is a share of CPU and only Docker can enforce it; rlimits bound CPU *seconds* instead.
+    `pids` counts threads as well as processes.
     """
 
     timeout_s: float = 10.0
     memory_mb: int = 512
     cpu_s: int | None = None
-    pids: int = 32
+    pids: int = 64
     file_size_mb: int = 16
     tmpfs_mb: int = 64
     open_files: int = 256
@@ -157,7 +158,10 @@ def launcher_argv(python: str, limits: Limits, lang: Language, command: list[str
 
 def sandbox_env(lang: Language) -> dict[str, str]:
     """A minimal environment: nothing of the caller's (keys, tokens, proxies) reaches the program."""
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "TMPDIR": "/tmp"}
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "TMPDIR": "/tmp",
+           # One thread per BLAS/OpenMP pool: threads count against the pids limit, and a pool sized
+           # to a many-core host would exhaust it on import.
+           "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     if lang.name == "python":
         env.update(PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1")
     return env

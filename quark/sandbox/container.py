@@ -13,7 +13,7 @@ import time
 
 import docker
 import requests
-from docker.errors import DockerException, ImageNotFound
+from docker.errors import APIError, DockerException, ImageNotFound
 
 from quark.errors import QuarkError
 from quark.sandbox.base import NOBODY, Language, Limits, RunResult, Sandbox, classify, sandbox_env
@@ -55,9 +55,11 @@ class DockerSandbox(Sandbox):
             try:
                 status = api.wait(container, timeout=limits.timeout_s)["StatusCode"]
             except requests.RequestException:  # the read timed out: the program outlived its time
-                timed_out = True
-                api.kill(container)
-                status = None
+                timed_out, status = True, None
+                try:
+                    api.kill(container)
+                except APIError:  # it exited between the timeout and the kill
+                    pass
             state = api.inspect_container(container)["State"]
             stdout = _capped(api.logs(container, stdout=True, stderr=False), limits.output_bytes)
             stderr = _capped(api.logs(container, stdout=False, stderr=True), limits.output_bytes)
