@@ -1,0 +1,124 @@
+"""Document-grounded question answering: answer from given passages and cite them.
+
+Data, one JSON object per line:
+
+    {"id": "q1", "question": "...", "passages": [{"id": "p1", "text": "..."}, ...],
+     "answer": "..." or ["...", ...], "gold_passages": ["p1"]}
+
+`id` and `gold_passages` are optional; without `gold_passages` every given passage counts as
+gold. A prediction cites a passage by writing its id in square brackets, `[p1]` (several ids may
+share brackets: `[p1, p2]`). Brackets holding only id-like tokens (letters, digits, `_ . -`,
+comma-separated) are citation markers: they are removed before the answer is compared, and count
+as citations only of the given passages they name (`[p9]` for a missing p9 cites nothing).
+
+Metrics, each a mean over examples unless said otherwise:
+- exact_match, f1: SQuAD-normalised, against the best of the answers, on the prediction with its
+  citations removed.
+- citation_coverage: the fraction of examples whose prediction cites at least one gold passage.
+- citation_precision: over all citations of all predictions, the fraction that name a gold
+  passage (0 when nothing is cited).
+- rouge_l (mean) and bleu (corpus) of the cleaned predictions, for long-form answers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from quark.errors import QuarkError
+from quark.evaluation import textmetrics
+from quark.evaluation.jsonl import field, read_jsonl
+
+_BRACKETS = re.compile(r"\[\s*([\w.-]+(?:\s*,\s*[\w.-]+)*)\s*\]")
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    question: str
+    passages: tuple[tuple[str, str], ...]  # (id, text)
+    answers: tuple[str, ...]
+    gold: frozenset[str]
+
+    @property
+    def passage_ids(self) -> frozenset[str]:
+        return frozenset(pid for pid, _ in self.passages)
+
+
+def load_examples(path: Path, limit: int | None = None) -> list[Example]:
+    examples = []
+    for number, row in read_jsonl(path):
+        question = field(path, number, row, "question", str)
+        raw_passages = field(path, number, row, "passages", list)
+        passages = []
+        for passage in raw_passages:
+            if not (isinstance(passage, dict) and isinstance(passage.get("id"), (str, int))
+                    and isinstance(passage.get("text"), str)):
+                raise QuarkError(f"{path}:{number}: each passage must be an object with an 'id' and a string 'text'")
+            passages.append((str(passage["id"]), passage["text"]))
+        answer = field(path, number, row, "answer", (str, list))
+        answers = (answer,) if isinstance(answer, str) else tuple(answer)
+        if not answers or not all(isinstance(a, str) for a in answers):
+            raise QuarkError(f"{path}:{number}: field 'answer' must be a string or a non-empty list of strings")
+        ids = {pid for pid, _ in passages}
+        gold = frozenset(map(str, field(path, number, row, "gold_passages", list, default=sorted(ids))))
+        if not gold <= ids:
+            raise QuarkError(f"{path}:{number}: gold_passages {sorted(gold - ids)} are not among the passage ids")
+        examples.append(Example(str(field(path, number, row, "id", (str, int), default=f"line-{number}")),
+                                question, tuple(passages), answers, gold))
+        if limit is not None and len(examples) >= limit:
+            break
+    if not examples:
+        raise QuarkError(f"{path}: no examples")
+    return examples
+
+
+def prompt(example: Example) -> str:
+    """The instruction the model answers (as a user turn when the model is a chat model)."""
+    sources = "\n\n".join(f"[{pid}] {text}" for pid, text in example.passages)
+    return ("Answer the question using only the passages below. Cite the passages you use by their id in "
+            f"square brackets, like [{example.passages[0][0] if example.passages else 'p1'}].\n\n"
+            f"{sources}\n\nQuestion: {example.question}\nAnswer:")
+
+
+def reference_prediction(example: Example) -> str:
+    """The gold answer citing the gold passages: what a perfect model would say."""
+    return f"{example.answers[0]} " + " ".join(f"[{pid}]" for pid in sorted(example.gold))
+
+
+def citations(prediction: str, passage_ids: frozenset[str]) -> list[str]:
+    """Passage ids cited in `prediction`, in order, counting repeats."""
+    cited = []
+    for inside in _BRACKETS.findall(prediction):
+        cited += [part.strip() for part in inside.split(",") if part.strip() in passage_ids]
+    return cited
+
+
+def strip_citations(prediction: str) -> str:
+    return " ".join(_BRACKETS.sub(" ", prediction).split())
+
+
+def score(examples: Sequence[Example], predictions: Sequence[str]) -> dict:
+    if len(examples) != len(predictions):
+        raise ValueError(f"{len(examples)} examples but {len(predictions)} predictions")
+    if not examples:
+        raise QuarkError("no examples to score")
+    em = f1 = covered = rouge = 0.0
+    cited_total = cited_gold = 0
+    cleaned = []
+    for example, prediction in zip(examples, predictions):
+        text = strip_citations(prediction)
+        cleaned.append(text)
+        cited = citations(prediction, example.passage_ids)
+        em += textmetrics.exact_match(text, example.answers)
+        f1 += textmetrics.token_f1(text, example.answers)
+        rouge += textmetrics.rouge_l(text, example.answers)
+        covered += any(pid in example.gold for pid in cited)
+        cited_total += len(cited)
+        cited_gold += sum(pid in example.gold for pid in cited)
+    n = len(examples)
+    return {"examples": n, "exact_match": em / n, "f1": f1 / n, "citation_coverage": covered / n,
+            "citation_precision": cited_gold / cited_total if cited_total else 0.0, "rouge_l": rouge / n,
+            "bleu": textmetrics.corpus_bleu(cleaned, [e.answers for e in examples])}

@@ -1,0 +1,55 @@
+"""Evaluation results in quark.db (`eval_results`): one row per (model, run, task) measurement."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from quark import db
+from quark.errors import QuarkError
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    id: int
+    model: str
+    run: str | None
+    task: str
+    metrics: dict
+    created_at: float
+
+
+def save_result(conn, model: str, run: str | None, task: str, metrics: dict) -> int:
+    """Store one result (in a transaction) and return its id."""
+    with db.transaction(conn):
+        cursor = conn.execute("INSERT INTO eval_results(model, run, task, metrics, created_at) VALUES (?,?,?,?,?)",
+                              (model, run, task, json.dumps(metrics, sort_keys=True), time.time()))
+    return int(cursor.lastrowid)
+
+
+def query_results(conn, *, model: str | None = None, task: str | None = None, latest: bool = False) -> list[EvalResult]:
+    """Results, oldest first; with `latest`, only the newest per (model, task)."""
+    sql = "SELECT id, model, run, task, metrics, created_at FROM eval_results WHERE 1=1"
+    params: list = []
+    if model:
+        sql, params = sql + " AND model = ?", params + [model]
+    if task:
+        sql, params = sql + " AND task = ?", params + [task]
+    if latest:
+        sql += " AND id IN (SELECT max(id) FROM eval_results GROUP BY model, task)"
+    rows = conn.execute(sql + " ORDER BY created_at, id", params).fetchall()
+    return [EvalResult(r["id"], r["model"], r["run"], r["task"], json.loads(r["metrics"]), r["created_at"]) for r in rows]
+
+
+def model_run(model_folder: Path) -> str | None:
+    """The training run a model folder came from: `run` in its config.json, if the trainer wrote one."""
+    path = Path(model_folder) / "config.json"
+    try:
+        run = json.loads(path.read_text()).get("run")
+    except FileNotFoundError:
+        raise QuarkError(f"no model at {model_folder} (missing config.json)") from None
+    except ValueError as exc:
+        raise QuarkError(f"{path}: not valid JSON ({exc})") from None
+    return str(run) if run else None

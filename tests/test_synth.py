@@ -1,0 +1,127 @@
+"""Built-in synthetic data: valid chat JSONL, deterministic, disjoint splits, learnable preferences."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import json
+from pathlib import Path
+
+import pytest
+
+from quark import synth
+from quark.errors import QuarkError
+from quark.tokenizer import ROLES
+
+
+@pytest.fixture(scope="module")
+def chat_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("synth") / "chat"
+    synth.write_chat(folder, seed=7, val_fraction=0.1)
+    return folder
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_chat_jsonl_is_valid_openai_messages(chat_dir: Path) -> None:
+    meta = json.loads((chat_dir / "meta.json").read_text())
+    rows = _lines(chat_dir / "train.jsonl") + _lines(chat_dir / "val.jsonl")
+    assert len(rows) == meta["counts"]["train"] + meta["counts"]["val"] > 500
+    assert set(meta["kinds"]) == {"write", "explain", "dialogue", "tool", "refusal"}
+    for row in rows:
+        assert list(row) == ["messages"]
+        messages = row["messages"]
+        assert all(m["role"] in ROLES and isinstance(m["content"], str) and m["content"] for m in messages)
+        assert messages[-1]["role"] == "assistant"
+        first = 1 if messages[0]["role"] == "system" else 0
+        assert messages[first]["role"] == "user"
+
+
+def test_tool_traces_call_then_answer_with_the_real_result(chat_dir: Path) -> None:
+    traces = [r["messages"] for r in _lines(chat_dir / "train.jsonl") if any(m["role"] == "tool" for m in r["messages"])]
+    assert len(traces) > 100
+    for messages in traces:
+        roles = [m["role"] for m in messages]
+        assert roles == ["system", "user", "assistant", "tool", "assistant"]
+        call = json.loads(messages[2]["content"])
+        assert set(call) == {"name", "arguments"} and call["name"] in {"run_python", "python_docs"}
+        assert messages[2]["tool_calls"][0]["id"] == messages[3]["tool_call_id"]
+        assert json.loads(messages[2]["tool_calls"][0]["function"]["arguments"]) == call["arguments"]
+        if call["name"] == "run_python":  # the recorded output is what the code prints
+            namespace: dict = {}
+            exec(call["arguments"]["code"].replace("print(", "__result = ("), namespace)
+            assert messages[3]["content"] == f"{namespace['__result']}\n"
+            assert messages[3]["content"].strip() in messages[4]["content"]
+        else:
+            module, _, name = call["arguments"]["name"].rpartition(".")
+            summary = " ".join(inspect.getdoc(getattr(importlib.import_module(module), name)).split("\n\n")[0].split())
+            assert messages[4]["content"] == summary
+
+
+def test_write_examples_answer_with_the_functions_real_source(chat_dir: Path) -> None:
+    rows = [r["messages"] for r in _lines(chat_dir / "train.jsonl") + _lines(chat_dir / "val.jsonl")
+            if r["messages"][-1]["content"].startswith("```python\n")]
+    assert len(rows) > 100
+    for messages in rows:
+        source = messages[-1]["content"].removeprefix("```python\n").removesuffix("```")
+        defined = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef))
+        assert f"`{defined.name}(" in messages[-2]["content"]
+    import shlex
+
+    asked = [m for m in rows if "`quote(s)`" in m[-2]["content"]]
+    assert asked and asked[0][-1]["content"] == f"```python\n{inspect.getsource(shlex.quote)}```"
+
+
+def test_refusals_decline_unsafe_requests(chat_dir: Path) -> None:
+    rows = _lines(chat_dir / "train.jsonl") + _lines(chat_dir / "val.jsonl")
+    refusals = [r["messages"] for r in rows if "ransomware" in r["messages"][-2]["content"]]
+    assert refusals and all(m[-1]["content"].startswith(synth.REFUSALS) for m in refusals)
+
+
+def test_same_seed_same_bytes_other_seed_differs(chat_dir: Path, tmp_path: Path) -> None:
+    synth.write_chat(tmp_path / "again", seed=7, val_fraction=0.1)
+    synth.write_chat(tmp_path / "other", seed=8, val_fraction=0.1)
+    for name in ("train.jsonl", "val.jsonl"):
+        assert (tmp_path / "again" / name).read_bytes() == (chat_dir / name).read_bytes()
+    assert (tmp_path / "other" / "train.jsonl").read_bytes() != (chat_dir / "train.jsonl").read_bytes()
+
+
+def test_splits_are_disjoint_by_function(chat_dir: Path) -> None:
+    def functions(path: Path) -> set[str]:
+        names = set()
+        for row in _lines(path):
+            for message in row["messages"]:
+                if message["role"] == "user" and message["content"].startswith("What does `"):
+                    names.add(message["content"].split("`")[1])
+        return names
+
+    train, val = functions(chat_dir / "train.jsonl"), functions(chat_dir / "val.jsonl")
+    assert val and train and not train & val
+    train_lines = set((chat_dir / "train.jsonl").read_text().splitlines())
+    assert not train_lines & set((chat_dir / "val.jsonl").read_text().splitlines())
+
+
+def test_preferences_prefer_the_true_answer(tmp_path: Path) -> None:
+    meta = synth.write_preferences(tmp_path / "prefs", seed=3, val_fraction=0.1)
+    rows = _lines(tmp_path / "prefs" / "train.jsonl") + _lines(tmp_path / "prefs" / "val.jsonl")
+    assert len(rows) == sum(meta["counts"].values()) > 300
+    explained = 0
+    for row in rows:
+        assert set(row) == {"prompt", "chosen", "rejected"} and row["chosen"] != row["rejected"]
+        if row["prompt"].startswith("What does `"):
+            module, _, name = row["prompt"].split("`")[1].rpartition(".")
+            doc = inspect.getdoc(getattr(importlib.import_module(module), name))
+            assert row["chosen"] == " ".join(doc.split("\n\n")[0].split())
+            explained += 1
+    assert explained > 50
+
+
+def test_nothing_is_written_when_generation_fails(tmp_path: Path) -> None:
+    with pytest.raises(QuarkError, match="no documented functions"):
+        synth.write_chat(tmp_path / "chat", modules=["no_such_module_anywhere"])
+    with pytest.raises(QuarkError, match="validation fraction"):
+        synth.write_chat(tmp_path / "chat", val_fraction=1.5)
+    assert list(tmp_path.iterdir()) == []
