@@ -227,11 +227,31 @@ class Tokenizer:
         role = message.get("role")
         if role not in ROLES:
             raise QuarkError(f"unknown chat role {role!r} (expected one of {', '.join(ROLES)})")
+        if role == "assistant" and message.get("tool_calls"):
+            # An assistant turn that calls tools: <|assistant|><|tool_call|>{"name", "arguments"}<|end|>
+            return [self.special_id(ROLES[role]), self.special_id("<|tool_call|>"),
+                    *self.encode(tool_call_text(message["tool_calls"])), self.end_id]
         return [self.special_id(ROLES[role]), *self.encode(str(message.get("content") or "")), self.end_id]
 
     def metadata(self) -> dict:
         return {"vocab_size": self.vocab_size, "pad_id": self.pad_id, "bos_id": self.bos_id, "eos_id": self.eos_id,
                 "end_id": self.end_id, "specials": {p: self.special_id(p) for p in CHAT_SPECIALS}}
+
+
+def tool_call_text(tool_calls: Sequence[dict]) -> str:
+    """OpenAI-style tool_calls as the JSON the model writes after <|tool_call|>: one object per
+    call, newline-separated, with arguments parsed back from their JSON string."""
+    lines = []
+    for call in tool_calls:
+        function = call.get("function", call)
+        arguments = function.get("arguments", {})
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments)
+            except ValueError:
+                raise QuarkError(f"tool call {function.get('name')!r}: arguments are not valid JSON") from None
+        lines.append(json.dumps({"name": function.get("name"), "arguments": arguments}))
+    return "\n".join(lines)
 
 
 def save_meta(folder: Path, tok: Tokenizer, extra: dict) -> None:

@@ -63,3 +63,11 @@ def test_prompt_longer_than_context_is_refused_not_cut(engine: Engine) -> None:
         engine.generate([[5] * engine.context_length], SamplingParams(max_tokens=4))
     near = engine.generate([[5] * (engine.context_length - 3)], SamplingParams(max_tokens=50, temperature=0))[0]
     assert len(near.token_ids) <= 3 and near.max_tokens_clamped
+
+
+def test_tool_calls_render_in_the_template(engine: Engine) -> None:
+    tok = engine.tokenizer
+    turn = tok.encode_turn({"role": "assistant", "content": "ignored", "tool_calls": [
+        {"id": "call_0", "type": "function", "function": {"name": "add", "arguments": '{"a": 1, "b": 2}'}}]})
+    assert turn[:2] == [tok.special_id("<|assistant|>"), tok.special_id("<|tool_call|>")] and turn[-1] == tok.end_id
+    assert tok.decode(turn[2:-1]) == '{"name": "add", "arguments": {"a": 1, "b": 2}}'
