@@ -7,11 +7,14 @@ is real code with a skewed unigram distribution, yet small enough to train on in
 from __future__ import annotations
 
 import json
+import shutil
 import sysconfig
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 
 from quark.home import Home
 from quark.tokenizer import Tokenizer, train_tokenizer
@@ -55,3 +58,39 @@ def unigram_entropy(folder: Path, split: str = "train") -> float:
     p = np.array(list(counts.values()), dtype=np.float64)
     p /= p.sum()
     return float(-(p * np.log(p)).sum())
+
+
+# The tiny architecture every training test uses (~130k parameters with the 512-piece tokenizer).
+TINY = ["--set", "model.n_layer=2", "--set", "model.n_embd=64", "--set", "model.n_head=4", "--set", "model.n_kv_head=2",
+        "--set", "train.seq_len=64", "--set", "optim.warmup=10"]
+
+
+@pytest.fixture(scope="session")
+def corpus_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home with tokenizers/tok and tokens/code, built once per session (tokenizer training is
+    the slow part); `token_home` copies it into each test's own home."""
+    root = tmp_path_factory.mktemp("corpus-home")
+    make_token_set(root)
+    return root
+
+
+@pytest.fixture
+def token_home(home: Path, corpus_home: Path) -> Path:
+    for sub in ("tokenizers", "tokens"):
+        shutil.copytree(corpus_home / sub, home / sub)
+    return home
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread, as in the subprocesses (OMP_NUM_THREADS=1): bit-identical arithmetic
+    between in-process and subprocess runs, and no thread-pool stalls on shared cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def metrics(home: Path, run: str, kind: str = "train") -> list[dict]:
+    lines = (home / "runs" / run / "metrics.jsonl").read_text().splitlines()
+    return [entry for entry in map(json.loads, lines) if entry["kind"] == kind]

@@ -8,6 +8,7 @@ written once for both.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -95,8 +96,10 @@ def wrap(model: nn.Module, strategy: str, env: Dist) -> nn.Module:
         return model
     if strategy == "ddp":
         # RoPE tables are constant buffers: nothing to broadcast before each forward.
-        return DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None,
-                                       broadcast_buffers=False)
+        device_ids = [env.device.index] if env.device.type == "cuda" else None
+        if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters:
+            return DistributedDataParallel(model, device_ids=device_ids, forward_sync_buffers=False)
+        return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
     mesh = init_device_mesh(env.device.type, (env.world,))
     for block in model.layers:
         fully_shard(block, mesh=mesh)
