@@ -89,6 +89,15 @@ def test_resume_refuses_a_checkpoint_of_another_shape(token_home: Path, quark) -
     assert "Traceback" not in result.output
 
 
+def test_activation_checkpointing_trains_the_same_numbers(token_home: Path, quark) -> None:
+    args = ["--recipe", "tiny-cpu", "--data", "code", *TINY, "--set", "train.micro_batch=4", "--max-steps", "3",
+            "--eval-every", "0", "--set", "train.grad_accum=2"]
+    quark("pretrain", "--name", "plain", *args)
+    quark("pretrain", "--name", "ckpt", *args, "--set", "train.activation_checkpointing=true")
+    plain, ckpt = metrics(token_home, "plain"), metrics(token_home, "ckpt")
+    assert [e["loss"] for e in ckpt] == pytest.approx([e["loss"] for e in plain], abs=1e-6)
+
+
 @pytest.mark.parametrize("override, named", [
     ("train.bogus=1", "train.bogus"),
     ("train.micro_batch=many", "train.micro_batch"),

@@ -221,7 +221,8 @@ class Trainer:
         tokens_at_start = self.tokens
         bar = progress_bar(enabled=self.show_progress,
                            fields="loss {task.fields[loss]} · {task.fields[tps]} tok/s · MFU {task.fields[mfu]}")
-        say = bar.console.print if self.show_progress else (log or (lambda _: None))
+        quiet = lambda _: None  # noqa: E731
+        say = bar.console.print if self.show_progress else (log if log and env.is_main else quiet)
         try:
             with bar:
                 task = bar.add_task("pretrain", total=t.max_steps, completed=self.step, unit="steps",
@@ -239,7 +240,7 @@ class Trainer:
                     mfu = self.flops_per_token * tps / (peak * env.world) if peak else float("nan")
                     if metrics:
                         metrics.write({"kind": "train", "step": self.step, "loss": loss, "lr": lr, "grad_norm": norm,
-                                       "tokens": self.tokens, "tokens_per_s": tps, "mfu": mfu})
+                                       "tokens": self.tokens, "tokens_per_s": tps, "mfu": mfu, "time": time.time()})
                     bar.update(task, completed=self.step, loss=_fmt(loss), tps=f"{tps:,.0f}", mfu=f"{mfu:.1%}")
                     final = self.step == t.max_steps
                     if (t.eval_every and self.step % t.eval_every == 0) or final:
