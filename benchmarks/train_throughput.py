@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import math
+import os
 import platform
 import statistics
 import sys
@@ -138,7 +138,9 @@ def machine() -> str:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"{cpu}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}, Python {platform.python_version()}"
+    load = f", load average {os.getloadavg()[0]:.1f} at start" if hasattr(os, "getloadavg") else ""
+    return (f"{cpu} ({os.cpu_count()} cores{load}), {torch.get_num_threads()} torch thread(s), "
+            f"torch {torch.__version__}, Python {platform.python_version()}")
 
 
 def main() -> None:
@@ -158,6 +160,7 @@ def main() -> None:
     per_token = flops_per_token(cfg, parameter_counts(LLM(cfg)), seq)
     peak, source = peak_flops(torch.device("cpu"), torch.float32)
 
+    host = machine()
     quark, ref = [], []
     for _ in range(args.rounds):
         quark.append(throughput(quark_run(load_recipe("tiny-cpu"), cfg, stream, args.steps + warmup), warmup, tokens_per_step))
@@ -169,7 +172,7 @@ def main() -> None:
     table.append(f"| **ratio Quark / minimal** | **{q / r:.3f}** | |")
     command = "python benchmarks/train_throughput.py " + " ".join(sys.argv[1:])
     text = (f"{SECTION}\n\n`{command.strip()}` — {dt.date.today().isoformat()}\n\n"
-            f"Machine: {machine()}. Model: `tiny` preset ({parameter_counts(LLM(cfg))['parameters']:,} parameters, "
+            f"Machine: {host}. Model: `tiny` preset ({parameter_counts(LLM(cfg))['parameters']:,} parameters, "
             f"vocab {cfg.vocab_size}), {micro} × {seq} tokens per step, fp32; each loop's best of {args.rounds} "
             f"interleaved rounds, a round's figure being its median step time over {args.steps} steps after "
             f"{warmup} warm-up steps. MFU against {source} "

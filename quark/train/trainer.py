@@ -67,7 +67,8 @@ def build_optimizer(model: nn.Module, optim: OptimConfig, device: torch.device) 
         return torch.optim.AdamW(groups, **kwargs)
 
 
-def _tied_aliases(model: nn.Module) -> bool:
+def _has_tied_weights(model: nn.Module) -> bool:
+    """Whether a parameter is shared under two names (a tied lm_head), stored once in checkpoints."""
     names = [n for n, _ in model.named_parameters(remove_duplicate=False)]
     return len(names) != len(list(model.parameters()))
 
@@ -106,6 +107,13 @@ def _fmt(value: float, digits: int = 3) -> str:
 
 
 class Trainer:
+    """Trains `model` (not yet wrapped, on any device) to train.max_steps; see the module docstring.
+
+    `val`/`val_samples`: a fixed validation set, split evenly over processes. `on_eval(model)` runs
+    on every process after each validation (under FSDP every process must join the forward) and
+    returns extra fields for the log, e.g. {"sample": text}. `flops_per_token` feeds the MFU.
+    """
+
     def __init__(self, model: nn.Module, optim: OptimConfig, train: TrainConfig, data: Batches, *, env: Dist,
                  run_dir: Path, loss_fn: LossFn = causal_lm_loss, val: Batches | None = None, val_samples: int = 0,
                  on_eval: Callable[[nn.Module], dict[str, Any]] | None = None, flops_per_token: float = 0.0,
@@ -116,7 +124,7 @@ class Trainer:
         self.val_per_process = val_samples // env.world if val is not None else 0
         self.show_progress = progress and env.is_main
         self.shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-        self.tied = _tied_aliases(model)
+        self.tied = _has_tied_weights(model)
         self.compute_dtype = torch.float32
         if train.dtype == "bfloat16" or (train.dtype == "auto" and env.device.type == "cuda"):
             self.compute_dtype = torch.bfloat16
