@@ -160,5 +160,8 @@ def test_windows_are_a_deterministic_function_of_position() -> None:
     starts = [windows.start_of(i) for i in range(per_epoch)]
     assert len({s // 16 for s in starts}) == per_epoch
     assert starts != [windows.start_of(per_epoch + i) for i in range(per_epoch)]
+    # Shards read as one stream, windows spanning a boundary included.
+    sharded = TokenWindows([stream[:333], stream[333:340], stream[340:]], 16, seed=3)
+    assert torch.equal(sharded.take(0, 200)["input_ids"], first["input_ids"])
     other_seed = TokenWindows(stream, 16, seed=4)
     assert [other_seed.start_of(i) for i in range(per_epoch)] != starts

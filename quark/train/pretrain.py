@@ -138,11 +138,11 @@ def pretrain(home: Home, *, name: str, recipe: str | None = None, data: str | No
     cfg = resolved.model.config(tokenizer.vocab_size)
     if tokens.vocab_size > cfg.vocab_size:
         raise QuarkError(f"token set {data!r} has vocab_size {tokens.vocab_size}, more than its tokenizer's {cfg.vocab_size}")
-    train_data = TokenWindows(tokens.stream("train"), t.seq_len, seed=t.seed, what=f"token set {data!r} (train)")
+    train_data = TokenWindows(tokens.shards["train"], t.seq_len, seed=t.seed, what=f"token set {data!r} (train)")
     val_data, prompt = None, []
     if tokens.num_tokens("val") > t.seq_len:
-        val_data = TokenWindows(tokens.stream("val"), t.seq_len, what=f"token set {data!r} (val)")
-        prompt = [int(i) for i in tokens.stream("val")[:SAMPLE_PROMPT_TOKENS]]
+        val_data = TokenWindows(tokens.shards["val"], t.seq_len, what=f"token set {data!r} (val)")
+        prompt = [int(i) for i in val_data.read(0, SAMPLE_PROMPT_TOKENS)]
     run_dir = home.run_dir(name)
 
     env = setup(t.device)
