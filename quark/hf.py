@@ -24,7 +24,7 @@ from safetensors.torch import save_file
 
 from quark.atomic import atomic_dir
 from quark.errors import QuarkError
-from quark.modelio import DEFAULT_GENERATION, load_model, load_state, save_model
+from quark.modelio import DEFAULT_GENERATION, check_state, load_model, load_state, save_model
 from quark.models.llm import LLM, LLMConfig
 from quark.tokenizer import Tokenizer
 
@@ -187,12 +187,7 @@ def import_hf(folder: Path, dest: Path, *, tokenizer_model: Path | None = None, 
         model = LLM(cfg)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()
                 if not (cfg.tie_embeddings and k == "lm_head.weight")}
-    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise QuarkError(f"weights in {folder} do not match its config.json: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    for key, shape in expected.items():
-        if tuple(state[key].shape) != shape:
-            raise QuarkError(f"{folder}: {hf_name(key)} has shape {tuple(state[key].shape)}, config.json implies {shape}")
+    check_state(state, expected, f"weights in {folder} do not match its config.json")
     model.load_state_dict(state, strict=False, assign=True)
     if cfg.tie_embeddings:
         model.lm_head.weight = model.embed_tokens.weight

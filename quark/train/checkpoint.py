@@ -1,4 +1,4 @@
-"""Resumable training state: `runs/<name>/step-XXXXXX/`, written atomically, the last N kept.
+"""Resumable training state: `runs/<name>/step-NNNNNN/` (the step, six digits), written atomically, the last N kept.
 
 A checkpoint holds full (unsharded) state dicts, gathered with torch.distributed.checkpoint's
 get_model_state_dict/get_optimizer_state_dict (full_state_dict, cpu_offload), keyed by parameter
@@ -30,7 +30,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
 
 from quark.atomic import atomic_dir
 from quark.errors import QuarkError
-from quark.modelio import load_state
+from quark.modelio import check_state, load_state
 from quark.train.dist import Dist
 
 _STEP = re.compile(r"^step-(\d{6,})$")
@@ -94,13 +94,7 @@ def load_weights(path: Path, shapes: dict[str, tuple[int, ...]], *, tied: bool) 
     weights = load_state(Path(path) / "model.safetensors")
     if tied and "embed_tokens.weight" in weights:
         weights[_TIED] = weights["embed_tokens.weight"]
-    missing, unexpected = sorted(set(shapes) - set(weights)), sorted(set(weights) - set(shapes))
-    if missing or unexpected:
-        raise QuarkError(f"checkpoint {path} is from a different model: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    for key, shape in shapes.items():
-        if tuple(weights[key].shape) != shape:
-            raise QuarkError(f"checkpoint {path} is from a different model shape: {key} is "
-                             f"{tuple(weights[key].shape)}, this model has {shape}")
+    check_state(weights, shapes, f"checkpoint {path} is from a different model shape")
     return weights
 
 

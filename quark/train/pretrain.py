@@ -3,7 +3,7 @@
     tokens/<data>/            packed train/val shards; meta.json names the tokenizer
     runs/<name>/run.json      what the run trains on (data, tokenizer, model), written once
     runs/<name>/recipe.yaml   the resolved recipe; `--resume` reads it back
-    runs/<name>/step-XXXXXX/  checkpoints (quark.train.checkpoint)
+    runs/<name>/step-NNNNNN/  checkpoints (quark.train.checkpoint)
     runs/<name>/metrics.jsonl one line per step and per evaluation
     models/<name>/            the published model folder with card.md, written when the run ends
 
