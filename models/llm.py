@@ -233,12 +233,18 @@ class LLM(nn.Module):
             else:
                 cache.padded = True
                 mask = self._explicit_mask(keys, past, T)
-        elif positions is None:
-            positions = torch.arange(T, device=idx.device)[None].expand(B, T)
-        if positions.max() >= self.config.max_seq_len:
-            raise ValueError(f"position {int(positions.max())} beyond max_seq_len {self.config.max_seq_len}")
-        cos = self.rope_cos[positions][:, None].to(self.embed_tokens.weight.dtype)
-        sin = self.rope_sin[positions][:, None].to(self.embed_tokens.weight.dtype)
+        dtype = self.embed_tokens.weight.dtype
+        if positions is None:
+            # Training's path: positions 0..T-1 for every row, so slice the tables and broadcast
+            # (no gather, and no device sync for a bounds check).
+            if T > self.config.max_seq_len:
+                raise ValueError(f"sequence of {T} tokens beyond max_seq_len {self.config.max_seq_len}")
+            cos, sin = self.rope_cos[None, None, :T].to(dtype), self.rope_sin[None, None, :T].to(dtype)
+        else:
+            if positions.max() >= self.config.max_seq_len:
+                raise ValueError(f"position {int(positions.max())} beyond max_seq_len {self.config.max_seq_len}")
+            cos = self.rope_cos[positions][:, None].to(dtype)
+            sin = self.rope_sin[positions][:, None].to(dtype)
 
         x = self.embed_tokens(idx)
         for i, block in enumerate(self.layers):

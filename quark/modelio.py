@@ -61,6 +61,16 @@ def load_state(path: Path) -> dict[str, torch.Tensor]:
         raise QuarkError(f"corrupt or truncated safetensors file {path}: {exc}") from None
 
 
+def check_state(state: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]], where: str) -> None:
+    """Refuse weights whose names or shapes differ from the model's, in one line starting `where`."""
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise QuarkError(f"{where}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    for key, shape in expected.items():
+        if tuple(state[key].shape) != shape:
+            raise QuarkError(f"{where}: {key} has shape {tuple(state[key].shape)}, expected {shape}")
+
+
 def load_model(folder: Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> LLM:
     """Build the LLM of a model folder and load its weights, checking every tensor's shape."""
     folder = Path(folder)
@@ -70,15 +80,9 @@ def load_model(folder: Path, *, device: str | torch.device = "cpu", dtype: torch
     state = load_state(folder / "model.safetensors")
     if config.tie_embeddings:
         state.pop("lm_head.weight", None)
-    expected = {k: v for k, v in model.state_dict().items() if not (config.tie_embeddings and k == "lm_head.weight")}
-    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise QuarkError(f"{folder / 'model.safetensors'} does not match config.json: "
-                         f"missing {missing[:3]}, unexpected {unexpected[:3]}")
-    for key, tensor in state.items():
-        if tuple(tensor.shape) != tuple(expected[key].shape):
-            raise QuarkError(f"{folder / 'model.safetensors'}: {key} has shape {tuple(tensor.shape)}, "
-                             f"config.json implies {tuple(expected[key].shape)}")
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()
+                if not (config.tie_embeddings and k == "lm_head.weight")}
+    check_state(state, expected, f"{folder / 'model.safetensors'} does not match config.json")
     model = model.to_empty(device=device)
     model.load_state_dict(state, strict=False, assign=False)
     if config.tie_embeddings:

@@ -1,0 +1,1 @@
+"""Training: recipes, the shared Trainer loop, data windows, checkpoints, processes, pretraining."""

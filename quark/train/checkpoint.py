@@ -1,0 +1,117 @@
+"""Resumable training state: `runs/<name>/step-NNNNNN/` (the step, six digits), written atomically, the last N kept.
+
+A checkpoint holds full (unsharded) state dicts, gathered with torch.distributed.checkpoint's
+get_model_state_dict/get_optimizer_state_dict (full_state_dict, cpu_offload), keyed by parameter
+name. That makes it independent of how it was trained: a run saved under FSDP on 4 processes
+resumes under DDP on 2, or in a single process.
+
+    model.safetensors   weights (a tied lm_head stored once, as embed_tokens.weight)
+    optimizer.pt        AdamW state and param groups
+    rng.pt              python, numpy and torch (and CUDA) generator states, one per process
+    state.json          step, data position, tokens seen, scheduler, world size, strategy
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from safetensors.torch import save_file
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                     get_optimizer_state_dict, set_model_state_dict,
+                                                     set_optimizer_state_dict)
+
+from quark.atomic import atomic_dir
+from quark.errors import QuarkError
+from quark.modelio import check_state, load_state
+from quark.train.dist import Dist
+
+_STEP = re.compile(r"^step-(\d{6,})$")
+_FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
+_TIED = "lm_head.weight"
+
+
+def step_dir(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / f"step-{step:06d}"
+
+
+def checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints, oldest first (a checkpoint only appears once its rename is done)."""
+    found = [(int(m.group(1)), p) for p in Path(run_dir).glob("step-*") if (m := _STEP.match(p.name)) and p.is_dir()]
+    return [p for _, p in sorted(found)]
+
+
+def remove_partial(run_dir: Path) -> None:
+    """Temporary folders a killed process left behind (atomic_dir cleans up after anything else)."""
+    for tmp in Path(run_dir).glob(".tmp-*"):
+        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+
+
+def _rng_state() -> dict[str, Any]:
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"python": random.getstate(), "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save(run_dir: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+         state: dict[str, Any], *, tied: bool, keep_last: int, env: Dist) -> None:
+    """Gather full state on every process (a collective under FSDP); process 0 writes it."""
+    weights = get_model_state_dict(model, options=_FULL)
+    optim = get_optimizer_state_dict(model, optimizer, options=_FULL)
+    rng = env.all_gather_object(_rng_state())
+    if env.is_main:
+        if tied:
+            weights.pop(_TIED, None)
+        with atomic_dir(step_dir(run_dir, step)) as tmp:
+            save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp / "model.safetensors"))
+            torch.save(optim, tmp / "optimizer.pt")
+            torch.save(rng, tmp / "rng.pt")
+            (tmp / "state.json").write_text(json.dumps({**state, "scheduler": scheduler.state_dict()}, indent=2))
+        for old in checkpoints(run_dir)[:-keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
+    env.barrier()
+
+
+def load_weights(path: Path, shapes: dict[str, tuple[int, ...]], *, tied: bool) -> dict[str, torch.Tensor]:
+    """A checkpoint's weights, refused unless every tensor matches the model being trained."""
+    weights = load_state(Path(path) / "model.safetensors")
+    if tied and "embed_tokens.weight" in weights:
+        weights[_TIED] = weights["embed_tokens.weight"]
+    check_state(weights, shapes, f"checkpoint {path} is from a different model shape")
+    return weights
+
+
+def load(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+         shapes: dict[str, tuple[int, ...]], *, tied: bool, env: Dist) -> dict[str, Any]:
+    """Restore a checkpoint into the (possibly wrapped) model; returns its state.json."""
+    path = Path(path)
+    try:
+        state = json.loads((path / "state.json").read_text())
+        optim = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
+        rng = torch.load(path / "rng.pt", map_location="cpu", weights_only=True)
+    except (OSError, ValueError, RuntimeError, EOFError) as exc:
+        raise QuarkError(f"checkpoint {path} is unreadable: {exc}") from None
+    weights = load_weights(path, shapes, tied=tied)
+    set_model_state_dict(model, weights, options=StateDictOptions(full_state_dict=True))
+    set_optimizer_state_dict(model, optimizer, optim, options=StateDictOptions(full_state_dict=True))
+    scheduler.load_state_dict(state["scheduler"])
+    # The same process count restores each process's generators; another count takes rank 0's.
+    _set_rng_state(rng[env.rank] if len(rng) == env.world else rng[0])
+    return state
