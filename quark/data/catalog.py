@@ -134,6 +134,8 @@ def code_block_totals(home: Home, name: str) -> tuple[int, int]:
 def publish(home: Home, names: list[str], build: Callable[[dict[str, Path]], list[DatasetRecord]]) -> list[DatasetRecord]:
     """Build `names` in temporary folders with `build`, then swap them in and catalog them together."""
     con = None
+    data_root = home.dataset_dir(names[0]).parent
+    fresh_data_root = not data_root.exists()
     try:
         with contextlib.ExitStack() as stack:
             folders = {name: stack.enter_context(atomic_dir(home.dataset_dir(name))) for name in names}
@@ -147,6 +149,9 @@ def publish(home: Home, names: list[str], build: Callable[[dict[str, Path]], lis
         if con is not None:
             with contextlib.suppress(duckdb.Error):
                 con.rollback()
+        if fresh_data_root:
+            with contextlib.suppress(OSError):
+                data_root.rmdir()  # only if empty: a failed first ingest leaves the home as it was
         raise
     finally:
         if con is not None:

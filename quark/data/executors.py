@@ -47,6 +47,15 @@ class ExecutorOptions:
             raise QuarkError("--executor slurm needs --slurm-partition (and the home on a filesystem the nodes share)")
 
 
+def _start_method() -> str:
+    """fork where it is safe: workers start in milliseconds and inherit our redirected stderr (quiet
+    logs). Not once Ray runs in this process: forking its threads can deadlock the children."""
+    ray = sys.modules.get("ray")
+    if sys.platform != "linux" or (ray is not None and ray.is_initialized()):
+        return "spawn"
+    return "fork"
+
+
 class StageRunner:
     """Runs stages in `scratch` under one executor; a context manager so a Ray instance we started
     is shut down again (one the caller started is left alone)."""
@@ -107,10 +116,8 @@ class StageRunner:
         if self.options.kind == "local":
             from datatrove.executor import LocalPipelineExecutor
 
-            # fork: workers inherit our redirected stderr (quiet logs) and start in milliseconds
             return LocalPipelineExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir,
-                                         skip_completed=False,
-                                         start_method="fork" if sys.platform == "linux" else "spawn")
+                                         skip_completed=False, start_method=_start_method())
         if self.options.kind == "ray":
             from datatrove.executor.ray import RayPipelineExecutor
 
@@ -165,4 +172,5 @@ class StageRunner:
                     yield
             finally:
                 logger.remove()
-                logger.add(sys.stderr, level="WARNING")
+                # resolve sys.stderr at each message: the stream we return to may be replaced later
+                logger.add(lambda message: sys.stderr.write(message), level="WARNING")

@@ -39,6 +39,7 @@ class Job:
     name: str
     plan: Plan
     readers: Callable[[Path], list[PipelineStep]]
+    units: int  # files (or topics): datatrove splits work by file, so more tasks than this would idle
 
 
 def ingest(home: Home, paths: list[Path], *, name: str | None = None, builtin: str | None = None,
@@ -56,8 +57,8 @@ def ingest(home: Home, paths: list[Path], *, name: str | None = None, builtin: s
     try:
         with StageRunner(options, scratch) as runner:
             records = catalog.publish(home, [job.name for job in jobs],
-                                      lambda folders: [_run_job(runner, job, folders[job.name], options.workers,
-                                                                on_stage) for job in jobs])
+                                      lambda folders: [_run_job(runner, job, folders[job.name], on_stage)
+                                                       for job in jobs])
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return {
@@ -76,8 +77,9 @@ def _jobs(paths: list[Path], name: str | None, builtin: str | None, text_field: 
             raise QuarkError("--builtin stdlib names its own datasets (stdlib-code, stdlib-text): drop the paths/--name")
         license = {"license": BUILTIN_LICENSE}
         code = plan_stdlib(limit)
-        return [Job("stdlib-code", code, lambda work: plan_readers(code, work, "text", license)),
-                Job("stdlib-text", Plan(sources=["pydoc_data.topics"]), lambda work: [topics_reader(limit, BUILTIN_LICENSE)])]
+        topics = topics_reader(limit, BUILTIN_LICENSE)
+        return [Job("stdlib-code", code, lambda work: plan_readers(code, work, "text", license), code.files),
+                Job("stdlib-text", Plan(sources=["pydoc_data.topics"]), lambda work: [topics], topics.count())]
     if not paths:
         raise QuarkError("nothing to ingest: give one or more files or folders, or --builtin stdlib")
     if name is None:
@@ -88,12 +90,12 @@ def _jobs(paths: list[Path], name: str | None, builtin: str | None, text_field: 
             raise QuarkError(f"cannot name a dataset after {derived!r}: give --name") from None
     validate_name(name, "dataset name")
     plan = plan_paths(paths, text_field, limit)
-    return [Job(name, plan, lambda work: plan_readers(plan, work, text_field))]
+    return [Job(name, plan, lambda work: plan_readers(plan, work, text_field), plan.files)]
 
 
-def _run_job(runner: StageRunner, job: Job, output: Path, tasks: int, on_stage: StageCallback | None
-             ) -> catalog.DatasetRecord:
+def _run_job(runner: StageRunner, job: Job, output: Path, on_stage: StageCallback | None) -> catalog.DatasetRecord:
     work = runner.scratch / job.name
+    tasks = max(1, min(runner.options.workers, job.units))
     stages = ingest_stages(job.readers(work), job.plan.folder_licenses, work, output, tasks, runner.error_dir)
     for stage in stages:
         runner.run(f"{job.name}/{stage.name}", stage.pipeline, stage.tasks)

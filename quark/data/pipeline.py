@@ -54,7 +54,7 @@ def plan_readers(plan: Plan, work: Path, text_field: str, default_metadata: dict
     return readers
 
 
-def topics_reader(limit: int | None, license: str) -> PipelineStep:
+def topics_reader(limit: int | None, license: str) -> PydocTopicsReader:
     return PydocTopicsReader(limit=limit or -1, default_metadata={"license": license})
 
 

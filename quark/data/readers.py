@@ -14,7 +14,6 @@ from typing import Any
 
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.readers.base import BaseDiskReader, BaseReader
-from datatrove.pipeline.readers.jsonl import JsonlReader
 from datatrove.pipeline.readers.parquet import ParquetReader
 
 from quark.errors import QuarkError
@@ -31,7 +30,7 @@ def record_adapter(reader: BaseReader, data: dict[str, Any], path: str, index: i
     provenance; without a source the record is named `<file>:<line>` (JSONL) or `<file>#<row>`."""
     text = data.get(reader.text_key)
     file = reader.data_folder.resolve_paths(path)
-    where = f"{file}:{index + 1}" if isinstance(reader, JsonlReader) else f"{file}#{index}"
+    where = f"{file}:{index + 1}" if isinstance(reader, StrictJsonlReader) else f"{file}#{index}"
     if text is None or (isinstance(text, str) and not text.strip()):
         reader.stat_update("dropped_empty")
         text = ""
@@ -73,11 +72,15 @@ class TextFileReader(BaseDiskReader):
             {"text": text, "id": file, "metadata": {"source": file, "origin_file": file}}, filepath, 0)
 
 
-class StrictJsonlReader(JsonlReader):
-    """datatrove's JsonlReader skips a malformed line with a warning; a corpus with one is a user
-    error we name instead (file and line), so nothing is silently lost."""
+class StrictJsonlReader(BaseDiskReader):
+    """datatrove's JsonlReader skips a malformed line with a warning (and needs orjson); a corpus
+    with a bad line is a user error we name instead (file and line), so nothing is lost silently."""
 
     name = "JSONL (strict)"
+
+    def __init__(self, *args: Any, compression: str | None = "infer", **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.compression = compression
 
     def read_file(self, filepath: str) -> DocumentsPipeline:
         file = self.data_folder.resolve_paths(filepath)
@@ -132,15 +135,22 @@ class PydocTopicsReader(BaseReader):
 
     name = "pydoc topics"
 
+    def topic_names(self) -> list[str]:
+        """The topics read, in order; with a limit, spread evenly over the alphabet."""
+        from pydoc_data.topics import topics
+
+        names = sorted(topics)
+        return names if self.limit == -1 else names[:: max(1, len(names) // self.limit)][: self.limit]
+
+    def count(self) -> int:
+        return len(self.topic_names())
+
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         from pydoc_data.topics import topics
 
         if data:
             yield from data
-        names = sorted(topics)
-        if self.limit != -1:
-            names = names[:: max(1, len(names) // self.limit)][: self.limit]
-        for name in names[rank::world_size]:
+        for name in self.topic_names()[rank::world_size]:
             source = f"pydoc_data.topics:{name}"
             document = self.get_document_from_dict(
                 {"text": topics[name], "id": source, "metadata": {"source": source}}, source, 0)
