@@ -33,10 +33,10 @@ class Builtin(str, Enum):
 def ingest(
     cli: Cli,
     paths: Annotated[Optional[list[Path]], typer.Argument(help="Files and folders: text, source, JSONL, Parquet, git checkouts.")] = None,
-    name: Annotated[Optional[str], typer.Option("--name", help="Dataset name [default: the first path's name].")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Dataset name (default: the first path's name).")] = None,
     builtin: Annotated[Optional[Builtin], typer.Option("--builtin", help="Ingest the built-in corpus instead: stdlib-code + stdlib-text.")] = None,
     executor: Annotated[Executor, typer.Option("--executor", help="Where the datatrove stages run.")] = Executor.local,
-    workers: Annotated[Optional[int], typer.Option("--workers", help="Parallel tasks (the corpus is split into this many shards) [default: all cores].")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Parallel tasks (the corpus is split into this many shards) (default: all cores).")] = None,
     text_field: Annotated[str, typer.Option("--text-field", help="JSONL field / Parquet column holding the text.")] = "text",
     limit: Annotated[Optional[int], typer.Option("--limit", help="Read at most N files per folder (and N doc topics), spread evenly: a quick trial.")] = None,
     slurm_partition: Annotated[Optional[str], typer.Option("--slurm-partition", help="Slurm partition (with --executor slurm).")] = None,
@@ -44,9 +44,15 @@ def ingest(
 ) -> dict[str, Any]:
     """Clean, deduplicate and catalog documents as data/<name>/train/shard-*.parquet.
 
-    Normalises whitespace (never indentation), counts fenced code blocks, detects the language,
-    drops GPL/LGPL/AGPL sources, scrubs emails, phones, IPs and keys (<EMAIL>, <SECRET>, ...),
-    removes exact (sha256) and near (MinHash) duplicates. Runs on all local cores, or a Ray or Slurm cluster.
+    A datatrove pipeline: normalise whitespace (never indentation), count
+    fenced code blocks, detect the language, drop GPL/LGPL/AGPL sources,
+    scrub emails, phones, IPs and keys (<EMAIL>, <SECRET>, ...), drop exact
+    (sha256) and near (MinHash) duplicates. It runs on all local cores, or
+    on a Ray or Slurm cluster.
+
+    --builtin stdlib reads this Python's standard library (about 600
+    modules, 11 MB; tests and generated files left out; ~40 s on 2 cores)
+    and its documentation topics.
 
     Examples:
 
@@ -54,7 +60,7 @@ def ingest(
 
       quark data ingest ~/src/myrepo notes.md dump.jsonl --name mine --workers 4
 
-      RAY_ADDRESS=auto quark data ingest /shared/corpus --executor ray --workers 64
+      RAY_ADDRESS=auto quark data ingest /shared/corpus --executor ray
     """
     from quark.data.executors import ExecutorOptions
     from quark.data.ingest import STAGES_PER_DATASET
@@ -134,19 +140,20 @@ def mix(
     ratio: Annotated[Optional[list[str]], typer.Option("--ratio", help="DATASET=SHARE of characters; repeat per dataset (shares are normalised).")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Name of the blend (a dataset folder).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for document order and sampling.")] = 0,
-    chars: Annotated[Optional[int], typer.Option("--chars", help="Character budget [default: the largest blend that repeats no document].")] = None,
+    chars: Annotated[Optional[int], typer.Option("--chars", help="Character budget (default: the largest blend that repeats no document).")] = None,
     from_manifest: Annotated[Optional[Path], typer.Option("--from-manifest", help="Rebuild the blend a manifest.json describes (inputs must be unchanged).")] = None,
 ) -> dict[str, Any]:
-    """Blend datasets by share of characters into data/<name>/train with a manifest.json of provenance.
+    """Blend datasets by share of characters into data/<name>/train.
 
-    The manifest records every input shard's sha256, the sources, counts, ratios and seed;
-    --from-manifest rebuilds the identical blend (and refuses if an input changed).
+    manifest.json records every input shard's sha256, the sources, counts,
+    ratios and seed; --from-manifest rebuilds the identical blend (and
+    refuses if an input changed since).
 
     Examples:
 
       quark data mix --ratio stdlib-code=0.7 --ratio stdlib-text=0.3 --name blend
 
-      quark data mix --from-manifest ~/.quark/data/blend/manifest.json --name blend-copy
+      quark data mix --from-manifest ~/.quark/data/blend/manifest.json
     """
     from quark.data.mix import BlendSpec, parse_ratios, rebuild
     from quark.data.mix import mix as run_mix
@@ -178,7 +185,10 @@ def remove(
     cli: Cli,
     source: Annotated[str, typer.Option("--source", help="Glob over sources ('*/secret/*') or a path/URL prefix.")],
 ) -> dict[str, Any]:
-    """Take a source down: drop its documents from every dataset and rebuild the blends that used them.
+    """Take a source down: drop its documents everywhere, rebuild blends.
+
+    Every dataset loses the matching documents and every blend built from a
+    changed dataset is rebuilt from its manifest, all in one atomic step.
 
     Examples:
 

@@ -130,7 +130,8 @@ class StageRunner:
         in_venv = sys.prefix != sys.base_prefix
         return SlurmPipelineExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir,
                                      skip_completed=False, time=self.options.slurm_time,
-                                     partition=self.options.slurm_partition, job_name=f"quark-{stage}",
+                                     partition=self.options.slurm_partition, qos=None,
+                                     job_name="quark-" + stage.replace("/", "-"),
                                      venv_path=f"{sys.prefix}/bin/activate" if in_venv else None)
 
     def _wait_for_slurm(self, stage: str, executor: Any) -> None:

@@ -7,6 +7,7 @@ or nothing changed.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from quark.errors import QuarkError
 from quark.home import Home
 
 
-def source_matcher(pattern: str):
+def source_matcher(pattern: str) -> Callable[[str], bool]:
     """A glob (`*/vendor/*`) matches the whole source; a plain path or URL matches itself and
     everything under it (`/src/lib` matches `/src/lib/a.py`, a JSONL file its `file:line` records)."""
     if not pattern.strip():
@@ -33,7 +34,12 @@ def source_matcher(pattern: str):
     return lambda source: source == pattern or source.startswith((stem + "/", stem + ":", stem + "#"))
 
 
-def _filter_shards(source_folder: Path, target_folder: Path, matches) -> None:
+def _count_matches(folder: Path, matches: Callable[[str], bool]) -> int:
+    return sum(1 for path in list_shards(folder)
+               for source in pq.read_table(path, columns=["source"]).column("source").to_pylist() if matches(source))
+
+
+def _filter_shards(source_folder: Path, target_folder: Path, matches: Callable[[str], bool]) -> None:
     """Copy a dataset's shards, dropping matching rows; untouched shards keep their bytes (and hashes)."""
     for path in list_shards(source_folder):
         target = target_folder / SPLIT / path.name
@@ -49,22 +55,18 @@ def _filter_shards(source_folder: Path, target_folder: Path, matches) -> None:
 def remove_source(home: Home, pattern: str) -> dict[str, Any]:
     matches = source_matcher(pattern)
     entries = catalog.datasets(home)
-    removed: dict[str, int] = {}
-    for entry in entries:
-        if entry["kind"] == "ingest":
-            count = sum(1 for path in list_shards(home.dataset_dir(entry["name"]))
-                        for source in pq.read_table(path, columns=["source"]).column("source").to_pylist()
-                        if matches(source))
-            if count:
-                removed[entry["name"]] = count
-    if not removed:
+    found = {entry["name"]: _count_matches(home.dataset_dir(entry["name"]), matches) for entry in entries}
+    if not any(found.values()):
         raise QuarkError(f"no document's source matches {pattern!r} (see sources with quark data export)")
+    removed = {entry["name"]: found[entry["name"]] for entry in entries
+               if entry["kind"] == "ingest" and found[entry["name"]]}
     changed = set(removed)
     blends = []
     for entry in entries:  # creation order: a blend's inputs were made before it
         if entry["kind"] == "blend":
             manifest = load_manifest(home.dataset_dir(entry["name"]) / MANIFEST)
-            if changed.intersection(inputs_of(manifest)):
+            # rebuilt when an input changed, or when it still holds the source (built before a re-ingest)
+            if changed.intersection(inputs_of(manifest)) or found[entry["name"]]:
                 blends.append((entry["name"], manifest))
                 changed.add(entry["name"])
     drops = {name: catalog.drops(home, name) for name in removed}

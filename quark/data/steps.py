@@ -20,6 +20,7 @@ from datatrove.pipeline.formatters.base import BaseFormatter
 
 from quark.data import licenses
 from quark.data.language import natural_language, programming_language
+from quark.data.pii import scrub
 from quark.errors import QuarkError
 
 _TRAILING_SPACE = re.compile(r"[ \t]+$", re.MULTILINE)
@@ -112,8 +113,6 @@ class Scrub(BaseFormatter):
     name = "Scrub PII and secrets"
 
     def format(self, text: str) -> str:
-        from quark.data.pii import scrub
-
         counts: Counter[str] = Counter()
         text = scrub(text, counts)
         for label, count in counts.items():
