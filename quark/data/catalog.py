@@ -25,6 +25,7 @@ from quark.data.shards import list_shards
 from quark.errors import QuarkError
 from quark.home import Home
 
+LOCK_WAIT_S = 60.0
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS datasets (
     name VARCHAR NOT NULL, kind VARCHAR NOT NULL,          -- ingest | blend
@@ -62,17 +63,26 @@ def reader(home: Home) -> Iterator[duckdb.DuckDBPyConnection | None]:
         return
     con = _connect(home, read_only=True)
     try:
-        yield con
+        catalogued = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'datasets'").fetchone()
+        yield con if catalogued[0] else None
     finally:
         con.close()
 
 
 def _connect(home: Home, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    try:
-        con = duckdb.connect(str(home.corpus_db_path), read_only=read_only)
-    except duckdb.IOException as error:
-        raise QuarkError(f"{home.corpus_db_path} is in use by another quark process; try again when it is done "
-                         f"({str(error).splitlines()[0]})") from error
+    """Open the catalog, waiting a while for another quark process that holds DuckDB's file lock
+    (writers hold it only for the few seconds of a publish)."""
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            con = duckdb.connect(str(home.corpus_db_path), read_only=read_only)
+            break
+        except duckdb.IOException as error:
+            if time.monotonic() > deadline:
+                raise QuarkError(f"{home.corpus_db_path} is in use by another quark process; try again when it is "
+                                 f"done ({str(error).splitlines()[0]})") from error
+            time.sleep(0.2)
+    con.execute("SET python_enable_replacements = false")  # table names must never resolve to Python objects
     if not read_only:
         con.execute(_SCHEMA)
     return con
