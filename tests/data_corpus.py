@@ -90,7 +90,10 @@ def plant(root: Path) -> Planted:
     (gpl_repo / "COPYING").write_text("GNU GENERAL PUBLIC LICENSE\nVersion 2, June 1991\n\nEveryone is permitted ...\n")
     inside = gpl_repo / "helper.py"
     inside.write_text(python_module(301))
-    planted.copyleft += [spdx, notice, inside]
+    (gpl_repo / "sub").mkdir()
+    deeper = gpl_repo / "sub" / "deep.py"
+    deeper.write_text(python_module(302))
+    planted.copyleft += [spdx, notice, inside, deeper]
 
     secrets = src / "settings.py"
     secrets.write_text(

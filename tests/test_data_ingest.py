@@ -12,7 +12,9 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 from data_corpus import SECRETS, plant, rows
+from typer.testing import CliRunner
 
+from quark.commands import app
 from quark.data.shards import COLUMNS
 
 
@@ -45,10 +47,6 @@ def test_builtin_stdlib_ingests_into_two_catalogued_datasets(quark, home: Path) 
 @pytest.fixture(scope="module")
 def planted_ingest(tmp_path_factory):
     """Ingest the planted corpus once for the assertions below."""
-    from typer.testing import CliRunner
-
-    from quark.commands import app
-
     root = tmp_path_factory.mktemp("planted")
     planted = plant(root / "corpus")
     home = root / "home"
@@ -79,6 +77,12 @@ def test_gpl_sources_are_excluded(planted_ingest) -> None:
     assert not any("GPL" in row["text"] for row in table)  # the GPL JSONL record too
     assert summary["dropped"]["copyleft_license"] == len(planted.copyleft) + 1
     assert {row["license"] for row in table if row["source"].endswith("rows.parquet#0")} == {"MIT"}
+    # A folder inside the GPL library is under the library's COPYING even when ingested alone.
+    alone = CliRunner().invoke(app, ["data", "ingest", str(planted.root / "gpl_lib" / "sub"), "--name", "sub",
+                                     "--workers", "1", "--home", str(home), "--json"])
+    assert alone.exit_code == 0, alone.output
+    summary = json.loads(alone.stdout)["datasets"][0]
+    assert summary["docs"] == 0 and summary["dropped"] == {"copyleft_license": 1}
 
 
 def test_secrets_and_personal_data_are_scrubbed(planted_ingest) -> None:

@@ -19,7 +19,7 @@ _COPYLEFT = re.compile(r"\b(?:A|L)?GPL", re.IGNORECASE)
 _SPDX = re.compile(r"SPDX-License-Identifier:\s*([^\n*]+?)\s*(?:\*/|-->|$)", re.MULTILINE)
 LICENSE_FILE = re.compile(r"^(?:LICEN[CS]E|COPYING|UNLICENSE)(?:[._-].*)?$", re.IGNORECASE)
 
-# (SPDX id, pattern) in the order they are tried; patterns match licence files and notice headers alike.
+# (SPDX id, pattern), most specific first; patterns match licence files and notice headers alike.
 _TEXTS: list[tuple[str, re.Pattern[str]]] = [(spdx, re.compile(pattern, re.IGNORECASE | re.DOTALL)) for spdx, pattern in [
     ("AGPL-3.0", r"GNU\s+AFFERO\s+GENERAL\s+PUBLIC\s+LICEN[CS]E"),
     ("LGPL-3.0", r"GNU\s+LESSER\s+GENERAL\s+PUBLIC\s+LICEN[CS]E.{0,200}?version\s+3"),
@@ -44,11 +44,15 @@ def is_copyleft(expression: str) -> bool:
 
 
 def classify(text: str) -> str | None:
-    """The SPDX id of a licence text or notice, or None when it is not one we recognise."""
-    for spdx, pattern in _TEXTS:
-        if pattern.search(text):
-            return spdx
-    return None
+    """The SPDX id of a licence text or notice, or None when it is not one we recognise.
+
+    The licence named first wins: licence files open with their own title and may mention others
+    later (CPython's LICENSE discusses the GPL, but it is the PSF licence). On a tie, the more
+    specific pattern (listed first) wins: "GNU GPL ... version 3" over "GNU GPL".
+    """
+    found = [(match.start(), order, spdx) for order, (spdx, pattern) in enumerate(_TEXTS)
+             if (match := pattern.search(text))]
+    return min(found)[2] if found else None
 
 
 def head(text: str) -> str:

@@ -82,10 +82,12 @@ def plan_paths(paths: list[Path], text_field: str, limit: int | None = None) -> 
         path = path.resolve()
         plan.sources.append(str(path))
         if path.is_dir():
+            if not (path / ".git").exists():  # a folder inside a repository is under the repository's licence
+                plan.folder_licenses.update(_enclosing_license(path.parent))
             _plan_folder(plan, path, limit)
         else:
             _check_readable(path)
-            plan.folder_licenses.update(_folder_licenses(path.parent, [p.name for p in path.parent.iterdir()]))
+            plan.folder_licenses.update(_enclosing_license(path.parent))
             _add(plan, path.parent, path.name)
     for item in plan.inputs:
         if item.kind == "parquet":
@@ -127,6 +129,8 @@ def _plan_folder(plan: Plan, root: Path, limit: int | None) -> None:
     kept = []
     for name in names:
         relative = Path(name)
+        if listed is not None and IGNORED_DIRS.intersection(relative.parts[:-1]):
+            continue  # tracked editor or cache folders: not documents
         if listed is not None and VENDORED_DIRS.intersection(relative.parts[:-1]):
             plan.skipped["vendored"] += 1
         elif reason := _skip_reason(root / relative):
@@ -183,6 +187,21 @@ def _skip_reason(path: Path) -> str | None:
     if kind_of(path) == "text" and size > MAX_FILE_BYTES:
         return "too_large"
     return None
+
+
+def _enclosing_license(folder: Path) -> dict[str, str]:
+    """The licence of the nearest folder at or above `folder` that has a licence file, looking no
+    higher than the root of the git repository it is in."""
+    for candidate in (folder, *folder.parents):
+        try:
+            entries = [entry.name for entry in candidate.iterdir()]
+        except OSError:
+            return {}
+        if found := _folder_licenses(candidate, entries):
+            return found
+        if ".git" in entries:
+            return {}
+    return {}
 
 
 def _folder_licenses(folder: Path, entries: list[str]) -> dict[str, str]:
