@@ -84,8 +84,8 @@ class StageRunner:
         return self.scratch / "logs" / stage
 
     def run(self, stage: str, pipeline: list, tasks: int) -> None:
-        executor = self._executor(stage, pipeline, tasks)
         with self._quiet(stage):
+            executor = self._executor(stage, pipeline, tasks)
             try:
                 executor.run()
                 if self.options.kind == "slurm":
