@@ -1,0 +1,124 @@
+"""`quark data ingest`: plan the inputs, run the pipeline stages, publish the datasets.
+
+The stages work in a hidden scratch folder inside the home (shared with cluster nodes when the home
+is on a shared filesystem) that is removed afterwards, whatever happens; datasets appear through
+catalog.publish, so a failed or interrupted ingest leaves data/ and corpus.duckdb as they were.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from datatrove.pipeline.base import PipelineStep
+
+from quark.data import catalog
+from quark.data.executors import ExecutorOptions, StageRunner
+from quark.data.pipeline import STAGE_NAMES, ingest_stages, plan_readers, topics_reader
+from quark.data.shards import list_shards
+from quark.data.sources import BUILTIN_LICENSE, Plan, plan_paths, plan_stdlib
+from quark.errors import QuarkError
+from quark.home import Home, validate_name
+
+BUILTINS = ("stdlib",)
+STAGES_PER_DATASET = len(STAGE_NAMES)
+# Called after each stage with (dataset, stage name); the CLI advances its progress bar.
+StageCallback = Callable[[str, str], None]
+
+
+@dataclass
+class Job:
+    """One dataset to build: its name, what it reads, and where its files' licences come from."""
+
+    name: str
+    plan: Plan
+    readers: Callable[[Path], list[PipelineStep]]
+    units: int  # files (or topics): datatrove splits work by file, so more tasks than this would idle
+
+
+def ingest(home: Home, paths: list[Path], *, name: str | None = None, builtin: str | None = None,
+           text_field: str = "text", limit: int | None = None, options: ExecutorOptions | None = None,
+           on_stage: StageCallback | None = None) -> dict[str, Any]:
+    """Ingest `paths` as dataset `name` (or the built-in corpus as stdlib-code + stdlib-text)."""
+    options = options or ExecutorOptions()
+    if limit is not None and limit < 1:
+        raise QuarkError(f"--limit must be at least 1, got {limit}")
+    jobs = _jobs(paths, name, builtin, text_field, limit)
+    for job in jobs:
+        home.dataset_dir(job.name)  # validate every name before any work
+    started = time.perf_counter()
+    scratch = Path(tempfile.mkdtemp(prefix=".tmp-ingest-", dir=home.root))
+    try:
+        with StageRunner(options, scratch) as runner:
+            records = catalog.publish(home, [job.name for job in jobs],
+                                      lambda folders: [_run_job(runner, job, folders[job.name], on_stage)
+                                                       for job in jobs])
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return {
+        "datasets": [_summary(home, record) for record in records],
+        "executor": options.kind,
+        "workers": options.workers,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def _jobs(paths: list[Path], name: str | None, builtin: str | None, text_field: str, limit: int | None) -> list[Job]:
+    if builtin is not None:
+        if builtin not in BUILTINS:
+            raise QuarkError(f"unknown built-in corpus {builtin!r}: choose one of {', '.join(BUILTINS)}")
+        if paths or name:
+            raise QuarkError("--builtin stdlib names its own datasets (stdlib-code, stdlib-text): drop the paths/--name")
+        license = {"license": BUILTIN_LICENSE}
+        code = plan_stdlib(limit)
+        topics = topics_reader(limit, BUILTIN_LICENSE)
+        return [Job("stdlib-code", code, lambda work: plan_readers(code, work, "text", license), code.files),
+                Job("stdlib-text", Plan(sources=["pydoc_data.topics"]), lambda work: [topics], topics.count())]
+    if not paths:
+        raise QuarkError("nothing to ingest: give one or more files or folders, or --builtin stdlib")
+    if name is None:
+        derived = Path(paths[0]).expanduser().resolve().stem
+        try:
+            name = validate_name(derived, "dataset name")
+        except QuarkError:
+            raise QuarkError(f"cannot name a dataset after {derived!r}: give --name") from None
+    validate_name(name, "dataset name")
+    plan = plan_paths(paths, text_field, limit)
+    return [Job(name, plan, lambda work: plan_readers(plan, work, text_field), plan.files)]
+
+
+def _run_job(runner: StageRunner, job: Job, output: Path, on_stage: StageCallback | None) -> catalog.DatasetRecord:
+    work = runner.scratch / job.name
+    tasks = max(1, min(runner.options.workers, job.units))
+    stages = ingest_stages(job.readers(work), job.plan.folder_licenses, work, output, tasks, runner.error_dir)
+    for stage in stages:
+        runner.run(f"{job.name}/{stage.name}", stage.pipeline, stage.tasks)
+        if on_stage:
+            on_stage(job.name, stage.name)
+    totals = runner.counters(f"{job.name}/prepare", f"{job.name}/write")
+    dropped = Counter({key.removeprefix("dropped_"): n for key, n in totals.items() if key.startswith("dropped_")})
+    dropped.update(job.plan.skipped)
+    scrubbed = {key.removeprefix("scrubbed_"): n for key, n in sorted(totals.items()) if key.startswith("scrubbed_")}
+    return catalog.DatasetRecord(job.name, "ingest", job.plan.sources, drops=dict(dropped),
+                                 extra={"scrubbed": scrubbed})
+
+
+def _summary(home: Home, record: catalog.DatasetRecord) -> dict[str, Any]:
+    entry = catalog.require(home, record.name)
+    return {
+        "dataset": record.name,
+        "docs": entry["docs"],
+        "chars": entry["chars"],
+        "shards": [str(path.relative_to(home.root)) for path in list_shards(home.dataset_dir(record.name))],
+        "dropped": dict(sorted((record.drops or {}).items(), key=lambda kv: (-kv[1], kv[0]))),
+        "scrubbed": record.extra.get("scrubbed", {}),
+        "languages": catalog.counts(home, record.name, "language", top=10),
+        "path": str(home.dataset_dir(record.name)),
+    }
+

@@ -1,0 +1,210 @@
+"""`quark data mix`: a blend of datasets by share of characters, with a manifest that rebuilds it.
+
+Ratios are shares of characters (a proxy for tokens). Each input is read in a seeded random order
+and documents are taken until its share of the budget is met; an input smaller than its share is
+repeated (a new seeded order per pass, recorded as `epochs`). Without `--chars` the budget is the
+largest blend that repeats nothing. The blend is then shuffled with the same seed and written as
+shards of the common schema. manifest.json records the sha256 of every input shard and output
+shard, so `--from-manifest` can check the inputs are unchanged and rebuild the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from quark.data import catalog
+from quark.data.shards import SPLIT, file_sha256, list_shards, read_dataset, write_shards
+from quark.errors import QuarkError
+from quark.home import Home, validate_name
+
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = 1
+ROWS_PER_SHARD = 50_000
+
+
+@dataclass(frozen=True)
+class BlendSpec:
+    name: str
+    ratios: dict[str, float]          # dataset -> share of characters (normalised to sum to 1)
+    seed: int = 0
+    chars: int | None = None          # character budget; None: the largest blend without repeats
+    rows_per_shard: int = ROWS_PER_SHARD
+
+
+def parse_ratios(pairs: list[str]) -> dict[str, float]:
+    """`name=0.7` pairs to {name: share}, shares normalised to sum to 1."""
+    if not pairs:
+        raise QuarkError("give at least one --ratio DATASET=SHARE (for example --ratio stdlib-code=0.7)")
+    ratios: dict[str, float] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        try:
+            share = float(value)
+        except ValueError:
+            share = float("nan")
+        if not sep or not name or not share > 0 or share == float("inf"):
+            raise QuarkError(f"bad --ratio {pair!r}: expected DATASET=SHARE with a positive number, like stdlib-code=0.7")
+        if validate_name(name.strip(), "dataset name") in ratios:
+            raise QuarkError(f"dataset {name!r} given twice in --ratio")
+        ratios[name.strip()] = share
+    total = sum(ratios.values())
+    return {name: share / total for name, share in ratios.items()}
+
+
+def build_blend(home: Home, spec: BlendSpec, folder: Path, resolve: Callable[[str], Path] | None = None
+                ) -> dict[str, Any]:
+    """Write the blend's shards and manifest into `folder`; return the manifest.
+
+    `resolve` maps an input dataset to its folder (a takedown rebuild reads inputs it has just
+    rewritten in temporary folders); by default the dataset's folder under the home.
+    """
+    resolve = resolve or home.dataset_dir
+    if spec.name in spec.ratios:
+        raise QuarkError(f"blend {spec.name!r} cannot be one of its own inputs")
+    if spec.chars is not None and spec.chars < 1:
+        raise QuarkError(f"--chars must be positive, got {spec.chars}")
+    inputs = {name: _Input.load(home, name, resolve(name)) for name in sorted(spec.ratios)}
+    budget = spec.chars if spec.chars is not None else min(
+        entry.chars / spec.ratios[name] for name, entry in inputs.items())
+    parts, described = [], []
+    for name, entry in inputs.items():
+        picks, epochs = entry.pick(round(spec.ratios[name] * budget), spec.seed)
+        part = entry.table.take(pa.array(picks, type=pa.int64()))
+        parts.append(part)
+        described.append({**entry.describe(), "docs_taken": part.num_rows,
+                          "chars_taken": int(np.sum(part.column("chars").to_numpy())) if part.num_rows else 0,
+                          "epochs": epochs})
+    blend = pa.concat_tables(parts)
+    order = _rng(spec.seed, "blend order", 0).permutation(blend.num_rows)
+    shards = write_shards(blend.take(pa.array(order, type=pa.int64())), folder, spec.rows_per_shard)
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "name": spec.name,
+        "seed": spec.seed,
+        "ratios": spec.ratios,
+        "chars": spec.chars,
+        "budget_chars": int(round(budget)),
+        "rows_per_shard": spec.rows_per_shard,
+        "inputs": described,
+        "output": {"docs": blend.num_rows, "chars": sum(item["chars_taken"] for item in described),
+                   "shards": [_describe_shard(path) for path in shards]},
+    }
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return manifest
+
+
+def mix(home: Home, spec: BlendSpec) -> dict[str, Any]:
+    """Build blend `spec.name` and catalog it; returns its manifest."""
+    home.dataset_dir(spec.name)
+    for name in spec.ratios:
+        catalog.require(home, name)
+    record, = catalog.publish(home, [spec.name], lambda folders: [blend_record(home, spec, folders[spec.name])])
+    return record.extra["manifest"]
+
+
+def rebuild(home: Home, manifest_path: Path, name: str | None = None) -> dict[str, Any]:
+    """Rebuild a blend from its manifest after checking its inputs are byte for byte the same."""
+    recorded = load_manifest(manifest_path)
+    check_inputs_unchanged(home, recorded, manifest_path)
+    manifest = mix(home, spec_from_manifest(recorded, name))
+    manifest["identical"] = manifest["output"]["shards"] == recorded.get("output", {}).get("shards")
+    return manifest
+
+
+def blend_record(home: Home, spec: BlendSpec, folder: Path, resolve: Callable[[str], Path] | None = None,
+                 rebuilt: bool = False) -> catalog.DatasetRecord:
+    manifest = build_blend(home, spec, folder, resolve)
+    return catalog.DatasetRecord(spec.name, "blend", sorted(spec.ratios), rebuilt=rebuilt,
+                                 extra={"manifest": manifest})
+
+
+def spec_from_manifest(manifest: dict[str, Any], name: str | None = None) -> BlendSpec:
+    return BlendSpec(name=name or manifest["name"], ratios=manifest["ratios"], seed=manifest["seed"],
+                     chars=manifest["chars"], rows_per_shard=manifest["rows_per_shard"])
+
+
+def load_manifest(path: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise QuarkError(f"cannot read manifest {path}: {error.strerror or error}") from error
+    except json.JSONDecodeError as error:
+        raise QuarkError(f"{path}:{error.lineno}: not a JSON manifest ({error.msg})") from error
+    missing = [key for key in ("format", "name", "seed", "ratios", "chars", "rows_per_shard", "inputs")
+               if not isinstance(manifest, dict) or key not in manifest]
+    if missing:
+        raise QuarkError(f"{path}: not a quark blend manifest (missing {', '.join(missing)})")
+    if manifest["format"] != MANIFEST_FORMAT:
+        raise QuarkError(f"{path}: manifest format {manifest['format']} is not supported (expected {MANIFEST_FORMAT})")
+    return manifest
+
+
+def check_inputs_unchanged(home: Home, manifest: dict[str, Any], path: Path) -> None:
+    """Refuse to rebuild from inputs that differ from the ones the manifest recorded."""
+    for entry in manifest["inputs"]:
+        name = entry["dataset"]
+        catalog.require(home, name)
+        current = [_describe_shard(shard) for shard in list_shards(home.dataset_dir(name))]
+        if current != entry["shards"]:
+            changed = next((f"{old['file']} (sha256 {old['sha256'][:12]}…)" for old, new in
+                            zip(entry["shards"], current) if old != new), "its list of shards")
+            raise QuarkError(f"dataset {name!r} changed since {path} was written: {changed} differs; "
+                             "the blend can no longer be rebuilt identically")
+
+
+def inputs_of(manifest: dict[str, Any]) -> list[str]:
+    return [entry["dataset"] for entry in manifest["inputs"]]
+
+
+class _Input:
+    """One input dataset, read whole (blends are built from datasets that fit in memory)."""
+
+    def __init__(self, name: str, folder: Path, table: pa.Table, sources: list[str]):
+        self.name, self.folder, self.table, self.sources = name, folder, table, sources
+        self.doc_chars = table.column("chars").to_numpy() if table.num_rows else np.zeros(0, dtype=np.int64)
+        self.chars = int(self.doc_chars.sum())
+
+    @classmethod
+    def load(cls, home: Home, name: str, folder: Path) -> "_Input":
+        entry = catalog.require(home, name)
+        table = read_dataset(folder)
+        if table.num_rows == 0 or not table.column("chars").to_numpy().sum():
+            raise QuarkError(f"dataset {name!r} is empty: it cannot contribute to a blend")
+        return cls(name, folder, table, entry["sources"])
+
+    def pick(self, budget: int, seed: int) -> tuple[list[int], int]:
+        """Row indices in seeded order until `budget` characters are taken; and how many passes."""
+        picks: list[int] = []
+        taken, epoch = 0, 0
+        while taken < budget:
+            order = _rng(seed, self.name, epoch).permutation(self.table.num_rows)
+            cumulative = taken + np.cumsum(self.doc_chars[order])
+            stop = int(np.searchsorted(cumulative, budget, side="left")) + 1  # the row that reaches the budget
+            picks.extend(order[:stop].tolist())
+            taken = int(cumulative[min(stop, len(order)) - 1])
+            epoch += 1
+        return picks, epoch
+
+    def describe(self) -> dict[str, Any]:
+        return {"dataset": self.name, "sources": self.sources, "docs": self.table.num_rows, "chars": self.chars,
+                "shards": [_describe_shard(path) for path in list_shards(self.folder)]}
+
+
+def _describe_shard(path: Path) -> dict[str, Any]:
+    return {"file": f"{SPLIT}/{path.name}", "sha256": file_sha256(path),
+            "rows": pq.ParquetFile(path).metadata.num_rows}
+
+
+def _rng(seed: int, name: str, epoch: int) -> np.random.Generator:
+    """A generator that depends only on (seed, name, epoch): stable across runs and Python versions."""
+    key = int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "little")
+    return np.random.default_rng([seed, key, epoch])
