@@ -13,7 +13,7 @@ from quark.evaluation import code, docqa, humaneval, mbpp, report
 from quark.evaluation.code import CodeProblem
 from quark.evaluation.generate import make_completer
 from quark.evaluation.perplexity import perplexity as compute_perplexity
-from quark.evaluation.results import model_run, query_results, save_result
+from quark.evaluation.results import model_run, query_results, save_result, update_card
 from quark.commands._cli import Cli, group, quark_command
 from quark.progress import progress_bar
 from quark.sandbox import BACKENDS, Limits, open_sandbox
@@ -47,6 +47,8 @@ def _store(cli: Cli, model: str, folder: Optional[Path], run: Optional[str], tas
     run = run or (model_run(folder) if folder else None)
     conn = db.connect(cli.home.db_path)
     result_id = save_result(conn, model, run, task, metrics)
+    if folder is not None:
+        update_card(folder, conn)
     cli.print(report.results_table([r for r in query_results(conn, model=model, task=task) if r.id == result_id]))
     return {"id": result_id, "model": model, "run": run, "task": task, "metrics": metrics}
 
@@ -152,7 +154,10 @@ def mbpp_command(cli: Cli, data: Annotated[Path, typer.Option("--data", "-d", he
 
 
 @quark_command(app, "docqa")
-def docqa_command(cli: Cli, data: Annotated[Path, typer.Option("--data", "-d", help="Document-QA JSONL file.")],
+def docqa_command(cli: Cli, data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Document-QA JSONL file.")] = None,
+                  builtin: Annotated[Optional[str], typer.Option(
+                      "--builtin", help="Use a built-in set instead of --data: 'stdlib' asks about the Python "
+                                        "documentation topics every install ships.")] = None,
                   model: Model = None, limit: Limit = None, max_new_tokens: MaxNew = 128,
                   reference: Reference = False, run: Run = None, output: Output = None) -> dict:
     """Document-grounded QA: exact match, F1, citation coverage and precision, ROUGE-L, BLEU.
@@ -160,10 +165,14 @@ def docqa_command(cli: Cli, data: Annotated[Path, typer.Option("--data", "-d", h
     Each line: {"question", "passages": [{"id", "text"}], "answer", "gold_passages"?}. The model
     answers as a chat assistant (greedy) and cites passages as [id].
 
-    Example: quark eval docqa --model tiny-sft --data docqa.jsonl
+    Example: quark eval docqa --model tiny-sft --data docqa.jsonl   (or --builtin stdlib)
     """
     name, folder = _model(cli, model, reference)
-    examples = docqa.load_examples(data, limit)
+    if (data is None) == (builtin is None):
+        raise QuarkError("give exactly one of --data FILE or --builtin stdlib")
+    if builtin not in (None, "stdlib"):
+        raise QuarkError(f"unknown built-in docqa set {builtin!r} (expected 'stdlib')")
+    examples = docqa.load_examples(data, limit) if data else docqa.builtin_examples(limit or 20)
     truncated: list[int] = []
     if reference:
         predictions = [docqa.reference_prediction(e) for e in examples]

@@ -38,7 +38,7 @@ def tiny(home: Path, tokenizer_file: Path) -> dict:
     torch.manual_seed(0)
     model = LLM(LLMConfig(vocab_size=tok.vocab_size, n_layer=2, n_head=2, n_kv_head=1, n_embd=32, max_seq_len=256))
     with atomic_dir(home / "models" / "tiny") as tmp:
-        save_model(tmp, model, tokenizer_file, extra_config={"run": "r1"})
+        save_model(tmp, model, tokenizer_file, extra_config={"source_run": "r1"})
     ids = tok.encode(inspect.getsource(shlex))[:600]
     with atomic_dir(home / "tokens" / "ts") as tmp:
         writer = TokenWriter(tmp, tok.vocab_size)
@@ -127,3 +127,16 @@ def test_bad_input_is_one_line_and_exit_1(quark, tiny: dict, tmp_path: Path) -> 
     assert "qa.jsonl:2: not valid JSON" in quark("eval", "docqa", "--model", "tiny", "--data", bad, expect=1).output
     assert "--model is required" in quark("eval", "humaneval", expect=1).output
     assert "no evaluation results" in quark("eval", "report", expect=1).output
+
+
+def test_docqa_builtin_set_scores_and_the_card_lists_the_result(quark, tiny_model_home) -> None:
+    import shutil
+
+    shutil.copytree(tiny_model_home / "models", quark.home / "models")
+    reference = quark.json("eval", "docqa", "--reference", "--builtin", "stdlib", "--limit", "4")
+    assert reference["metrics"]["exact_match"] == 1.0 and reference["metrics"]["citation_coverage"] == 1.0
+    out = quark.json("eval", "docqa", "--model", "tiny", "--builtin", "stdlib", "--limit", "2", "--max-new-tokens", "8")
+    assert out["metrics"]["examples"] == 2
+    card = (quark.home / "models" / "tiny" / "card.md").read_text()
+    assert "## Evaluation" in card and "| docqa | exact_match |" in card
+    quark("eval", "docqa", "--model", "tiny", "--limit", "2", expect=1)  # neither --data nor --builtin

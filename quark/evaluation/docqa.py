@@ -122,3 +122,35 @@ def score(examples: Sequence[Example], predictions: Sequence[str]) -> dict:
     return {"examples": n, "exact_match": em / n, "f1": f1 / n, "citation_coverage": covered / n,
             "citation_precision": cited_gold / cited_total if cited_total else 0.0, "rouge_l": rouge / n,
             "bleu": textmetrics.corpus_bleu(cleaned, [e.answers for e in examples])}
+
+
+def builtin_examples(count: int = 20, *, seed: int = 0, distractors: int = 2, passage_chars: int = 500) -> list[Example]:
+    """Questions over the documentation topics every Python install ships (pydoc_data.topics).
+
+    Each example asks what a topic's section says; the gold passage is that topic's opening and
+    the answer its first sentence; `distractors` other topics are shuffled in beside it, so a
+    model must pick the right passage to cite. Deterministic for a seed.
+    """
+    import random
+
+    import pydoc_data.topics
+
+    topics = []
+    for key in sorted(pydoc_data.topics.topics):
+        text = pydoc_data.topics.topics[key].strip()
+        title, _, body = text.partition("\n")
+        body = body.lstrip("*=\n ")
+        sentence = " ".join(re.split(r"(?<=[.:])\s", body, maxsplit=1)[0].split()).rstrip(":")
+        if title and len(sentence) > 20:
+            topics.append((key, title.strip(), sentence, text[:passage_chars]))
+    rng = random.Random(seed)
+    chosen = rng.sample(topics, min(count, len(topics)))
+    examples = []
+    for number, (key, title, sentence, passage) in enumerate(chosen):
+        others = rng.sample([t for t in topics if t[0] != key], distractors)
+        passages = [(f"p{i + 1}", text) for i, (_, _, _, text) in enumerate([(key, title, sentence, passage), *others])]
+        rng.shuffle(passages)
+        gold = next(pid for pid, text in passages if text == passage)
+        examples.append(Example(f"stdlib-{number}", f"What does the section \"{title}\" say first?",
+                                tuple(passages), (sentence,), frozenset({gold})))
+    return examples

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from quark import db
+from quark.atomic import write_text
 from quark.errors import QuarkError
 
 
@@ -44,12 +45,40 @@ def query_results(conn, *, model: str | None = None, task: str | None = None, la
 
 
 def model_run(model_folder: Path) -> str | None:
-    """The training run a model folder came from: `run` in its config.json, if the trainer wrote one."""
+    """The training run a model folder came from: `source_run` in its config.json, if a trainer wrote one."""
     path = Path(model_folder) / "config.json"
     try:
-        run = json.loads(path.read_text()).get("run")
+        run = json.loads(path.read_text()).get("source_run")
     except FileNotFoundError:
         raise QuarkError(f"no model at {model_folder} (missing config.json)") from None
     except ValueError as exc:
         raise QuarkError(f"{path}: not valid JSON ({exc})") from None
     return str(run) if run else None
+
+
+HEADLINE = {"perplexity": ("perplexity",), "humaneval": ("pass@1",), "mbpp": ("pass@1",),
+            "docqa": ("exact_match", "f1", "citation_coverage")}
+_SCORES = "## Evaluation"
+
+
+def update_card(model_folder: Path, conn) -> None:
+    """Rewrite the model card's evaluation section with the newest result of each task.
+
+    The card is the model's one-page summary (data, recipe, scores); its evaluation section is
+    regenerated from quark.db each time, so it never disagrees with the stored results.
+    """
+    card = Path(model_folder) / "card.md"
+    text = card.read_text(encoding="utf-8") if card.exists() else f"# {Path(model_folder).name}\n"
+    text = text.split(f"\n{_SCORES}\n")[0].rstrip() + "\n"
+    rows = query_results(conn, model=Path(model_folder).name, latest=True)
+    if rows:
+        lines = ["", _SCORES, "", "| task | metric | value | run | date |", "|---|---|---|---|---|"]
+        for result in rows:
+            for metric in HEADLINE.get(result.task, tuple(sorted(result.metrics))[:3]):
+                if metric in result.metrics:
+                    value = result.metrics[metric]
+                    shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+                    lines.append(f"| {result.task} | {metric} | {shown} | {result.run or '-'} | "
+                                 f"{time.strftime('%Y-%m-%d', time.localtime(result.created_at))} |")
+        text += "\n".join(lines) + "\n"
+    write_text(card, text)
