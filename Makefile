@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml Makefile
 	@echo "installed: $$($(VENV)/bin/quark --version) in $(VENV)"
 
 demo: install
-	$(VENV)/bin/quark demo --home $${QUARK_HOME:-.quark-demo}
+	$(VENV)/bin/quark demo --force --home .quark-demo
 
 test: install
 	$(PY) -m pytest -q -n $(JOBS) --dist loadfile

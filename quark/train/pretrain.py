@@ -68,6 +68,8 @@ def _resolve(home: Home, name: str, recipe: str | None, data: str | None, overri
 
 def _tokenizer_of(home: Home, tokens: TokenSet) -> tuple[str, Path]:
     name = tokens.meta.get("tokenizer")
+    if isinstance(name, dict):  # `quark tokenize encode` records {"name", "sha256"}
+        name = name.get("name")
     if not name:
         raise QuarkError(f"{tokens.folder / 'meta.json'} names no tokenizer (key 'tokenizer')")
     path = home.tokenizer_dir(name) / "tokenizer.model"
