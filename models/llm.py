@@ -237,10 +237,10 @@ class LLM(nn.Module):
             positions = torch.arange(T, device=idx.device)[None].expand(B, T)
         if positions.max() >= self.config.max_seq_len:
             raise ValueError(f"position {int(positions.max())} beyond max_seq_len {self.config.max_seq_len}")
-        cos = self.rope_cos[positions][:, None].to(self.embed_tokens.weight.dtype)
-        sin = self.rope_sin[positions][:, None].to(self.embed_tokens.weight.dtype)
-
         x = self.embed_tokens(idx)
+        # RoPE tables follow the activations' dtype (a quantized embedding's table is int8).
+        cos = self.rope_cos[positions][:, None].to(x.dtype)
+        sin = self.rope_sin[positions][:, None].to(x.dtype)
         for i, block in enumerate(self.layers):
             if self.gradient_checkpointing and self.training:
                 x = torch.utils.checkpoint.checkpoint(block, x, cos, sin, mask, cache, i, use_reentrant=False)

@@ -63,3 +63,22 @@ def test_prompt_longer_than_context_is_refused_not_cut(engine: Engine) -> None:
         engine.generate([[5] * engine.context_length], SamplingParams(max_tokens=4))
     near = engine.generate([[5] * (engine.context_length - 3)], SamplingParams(max_tokens=50, temperature=0))[0]
     assert len(near.token_ids) <= 3 and near.max_tokens_clamped
+
+
+def test_rows_of_different_lengths_survive_cache_compaction(engine: Engine) -> None:
+    prompts = _prompts(engine) + [engine.tokenizer.encode("x = 1\n")]
+    params = [SamplingParams(max_tokens=n, temperature=0) for n in (2, 20, 5)]  # two finish early: compaction
+    together = [c.token_ids for c in engine.generate(prompts, params)]
+    alone = [engine.generate([p], q)[0].token_ids for p, q in zip(prompts, params)]
+    assert together == alone and [len(t) for t in together] == [2, 20, 5]
+
+
+def test_a_cancelled_row_stops_and_the_others_finish(engine: Engine) -> None:
+    seen: dict[int, int] = {0: 0, 1: 0}
+    events = []
+    for event in engine.stream(_prompts(engine), SamplingParams(max_tokens=12, temperature=0),
+                               cancelled=lambda i: i == 1 and seen[1] >= 3):
+        seen[event.index] += 1
+        events.append(event)
+    assert seen[1] == 3 and all(e.finish_reason is None for e in events if e.index == 1)
+    assert seen[0] == 12 and events[-1].finish_reason == "length"
