@@ -82,3 +82,24 @@ def test_a_cancelled_row_stops_and_the_others_finish(engine: Engine) -> None:
         events.append(event)
     assert seen[1] == 3 and all(e.finish_reason is None for e in events if e.index == 1)
     assert seen[0] == 12 and events[-1].finish_reason == "length"
+
+
+def test_rows_joining_a_running_batch_generate_as_if_alone(engine: Engine) -> None:
+    greedy = SamplingParams(max_tokens=12, temperature=0)
+    sampled = SamplingParams(max_tokens=9, temperature=1.0, seed=5)
+    prompts = _prompts(engine) + [engine.tokenizer.encode("x")]
+    params = [greedy, greedy, sampled]
+    alone = [engine.generate([p], q)[0].token_ids for p, q in zip(prompts, params)]
+    batch = engine.live_batch()
+    tokens: dict[int, list[int]] = {}
+    joins = {3: 1, 6: 2}  # a longer prompt joins at step 3 (the cache is re-aligned), a shorter at step 6
+    keys = batch.add([prompts[0]], params[0])
+    for step in range(40):
+        if step in joins:
+            keys += batch.add([prompts[joins[step]]], params[joins[step]])
+        events, _ = batch.step()
+        for event in events:
+            tokens.setdefault(event.index, []).extend(event.token_ids)
+        if not batch and step > max(joins):
+            break
+    assert [tokens[k] for k in keys] == alone

@@ -161,3 +161,18 @@ def test_sixteen_concurrent_streams_complete_and_are_batched(server: str) -> Non
     assert single < batches, "no engine batch ever held more than one request"
     assert _metric(metrics, 'quark_requests_total{endpoint="/v1/chat/completions",status="200"}') >= 16
     assert _metric(metrics, "quark_completion_tokens_total") >= 16
+
+
+def test_a_closed_stream_stops_its_generation(server: str) -> None:
+    root = server.removesuffix("/v1")
+    steps = lambda: _metric(httpx.get(f"{root}/metrics").text, "quark_batch_size_count")  # noqa: E731
+    before = steps()
+    body = {"model": "tiny", "prompt": "def", "max_tokens": 200, "temperature": 1.0, "seed": 1, "stream": True}
+    with httpx.stream("POST", f"{server}/completions", json=body, timeout=60) as response:
+        lines = response.iter_lines()
+        for _ in range(3):
+            next(line for line in lines if line.startswith("data: "))
+    time.sleep(0.5)  # the server notices the closed connection and the engine drops the row
+    idle = steps()
+    time.sleep(0.5)
+    assert steps() == idle and idle - before < 200

@@ -67,10 +67,15 @@ class Int8Linear(nn.Module):
         module.weight, module.scale = embedding.weight, embedding.scale
         return module
 
+    # Above this many rows (a long prefill) dequantizing once and calling the float GEMM is faster
+    # than the int8 kernel, which is tuned for decode's few rows (measured on AVX-512, torch 2.13).
+    KERNEL_MAX_ROWS = 128
+
     def _kernel_fits(self, x: torch.Tensor) -> bool:
         # _weight_int8pack_mm gives wrong results or crashes when in_features is not a multiple
         # of 16/32 (checked on torch 2.13); every Quark projection is a multiple of 64.
-        return x.device.type == "cpu" and self.in_features % 32 == 0 and hasattr(torch, "_weight_int8pack_mm")
+        return (x.device.type == "cpu" and self.in_features % 32 == 0 and hasattr(torch, "_weight_int8pack_mm")
+                and x.numel() <= self.KERNEL_MAX_ROWS * self.in_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._kernel_fits(x):

@@ -1,11 +1,12 @@
-"""One worker thread owns the engine and batches whatever requests are waiting.
+"""One worker thread owns the engine and batches the requests it is given (continuous batching).
 
 HTTP handlers run on the asyncio loop and must never block on the model. They `submit` a job (one
-or more prompt rows: `n` choices or several completion prompts) and read its events from an
-asyncio queue. The worker takes the first waiting job, gathers more for a short window (or until
-the batch is full), runs them all as one `engine.stream` batch, and hands each row's events back
-to its own request with `loop.call_soon_threadsafe`. A request whose client went away is marked
-cancelled and the engine stops computing its rows at the next step.
+or more prompt rows: `n` choices, or several completion prompts) and read its events from an
+asyncio queue. The worker keeps one `LiveBatch` running: when it is idle it waits for a job and
+gathers company for a short window; while it is busy, waiting jobs join the running batch at the
+next step, up to `max_batch` rows. Each row's events go back to its own request through
+`loop.call_soon_threadsafe`. A request whose client went away is marked cancelled and the engine
+stops computing its rows at the next step.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class Finished:
 FINISHED = Finished()
 
 
-@dataclass
+@dataclass(eq=False)
 class Job:
     prompts: list[list[int]]
     params: list[SamplingParams]
@@ -36,6 +37,7 @@ class Job:
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: bool = False
     submitted_at: float = field(default_factory=time.perf_counter)
+    unfinished: int = 0  # rows still generating, once admitted
 
     def deliver(self, item: StreamEvent | BaseException | Finished) -> None:
         try:
@@ -48,12 +50,12 @@ class Job:
 class BatchStats:
     """Hooks the metrics layer observes; the batcher itself keeps no counters."""
 
-    on_batch: Callable[[int, int], None] = lambda rows, jobs: None  # rows and requests in a batch
+    on_step: Callable[[int, int], None] = lambda rows, jobs: None  # rows and requests sharing a step
     on_queue: Callable[[int], None] = lambda depth: None
 
 
 class Batcher:
-    """Run an Engine on a dedicated thread, batching jobs that wait together."""
+    """Run an Engine on a dedicated thread; requests share its steps as they arrive."""
 
     def __init__(self, engine: Engine, *, max_batch: int = 16, gather_seconds: float = 0.01,
                  stats: BatchStats | None = None) -> None:
@@ -63,9 +65,11 @@ class Batcher:
         self.stats = stats or BatchStats()
         self.model_lock = threading.Lock()  # held while the model computes; embeddings take it too
         self._pending: queue.Queue[Job | None] = queue.Queue()
-        self._held: Job | None = None  # a job that did not fit the previous batch goes first next time
+        self._held: Job | None = None  # a job that did not fit goes first next time
+        self._stopping = False
         self._depth = 0
         self._depth_lock = threading.Lock()
+        self._owners: dict[int, tuple[Job, int]] = {}  # row key -> (job, its row number in the job)
         self._thread = threading.Thread(target=self._work, name="quark-engine", daemon=True)
 
     def start(self) -> None:
@@ -84,72 +88,107 @@ class Batcher:
         self._pending.put(job)
         return job
 
+    def run_exclusive(self, fn: Callable[[], Any]) -> Any:
+        """Run `fn` (e.g. embeddings) between engine steps; call from a worker thread."""
+        with self.model_lock:
+            return fn()
+
     def _change_depth(self, delta: int) -> None:
         with self._depth_lock:
             self._depth += delta
             depth = self._depth
         self.stats.on_queue(depth)
 
-    def _next(self, timeout: float | None) -> Job | None | Finished:
-        """The held job, else the next queued one; FINISHED when none came within `timeout`."""
+    def _next(self, timeout: float | None) -> Job | None:
+        """The held job, else a queued one within `timeout` (None: wait; 0: do not wait)."""
         if self._held is not None:
             job, self._held = self._held, None
             return job
         try:
-            return self._pending.get(timeout=timeout) if timeout is None or timeout > 0 else self._pending.get_nowait()
+            job = self._pending.get(timeout=timeout) if timeout is None or timeout > 0 else self._pending.get_nowait()
         except queue.Empty:
-            return FINISHED
+            return None
+        if job is None:
+            self._stopping = True
+        return job
 
-    def _gather(self, first: Job) -> list[Job]:
-        """`first` plus the jobs arriving within the gather window that fit in the batch."""
-        jobs, rows = [first], len(first.prompts)
-        deadline = time.perf_counter() + self.gather_seconds
-        while rows < self.max_batch:
+    def _take(self, free: int, window: float) -> list[Job]:
+        """Jobs that fit in `free` rows, waiting up to `window` seconds for more to arrive."""
+        jobs: list[Job] = []
+        deadline = time.perf_counter() + window
+        while free > 0 and not self._stopping:
             job = self._next(max(0.0, deadline - time.perf_counter()))
-            if job is FINISHED:
+            if job is None:
                 break
-            if job is None:  # stop() while gathering: run what we have, then stop
-                self._pending.put(None)
-                break
-            if rows + len(job.prompts) > self.max_batch:
+            if len(job.prompts) > free:
                 self._held = job
                 break
             jobs.append(job)
-            rows += len(job.prompts)
+            free -= len(job.prompts)
+        self._change_depth(-len(jobs))
         return jobs
 
     def _work(self) -> None:
+        batch = self.engine.live_batch(cancelled=lambda key: self._owners[key][0].cancelled)
         while True:
-            first = self._next(None)
-            if first is None:
-                return
-            gathered = self._gather(first)
-            self._change_depth(-len(gathered))
-            jobs = [job for job in gathered if not job.cancelled]
-            for job in gathered:
-                if job.cancelled:  # the client left while waiting: nothing to compute
-                    job.deliver(FINISHED)
-            if jobs:
-                self._run(jobs)
-
-    def _run(self, jobs: list[Job]) -> None:
-        owners: list[tuple[Job, int]] = [(job, k) for job in jobs for k in range(len(job.prompts))]
-        prompts = [p for job in jobs for p in job.prompts]
-        params = [p for job in jobs for p in job.params]
-        self.stats.on_batch(len(prompts), len(jobs))
-        try:
+            if not batch:
+                first = self._next(None)  # idle: wait for work, then gather company briefly
+                if first is None:
+                    return
+                self._change_depth(-1)
+                jobs = [first, *self._take(self.max_batch - len(first.prompts), self.gather_seconds)]
+            else:
+                jobs = self._take(self.max_batch - len(batch), 0.0)  # busy: join at this step
             with self.model_lock:
-                for event in self.engine.stream(prompts, params, cancelled=lambda i: owners[i][0].cancelled):
-                    job, local = owners[event.index]
-                    job.deliver(StreamEvent(local, event.text, event.token_ids, event.finish_reason))
-        except Exception as exc:  # noqa: BLE001 - every waiting request must hear about the failure
-            for job in jobs:
-                job.deliver(exc)
-        finally:
-            for job in jobs:
+                for job in jobs:
+                    self._admit(batch, job)
+                if self._stopping:
+                    self._fail(batch, None)
+                    return
+                if batch:
+                    live = self._live_keys(batch)
+                    self.stats.on_step(len(live), len({id(self._owners[k][0]) for k in live}))
+                    try:
+                        events, ended = batch.step()
+                    except Exception as exc:  # noqa: BLE001 - every request in the batch must hear of it
+                        self._fail(batch, exc)
+                        continue
+                    self._dispatch(events, ended)
+
+    def _admit(self, batch, job: Job) -> None:
+        if job.cancelled:  # the client left while waiting: nothing to compute
+            job.deliver(FINISHED)
+            return
+        try:
+            keys = batch.add(job.prompts, job.params)
+        except Exception as exc:  # noqa: BLE001 - this request fails; the running batch goes on
+            job.deliver(exc)
+            job.deliver(FINISHED)
+            return
+        job.unfinished = len(keys)
+        for local, key in enumerate(keys):
+            self._owners[key] = (job, local)
+
+    @staticmethod
+    def _live_keys(batch) -> list[int]:
+        return [row.key for row in batch.rows if not row.finish_reason]
+
+    def _dispatch(self, events: list[StreamEvent], ended: list[int]) -> None:
+        for event in events:
+            job, local = self._owners[event.index]
+            job.deliver(StreamEvent(local, event.text, event.token_ids, event.finish_reason))
+        for key in ended:
+            job, _ = self._owners.pop(key)
+            job.unfinished -= 1
+            if job.unfinished == 0:
                 job.deliver(FINISHED)
 
-    def run_exclusive(self, fn: Callable[[], Any]) -> Any:
-        """Run `fn` (e.g. embeddings) while no batch is computing; call from a worker thread."""
-        with self.model_lock:
-            return fn()
+    def _fail(self, batch, exc: BaseException | None) -> None:
+        """End every admitted job: with `exc` after an error, quietly on shutdown."""
+        batch.fail()
+        jobs = {id(job): job for job, _ in self._owners.values()}
+        self._owners.clear()
+        for job in jobs.values():
+            if exc is not None:
+                job.deliver(exc)
+            job.deliver(FINISHED)

@@ -32,16 +32,17 @@ class Metrics:
         self.prompt_tokens = Counter("quark_prompt_tokens", "Prompt tokens processed.", registry=r)
         self.completion_tokens = Counter("quark_completion_tokens", "Tokens generated.", registry=r)
         self.queue_depth = Gauge("quark_queue_depth", "Generation requests waiting for the engine.", registry=r)
-        self.batch_rows = Histogram("quark_batch_size", "Sequences per engine batch.", buckets=BATCH_BUCKETS, registry=r)
-        self.batch_requests = Histogram("quark_batch_requests", "HTTP requests per engine batch.",
+        self.batch_rows = Histogram("quark_batch_size", "Sequences sharing each engine step.", buckets=BATCH_BUCKETS,
+                                    registry=r)
+        self.batch_requests = Histogram("quark_batch_requests", "HTTP requests sharing each engine step.",
                                         buckets=BATCH_BUCKETS, registry=r)
 
     def batch_stats(self) -> BatchStats:
-        def on_batch(rows: int, jobs: int) -> None:
+        def on_step(rows: int, jobs: int) -> None:
             self.batch_rows.observe(rows)
             self.batch_requests.observe(jobs)
 
-        return BatchStats(on_batch=on_batch, on_queue=self.queue_depth.set)
+        return BatchStats(on_step=on_step, on_queue=self.queue_depth.set)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
