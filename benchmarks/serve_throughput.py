@@ -44,6 +44,12 @@ def stream_one(client: httpx.Client, base: str, i: int, max_tokens: int) -> tupl
     return tokens, first if first is not None else time.perf_counter() - start
 
 
+def steps(client: httpx.Client, base: str) -> tuple[float, float]:
+    """(engine steps so far, sequences summed over those steps), from /metrics."""
+    text = client.get(f"{base}/metrics").text
+    return tuple(float(re.search(rf"^quark_batch_size_{part} (\S+)$", text, re.M).group(1)) for part in ("count", "sum"))
+
+
 def run(client: httpx.Client, base: str, requests: int, max_tokens: int, concurrent: bool) -> dict:
     start = time.perf_counter()
     if concurrent:
@@ -82,21 +88,23 @@ def main() -> None:
             # building TLS contexts, not waiting for the server.
             with httpx.Client(limits=httpx.Limits(max_connections=args.requests)) as client:
                 stream_one(client, base, -1, 4)  # warm up
+                before = steps(client, base)
                 sequential = run(client, base, args.requests, args.max_tokens, concurrent=False)
+                middle = steps(client, base)
                 concurrent = run(client, base, args.requests, args.max_tokens, concurrent=True)
-                metrics = client.get(f"{base}/metrics").text
+                after = steps(client, base)
         finally:
             server.terminate()
             server.wait(30)
-    steps = float(re.search(r"^quark_batch_size_count (\S+)$", metrics, re.M).group(1))
-    rows = float(re.search(r"^quark_batch_size_sum (\S+)$", metrics, re.M).group(1))
     print(f"preset {args.preset}, {args.requests} requests x {args.max_tokens} tokens, server torch threads {args.threads}\n")
-    print("| mode | tokens | seconds | tokens/s | mean time to first token s |")
-    print("|---|---|---|---|---|")
-    for name, r in (("one at a time", sequential), (f"{args.requests} concurrent", concurrent)):
-        print(f"| {name} | {r['tokens']} | {r['seconds']:.2f} | {r['tokens_per_s']:.1f} | {r['mean_first_token_s']:.3f} |")
-    print(f"\nconcurrent/sequential throughput: {concurrent['tokens_per_s'] / sequential['tokens_per_s']:.2f}x; "
-          f"engine steps: {steps:.0f}, {rows / steps:.1f} sequences per step on average (both runs)")
+    print("| mode | tokens | seconds | tokens/s | mean time to first token s | sequences per engine step |")
+    print("|---|---|---|---|---|---|")
+    for name, r, (a, b) in (("one at a time", sequential, (before, middle)),
+                            (f"{args.requests} concurrent", concurrent, (middle, after))):
+        rows_per_step = (b[1] - a[1]) / (b[0] - a[0])
+        print(f"| {name} | {r['tokens']} | {r['seconds']:.2f} | {r['tokens_per_s']:.1f} | {r['mean_first_token_s']:.3f} "
+              f"| {rows_per_step:.1f} |")
+    print(f"\nconcurrent/sequential throughput: {concurrent['tokens_per_s'] / sequential['tokens_per_s']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -176,11 +176,20 @@ def load_quantized(folder: Path, *, device: str | torch.device = "cpu", dtype: t
             raise QuarkError(f"{weights}: {key} is {tensor.dtype} {tuple(tensor.shape)}, "
                              f"config.json implies {want.dtype} {tuple(want.shape)}")
     model.load_state_dict(state, strict=False, assign=True)
-    if config.tie_embeddings:
+    if config.tie_embeddings:  # the head's buffers are still meta: point it at the loaded table
         model.lm_head = Int8Linear.tied_to(model.embed_tokens)
     model.rope_cos, model.rope_sin = rope_tables(config)
     model.quantization = recorded
-    return model.to(device=device, dtype=dtype).eval()
+    return _to(model, device=device, dtype=dtype).eval()
+
+
+def _to(model: LLM, **kwargs) -> LLM:
+    """`model.to(...)`, keeping a tied int8 head tied: Module.to moves each module's buffers on
+    their own, which would give the head a second copy of the embedding table."""
+    model = model.to(**kwargs)
+    if model.config.tie_embeddings:
+        model.lm_head = Int8Linear.tied_to(model.embed_tokens)
+    return model
 
 
 def _bitsandbytes():
@@ -232,7 +241,7 @@ def load_for_inference(folder: Path, *, device: str | torch.device = "cpu", dtyp
         raise QuarkError("nf4 runs on CUDA only (bitsandbytes); on CPU use --quantize int8")
     if device.type != "cpu":
         raise QuarkError(f"--quantize {mode} runs on cpu or cuda, not {device.type}")
-    return quantize_int8(load_model(folder, device="cpu", dtype=torch.float32)).to(dtype)
+    return _to(quantize_int8(load_model(folder, device="cpu", dtype=torch.float32)), dtype=dtype)
 
 
 def weight_bytes(model: nn.Module) -> int:

@@ -46,6 +46,11 @@ class Job:
             self.cancelled = True
 
 
+def _put_all(items: list[tuple[Job, StreamEvent | Finished]]) -> None:
+    for job, item in items:
+        job.events.put_nowait(item)
+
+
 @dataclass
 class BatchStats:
     """Hooks the metrics layer observes; the batcher itself keeps no counters."""
@@ -174,14 +179,22 @@ class Batcher:
         return [row.key for row in batch.rows if not row.finish_reason]
 
     def _dispatch(self, events: list[StreamEvent], ended: list[int]) -> None:
+        """Hand a step's events to their requests: one wake-up per event loop, not one per event."""
+        items: dict[asyncio.AbstractEventLoop, list[tuple[Job, StreamEvent | Finished]]] = {}
         for event in events:
             job, local = self._owners[event.index]
-            job.deliver(StreamEvent(local, event.text, event.token_ids, event.finish_reason))
+            items.setdefault(job.loop, []).append((job, StreamEvent(local, event.text, event.token_ids, event.finish_reason)))
         for key in ended:
             job, _ = self._owners.pop(key)
             job.unfinished -= 1
             if job.unfinished == 0:
-                job.deliver(FINISHED)
+                items.setdefault(job.loop, []).append((job, FINISHED))
+        for loop, batch in items.items():
+            try:
+                loop.call_soon_threadsafe(_put_all, batch)
+            except RuntimeError:  # the loop has closed (server shutting down): nobody is listening
+                for job, _ in batch:
+                    job.cancelled = True
 
     def _fail(self, batch, exc: BaseException | None) -> None:
         """End every admitted job: with `exc` after an error, quietly on shutdown."""
