@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import torch
 import typer
 
-from commands._cli import Cli
+from quark.commands._cli import Cli
 from quark.errors import QuarkError
 from quark.inference import Engine
 

@@ -9,8 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from commands._cli import Cli
-from commands._inference import Quantize
+from quark.commands._cli import Cli
+from quark.commands._inference import Quantize
 from quark.atomic import atomic_dir
 from quark.errors import QuarkError
 from quark.inference.quantize import quantize_int8, save_quantized, weight_bytes

@@ -6,8 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from commands._cli import Cli, quark_command
-from commands._inference import DeviceOption, ModelOption, QuantizeOption, load_engine
+from quark.commands._cli import Cli, quark_command
+from quark.commands._inference import DeviceOption, ModelOption, QuantizeOption, load_engine
 from quark.inference import SamplingParams
 from quark.modelio import generation_defaults
 

@@ -9,8 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from commands._cli import Cli, group, quark_command
-from commands._inference import DeviceOption, QuantizeOption, load_engine
+from quark.commands._cli import Cli, group, quark_command
+from quark.commands._inference import DeviceOption, QuantizeOption, load_engine
 from quark.errors import QuarkError
 from quark.modelio import generation_defaults
 from quark.serving import KeyStore, bind, create_app, is_loopback, parse_rate_limit, read_key_file, run, url_of
@@ -81,6 +81,7 @@ def serve_command(
                   "Ctrl-C stops")
         sys.stdout.flush()
     run(app, sock, log_level=log_level)
+    cli.err.print("[dim]server stopped[/]")
     return None
 
 

@@ -10,8 +10,8 @@ import typer
 from safetensors import safe_open
 from typer.testing import CliRunner
 
-from commands._cli import group, quark_command
-from commands._quantize import quantize_command
+from quark.commands._cli import group, quark_command
+from quark.commands._quantize import quantize_command
 from conftest import Quark
 from quark.errors import QuarkError
 from quark.inference import Engine, SamplingParams

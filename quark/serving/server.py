@@ -50,7 +50,10 @@ def _server(app: FastAPI, log_level: str) -> uvicorn.Server:
 
 def run(app: FastAPI, sock: socket.socket, *, log_level: str = "warning") -> None:
     """Serve until interrupted (Ctrl-C or SIGTERM: uvicorn shuts down gracefully)."""
-    _server(app, log_level).run(sockets=[sock])
+    try:
+        _server(app, log_level).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown: a normal stop
+        pass
 
 
 class BackgroundServer:
