@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from quark.commands._cli import Cli, group, quark_command
+from quark.commands._quantize import quantize_command
 from quark.errors import QuarkError
 
 models = group("models", "Inspect, list, export and import models.")
@@ -157,3 +158,6 @@ def import_(cli: Cli, folder: Path = typer.Argument(..., help="Llama-architectur
 
 def register(root: typer.Typer) -> None:
     root.add_typer(models)
+
+
+quark_command(models, "quantize")(quantize_command)

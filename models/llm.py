@@ -233,7 +233,8 @@ class LLM(nn.Module):
             else:
                 cache.padded = True
                 mask = self._explicit_mask(keys, past, T)
-        dtype = self.embed_tokens.weight.dtype
+        x = self.embed_tokens(idx)
+        dtype = x.dtype  # RoPE follows the activations (a quantized embedding's table is int8)
         if positions is None:
             # Training's path: positions 0..T-1 for every row, so slice the tables and broadcast
             # (no gather, and no device sync for a bounds check).
@@ -245,8 +246,6 @@ class LLM(nn.Module):
                 raise ValueError(f"position {int(positions.max())} beyond max_seq_len {self.config.max_seq_len}")
             cos = self.rope_cos[positions][:, None].to(dtype)
             sin = self.rope_sin[positions][:, None].to(dtype)
-
-        x = self.embed_tokens(idx)
         for i, block in enumerate(self.layers):
             if self.gradient_checkpointing and self.training:
                 x = torch.utils.checkpoint.checkpoint(block, x, cos, sin, mask, cache, i, use_reentrant=False)

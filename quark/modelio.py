@@ -28,8 +28,8 @@ def save_model(folder: Path, model: LLM, tokenizer_model: Path, *, generation: d
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    if model.config.tie_embeddings:
-        state.pop("lm_head.weight", None)
+    if model.config.tie_embeddings:  # the head is the embedding (and, quantized, its scales too)
+        state = {k: v for k, v in state.items() if not k.startswith("lm_head.")}
     save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt", "architecture": "quark-llm"})
     config = {"architecture": "quark-llm", **model.config.to_dict(), **(extra_config or {})}
     (folder / "config.json").write_text(json.dumps(config, indent=2))
@@ -75,6 +75,10 @@ def load_model(folder: Path, *, device: str | torch.device = "cpu", dtype: torch
     """Build the LLM of a model folder and load its weights, checking every tensor's shape."""
     folder = Path(folder)
     config = read_config(folder)
+    from quark.inference import quantize  # imports this module: a top-level import would be circular
+
+    if quantize.saved_quantization(folder):
+        return quantize.load_quantized(folder, device=device, dtype=dtype)
     with torch.device("meta"):
         model = LLM(config)
     state = load_state(folder / "model.safetensors")

@@ -71,3 +71,43 @@ def test_tool_calls_render_in_the_template(engine: Engine) -> None:
         {"id": "call_0", "type": "function", "function": {"name": "add", "arguments": '{"a": 1, "b": 2}'}}]})
     assert turn[:2] == [tok.special_id("<|assistant|>"), tok.special_id("<|tool_call|>")] and turn[-1] == tok.end_id
     assert tok.decode(turn[2:-1]) == '{"name": "add", "arguments": {"a": 1, "b": 2}}'
+
+
+def test_rows_of_different_lengths_survive_cache_compaction(engine: Engine) -> None:
+    prompts = _prompts(engine) + [engine.tokenizer.encode("x = 1\n")]
+    params = [SamplingParams(max_tokens=n, temperature=0) for n in (2, 20, 5)]  # two finish early: compaction
+    together = [c.token_ids for c in engine.generate(prompts, params)]
+    alone = [engine.generate([p], q)[0].token_ids for p, q in zip(prompts, params)]
+    assert together == alone and [len(t) for t in together] == [2, 20, 5]
+
+
+def test_a_cancelled_row_stops_and_the_others_finish(engine: Engine) -> None:
+    seen: dict[int, int] = {0: 0, 1: 0}
+    events = []
+    for event in engine.stream(_prompts(engine), SamplingParams(max_tokens=12, temperature=0),
+                               cancelled=lambda i: i == 1 and seen[1] >= 3):
+        seen[event.index] += 1
+        events.append(event)
+    assert seen[1] == 3 and all(e.finish_reason is None for e in events if e.index == 1)
+    assert seen[0] == 12 and events[-1].finish_reason == "length"
+
+
+def test_rows_joining_a_running_batch_generate_as_if_alone(engine: Engine) -> None:
+    greedy = SamplingParams(max_tokens=12, temperature=0)
+    sampled = SamplingParams(max_tokens=9, temperature=1.0, seed=5)
+    prompts = _prompts(engine) + [engine.tokenizer.encode("x")]
+    params = [greedy, greedy, sampled]
+    alone = [engine.generate([p], q)[0].token_ids for p, q in zip(prompts, params)]
+    batch = engine.live_batch()
+    tokens: dict[int, list[int]] = {}
+    joins = {3: 1, 6: 2}  # a longer prompt joins at step 3 (the cache is re-aligned), a shorter at step 6
+    keys = batch.add([prompts[0]], params[0])
+    for step in range(40):
+        if step in joins:
+            keys += batch.add([prompts[joins[step]]], params[joins[step]])
+        events, _ = batch.step()
+        for event in events:
+            tokens.setdefault(event.index, []).extend(event.token_ids)
+        if not batch and step > max(joins):
+            break
+    assert [tokens[k] for k in keys] == alone

@@ -4,20 +4,28 @@ Text is streamed incrementally: each step decodes a row's completion so far and 
 new suffix, holding back an incomplete UTF-8 character (byte-fallback pieces) and any tail that
 could still become a stop string. Generation ends for a row on EOS or <|end|>, a stop string, or
 max_tokens; a prompt that cannot fit the context is an error, never silently cut.
+
+A `LiveBatch` holds the rows generating together. New rows may join it between steps
+(continuous batching: the server admits requests as they arrive instead of making them wait for
+the running batch to end): each joins after its own prefill, copied into the cache right-aligned.
+Per-step cost is kept to the model's forward: prefills project only the last position onto the
+vocabulary, greedy rows share one argmax, and once half the rows have finished the cache is
+compacted (finished rows and columns no live row uses are dropped) so they stop costing compute.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from quark.errors import QuarkError
+from quark.inference.quantize import load_for_inference
 from quark.inference.sampling import RowSampler, SamplingParams
-from quark.modelio import load_model, load_tokenizer
+from quark.modelio import load_tokenizer
 from quark.models.llm import LLM, KVCache
 from quark.tokenizer import Tokenizer
 
@@ -45,6 +53,7 @@ class Completion:
 
 @dataclass
 class _Row:
+    key: int  # the StreamEvent.index of this row's events
     prompt: list[int]
     sampler: RowSampler
     max_tokens: int
@@ -58,13 +67,18 @@ class Engine:
 
     def __init__(self, model: LLM, tokenizer: Tokenizer, name: str = "model") -> None:
         self.model, self.tokenizer, self.name = model.eval(), tokenizer, name
-        self.device = model.embed_tokens.weight.device
+        self.device = model.norm.weight.device
+        self.dtype = model.norm.weight.dtype  # activations' dtype: norms are never quantized
         self.stop_ids = {tokenizer.eos_id, tokenizer.end_id}
 
     @classmethod
-    def load(cls, folder: Path, *, device: str = "cpu", dtype: torch.dtype = torch.float32) -> "Engine":
+    def load(cls, folder: Path, *, device: str = "cpu", dtype: torch.dtype = torch.float32,
+             quantize: str | None = None) -> "Engine":
+        """Load a model folder; `quantize` ("int8" | "nf4") quantizes on load (see quantize.py).
+        A folder saved quantized loads as it was saved."""
         folder = Path(folder)
-        return cls(load_model(folder, device=device, dtype=dtype), load_tokenizer(folder), folder.name)
+        model = load_for_inference(folder, device=device, dtype=dtype, mode=quantize)
+        return cls(model, load_tokenizer(folder), folder.name)
 
     @property
     def context_length(self) -> int:
@@ -96,9 +110,13 @@ class Engine:
         return [Completion(texts[i], rows[i].tokens, list(prompts[i]), finish[i], elapsed, first[i],
                            rows[i].max_tokens < self._requested(params, i)) for i in range(len(prompts))]
 
-    def stream(self, prompts: Sequence[Sequence[int]], params: SamplingParams | Sequence[SamplingParams]) -> Iterator[StreamEvent]:
-        """Yield StreamEvents as tokens are produced, for all prompts batched together."""
-        yield from self._run(self._rows(prompts, params))
+    def stream(self, prompts: Sequence[Sequence[int]], params: SamplingParams | Sequence[SamplingParams], *,
+               cancelled: Callable[[int], bool] | None = None) -> Iterator[StreamEvent]:
+        """Yield StreamEvents as tokens are produced, for all prompts batched together.
+
+        `cancelled(index)` is asked before each step: a row whose reader has gone away (a closed
+        HTTP stream) stops there, without a final event, and stops costing compute."""
+        yield from self._run(self._rows(prompts, params), cancelled)
 
     def complete_text(self, prompt: str, params: SamplingParams) -> Completion:
         return self.generate([[self.tokenizer.bos_id, *self.tokenizer.encode(prompt)]], params)[0]
@@ -110,61 +128,42 @@ class Engine:
     def _requested(params: SamplingParams | Sequence[SamplingParams], i: int) -> int:
         return (params if isinstance(params, SamplingParams) else params[i]).max_tokens
 
-    def _rows(self, prompts: Sequence[Sequence[int]], params: SamplingParams | Sequence[SamplingParams]) -> list[_Row]:
+    def live_batch(self, cancelled: Callable[[int], bool] | None = None) -> "LiveBatch":
+        """An empty batch that rows can join between steps (what the server runs)."""
+        return LiveBatch(self, cancelled)
+
+    def _rows(self, prompts: Sequence[Sequence[int]], params: SamplingParams | Sequence[SamplingParams],
+              first_key: int = 0) -> list[_Row]:
         if isinstance(params, SamplingParams):
             params = [params] * len(prompts)
         if len(params) != len(prompts):
             raise ValueError("one SamplingParams per prompt")
         rows = []
-        for prompt, p in zip(prompts, params):
+        for key, (prompt, p) in enumerate(zip(prompts, params), start=first_key):
             prompt = list(prompt)
             self.check_prompt(prompt)
             budget = min(p.max_tokens, self.context_length - len(prompt))
-            rows.append(_Row(prompt, RowSampler.create(p, prompt, self.device), budget))
+            rows.append(_Row(key, prompt, RowSampler.create(p, prompt, self.device), budget))
         return rows
 
-    @torch.inference_mode()
-    def _run(self, rows: list[_Row]) -> Iterator[StreamEvent]:
-        if not rows:
-            return
-        width = max(len(r.prompt) for r in rows)
-        capacity = width + max(r.max_tokens for r in rows)
-        dtype = self.model.embed_tokens.weight.dtype
-        cache = KVCache.empty(self.model.config, len(rows), capacity, self.device,
-                              dtype if dtype.is_floating_point else torch.float32)
-        idx = torch.full((len(rows), width), self.tokenizer.pad_id, dtype=torch.long, device=self.device)
-        mask = torch.zeros(len(rows), width, dtype=torch.bool, device=self.device)
-        for i, row in enumerate(rows):  # left padding: every row's last prompt token is in the last column
-            idx[i, width - len(row.prompt):] = torch.tensor(row.prompt, device=self.device)
-            mask[i, width - len(row.prompt):] = True
-        padded = not bool(mask.all())
-        logits = self.model(idx, cache=cache, attention_mask=mask if padded else None)[:, -1].float()
-        active = list(range(len(rows)))
-        while active:
-            next_ids = torch.full((len(rows), 1), self.tokenizer.pad_id, dtype=torch.long, device=self.device)
-            step_mask = torch.zeros(len(rows), 1, dtype=torch.bool, device=self.device)
-            for i in list(active):
-                row = rows[i]
-                token = row.sampler.next_token(logits[i])
-                row.sampler.observe(token)
-                event = self._advance(i, row, token)
-                if event is not None:
-                    yield event
-                if row.finish_reason:
-                    active.remove(i)
-                else:
-                    next_ids[i, 0], step_mask[i, 0] = token, True
-            if not active:
-                break
-            all_live = bool(step_mask.all()) and not padded
-            logits = self.model(next_ids, cache=cache, attention_mask=None if all_live else step_mask)[:, -1].float()
-            padded = padded or not all_live
+    def _run(self, rows: list[_Row], cancelled: Callable[[int], bool] | None = None) -> Iterator[StreamEvent]:
+        batch = LiveBatch(self, cancelled)
+        batch.admit(rows)
+        while batch:
+            events, _ = batch.step()
+            yield from events
 
-    def _advance(self, index: int, row: _Row, token: int) -> StreamEvent | None:
+    def _last_logits(self, idx: torch.Tensor, cache: KVCache, mask: torch.Tensor | None) -> torch.Tensor:
+        """Float32 logits of the last position only: at prefill, projecting every prompt position
+        onto the vocabulary would cost prompt-length times the lm_head for nothing."""
+        hidden = self.model(idx, cache=cache, attention_mask=mask, return_hidden=True)
+        return self.model.lm_head(hidden[:, -1]).float()
+
+    def _advance(self, row: _Row, token: int) -> StreamEvent | None:
         """Record `token` for a row and return the text it makes safe to show, if any."""
         if token in self.stop_ids:
             row.finish_reason = "stop"
-            return StreamEvent(index, self._flush(row, final=True), [], "stop")
+            return StreamEvent(row.key, self._flush(row, self.tokenizer.decode(row.tokens), final=True), [], "stop")
         row.tokens.append(token)
         text = self.tokenizer.decode(row.tokens)
         for stop in row.sampler.params.stop:
@@ -173,14 +172,15 @@ class Engine:
                 row.finish_reason = "stop"
                 new = text[row.emitted:cut] if cut > row.emitted else ""
                 row.emitted = max(row.emitted, cut)
-                return StreamEvent(index, new, [token], "stop")
+                return StreamEvent(row.key, new, [token], "stop")
         if len(row.tokens) >= row.max_tokens:
             row.finish_reason = "length"
-            return StreamEvent(index, self._flush(row, final=True), [token], "length")
-        return StreamEvent(index, self._flush(row, final=False), [token])
+            return StreamEvent(row.key, self._flush(row, text, final=True), [token], "length")
+        return StreamEvent(row.key, self._flush(row, text, final=False), [token])
 
-    def _flush(self, row: _Row, *, final: bool) -> str:
-        text = self.tokenizer.decode(row.tokens)
+    @staticmethod
+    def _flush(row: _Row, text: str, *, final: bool) -> str:
+        """The part of `text` (the row's whole completion) not yet emitted and safe to show."""
         safe = len(text)
         if not final:
             if text.endswith("\ufffd"):  # a multi-byte character still arriving byte by byte
@@ -193,3 +193,131 @@ class Engine:
         new = text[row.emitted:safe] if safe > row.emitted else ""
         row.emitted = max(row.emitted, safe)
         return new
+
+
+class LiveBatch:
+    """Rows generating together in one left-padded KV cache, which new rows may join between steps.
+
+    Every row's newest token sits in the last filled column. `admit` prefills joining rows on their
+    own and copies them in right-aligned; `step` samples one token for every live row, runs the
+    next forward and returns the events (and the keys of rows that ended). Not thread-safe.
+    """
+
+    def __init__(self, engine: Engine, cancelled: Callable[[int], bool] | None = None) -> None:
+        self.engine, self.cancelled = engine, cancelled
+        self.rows: list[_Row] = []  # one per cache line, finished rows included until compaction
+        self.cache: KVCache | None = None
+        self.logits: torch.Tensor | None = None  # (lines, vocab): the next token's, per line
+        self._next_key = 0
+
+    def __len__(self) -> int:
+        """Rows still generating."""
+        return sum(1 for row in self.rows if not row.finish_reason)
+
+    def add(self, prompts: Sequence[Sequence[int]], params: SamplingParams | Sequence[SamplingParams]) -> list[int]:
+        """Join prompts to the batch; returns the keys their StreamEvents will carry."""
+        rows = self.engine._rows(prompts, params, first_key=self._next_key)
+        self._next_key += len(rows)
+        self.admit(rows)
+        return [row.key for row in rows]
+
+    @torch.inference_mode()
+    def admit(self, rows: list[_Row]) -> None:
+        if not rows:
+            return
+        engine, config = self.engine, self.engine.model.config
+        width = max(len(r.prompt) for r in rows)
+        idx = torch.full((len(rows), width), engine.tokenizer.pad_id, dtype=torch.long, device=engine.device)
+        mask = torch.zeros(len(rows), width, dtype=torch.bool, device=engine.device)
+        for i, row in enumerate(rows):  # left padding: every row's last prompt token is in the last column
+            idx[i, width - len(row.prompt):] = torch.tensor(row.prompt, device=engine.device)
+            mask[i, width - len(row.prompt):] = True
+        prompt_mask = None if bool(mask.all()) else mask
+        alive = [line for line, row in enumerate(self.rows) if not row.finish_reason]
+        if not alive:  # nothing running: prefill straight into a cache with room for every budget
+            self.cache = KVCache.empty(config, len(rows), width + max(r.max_tokens for r in rows), engine.device,
+                                       engine.dtype)
+            self.logits, self.rows = engine._last_logits(idx, self.cache, prompt_mask), list(rows)
+            return
+        joining = KVCache.empty(config, len(rows), width, engine.device, engine.dtype)
+        logits = engine._last_logits(idx, joining, prompt_mask)
+        old, keep = self.cache, torch.tensor(alive, dtype=torch.long, device=engine.device)
+        start = self._first_used_column(old.key_mask.index_select(0, keep)[:, :old.length])
+        used = old.length - start
+        length = max(used, width)
+        budget = max(r.max_tokens - len(r.tokens) for r in [*(self.rows[i] for i in alive), *rows])
+        merged = KVCache.empty(config, len(alive) + len(rows), length + budget, engine.device, engine.dtype)
+        n = len(alive)
+        for layer in range(config.n_layer):
+            for new, before, fresh in ((merged.k, old.k, joining.k), (merged.v, old.v, joining.v)):
+                new[layer][:n, :, length - used:length] = before[layer][:, :, start:old.length].index_select(0, keep)
+                new[layer][n:, :, length - width:length] = fresh[layer]
+        merged.key_mask[:n, length - used:length] = old.key_mask[:, start:old.length].index_select(0, keep)
+        merged.key_mask[n:, length - width:length] = joining.key_mask
+        merged.length, merged.padded = length, True
+        self.cache = merged
+        self.logits = torch.cat([self.logits.index_select(0, keep), logits])
+        self.rows = [self.rows[i] for i in alive] + list(rows)
+
+    @torch.inference_mode()
+    def step(self) -> tuple[list[StreamEvent], list[int]]:
+        """Sample every live row's next token; then run the forward that makes the following logits."""
+        engine = self.engine
+        events: list[StreamEvent] = []
+        ended: list[int] = []
+        next_ids = [engine.tokenizer.pad_id] * len(self.rows)
+        live = [False] * len(self.rows)
+        greedy: list[int] | None = None
+        for line, row in enumerate(self.rows):
+            if row.finish_reason:
+                continue
+            if self.cancelled is not None and self.cancelled(row.key):
+                row.finish_reason = "cancelled"
+                ended.append(row.key)
+                continue
+            if row.sampler.plain_greedy:
+                greedy = greedy if greedy is not None else self.logits.argmax(-1).tolist()
+                token = greedy[line]
+            else:
+                token = row.sampler.next_token(self.logits[line])
+            row.sampler.observe(token)
+            event = engine._advance(row, token)
+            if event is not None:
+                events.append(event)
+            if row.finish_reason:
+                ended.append(row.key)
+            else:
+                next_ids[line], live[line] = token, True
+        if not any(live):
+            self.rows, self.cache, self.logits = [], None, None
+            return events, ended
+        if 2 * sum(live) <= len(live):  # half the lines are finished: drop them from the cache
+            keep = [line for line, alive in enumerate(live) if alive]
+            self._compact(keep)
+            next_ids, live = [next_ids[k] for k in keep], [True] * len(keep)
+        step = torch.tensor(next_ids, dtype=torch.long, device=engine.device)[:, None]
+        step_mask = None if all(live) else torch.tensor(live, device=engine.device)[:, None]
+        self.logits = engine._last_logits(step, self.cache, step_mask)
+        return events, ended
+
+    def fail(self) -> list[int]:
+        """Drop every row (after an error); returns the keys that were still generating."""
+        keys = [row.key for row in self.rows if not row.finish_reason]
+        self.rows, self.cache, self.logits = [], None, None
+        return keys
+
+    @staticmethod
+    def _first_used_column(key_mask: torch.Tensor) -> int:
+        return int(key_mask.any(0).to(torch.int8).argmax())
+
+    def _compact(self, keep: list[int]) -> None:
+        """Keep only the lines in `keep`, and only the columns from the first one they use."""
+        cache = self.cache
+        index = torch.tensor(keep, dtype=torch.long, device=cache.key_mask.device)
+        key_mask = cache.key_mask.index_select(0, index)
+        start = self._first_used_column(key_mask[:, :cache.length])
+        cache.k = [k.index_select(0, index)[:, :, start:] for k in cache.k]
+        cache.v = [v.index_select(0, index)[:, :, start:] for v in cache.v]
+        cache.key_mask = key_mask[:, start:]
+        cache.length -= start
+        self.rows = [self.rows[k] for k in keep]

@@ -48,6 +48,11 @@ class RowSampler:
             generator.manual_seed(params.seed if params.seed is not None else torch.seed())
         return cls(params, torch.tensor(prompt, dtype=torch.long, device=device), generator)
 
+    @property
+    def plain_greedy(self) -> bool:
+        """Greedy with nothing to adjust: the engine takes one argmax over the whole batch."""
+        return self.params.temperature == 0 and self.params.repetition_penalty == 1.0
+
     def next_token(self, logits: torch.Tensor) -> int:
         """logits: (vocab,) float32 for this row's last position."""
         p = self.params

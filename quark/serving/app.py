@@ -1,0 +1,350 @@
+"""The OpenAI-compatible HTTP API over one Engine: chat, completions, embeddings, models.
+
+Handlers validate and tokenize on the event loop, then hand rows to the Batcher, whose worker
+thread runs the model; streamed answers are Server-Sent Events in OpenAI's chunk format ending
+with `data: [DONE]`. Every error leaves as {"error": {"message", "type", "param", "code"}}.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from quark.embedding import embed_texts
+from quark.inference import Engine, SamplingParams, StreamEvent
+from quark.modelio import DEFAULT_GENERATION
+from quark.serving.batcher import FINISHED, Batcher, Job
+from quark.serving.keys import Caller, KeyStore, RateLimiter
+from quark.serving.metrics import Metrics, MetricsMiddleware
+from quark.serving.protocol import (APIError, ChatCompletionRequest, CompletionRequest, EmbeddingRequest, _Request,
+                                    validation_error)
+
+
+def _sse(data: dict[str, Any] | str) -> str:
+    return f"data: {data if isinstance(data, str) else json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+class Service:
+    """What the routes share: the engine, its batcher, keys, limits and metrics."""
+
+    def __init__(self, engine: Engine, *, keys: KeyStore | None, defaults: dict[str, Any], max_batch: int,
+                 gather_seconds: float) -> None:
+        self.engine, self.keys, self.defaults = engine, keys, {**DEFAULT_GENERATION, **defaults}
+        self.metrics = Metrics()
+        self.batcher = Batcher(engine, max_batch=max_batch, gather_seconds=gather_seconds,
+                               stats=self.metrics.batch_stats())
+        self.limiter = RateLimiter()
+        self.created = int(time.time())
+
+    # -- requests ---------------------------------------------------------------------------
+
+    async def authorize(self, request: Request) -> Caller | None:
+        """Bearer-key check and per-key rate limit; open when no key exists at all."""
+        if self.keys is None or not self.keys.required():
+            return None
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header[:7].lower() == "bearer " else ""
+        caller = self.keys.lookup(token) if token else None
+        if caller is None:
+            message = ("Incorrect API key provided." if token else
+                       "You didn't provide an API key: send it as 'Authorization: Bearer KEY'.")
+            raise APIError(401, message, code="invalid_api_key")
+        wait = self.limiter.check(caller)
+        if wait > 0:
+            raise APIError(429, f"Rate limit reached for key '{caller.name}': {caller.rate_limit} requests per minute. "
+                                f"Try again in {wait:.1f}s.", type="requests", code="rate_limit_exceeded",
+                           headers={"Retry-After": str(math.ceil(wait))})
+        return caller
+
+    def check_model(self, name: str) -> None:
+        if name != self.engine.name:
+            raise APIError(404, f"The model '{name}' does not exist; this server serves '{self.engine.name}'.",
+                           param="model", code="model_not_found")
+
+    def check_prompt(self, prompt: Sequence[int], param: str) -> None:
+        limit = self.engine.context_length
+        if len(prompt) >= limit:
+            raise APIError(400, f"This model's maximum context length is {limit} tokens. However, your {param} "
+                                f"resulted in {len(prompt)} tokens. Please reduce the length of the {param}.",
+                           param=param, code="context_length_exceeded")
+
+    def sampling(self, request: _Request, prompt_len: int, requested: int | None, param: str) -> list[SamplingParams]:
+        """One SamplingParams per choice; the model's generation_config fills what the request omits."""
+        limit = self.engine.context_length
+        room = limit - prompt_len
+        if requested is not None and requested > room:
+            raise APIError(400, f"This model's maximum context length is {limit} tokens. However, you requested "
+                                f"{prompt_len + requested} tokens ({prompt_len} in the {param}, {requested} in the "
+                                "completion). Please reduce the length of the messages or completion.",
+                           param="max_tokens", code="context_length_exceeded")
+        d = self.defaults
+        base = dict(max_tokens=requested or min(int(d["max_new_tokens"]), room),
+                    temperature=d["temperature"] if request.temperature is None else request.temperature,
+                    top_k=int(d.get("top_k", 0)) if request.top_k is None else request.top_k,
+                    top_p=d.get("top_p", 1.0) if request.top_p is None else request.top_p,
+                    repetition_penalty=request.repetition_penalty or 1.0, stop=tuple(request.stop))
+        # With a seed, choice j uses seed + j: n identical answers would defeat the point of n.
+        return [SamplingParams(**base, seed=None if request.seed is None else request.seed + j) for j in range(request.n)]
+
+    def submit(self, rows: list[list[int]], params: list[SamplingParams]) -> list[tuple[Job, int]]:
+        """Queue rows as jobs of at most one batch each; returns (job, index of its first row)."""
+        size = self.batcher.max_batch
+        self.metrics.prompt_tokens.inc(sum(len(r) for r in rows))
+        return [(self.batcher.submit(rows[i:i + size], params[i:i + size]), i) for i in range(0, len(rows), size)]
+
+    async def events(self, jobs: list[tuple[Job, int]]) -> AsyncIterator[StreamEvent]:
+        """Every row's events with request-wide indices. Leaving early (a closed stream) cancels
+        the jobs, so the engine stops spending steps on them."""
+        try:
+            for job, offset in jobs:
+                first = True
+                while (item := await job.events.get()) is not FINISHED:
+                    if isinstance(item, BaseException):
+                        raise APIError(500, f"generation failed: {type(item).__name__}: {item}", type="server_error")
+                    if first and item.token_ids:
+                        self.metrics.first_token.observe(time.perf_counter() - job.submitted_at)
+                        first = False
+                    self.metrics.completion_tokens.inc(len(item.token_ids))
+                    yield StreamEvent(item.index + offset, item.text, item.token_ids, item.finish_reason)
+        finally:
+            for job, _ in jobs:
+                job.cancelled = True
+
+    async def collect(self, jobs: list[tuple[Job, int]], rows: int) -> tuple[list[str], list[str], int]:
+        texts, reasons, tokens = [""] * rows, ["length"] * rows, 0
+        async for event in self.events(jobs):
+            texts[event.index] += event.text
+            tokens += len(event.token_ids)
+            if event.finish_reason:
+                reasons[event.index] = event.finish_reason
+        return texts, reasons, tokens
+
+    def model_card(self) -> dict[str, Any]:
+        return {"id": self.engine.name, "object": "model", "created": self.created, "owned_by": "quark"}
+
+
+def _usage(prompt: int, completion: int) -> dict[str, int]:
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _routes(service: Service) -> APIRouter:
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(service.authorize)])
+    engine = service.engine
+
+    @v1.get("/models")
+    async def list_models() -> dict:
+        return {"object": "list", "data": [service.model_card()]}
+
+    @v1.get("/models/{model_id}")
+    async def get_model(model_id: str) -> dict:
+        service.check_model(model_id)
+        return service.model_card()
+
+    @v1.post("/chat/completions")
+    async def chat_completions(body: ChatCompletionRequest):
+        service.check_model(body.model)
+        if (problem := body.unsupported()) is not None:
+            raise problem
+        prompt = engine.chat_prompt([m.as_template_message() for m in body.messages])
+        service.check_prompt(prompt, "messages")
+        params = service.sampling(body, len(prompt), body.max_completion_tokens or body.max_tokens, "messages")
+        jobs = service.submit([prompt] * body.n, params)
+        rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            return _stream(_chat_chunks(service, jobs, rid, created, body.n, len(prompt), include_usage))
+        texts, reasons, tokens = await service.collect(jobs, body.n)
+        return {"id": rid, "object": "chat.completion", "created": created, "model": engine.name,
+                "system_fingerprint": None,
+                "choices": [{"index": i, "message": {"role": "assistant", "content": texts[i]}, "logprobs": None,
+                             "finish_reason": reasons[i]} for i in range(body.n)],
+                "usage": _usage(len(prompt), tokens)}
+
+    @v1.post("/completions")
+    async def completions(body: CompletionRequest):
+        service.check_model(body.model)
+        if (problem := body.unsupported()) is not None:
+            raise problem
+        prompts = _completion_prompts(engine, body.prompt)
+        for prompt in prompts:
+            service.check_prompt(prompt, "prompt")
+        rows, params = [], []
+        for prompt in prompts:
+            rows += [prompt] * body.n
+            params += service.sampling(body, len(prompt), body.max_tokens, "prompt")
+        jobs = service.submit(rows, params)
+        rid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        prompt_tokens = sum(len(p) for p in prompts)
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            return _stream(_completion_chunks(service, jobs, rid, created, prompt_tokens, include_usage))
+        texts, reasons, tokens = await service.collect(jobs, len(rows))
+        return {"id": rid, "object": "text_completion", "created": created, "model": engine.name,
+                "system_fingerprint": None,
+                "choices": [{"index": i, "text": texts[i], "logprobs": None, "finish_reason": reasons[i]}
+                            for i in range(len(rows))],
+                "usage": _usage(prompt_tokens, tokens)}
+
+    @v1.post("/embeddings")
+    async def embeddings(body: EmbeddingRequest):
+        service.check_model(body.model)
+        texts = [body.input] if isinstance(body.input, str) else body.input
+        if not texts:
+            raise APIError(400, "'input' must not be an empty list.", param="input", code="invalid_value")
+        width = engine.model.config.n_embd
+        if body.dimensions not in (None, width):
+            raise APIError(400, f"This model's embeddings have {width} dimensions; 'dimensions' cannot change that.",
+                           param="dimensions", code="invalid_value")
+        vectors = await run_in_threadpool(service.batcher.run_exclusive,
+                                          lambda: embed_texts(engine.model, engine.tokenizer, texts))
+        tokens = sum(min(len(engine.tokenizer.encode(t)), engine.context_length) for t in texts)
+        service.metrics.prompt_tokens.inc(tokens)
+
+        def encode(vector: np.ndarray) -> list[float] | str:
+            if body.encoding_format == "base64":
+                return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
+            return vector.tolist()
+
+        return {"object": "list", "model": engine.name, "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+                "data": [{"object": "embedding", "index": i, "embedding": encode(v)} for i, v in enumerate(vectors)]}
+
+    return v1
+
+
+def _completion_prompts(engine: Engine, prompt: str | list[str] | list[int] | list[list[int]]) -> list[list[int]]:
+    """Text prompts get BOS and are encoded; token-id prompts are used as given, after a range check."""
+    if isinstance(prompt, str):
+        prompt = [prompt]
+    if not prompt:
+        raise APIError(400, "'prompt' must not be empty.", param="prompt", code="invalid_value")
+    if isinstance(prompt[0], int):
+        prompt = [prompt]
+    if isinstance(prompt[0], str):
+        return [[engine.tokenizer.bos_id, *engine.tokenizer.encode(text)] for text in prompt]
+    vocab = engine.model.config.vocab_size
+    for ids in prompt:
+        if not ids or any(not 0 <= i < vocab for i in ids):
+            raise APIError(400, f"token-id prompts must be non-empty with ids in [0, {vocab}).", param="prompt",
+                           code="invalid_value")
+    return [list(ids) for ids in prompt]
+
+
+def _stream(chunks: AsyncIterator[str]) -> StreamingResponse:
+    return StreamingResponse(chunks, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def _chat_chunks(service: Service, jobs, rid: str, created: int, n: int, prompt_tokens: int,
+                       include_usage: bool) -> AsyncIterator[str]:
+    def chunk(choices: list[dict], usage: dict | None = None) -> str:
+        body = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": service.engine.name,
+                "system_fingerprint": None, "choices": choices}
+        if include_usage:
+            body["usage"] = usage
+        return _sse(body)
+
+    def choice(index: int, delta: dict, finish: str | None = None) -> dict:
+        return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+
+    yield chunk([choice(i, {"role": "assistant", "content": ""}) for i in range(n)])
+    tokens = 0
+    try:
+        async for event in service.events(jobs):
+            tokens += len(event.token_ids)
+            if event.text:
+                yield chunk([choice(event.index, {"content": event.text})])
+            if event.finish_reason:
+                yield chunk([choice(event.index, {}, event.finish_reason)])
+    except APIError as exc:
+        yield _sse(exc.body())
+    if include_usage:
+        yield chunk([], _usage(prompt_tokens, tokens))
+    yield _sse("[DONE]")
+
+
+async def _completion_chunks(service: Service, jobs, rid: str, created: int, prompt_tokens: int,
+                             include_usage: bool) -> AsyncIterator[str]:
+    def chunk(choices: list[dict], usage: dict | None = None) -> str:
+        body = {"id": rid, "object": "text_completion", "created": created, "model": service.engine.name,
+                "system_fingerprint": None, "choices": choices}
+        if include_usage:
+            body["usage"] = usage
+        return _sse(body)
+
+    tokens = 0
+    try:
+        async for event in service.events(jobs):
+            tokens += len(event.token_ids)
+            if event.text or event.finish_reason:
+                yield chunk([{"index": event.index, "text": event.text, "logprobs": None,
+                              "finish_reason": event.finish_reason}])
+    except APIError as exc:
+        yield _sse(exc.body())
+    if include_usage:
+        yield chunk([], _usage(prompt_tokens, tokens))
+    yield _sse("[DONE]")
+
+
+def create_app(engine: Engine, *, keys: KeyStore | None = None, defaults: dict[str, Any] | None = None,
+               max_batch: int = 16, gather_seconds: float = 0.01) -> FastAPI:
+    """The FastAPI app serving `engine` (under its name). `keys`: require and rate-limit API keys
+    when any exist; `defaults`: the model's generation_config.json."""
+    service = Service(engine, keys=keys, defaults=defaults or {}, max_batch=max_batch, gather_seconds=gather_seconds)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        service.batcher.start()
+        try:
+            yield
+        finally:
+            service.batcher.stop()
+            if keys is not None:
+                keys.close()
+
+    app = FastAPI(title="Quark", summary=f"OpenAI-compatible API serving {engine.name}", lifespan=lifespan)
+    app.state.service = service
+    app.add_middleware(MetricsMiddleware, metrics=service.metrics)
+
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, exc: APIError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        error = validation_error(list(exc.errors()))
+        return JSONResponse(error.body(), status_code=error.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+        error = APIError(exc.status_code, f"{exc.detail}: {request.method} {request.url.path}", code=code)
+        return JSONResponse(error.body(), status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception) -> JSONResponse:
+        error = APIError(500, f"internal error: {type(exc).__name__}: {exc}", type="server_error")
+        return JSONResponse(error.body(), status_code=500)
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok", "model": engine.name}
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(service.metrics.render(), media_type=service.metrics.content_type)
+
+    app.include_router(_routes(service))
+    return app
