@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import os
+
+# pytest-xdist runs one worker per core: one torch thread each keeps them from fighting over cores
+# (tiny matmuls ran ~40x slower with two threads per worker on two busy cores).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import json
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from quark.commands import app
+
+torch.set_num_threads(1)
 
 
 @pytest.fixture
