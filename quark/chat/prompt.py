@@ -4,7 +4,7 @@
 Budget, in order of priority (the reply's reserve comes off the context first):
 1. the system prompt and the new user message — always whole; if they alone do not fit, that is
    an error naming the sizes, never a silent cut;
-2. the profile line and memories (checkpoint-restored, then pinned, then retrieved by rank), up
+2. the profile line and memories (pinned, then checkpoint-restored, then retrieved by rank), up
    to MEMORY_SHARE of what is left; a memory that does not fit is reported as omitted;
 3. the short-term window: the newest unsummarized turns, whole, up to `window_tokens` and what
    memories and the summary leave. Older turns are *folded*: each becomes one extractive summary
@@ -28,10 +28,10 @@ from quark.memory.summary import summary_line
 from quark.memory.text import truncate
 from quark.tokenizer import Tokenizer
 
-MEMORY_SHARE = 0.35  # of the tokens left after system prompt, message and reply reserve
+MEMORY_SHARE = 0.4  # of the tokens left after system prompt, message and reply reserve
 SUMMARY_SHARE = 0.2  # reserved for the summary once turns have to be folded
 MEMORY_CHARS = 200  # a memory longer than this is shown cut, with "…", and cited by id
-MEMORY_HEADER = "Memories (cite as [mN]):"
+MEMORY_HEADER = "Memories:"
 SUMMARY_HEADER = "Summary of earlier turns:"
 
 
@@ -139,7 +139,11 @@ def build_prompt(tokenizer: Tokenizer, inputs: PromptInputs, *, context_length: 
     if sum(costs) <= min(cap, rest - measure.summary(existing)):
         keep_from = 0
     else:
-        budget = min(cap, rest - min(int(available * SUMMARY_SHARE), measure.summary(existing) + 64))
+        # Keep room for the summary's share, and at least for its newest line, so that folding
+        # always leaves a trace in the prompt (up to half of what is left).
+        newest = existing[-1:] or [summary_line(m.role, m.content) for m in inputs.window[:1]]
+        reserve = min(rest // 2, max(int(available * SUMMARY_SHARE), measure.summary(newest)))
+        budget = min(cap, rest - reserve)
         keep_from, used = len(costs), 0
         while keep_from > 0 and used + costs[keep_from - 1] <= budget:
             keep_from -= 1

@@ -305,8 +305,8 @@ class ChatSession:
         hits = self.memories.search(text, query_vector, self.embedder.name, k=self.config.memories,
                                     exclude_sources={user.id, *(m.id for m in window)})
         restored = conversation.restored or {}
-        candidates = [PromptMemory(m, "checkpoint") for m in self.memories.get_many(restored.get("memory_ids", []))]
-        candidates += [PromptMemory(m, "pinned") for m in self.memories.pinned(conversation.id)]
+        candidates = [PromptMemory(m, "pinned") for m in self.memories.pinned(conversation.id)]
+        candidates += [PromptMemory(m, "checkpoint") for m in self.memories.get_many(restored.get("memory_ids", []))]
         # Facts before chunks (each group in fused-rank order): a fact is the distilled, shorter form.
         candidates += [PromptMemory(hit.memory, "retrieved") for hit in sorted(hits, key=lambda h: h.memory.kind != "fact")]
         unique = list({m.memory.id: m for m in reversed(candidates)}.values())[::-1]  # first mention wins

@@ -24,8 +24,9 @@ class NewMemory:
     tag: str | None = None
 
 
-# A clause runs to the end of its sentence; a dot inside a word (setup.py, v1.2) does not end it.
-_CLAUSE = r"((?:[^.!?\n;]|[.!?](?=[^\s.!?])){1,100})"
+# A clause runs to the end of its sentence or to "and I …"/"but we …"; a dot inside a word
+# (setup.py, v1.2) does not end it.
+_CLAUSE = r"((?:(?!,?\s+(?:and|but|so)\s+(?:I|we)\b)(?:[^.!?\n;]|[.!?](?=[^\s.!?]))){1,100})"
 _NAME = re.compile(r"\b(?i:my name is|my name's|call me|i am called|i'm called)\s+"
                    r"([A-Za-z][\w'-]*(?:\s+[A-Z][\w'-]*)?)")
 _PREFERENCE = re.compile(r"\bI\s+(?:really\s+|do\s+|don't\s+|do not\s+)?"
@@ -60,7 +61,7 @@ def extract_facts(text: str) -> list[NewMemory]:
         facts.append(NewMemory("fact", f"decision: {verb}{_clean(clause)}", "decision"))
     for match in _NOTE.finditer(text):
         facts.append(NewMemory("fact", f"note: {_clean(match.group(1))}", "note"))
-    for path in dict.fromkeys(m.group(1) for m in _PATH.finditer(_without_urls(text))):
+    for path in dict.fromkeys(m.group(1).rstrip(".") for m in _PATH.finditer(_without_urls(text))):
         facts.append(NewMemory("fact", f"file referenced: {path}", "file"))
     for ident in dict.fromkeys(m.group(1) for m in _IDENTIFIER.finditer(text)):
         facts.append(NewMemory("fact", f"code referenced: `{ident}`", "code"))
