@@ -170,10 +170,17 @@ def test_quark_chat_bad_input_is_one_line_and_exit_1(chat_home: Home, quark, arg
     assert message in result.output and len(result.output.strip().splitlines()) == 1
 
 
-def test_a_bad_config_file_names_the_key(chat_home: Home, quark) -> None:
-    chat_home.config_path.write_text("[chat]\nmax_token = 5\n")
+@pytest.mark.parametrize("config, message", [
+    ("[chat]\nmax_token = 5\n", "unknown key chat.max_token"),
+    ('[chat]\ntemperature = "hot"\n', "chat.temperature = 'hot' should be int"),
+    ("[keys]\nstop = 3\n", "keys.stop = 3 should be a key name"),
+    ("[chat\n", "line 1"),
+])
+def test_a_bad_config_file_is_one_line_naming_file_and_key(chat_home: Home, quark, config, message) -> None:
+    chat_home.config_path.write_text(config)
     result = quark("chat", "--message", "hi", expect=1)
-    assert "unknown key chat.max_token" in result.output and str(chat_home.config_path) in result.output
+    assert message in result.output and str(chat_home.config_path) in result.output
+    assert len(result.output.strip().splitlines()) == 1
 
 
 def test_python_m_quark_chat_reads_the_message_from_stdin(chat_home: Home) -> None:

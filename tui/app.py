@@ -106,9 +106,9 @@ class ChatApp(App):
         view.clear()
         found = self.session.conversations(search or None)
         view.extend(ConversationItem(c) for c in found)
-        for index, conversation in enumerate(found):
-            if conversation.id == self.session.conversation_id:
-                view.index = index
+        ids = [c.id for c in found]
+        if ids:
+            view.index = ids.index(self.session.conversation_id) if self.session.conversation_id in ids else 0
 
     async def _show_conversation(self) -> None:
         messages = self.query_one("#messages", VerticalScroll)
@@ -365,7 +365,16 @@ class ChatApp(App):
         self.session.close()
 
 
+def check_keys(keys: dict[str, str], source: Path) -> None:
+    """Refuse [keys] entries that name no binding (Textual would ignore them silently)."""
+    known = sorted(b.id for b in ChatApp.BINDINGS if isinstance(b, Binding) and b.id)
+    unknown = sorted(set(keys) - set(known))
+    if unknown:
+        raise QuarkError(f"{source}: unknown key binding keys.{unknown[0]} (bindings: {', '.join(known)})")
+
+
 def run_app(home: Home, *, model: str | None = None, conversation_id: int | None = None,
             checkpoint: str | None = None) -> None:
-    load_config(Path(home.config_path))  # a bad config.toml is a one-line error before the screen opens
+    # A bad config.toml is a one-line error before the screen opens.
+    check_keys(load_config(home.config_path).keys, home.config_path)
     ChatApp(home, model=model, conversation_id=conversation_id, checkpoint=checkpoint).run()

@@ -267,7 +267,8 @@ class ChatSession:
                seed: int | None = None) -> SamplingParams:
         return SamplingParams(max_tokens=max_tokens if max_tokens is not None else self.config.max_tokens,
                               temperature=self.config.temperature if temperature is None else temperature,
-                              top_k=self.config.top_k, top_p=self.config.top_p, seed=seed)
+                              top_k=self.config.top_k, top_p=self.config.top_p,
+                              seed=self.config.seed if seed is None else seed)
 
     def begin(self, text: str, params: SamplingParams | None = None) -> Turn:
         if not text or not text.strip():
