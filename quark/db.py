@@ -107,6 +107,8 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER memories_fts_delete AFTER DELETE ON memories BEGIN
         INSERT INTO memories_fts(memories_fts, rowid, text) VALUES ('delete', old.id, old.text);
     END;
+    -- document frequencies, for pruning common words from queries
+    CREATE VIRTUAL TABLE memories_fts_vocab USING fts5vocab(memories_fts, 'row');
     CREATE TRIGGER memories_fts_update AFTER UPDATE OF text ON memories BEGIN
         INSERT INTO memories_fts(memories_fts, rowid, text) VALUES ('delete', old.id, old.text);
         INSERT INTO memories_fts(rowid, text) VALUES (new.id, new.text);

@@ -115,6 +115,16 @@ def test_hybrid_search_fuses_bm25_and_cosine_by_reciprocal_rank(store: MemorySto
     assert [h.memory.id for h in store.search("sqlite", None, None, k=5)] == [m.id for m in mems if "sqlite" in m.text]
 
 
+def test_full_text_queries_drop_words_most_memories_contain(store: MemoryStore) -> None:
+    texts = [f"common filler number {i}" for i in range(1200)] + ["common words and one rare zebra"]
+    with transaction(store.conn):
+        store.conn.executemany("INSERT INTO memories(kind, text, created_at) VALUES ('chunk', ?, 0)",
+                               [(t,) for t in texts])
+    hits = store.search("common zebras", k=50)  # stemmed: "zebras" finds "zebra"
+    assert [h.memory.text for h in hits] == ["common words and one rare zebra"]
+    assert len(store.search("common", k=50)) == 50  # a query of common words alone still searches
+
+
 def test_memory_refs_parse() -> None:
     assert parse_ref("m12") == 12 and parse_ref(" 7 ") == 7
     with pytest.raises(QuarkError, match="invalid memory id"):

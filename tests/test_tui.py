@@ -96,7 +96,10 @@ def test_escape_stops_generation_and_the_partial_reply_is_kept(chat_home: Home) 
         app = ChatApp(chat_home)
         async with app.run_test(size=SIZE) as pilot:
             await _ready(app, pilot)
-            await _type(pilot, "Tell me a very long story about the sea.")
+            prompt = app.query_one("#prompt")
+            prompt.value = "Tell me a very long story about the sea."
+            # Submit without pilot.press: it waits for the app to go idle, i.e. for the whole reply.
+            await prompt.action_submit()
             for _ in range(500):
                 if app.first_token_latency is not None:
                     break

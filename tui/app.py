@@ -16,6 +16,7 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.widgets import Footer, Input, ListView, Markdown
 
 from quark.chat import ChatSession, Turn, TurnResult
@@ -27,6 +28,31 @@ from quark.tui.widgets import (CheckpointPicker, Confirm, ConversationItem, Hist
                                StatusBar, TextPrompt, code_blocks, message_views)
 
 SHOWN_MESSAGES = 200  # the newest messages of a thread rendered when a conversation is opened
+STREAM_AHEAD = 8  # streamed pieces allowed to wait for the screen before generation pauses
+
+
+class TurnStarted(Message):
+    def __init__(self, turn: Turn) -> None:
+        super().__init__()
+        self.turn = turn
+
+
+class TurnText(Message):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
+class TurnFinished(Message):
+    def __init__(self, result: TurnResult) -> None:
+        super().__init__()
+        self.result = result
+
+
+class TurnFailed(Message):
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
 
 
 class ChatApp(App):
@@ -59,6 +85,7 @@ class ChatApp(App):
         self._start_conversation, self._start_checkpoint = conversation_id, checkpoint
         self._engine_lock = threading.Lock()  # one model load or turn at a time
         self._cancel: threading.Event | None = None
+        self._ahead = threading.Semaphore(STREAM_AHEAD)
         self._sent: MessageView | None = None
         self._reply: MessageView | None = None
         self._stream = None
@@ -153,41 +180,52 @@ class ChatApp(App):
             return
         self._sent_at = time.perf_counter()
         self.first_token_latency = None
+        self._cancel = threading.Event()
+        self._turn(text, self._cancel)  # start first: the session's work overlaps the mounting below
         messages = self.query_one("#messages", VerticalScroll)
         self._sent = MessageView("user", text)
-        await messages.mount(self._sent)
         self._reply = MessageView("assistant", "")
-        await messages.mount(self._reply)
+        await messages.mount_all([self._sent, self._reply])
         messages.anchor()
         self._stream = Markdown.get_stream(self._reply.markdown)
-        self._cancel = threading.Event()
         self._status("thinking…")
-        self._turn(text, self._cancel)
 
     @work(thread=True, group="turn")
     def _turn(self, text: str, cancel: threading.Event) -> None:
+        """The whole turn, off the UI thread. It posts messages rather than waiting on the UI, so
+        generation never stalls behind rendering; the queue keeps them in order."""
         try:
             with self._engine_lock:
                 turn = self.session.begin(text)
-                self.call_from_thread(self._turn_started, turn)
+                self.post_message(TurnStarted(turn))
                 for piece in self.session.stream(turn, cancel):
-                    self.call_from_thread(self._piece, piece)
+                    # Back-pressure: at most STREAM_AHEAD pieces wait for the screen, so a key
+                    # press (Escape) is never queued behind a whole reply.
+                    while not self._ahead.acquire(timeout=0.1):
+                        if cancel.is_set():
+                            break
+                    self.post_message(TurnText(piece))
                 result = self.session.finish(turn)
-            self.call_from_thread(self._turn_finished, result)
+            self.post_message(TurnFinished(result))
         except QuarkError as exc:
-            self.call_from_thread(self._turn_failed, str(exc))
+            self.post_message(TurnFailed(str(exc)))
 
-    def _turn_started(self, turn: Turn) -> None:
-        self._sent.set_id(turn.user_message.id)
-        self.query_one("#memory", MemoryPanel).show_prompt(turn.prompt)
+    @on(TurnStarted)
+    def _turn_started(self, event: TurnStarted) -> None:
+        self._sent.set_id(event.turn.user_message.id)
+        self.query_one("#memory", MemoryPanel).show_prompt(event.turn.prompt)
         self._status("generating… (Esc stops)")
 
-    async def _piece(self, piece: str) -> None:
+    @on(TurnText)
+    async def _piece(self, event: TurnText) -> None:
         if self.first_token_latency is None:
             self.first_token_latency = time.perf_counter() - self._sent_at
-        await self._stream.write(piece)
+        await self._stream.write(event.text)
+        self._ahead.release()
 
-    async def _turn_finished(self, result: TurnResult) -> None:
+    @on(TurnFinished)
+    async def _turn_finished(self, event: TurnFinished) -> None:
+        result = event.result
         await self._stream.stop()
         self._reply.text = result.reply
         self._reply.set_id(result.assistant_message_id, "stopped" if result.finish_reason == "cancelled" else "")
@@ -195,11 +233,12 @@ class ChatApp(App):
         self.refresh_conversations(self.query_one("#conversation-search", Input).value)
         self._status("stopped" if result.finish_reason == "cancelled" else "ready")
 
-    async def _turn_failed(self, message: str) -> None:
+    @on(TurnFailed)
+    async def _turn_failed(self, event: TurnFailed) -> None:
         if self._stream is not None:
             await self._stream.stop()
         self._cancel, self._stream = None, None
-        self.notify(message, severity="error", timeout=10)
+        self.notify(event.error, severity="error", timeout=10)
         self._status("ready")
 
     # ---- slash commands ----------------------------------------------------------------------

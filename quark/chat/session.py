@@ -54,7 +54,7 @@ class Turn:
     reply: str = ""
     finish_reason: str | None = None
     completion_tokens: int = 0
-    first_token_seconds: float | None = None
+    first_token_seconds: float | None = None  # since begin() was called
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -271,6 +271,7 @@ class ChatSession:
                               seed=self.config.seed if seed is None else seed)
 
     def begin(self, text: str, params: SamplingParams | None = None) -> Turn:
+        started = time.perf_counter()
         if not text or not text.strip():
             raise QuarkError("the message is empty")
         engine = self.engine if self.engine is not None and self.engine.name == self.model_name else self.use_model()
@@ -296,7 +297,7 @@ class ChatSession:
             self.store.set_preference(PROFILE_KEY, profile)
             prompt = self._build(user, text, vectors[0], profile, params)
         self.last_prompt = prompt
-        return Turn(self.conversation_id, user, prompt, params, engine.name)
+        return Turn(self.conversation_id, user, prompt, params, engine.name, started=started)
 
     def _build(self, user: Message, text: str, query_vector, profile: dict, params: SamplingParams) -> BuiltPrompt:
         """Retrieve and assemble the prompt for `user`, persisting what it folds (in the caller's

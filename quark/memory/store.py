@@ -23,6 +23,10 @@ from quark.memory.extract import NewMemory
 from quark.memory.text import content_words
 
 RRF_K = 60  # reciprocal-rank-fusion constant (Cormack et al.): score = sum 1 / (RRF_K + rank)
+# Full-text queries keep their MAX_TERMS rarest words and, once there are PRUNE_FROM memories, drop
+# words found in more than COMMON_FRACTION of them: BM25 gives such words almost no weight, and
+# scoring their long posting lists is what makes a query slow.
+MAX_TERMS, COMMON_FRACTION, PRUNE_FROM = 8, 0.05, 1000
 _COLUMNS = "id, kind, tag, text, source_message_id, conversation_id, created_at"
 
 
@@ -61,9 +65,14 @@ def parse_ref(ref: str | int) -> int:
     return int(match.group(1))
 
 
-def fts_query(text: str) -> str:
-    """An FTS5 OR-query of the text's content words, each quoted so no word is read as syntax."""
-    terms = list(dict.fromkeys(w.replace('"', "") for w in content_words(text)))
+def query_words(text: str) -> list[str]:
+    """The distinct content words of a query, as FTS5 will be given them."""
+    return list(dict.fromkeys(w.replace('"', "") for w in content_words(text)))
+
+
+def fts_query(words: str | list[str]) -> str:
+    """An FTS5 OR-query of the words (or a text's content words), each quoted so no word is syntax."""
+    terms = query_words(words) if isinstance(words, str) else words
     return " OR ".join(f'"{t}"' for t in terms[:32])
 
 
@@ -71,6 +80,7 @@ class MemoryStore:
     def __init__(self, conn) -> None:
         self.conn = conn
         self._vec_dims: set[int] = set()
+        self._stemmer_ready = False
 
     # ---- writing (inside the caller's transaction) -------------------------------------------
     def add(self, items: Sequence[NewMemory], *, conversation_id: int | None, source_message_id: int | None,
@@ -191,7 +201,7 @@ class MemoryStore:
         Each side contributes its top `candidates`; a memory's score is the sum of 1/(60 + rank)
         over the sides that found it. Memories whose source message is in `exclude_sources` (the
         turns already in the prompt) are skipped."""
-        text_ids = self._text_candidates(query, kinds, candidates)
+        text_ids = self._text_candidates(query, candidates)
         vector_ids = self._vector_candidates(query_vector, embedder, candidates)
         scores: dict[int, float] = {}
         for ranked in (text_ids, vector_ids):
@@ -209,14 +219,40 @@ class MemoryStore:
                 break
         return hits
 
-    def _text_candidates(self, query: str, kinds: Sequence[str], limit: int) -> list[int]:
-        match = fts_query(query)
-        if not match:
+    def _text_candidates(self, query: str, limit: int) -> list[int]:
+        words = self._selective(query_words(query))
+        if not words:
             return []
-        rows = self.conn.execute(
-            "SELECT f.rowid FROM memories_fts f JOIN memories m ON m.id = f.rowid WHERE memories_fts MATCH ? "
-            f"AND m.kind IN ({','.join('?' * len(kinds))}) ORDER BY f.rank LIMIT ?", (match, *kinds, limit)).fetchall()
+        rows = self.conn.execute("SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rank LIMIT ?",
+                                 (fts_query(words), limit)).fetchall()
         return [row[0] for row in rows]
+
+    def _selective(self, words: list[str]) -> list[str]:
+        """The rarest words of a query (see MAX_TERMS, COMMON_FRACTION), in query order.
+
+        Document frequencies come from the fts5vocab table, which holds *stemmed* terms; each
+        word is stemmed by the same tokenizer through a one-row-per-word TEMP FTS5 table."""
+        if len(words) <= 1:
+            return words
+        total = self.conn.execute("SELECT max(id) FROM memories").fetchone()[0] or 0
+        if total < PRUNE_FROM and len(words) <= MAX_TERMS:
+            return words
+        if not self._stemmer_ready:
+            self.conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_words USING fts5("
+                              "w, tokenize='porter unicode61')")
+            self.conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_words_vocab USING "
+                              "fts5vocab(temp, query_words, 'instance')")
+            self._stemmer_ready = True
+        self.conn.execute("DELETE FROM temp.query_words")
+        self.conn.executemany("INSERT INTO temp.query_words(rowid, w) VALUES (?, ?)", enumerate(words))
+        stems = dict(self.conn.execute("SELECT doc, term FROM temp.query_words_vocab").fetchall())
+        marks = ",".join("?" * len(stems))
+        df = dict(self.conn.execute(f"SELECT term, doc FROM memories_fts_vocab WHERE term IN ({marks})",
+                                    list(stems.values())).fetchall())
+        frequency = {i: df.get(stems.get(i), 0) for i in range(len(words))}
+        ranked = sorted(range(len(words)), key=lambda i: frequency[i])
+        keep = [i for i in ranked if total < PRUNE_FROM or frequency[i] <= COMMON_FRACTION * total][:MAX_TERMS]
+        return [words[i] for i in sorted(keep or ranked[:1])]
 
     def _vector_candidates(self, vector: np.ndarray | None, embedder: str | None, limit: int) -> list[int]:
         if vector is None or embedder is None:
