@@ -7,6 +7,8 @@ each, reciprocal-rank fusion, rows fetched) and each side alone. The query embed
 computing it is the model's cost, measured by benchmarks/tui_latency.py.
 
     .venv/bin/python benchmarks/memory_retrieval.py --sizes 10000 100000 --dim 64
+
+With --db the filled database is kept (one per dimension), so a re-run skips the filling.
 """
 
 from __future__ import annotations
@@ -74,11 +76,12 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=64, help="embedding dimension (the model's n_embd)")
     parser.add_argument("--queries", type=int, default=50)
     parser.add_argument("--k", type=int, default=6)
+    parser.add_argument("--db", type=Path, help="keep the filled database here and reuse it on the next run")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     words = vocabulary(rng)
     with tempfile.TemporaryDirectory() as folder:
-        conn = connect(Path(folder) / "quark.db")
+        conn = connect(args.db or Path(folder) / "quark.db")
         store = MemoryStore(conn)
         print(f"# {platform.processor() or platform.machine()}, dim {args.dim}, {args.queries} queries, k {args.k}")
         print("| memories | fill s | hybrid p50 ms | hybrid p95 ms | hybrid CPU p50 ms | BM25 only p50 ms | "

@@ -62,8 +62,8 @@ def load(cli: Cli,
          name: Annotated[str, typer.Argument(help="Checkpoint to restore.")],
          into: Annotated[str, typer.Option("--into", help="'new' conversation, or 'current' (the latest, or "
                                            "--conversation).")] = "new",
-         conversation: Annotated[Optional[int], typer.Option("--conversation", "-c",
-                                                             help="With --into current: the conversation to restore into.")] = None) -> dict:
+         conversation: Annotated[Optional[int], typer.Option(
+             "--conversation", "-c", help="With --into current: the conversation to restore into.")] = None) -> dict:
     """Restore a checkpoint so the next turn's prompt carries it; prints the conversation id.
 
     Example: quark checkpoint load work && quark chat --conversation 7 --message "Where were we?"

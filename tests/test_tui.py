@@ -172,6 +172,9 @@ def test_conversation_list_keys_from_config_and_copy_actions(chat_home: Home) ->
             await _send(app, pilot, "a second conversation about gardening")
             items = list(app.query(ConversationItem))
             assert [i.conversation_id for i in items] == [app.session.conversation_id, first]
+            await pilot.press("f2", "escape")  # Escape closes the dialog (Stop steps aside when idle)
+            await pilot.pause()
+            assert len(app.screen_stack) == 1
             await pilot.press("f2")  # rename
             await pilot.pause()
             await pilot.press("ctrl+a", "ctrl+k", *"Gardening", "enter")

@@ -17,6 +17,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
+from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, ListView, Markdown
 
 from quark.chat import ChatSession, Turn, TurnResult
@@ -29,6 +30,7 @@ from quark.tui.widgets import (CheckpointPicker, Confirm, ConversationItem, Hist
 
 SHOWN_MESSAGES = 200  # the newest messages of a thread rendered when a conversation is opened
 STREAM_AHEAD = 8  # streamed pieces allowed to wait for the screen before generation pauses
+WIDE = 120  # columns from which the memory panel is shown at start
 
 
 class TurnStarted(Message):
@@ -118,7 +120,9 @@ class ChatApp(App):
             self.notify(str(exc), severity="error")
         await self._show_conversation()
         self.refresh_conversations()
-        self.query_one("#memory", MemoryPanel).show_prompt(None)
+        memory = self.query_one("#memory", MemoryPanel)
+        memory.show_prompt(None)
+        memory.display = self.size.width >= WIDE  # F3 shows it on a narrow terminal
         self.query_one("#prompt", HistoryInput).focus()
         self._load_model(None)
 
@@ -298,6 +302,10 @@ class ChatApp(App):
             raise QuarkError("a reply is being generated: wait, or press Escape to stop it first")
 
     # ---- actions -----------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """App keys step aside while a dialog is open, so their keys (Escape above all) reach it."""
+        return action == "quit" if isinstance(self.screen, ModalScreen) else True
+
     def action_stop(self) -> None:
         if self._cancel is not None:
             self._cancel.set()

@@ -25,7 +25,7 @@ from quark.errors import QuarkError
 from quark.home import validate_name
 from quark.memory.extract import NewMemory
 from quark.memory.profile import PROFILE_KEY
-from quark.memory.store import MemoryStore
+from quark.memory.store import Memory, MemoryStore
 
 FORMAT = "quark-checkpoint"
 
@@ -152,8 +152,8 @@ def restore(store: ChatStore, memories: MemoryStore, snapshot: Snapshot, convers
             store.update_conversation(conversation.id, system_prompt=meta.system_prompt)
     ids: dict[int, int] = {}
     for message in snapshot.messages:
-        copy = store.insert_message(conversation.id, ids.get(message.parent_id) if message.parent_id else None,
-                                    message.role, message.content, created_at=message.created_at)
+        copy = store.insert_message(conversation.id, ids.get(message.parent_id), message.role, message.content,
+                                    created_at=message.created_at)
         ids[message.id] = copy.id
     carried = []
     for item in [*snapshot.entities, *snapshot.retrieved]:
@@ -164,8 +164,7 @@ def restore(store: ChatStore, memories: MemoryStore, snapshot: Snapshot, convers
                                 source_message_id=None)
     memories.add([NewMemory("pinned", p.text, p.tag) for p in snapshot.pinned], conversation_id=conversation.id,
                  source_message_id=None)
-    fields: dict[str, Any] = {"summary": snapshot.summary,
-                              "summarized_through": ids.get(snapshot.summarized_through) if snapshot.summarized_through else None,
+    fields: dict[str, Any] = {"summary": snapshot.summary, "summarized_through": ids.get(snapshot.summarized_through),
                               "restored": {"checkpoint": snapshot.name,
                                            "memory_ids": list(dict.fromkeys(m.id for m in carried))}}
     if snapshot.messages or conversation_id is None:
@@ -174,7 +173,7 @@ def restore(store: ChatStore, memories: MemoryStore, snapshot: Snapshot, convers
     return conversation.id
 
 
-def _ensure(memories: MemoryStore, item: SnapshotMemory, conversation_id: int):
+def _ensure(memories: MemoryStore, item: SnapshotMemory, conversation_id: int) -> list[Memory]:
     """The memory itself when this home still has it (same id and text), else a new copy."""
     if item.id is not None:
         existing = memories.get_many([item.id])
@@ -184,7 +183,7 @@ def _ensure(memories: MemoryStore, item: SnapshotMemory, conversation_id: int):
                         source_message_id=None)
 
 
-def _memory(memory) -> SnapshotMemory:
+def _memory(memory: Memory) -> SnapshotMemory:
     return SnapshotMemory(id=memory.id, kind=memory.kind, tag=memory.tag, text=memory.text)
 
 

@@ -174,11 +174,10 @@ def build_prompt(tokenizer: Tokenizer, inputs: PromptInputs, *, context_length: 
         else:  # pragma: no cover - fixed part was checked to fit
             raise QuarkError(f"prompt of {len(ids)} tokens does not fit in {limit}")
 
-    sections = {"system_prompt": fixed - len(tokenizer.encode_turn({"role": "user", "content": inputs.user_message})) - 2,
-                "memories": memory_cost, "summary": measure.summary(lines[start:]),
-                "window": sum(costs[keep_from:]),
-                "user_message": len(tokenizer.encode_turn({"role": "user", "content": inputs.user_message})),
-                "reply_reserved": reply_tokens}
+    user_cost = len(tokenizer.encode_turn({"role": "user", "content": inputs.user_message}))
+    sections = {"system_prompt": fixed - user_cost - 2,  # 2: BOS and the <|assistant|> that opens the reply
+                "memories": measure.block(lead, [m.line() for m in chosen]), "summary": measure.summary(lines[start:]),
+                "window": sum(costs[keep_from:]), "user_message": user_cost, "reply_reserved": reply_tokens}
     return BuiltPrompt(ids, messages, chosen, omitted, lines[start:], start, window, folded, folded_lines,
                        inputs.checkpoint, context_length, reply_tokens, sections)
 

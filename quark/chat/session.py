@@ -26,7 +26,7 @@ from typing import Any
 from quark.chat import checkpoint as checkpoints
 from quark.chat.config import ChatConfig, load_config
 from quark.chat.prompt import BuiltPrompt, PromptInputs, PromptMemory, build_prompt, reply_reserve
-from quark.chat.store import ChatStore, Conversation, Message
+from quark.chat.store import NEW_TITLE, ChatStore, Conversation, Message
 from quark.db import connect, transaction
 from quark.errors import QuarkError
 from quark.home import Home
@@ -87,17 +87,22 @@ class TurnResult:
 
 
 class ChatSession:
+    """Chat in one home. `embedder` replaces the chat model's own hidden-state embeddings for
+    memory (a trained embedding head, say); without it, memory embeds with the loaded model."""
+
     def __init__(self, home: Home, *, config: ChatConfig | None = None, conversation_id: int | None = None,
-                 model: str | None = None, engine: Engine | None = None, embedder: Embedder | None = None) -> None:
+                 model: str | None = None, embedder: Embedder | None = None) -> None:
         self.home = home
         self.config = config or load_config(home.config_path)
         self.conn = connect(home.db_path)
         self.store = ChatStore(self.conn)
         self.memories = MemoryStore(self.conn)
         self._lock = threading.RLock()
-        self.engine, self.embedder = engine, embedder
-        self.model_name = model or (engine.name if engine else None)
-        self.adapter: str | None = None  # adapters load through the engine once it supports them
+        self.engine: Engine | None = None
+        self.embedder, self._own_embedder = embedder, embedder is not None
+        self.model_name = model
+        self._covered: str | None = None  # the embedder every memory has a vector from, once checked
+        self.adapter: str | None = None  # shown in the status bar; the engine loads no adapters yet
         self.conversation_id: int | None = None
         self.last_prompt: BuiltPrompt | None = None
         if conversation_id is not None:
@@ -146,9 +151,8 @@ class ChatSession:
         if self.engine is None or self.engine.name != name:
             folder = self.home.existing(self.home.model_dir(name), "model")
             self.engine = Engine.load(folder)
-            self.embedder = ModelEmbedder.for_model_folder(self.engine.model, self.engine.tokenizer, folder)
-        elif self.embedder is None:
-            self.embedder = ModelEmbedder(self.engine.model, self.engine.tokenizer, f"hidden-mean:{name}")
+            if not self._own_embedder:
+                self.embedder = ModelEmbedder.for_model_folder(self.engine.model, self.engine.tokenizer, folder)
         self.model_name = name
         with self._write():
             self.store.set_preference(MODEL_PREFERENCE, name)
@@ -157,7 +161,7 @@ class ChatSession:
         return self.engine
 
     # ---- conversations -----------------------------------------------------------------------
-    def new_conversation(self, title: str = "New conversation") -> Conversation:
+    def new_conversation(self, title: str = NEW_TITLE) -> Conversation:
         with self._write():
             conversation = self.store.create_conversation(title=title, model=self.model_name,
                                                           system_prompt=self.config.system_prompt)
@@ -256,6 +260,7 @@ class ChatSession:
         with self._lock:
             target = self.conversation_id if into == "current" else None
             self.conversation_id = checkpoints.load(self.conn, name, target)
+        self._covered = None  # restored memories have no vectors yet
         return self.select(self.conversation_id)
 
     def checkpoints(self) -> list[dict]:
@@ -286,7 +291,7 @@ class ChatSession:
                     title=truncate(" ".join(text.split()), 60), model=engine.name,
                     system_prompt=self.config.system_prompt)
                 self.conversation_id = conversation.id
-            elif self.store.conversation(self.conversation_id).title == "New conversation":
+            elif self.store.conversation(self.conversation_id).title == NEW_TITLE:
                 self.store.update_conversation(self.conversation_id, title=truncate(" ".join(text.split()), 60))
             user = self.store.append(self.conversation_id, "user", text)
             self.memories.add(facts, conversation_id=self.conversation_id, source_message_id=user.id,
@@ -310,7 +315,8 @@ class ChatSession:
         candidates = [PromptMemory(m, "pinned") for m in self.memories.pinned(conversation.id)]
         candidates += [PromptMemory(m, "checkpoint") for m in self.memories.get_many(restored.get("memory_ids", []))]
         # Facts before chunks (each group in fused-rank order): a fact is the distilled, shorter form.
-        candidates += [PromptMemory(hit.memory, "retrieved") for hit in sorted(hits, key=lambda h: h.memory.kind != "fact")]
+        hits = sorted(hits, key=lambda h: h.memory.kind != "fact")
+        candidates += [PromptMemory(hit.memory, "retrieved") for hit in hits]
         unique = list({m.memory.id: m for m in reversed(candidates)}.values())[::-1]  # first mention wins
         prompt = build_prompt(
             self.engine.tokenizer,
@@ -380,9 +386,15 @@ class ChatSession:
 
     def _backfill(self) -> None:
         """Embed a few memories this embedder has not seen (written under another model, or
-        restored from a checkpoint), so vector search gradually covers everything."""
+        restored from a checkpoint), so vector search gradually covers everything. Once a pass
+        finds the home covered, later turns skip the look-up until the model or a checkpoint
+        load brings memories without vectors."""
+        if self._covered == self.embedder.name:
+            return
         with self._read():
             missing = self.memories.missing_vectors(self.embedder.name, BACKFILL)
+        if len(missing) < BACKFILL:
+            self._covered = self.embedder.name
         if not missing:
             return
         vectors = self._embed([m.text for m in missing])

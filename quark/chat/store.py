@@ -18,6 +18,7 @@ from quark.errors import QuarkError
 from quark.memory.summary import summary_line
 
 ROLES = ("system", "user", "assistant", "tool")
+NEW_TITLE = "New conversation"  # replaced by the first message's start
 _CONVERSATION = ("id, title, model, system_prompt, summary, summarized_through, tip_id, restored, "
                  "created_at, updated_at")
 _MESSAGE = "id, conversation_id, parent_id, role, content, reply_to, meta, created_at"
@@ -69,7 +70,7 @@ class ChatStore:
         self.conn = conn
 
     # ---- conversations -----------------------------------------------------------------------
-    def create_conversation(self, *, title: str = "New conversation", model: str | None = None,
+    def create_conversation(self, *, title: str = NEW_TITLE, model: str | None = None,
                             system_prompt: str = "") -> Conversation:
         now = time.time()
         cursor = self.conn.execute(

@@ -146,7 +146,8 @@ class MemoryStore:
     def _has_vec_table(self, dim: int) -> bool:
         if dim in self._vec_dims:
             return True
-        return self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (f"memory_vec_{int(dim)}",)).fetchone() is not None
+        found = self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (f"memory_vec_{int(dim)}",)).fetchone()
+        return found is not None
 
     # ---- reading -----------------------------------------------------------------------------
     def get(self, memory_id: int) -> Memory:
