@@ -12,7 +12,7 @@ from quark.home import Home
 from quark.errors import QuarkError
 from quark.tui.app import ChatApp, check_keys
 from quark.tui.slash import parse_slash
-from quark.tui.widgets import ConversationItem, MessageView, code_blocks
+from quark.tui.widgets import CheckpointPicker, ConversationItem, MessageView, code_blocks
 
 SIZE = (140, 40)
 
@@ -139,13 +139,28 @@ def test_slash_commands_memory_panel_and_history(chat_home: Home) -> None:
             prompt = app.session.last_prompt
             assert prompt.system.startswith("You are terse.") and "answer in English" in prompt.system
             assert any("unknown command /frobnicate" in n.message for n in app._notifications)
+            await _type(pilot, "/save picked")
+            await _type(pilot, "/checkpoints")
+            await pilot.pause()
+            assert isinstance(app.screen, CheckpointPicker)
+            before = app.session.conversation_id
+            await pilot.press("enter")  # load the highlighted (only) checkpoint into this conversation
+            await pilot.pause()
+            assert len(app.screen_stack) == 1 and app.session.conversation_id == before
+            assert app.session.conversation().restored["checkpoint"] == "picked"  # carried into the next prompt
+            await _type(pilot, "/model nope")
+            await pilot.pause()
+            assert any("unknown model 'nope'" in n.message for n in app._notifications)
+            assert app.session.model_name == "tiny"
             # Up walks back through what was sent, commands included.
             await pilot.press("up")
+            assert app.query_one("#prompt").value == "/model nope"
+            await pilot.press("up", "up", "up")
             assert app.query_one("#prompt").value == "second message"
-            await pilot.press("up", "up")
-            assert app.query_one("#prompt").value == "/forget " + fact.ref
-            await pilot.press("down", "down")
-            assert app.query_one("#prompt").value == "second message"
+            await pilot.press("down")
+            assert app.query_one("#prompt").value == "/save picked"
+            await pilot.press("down", "down", "down")
+            assert app.query_one("#prompt").value == ""
 
     asyncio.run(run())
 

@@ -147,9 +147,10 @@ class ChatApp(App):
         thread = self.session.thread()[-SHOWN_MESSAGES:]
         await messages.mount_all(message_views(thread))
         prompt = self.query_one("#prompt", HistoryInput)
-        for message in thread:
-            if message.role == "user":
-                prompt.remember(message.content)
+        if not prompt.history:  # at start, Up recalls what was said in the conversation opened
+            for message in thread:
+                if message.role == "user":
+                    prompt.remember(message.content)
         messages.scroll_end(animate=False)
         self._status()
 
