@@ -8,7 +8,8 @@ computing it is the model's cost, measured by benchmarks/tui_latency.py.
 
     .venv/bin/python benchmarks/memory_retrieval.py --sizes 10000 100000 --dim 64
 
-With --db the filled database is kept (one per dimension), so a re-run skips the filling.
+With --keep DIR the filled databases are kept (one per dimension and size), so a re-run skips
+the filling.
 """
 
 from __future__ import annotations
@@ -76,18 +77,20 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=64, help="embedding dimension (the model's n_embd)")
     parser.add_argument("--queries", type=int, default=50)
     parser.add_argument("--k", type=int, default=6)
-    parser.add_argument("--db", type=Path, help="keep the filled database here and reuse it on the next run")
+    parser.add_argument("--keep", type=Path, help="keep the filled databases in this folder, to reuse next run")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     words = vocabulary(rng)
-    with tempfile.TemporaryDirectory() as folder:
-        conn = connect(args.db or Path(folder) / "quark.db")
-        store = MemoryStore(conn)
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = args.keep or Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
         print(f"# {platform.processor() or platform.machine()}, dim {args.dim}, {args.queries} queries, k {args.k}")
         print("| memories | fill s | hybrid p50 ms | hybrid p95 ms | hybrid CPU p50 ms | BM25 only p50 ms | "
               "cosine only p50 ms |")
         print("|---|---|---|---|---|---|---|")
         for size in sorted(args.sizes):
+            conn = connect(folder / f"memories-{args.dim}d-{size}.db")
+            store = MemoryStore(conn)
             fill_seconds = fill(store, rng, words, size, args.dim)
             queries = sentences(rng, words, args.queries, 3, 8)
             vectors = unit(rng, args.queries, args.dim)
@@ -109,7 +112,7 @@ def main() -> None:
             h, t, v = timed(hybrid, args.queries), timed(text_only, args.queries), timed(vector_only, args.queries)
             print(f"| {size:,} | {fill_seconds:.1f} | {h['p50_ms']:.1f} | {h['p95_ms']:.1f} | {h['cpu_p50_ms']:.1f} | "
                   f"{t['p50_ms']:.1f} | {v['p50_ms']:.1f} |", flush=True)
-        conn.close()
+            conn.close()
 
 
 if __name__ == "__main__":
