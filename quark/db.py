@@ -58,6 +58,82 @@ MIGRATIONS: list[str] = [
         created_at  REAL NOT NULL
     );
     """,
+    # 2: chat store and long-term memory (SPEC §3, §7). A conversation's messages form a tree
+    # (parent_id); `tip_id` picks the branch the next message continues, so setting it back to an
+    # earlier message forks there. Deleting a conversation deletes what was learnt from it.
+    # Embeddings live in one vec0 table per dimension, `memory_vec_<dim>`, created on first use
+    # (quark.memory.store); `memory_embeddings` maps their rowids to memories and embedders.
+    """
+    CREATE TABLE conversations (
+        id                 INTEGER PRIMARY KEY,
+        title              TEXT NOT NULL,
+        model              TEXT,
+        system_prompt      TEXT NOT NULL DEFAULT '',
+        summary            TEXT NOT NULL DEFAULT '',  -- one extractive line per folded message
+        summarized_through INTEGER REFERENCES messages(id) ON DELETE SET NULL,
+        tip_id             INTEGER REFERENCES messages(id) ON DELETE SET NULL,
+        restored           TEXT,                      -- JSON carried into the next prompt by a checkpoint load
+        created_at         REAL NOT NULL,
+        updated_at         REAL NOT NULL
+    );
+    CREATE TABLE messages (
+        id              INTEGER PRIMARY KEY,
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        parent_id       INTEGER REFERENCES messages(id) ON DELETE CASCADE,
+        role            TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant', 'tool')),
+        content         TEXT NOT NULL,
+        reply_to        INTEGER,                      -- the user message an assistant message answers
+        meta            TEXT NOT NULL DEFAULT '{}',   -- JSON: model, finish reason, memories in its prompt
+        created_at      REAL NOT NULL
+    );
+    CREATE INDEX messages_conversation ON messages(conversation_id, id);
+    CREATE INDEX messages_parent ON messages(parent_id);
+    CREATE TABLE memories (
+        id                INTEGER PRIMARY KEY,
+        kind              TEXT NOT NULL CHECK (kind IN ('fact', 'chunk', 'pinned')),
+        tag               TEXT,                       -- facts: name | preference | decision | file | code | note
+        text              TEXT NOT NULL,
+        source_message_id INTEGER REFERENCES messages(id) ON DELETE SET NULL,
+        conversation_id   INTEGER REFERENCES conversations(id) ON DELETE CASCADE,
+        created_at        REAL NOT NULL
+    );
+    CREATE INDEX memories_kind_text ON memories(kind, text COLLATE NOCASE);
+    CREATE INDEX memories_conversation ON memories(conversation_id, kind);
+    CREATE VIRTUAL TABLE memories_fts USING fts5(text, content='memories', content_rowid='id',
+                                                 tokenize='porter unicode61');
+    CREATE TRIGGER memories_fts_insert AFTER INSERT ON memories BEGIN
+        INSERT INTO memories_fts(rowid, text) VALUES (new.id, new.text);
+    END;
+    CREATE TRIGGER memories_fts_delete AFTER DELETE ON memories BEGIN
+        INSERT INTO memories_fts(memories_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    END;
+    -- document frequencies, for pruning common words from queries
+    CREATE VIRTUAL TABLE memories_fts_vocab USING fts5vocab(memories_fts, 'row');
+    CREATE TRIGGER memories_fts_update AFTER UPDATE OF text ON memories BEGIN
+        INSERT INTO memories_fts(memories_fts, rowid, text) VALUES ('delete', old.id, old.text);
+        INSERT INTO memories_fts(rowid, text) VALUES (new.id, new.text);
+    END;
+    CREATE TABLE memory_embeddings (
+        id        INTEGER PRIMARY KEY,                -- the rowid in memory_vec_<dim>
+        memory_id INTEGER NOT NULL REFERENCES memories(id) ON DELETE CASCADE,
+        embedder  TEXT NOT NULL,
+        dim       INTEGER NOT NULL,
+        UNIQUE (memory_id, embedder)
+    );
+    CREATE INDEX memory_embeddings_embedder ON memory_embeddings(embedder, memory_id);
+    CREATE TABLE checkpoints (
+        id              INTEGER PRIMARY KEY,
+        name            TEXT NOT NULL UNIQUE,
+        conversation_id INTEGER REFERENCES conversations(id) ON DELETE SET NULL,
+        snapshot        TEXT NOT NULL,                -- JSON, quark.chat.checkpoint.Snapshot
+        created_at      REAL NOT NULL
+    );
+    CREATE TABLE preferences (
+        key        TEXT PRIMARY KEY,
+        value      TEXT NOT NULL,                     -- JSON
+        updated_at REAL NOT NULL
+    );
+    """,
 ]
 
 

@@ -1,0 +1,118 @@
+"""Time from Enter to the first streamed token in the chat TUI, beside the engine's own
+first-token time for the same prompt (what `quark generate` pays) and the scripted session's.
+
+Three figures per turn, medians over --turns turns:
+- engine: `Engine.generate` on the prompt the session built — prefill plus one sampling step;
+- session: `ChatSession.begin` + first token — storing the message, extracting and embedding
+  memories, hybrid retrieval, building the prompt, then the engine;
+- TUI: Enter pressed in the Textual app (driven by its pilot, headless) → first text written to
+  the Markdown widget — the session's work plus the thread hand-off and the UI.
+
+Without --home it builds a throwaway home with an untrained model of the requested shape
+(a SentencePiece tokenizer trained on a slice of the standard library), so the figures measure
+the code path, not a model's quality.
+
+    .venv/bin/python benchmarks/tui_latency.py --turns 10 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from quark.chat import ChatSession
+from quark.home import Home
+from quark.inference import SamplingParams
+from quark.modelio import save_model
+from quark.models.llm import LLM, LLMConfig
+from quark.tokenizer import train_tokenizer
+from quark.tui.app import ChatApp
+
+MESSAGES = ["My name is Ada and I work on the compiler.", "We decided to use sqlite for the store.",
+            "Can you explain how the `KVCache` works in quark/models/llm.py?", "What did we decide about storage?",
+            "I prefer short answers with code.", "Summarise what you know about me."]
+
+
+def build_home(root: Path, n_layer: int, n_embd: int, vocab: int, context: int) -> Home:
+    home = Home.open(root)
+    files = sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))[:40]
+    tok_dir = home.tokenizer_dir("bench-tok")
+    tok_dir.mkdir(parents=True)
+    train_tokenizer((f.read_text(errors="replace") for f in files), tok_dir / "tokenizer", vocab)
+    torch.manual_seed(0)
+    config = LLMConfig(vocab_size=vocab, n_layer=n_layer, n_head=max(1, n_embd // 32), n_kv_head=max(1, n_embd // 64),
+                       n_embd=n_embd, max_seq_len=context)
+    save_model(home.model_dir("bench"), LLM(config), tok_dir / "tokenizer.model")
+    return home
+
+
+async def tui_turns(home: Home, turns: int) -> list[float]:
+    app = ChatApp(home)
+    latencies = []
+    async with app.run_test(size=(140, 40)) as pilot:
+        await app.workers.wait_for_complete()
+        for i in range(turns):
+            app.query_one("#prompt").value = MESSAGES[i % len(MESSAGES)]
+            await pilot.press("enter")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            if app.first_token_latency is not None:
+                latencies.append(app.first_token_latency)
+    return latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--home", type=Path, help="an existing home (default: a throwaway one)")
+    parser.add_argument("--model", default=None, help="model in --home (default: its only model)")
+    parser.add_argument("--turns", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--embd", type=int, default=128)
+    parser.add_argument("--vocab", type=int, default=4096)
+    parser.add_argument("--context", type=int, default=512)
+    parser.add_argument("--max-tokens", type=int, default=32)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as folder:
+        home = Home.open(args.home) if args.home else build_home(Path(folder) / "home", args.layers, args.embd,
+                                                                 args.vocab, args.context)
+        (home.config_path).write_text(f"[chat]\nmax_tokens = {args.max_tokens}\ntemperature = 1.0\nseed = 0\n")
+
+        session = ChatSession(home, model=args.model)
+        session.use_model(args.model)  # loading the model is not part of a turn
+        params = session.params()
+        engine_first, session_first = [], []
+        for i in range(args.turns):
+            turn = session.begin(MESSAGES[i % len(MESSAGES)], params)
+            for _ in session.stream(turn):
+                pass
+            session.finish(turn)
+            session_first.append(turn.first_token_seconds)
+            first = session.engine.generate([turn.prompt.ids], SamplingParams(max_tokens=1, temperature=1.0, seed=0))
+            engine_first.append(first[0].first_token_seconds)
+        engine, model = session.engine, session.model_name
+        session.close()
+        tui = asyncio.run(tui_turns(home, args.turns))
+
+    params_count = sum(p.numel() for p in engine.model.parameters())
+    ms = lambda xs: f"{statistics.median(xs) * 1000:.1f}"  # noqa: E731
+    print(f"# model {model}: {params_count / 1e6:.2f}M parameters, context {engine.context_length}, "
+          f"torch threads {torch.get_num_threads()}, {args.turns} turns, prompts ~{len(turn.prompt.ids)} tokens")
+    print("| path | first token p50 ms | max ms |")
+    print("|---|---|---|")
+    for name, xs in (("engine (generate)", engine_first), ("session (scripted chat)", session_first),
+                     ("TUI: Enter → first token on screen", tui)):
+        print(f"| {name} | {ms(xs)} | {max(xs) * 1000:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,404 @@
+"""The chat session: the one object the TUI and `quark chat --message` both drive.
+
+A turn is three steps, so a front end can stream and stop in the middle:
+- `begin(text)` — in one transaction: store the user message after the current tip, store the
+  facts and chunks it yields (with their vectors), refresh the profile, retrieve memories,
+  build the prompt and persist the turns it folded into the summary;
+- `stream(turn)` — generate, yielding text; a set `cancel` event stops it between tokens;
+- `finish(turn)` — in one transaction: store the reply (even a stopped one) and its chunks.
+`send()` runs all three. Generation happens outside any transaction, so two processes chatting
+in one home only wait for each other's short writes, and each message attaches to the tip as it
+is when written: nothing is lost, and the thread stays one path.
+
+One session holds one database connection and one engine; a re-entrant lock makes it safe to
+call from a UI thread and a generation worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from quark.chat import checkpoint as checkpoints
+from quark.chat.config import ChatConfig, load_config
+from quark.chat.prompt import BuiltPrompt, PromptInputs, PromptMemory, build_prompt, reply_reserve
+from quark.chat.store import NEW_TITLE, ChatStore, Conversation, Message
+from quark.db import connect, transaction
+from quark.errors import QuarkError
+from quark.home import Home
+from quark.inference import Engine, SamplingParams
+from quark.memory.embedder import Embedder, ModelEmbedder
+from quark.memory.extract import NewMemory, chunk_message, extract_facts
+from quark.memory.profile import PROFILE_KEY, describe, update_profile
+from quark.memory.store import Hit, Memory, MemoryStore, parse_ref
+from quark.memory.summary import summary_lines
+from quark.memory.text import truncate
+
+BACKFILL = 64  # memories embedded per turn that the current embedder has not seen yet
+MODEL_PREFERENCE = "model"
+
+
+@dataclass
+class Turn:
+    """A turn in progress: the stored user message, the prompt built for it, and the reply so far."""
+
+    conversation_id: int
+    user_message: Message
+    prompt: BuiltPrompt
+    params: SamplingParams
+    model: str
+    reply: str = ""
+    finish_reason: str | None = None
+    completion_tokens: int = 0
+    first_token_seconds: float | None = None  # since begin() was called
+    started: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class TurnResult:
+    reply: str
+    conversation_id: int
+    user_message_id: int
+    assistant_message_id: int
+    model: str
+    finish_reason: str
+    completion_tokens: int
+    seconds: float
+    first_token_seconds: float | None
+    prompt: BuiltPrompt
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"reply": self.reply, "conversation_id": self.conversation_id,
+                "user_message_id": self.user_message_id, "assistant_message_id": self.assistant_message_id,
+                "model": self.model, "finish_reason": self.finish_reason,
+                "checkpoint": self.prompt.checkpoint,
+                "memories": [m.as_dict() for m in self.prompt.memories],
+                "omitted_memories": [m.memory.ref for m in self.prompt.omitted_memories],
+                "summarized": self.prompt.summarized(),
+                "omitted_summary_lines": self.prompt.omitted_summary_lines,
+                "usage": {"prompt_tokens": self.prompt.tokens, "completion_tokens": self.completion_tokens,
+                          "context_length": self.prompt.context_length, "sections": self.prompt.sections},
+                "seconds": round(self.seconds, 4),
+                "first_token_seconds": None if self.first_token_seconds is None else round(self.first_token_seconds, 4)}
+
+
+class ChatSession:
+    """Chat in one home. `embedder` replaces the chat model's own hidden-state embeddings for
+    memory (a trained embedding head, say); without it, memory embeds with the loaded model."""
+
+    def __init__(self, home: Home, *, config: ChatConfig | None = None, conversation_id: int | None = None,
+                 model: str | None = None, embedder: Embedder | None = None) -> None:
+        self.home = home
+        self.config = config or load_config(home.config_path)
+        self.conn = connect(home.db_path)
+        self.store = ChatStore(self.conn)
+        self.memories = MemoryStore(self.conn)
+        self._lock = threading.RLock()
+        self.engine: Engine | None = None
+        self.embedder, self._own_embedder = embedder, embedder is not None
+        self.model_name = model
+        self._covered: str | None = None  # the embedder every memory has a vector from, once checked
+        self.adapter: str | None = None  # shown in the status bar; the engine loads no adapters yet
+        self.conversation_id: int | None = None
+        self.last_prompt: BuiltPrompt | None = None
+        if conversation_id is not None:
+            self.select(conversation_id)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # ---- plumbing ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[None]:
+        with self._lock, transaction(self.conn):
+            yield
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[None]:
+        with self._lock:
+            yield
+
+    # ---- model -------------------------------------------------------------------------------
+    def available_models(self) -> list[str]:
+        root = self.home.root / "models"
+        return sorted(p.name for p in root.iterdir() if (p / "config.json").is_file()) if root.is_dir() else []
+
+    def resolve_model(self) -> str:
+        """The model to chat with: chosen explicitly, else the conversation's, else the last used,
+        else the only model in the home."""
+        if self.model_name:
+            return self.model_name
+        with self._read():
+            conversation = self.store.conversation(self.conversation_id) if self.conversation_id else None
+            remembered = self.store.preference(MODEL_PREFERENCE)
+        models = self.available_models()
+        for candidate in (conversation.model if conversation else None, remembered):
+            if candidate and candidate in models:
+                return candidate
+        if len(models) == 1:
+            return models[0]
+        if not models:
+            raise QuarkError(f"no models in {self.home.root / 'models'}; train one (quark pretrain) or pass --model")
+        raise QuarkError(f"several models in {self.home.root / 'models'} ({', '.join(models)}): pass --model NAME")
+
+    def use_model(self, name: str | None = None) -> Engine:
+        """Load `name` (or the resolved model) unless it is already loaded; remember it."""
+        name = name or self.resolve_model()
+        if self.engine is None or self.engine.name != name:
+            folder = self.home.existing(self.home.model_dir(name), "model")
+            self.engine = Engine.load(folder)
+            if not self._own_embedder:
+                self.embedder = ModelEmbedder.for_model_folder(self.engine.model, self.engine.tokenizer, folder)
+        self.model_name = name
+        with self._write():
+            self.store.set_preference(MODEL_PREFERENCE, name)
+            if self.conversation_id is not None:
+                self.store.update_conversation(self.conversation_id, model=name)
+        return self.engine
+
+    # ---- conversations -----------------------------------------------------------------------
+    def new_conversation(self, title: str = NEW_TITLE) -> Conversation:
+        with self._write():
+            conversation = self.store.create_conversation(title=title, model=self.model_name,
+                                                          system_prompt=self.config.system_prompt)
+        self.conversation_id = conversation.id
+        return conversation
+
+    def select(self, conversation_id: int) -> Conversation:
+        with self._read():
+            conversation = self.store.conversation(conversation_id)
+        self.conversation_id = conversation.id
+        if conversation.model and not self.model_name:
+            self.model_name = conversation.model if conversation.model in self.available_models() else None
+        return conversation
+
+    def conversation(self) -> Conversation | None:
+        if self.conversation_id is None:
+            return None
+        with self._read():
+            return self.store.conversation(self.conversation_id)
+
+    def conversations(self, search: str | None = None) -> list[Conversation]:
+        with self._read():
+            return self.store.conversations(search=search)
+
+    def rename(self, conversation_id: int, title: str) -> Conversation:
+        title = " ".join(title.split())
+        if not title:
+            raise QuarkError("a conversation title cannot be empty")
+        with self._write():
+            return self.store.update_conversation(conversation_id, title=truncate(title, 120))
+
+    def delete(self, conversation_id: int) -> None:
+        with self._write():
+            self.store.delete_conversation(conversation_id)
+        if self.conversation_id == conversation_id:
+            self.conversation_id = None
+
+    def thread(self) -> list[Message]:
+        """The current conversation's messages, root to tip (what a UI shows)."""
+        conversation = self.conversation()
+        with self._read():
+            return self.store.thread(conversation.tip_id) if conversation else []
+
+    def set_system(self, text: str) -> Conversation:
+        if self.conversation_id is None:
+            self.new_conversation()
+        with self._write():
+            return self.store.update_conversation(self.conversation_id, system_prompt=text.strip())
+
+    def fork(self, message_id: int) -> Conversation:
+        with self._write():
+            return self.store.fork(self._require_conversation(), message_id)
+
+    def _require_conversation(self) -> int:
+        if self.conversation_id is None:
+            raise QuarkError("no conversation yet: send a message or pick one first")
+        return self.conversation_id
+
+    # ---- memory ------------------------------------------------------------------------------
+    def forget(self, ref: str | int) -> Memory:
+        with self._write():
+            return self.memories.forget(parse_ref(ref))
+
+    def pin(self, text: str) -> Memory:
+        text = " ".join(text.split())
+        if not text:
+            raise QuarkError("nothing to pin: give the text to keep in every prompt")
+        with self._write():
+            return self.memories.add([NewMemory("pinned", text)], conversation_id=self._require_conversation(),
+                                     source_message_id=None)[0]
+
+    def search(self, query: str, k: int = 10) -> list[Hit]:
+        """Hybrid search over all memories (facts, chunks and pinned) — what /search shows."""
+        vector = self._embed([query])[0] if self.embedder is not None else None
+        with self._read():
+            return self.memories.search(query, vector, self.embedder.name if self.embedder else None, k=k,
+                                        kinds=("fact", "chunk", "pinned"))
+
+    def memory_list(self, limit: int = 50) -> list[Memory]:
+        with self._read():
+            return self.memories.list(conversation_id=self.conversation_id, limit=limit)
+
+    def profile(self) -> dict:
+        with self._read():
+            return self.store.preference(PROFILE_KEY, {}) or {}
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    def save_checkpoint(self, name: str, *, force: bool = False) -> checkpoints.Snapshot:
+        with self._lock:
+            return checkpoints.save(self.conn, name, self._require_conversation(), force=force)
+
+    def load_checkpoint(self, name: str, *, into: str = "current") -> Conversation:
+        """Restore into the current conversation (a new branch becomes its tip) or a new one."""
+        if into not in ("current", "new"):
+            raise QuarkError(f"--into must be 'current' or 'new', not {into!r}")
+        with self._lock:
+            target = self.conversation_id if into == "current" else None
+            self.conversation_id = checkpoints.load(self.conn, name, target)
+        self._covered = None  # restored memories have no vectors yet
+        return self.select(self.conversation_id)
+
+    def checkpoints(self) -> list[dict]:
+        with self._read():
+            return checkpoints.listing(self.conn)
+
+    # ---- a turn ------------------------------------------------------------------------------
+    def params(self, *, max_tokens: int | None = None, temperature: float | None = None,
+               seed: int | None = None) -> SamplingParams:
+        return SamplingParams(max_tokens=max_tokens if max_tokens is not None else self.config.max_tokens,
+                              temperature=self.config.temperature if temperature is None else temperature,
+                              top_k=self.config.top_k, top_p=self.config.top_p,
+                              seed=self.config.seed if seed is None else seed)
+
+    def begin(self, text: str, params: SamplingParams | None = None) -> Turn:
+        started = time.perf_counter()
+        if not text or not text.strip():
+            raise QuarkError("the message is empty")
+        engine = self.engine if self.engine is not None and self.engine.name == self.model_name else self.use_model()
+        params = params or self.params()
+        facts = extract_facts(text)
+        chunks = [NewMemory("chunk", c, "user") for c in chunk_message(text)]
+        vectors = self._embed([text, *(m.text for m in facts), *(m.text for m in chunks)])
+        self._backfill()
+        with self._write():
+            if self.conversation_id is None:
+                conversation = self.store.create_conversation(
+                    title=truncate(" ".join(text.split()), 60), model=engine.name,
+                    system_prompt=self.config.system_prompt)
+                self.conversation_id = conversation.id
+            elif self.store.conversation(self.conversation_id).title == NEW_TITLE:
+                self.store.update_conversation(self.conversation_id, title=truncate(" ".join(text.split()), 60))
+            user = self.store.append(self.conversation_id, "user", text)
+            self.memories.add(facts, conversation_id=self.conversation_id, source_message_id=user.id,
+                              vectors=vectors[1:1 + len(facts)], embedder=self.embedder.name)
+            self.memories.add(chunks, conversation_id=self.conversation_id, source_message_id=user.id,
+                              vectors=vectors[1 + len(facts):], embedder=self.embedder.name)
+            profile = update_profile(self.store.preference(PROFILE_KEY), text)
+            self.store.set_preference(PROFILE_KEY, profile)
+            prompt = self._build(user, text, vectors[0], profile, params)
+        self.last_prompt = prompt
+        return Turn(self.conversation_id, user, prompt, params, engine.name, started=started)
+
+    def _build(self, user: Message, text: str, query_vector, profile: dict, params: SamplingParams) -> BuiltPrompt:
+        """Retrieve and assemble the prompt for `user`, persisting what it folds (in the caller's
+        transaction, so a concurrent writer never folds the same turns twice)."""
+        conversation = self.store.conversation(self.conversation_id)
+        window = self.store.thread(user.parent_id, after=conversation.summarized_through)
+        hits = self.memories.search(text, query_vector, self.embedder.name, k=self.config.memories,
+                                    exclude_sources={user.id, *(m.id for m in window)})
+        restored = conversation.restored or {}
+        candidates = [PromptMemory(m, "pinned") for m in self.memories.pinned(conversation.id)]
+        candidates += [PromptMemory(m, "checkpoint") for m in self.memories.get_many(restored.get("memory_ids", []))]
+        # Facts before chunks (each group in fused-rank order): a fact is the distilled, shorter form.
+        hits = sorted(hits, key=lambda h: h.memory.kind != "fact")
+        candidates += [PromptMemory(hit.memory, "retrieved") for hit in hits]
+        unique = list({m.memory.id: m for m in reversed(candidates)}.values())[::-1]  # first mention wins
+        prompt = build_prompt(
+            self.engine.tokenizer,
+            PromptInputs(system_prompt=conversation.system_prompt, user_message=text, profile_line=describe(profile),
+                         memories=unique, summary=summary_lines(conversation.summary), window=window,
+                         checkpoint=restored.get("checkpoint")),
+            context_length=self.engine.context_length,
+            reply_tokens=reply_reserve(self.engine.context_length, params.max_tokens),
+            window_tokens=self.config.window_tokens)
+        updates: dict[str, Any] = {}
+        if prompt.folded:
+            updates["summary"] = "\n".join([*summary_lines(conversation.summary), *prompt.folded_lines])
+            updates["summarized_through"] = prompt.folded[-1].id
+        if conversation.restored:
+            updates["restored"] = None
+        if updates:
+            self.store.update_conversation(conversation.id, **updates)
+        return prompt
+
+    def stream(self, turn: Turn, cancel: threading.Event | None = None) -> Iterator[str]:
+        """Yield the reply's text as it is generated; stop early when `cancel` is set."""
+        events = self.engine.stream([turn.prompt.ids], turn.params)
+        with contextlib.closing(events):
+            for event in events:
+                if cancel is not None and cancel.is_set():
+                    turn.finish_reason = "cancelled"
+                    return
+                if event.token_ids:
+                    if turn.first_token_seconds is None:
+                        turn.first_token_seconds = time.perf_counter() - turn.started
+                    turn.completion_tokens += len(event.token_ids)
+                if event.finish_reason:
+                    turn.finish_reason = event.finish_reason
+                if event.text:
+                    turn.reply += event.text
+                    yield event.text
+
+    def finish(self, turn: Turn) -> TurnResult:
+        """Store the reply (whatever was generated, with its finish reason) and its chunks."""
+        chunks = [NewMemory("chunk", c, "assistant") for c in chunk_message(turn.reply)]
+        vectors = self._embed([c.text for c in chunks])
+        finish_reason = turn.finish_reason or "length"
+        meta = {"model": turn.model, "finish_reason": finish_reason, "prompt_tokens": turn.prompt.tokens,
+                "completion_tokens": turn.completion_tokens, "checkpoint": turn.prompt.checkpoint,
+                "memories": [m.as_dict() for m in turn.prompt.memories],
+                "summarized": [m.id for m in turn.prompt.folded]}
+        with self._write():
+            reply = self.store.append(turn.conversation_id, "assistant", turn.reply, reply_to=turn.user_message.id,
+                                      meta=meta)
+            self.memories.add(chunks, conversation_id=turn.conversation_id, source_message_id=reply.id,
+                              vectors=vectors, embedder=self.embedder.name)
+        return TurnResult(turn.reply, turn.conversation_id, turn.user_message.id, reply.id, turn.model, finish_reason,
+                          turn.completion_tokens, time.perf_counter() - turn.started, turn.first_token_seconds,
+                          turn.prompt)
+
+    def send(self, text: str, params: SamplingParams | None = None, *, on_text: Callable[[str], None] | None = None,
+             cancel: threading.Event | None = None) -> TurnResult:
+        turn = self.begin(text, params)
+        for piece in self.stream(turn, cancel):
+            if on_text is not None:
+                on_text(piece)
+        return self.finish(turn)
+
+    # ---- embeddings --------------------------------------------------------------------------
+    def _embed(self, texts: list[str]):
+        return self.embedder.embed(texts)
+
+    def _backfill(self) -> None:
+        """Embed a few memories this embedder has not seen (written under another model, or
+        restored from a checkpoint), so vector search gradually covers everything. Once a pass
+        finds the home covered, later turns skip the look-up until the model or a checkpoint
+        load brings memories without vectors."""
+        if self._covered == self.embedder.name:
+            return
+        with self._read():
+            missing = self.memories.missing_vectors(self.embedder.name, BACKFILL)
+        if len(missing) < BACKFILL:
+            self._covered = self.embedder.name
+        if not missing:
+            return
+        vectors = self._embed([m.text for m in missing])
+        with self._write():
+            present = {m.id for m in self.memories.get_many(m.id for m in missing)}
+            keep = [i for i, m in enumerate(missing) if m.id in present]
+            self.memories.attach_vectors([missing[i].id for i in keep], vectors[keep], self.embedder.name)

@@ -1,0 +1,428 @@
+"""`quark chat`: the Textual app. It owns widgets and key handling only; every chat operation is a
+call on the same `ChatSession` that the scripted `quark chat --message` uses.
+
+Generation runs in a thread worker (the event loop stays responsive) and streams into a Markdown
+widget; Escape (configurable) sets the session's cancel event and the partial reply is stored.
+Key bindings have ids; the home's config.toml `[keys]` table maps ids to keys (Textual keymap).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Input, ListView, Markdown
+
+from quark.chat import ChatSession, Turn, TurnResult
+from quark.chat.config import load_config
+from quark.errors import QuarkError
+from quark.home import Home
+from quark.tui.slash import SlashCommand, parse_slash
+from quark.tui.widgets import (CheckpointPicker, Confirm, ConversationItem, HistoryInput, MemoryPanel, MessageView,
+                               StatusBar, TextPrompt, code_blocks, message_views)
+
+SHOWN_MESSAGES = 200  # the newest messages of a thread rendered when a conversation is opened
+STREAM_AHEAD = 8  # streamed pieces allowed to wait for the screen before generation pauses
+WIDE = 120  # columns from which the memory panel is shown at start
+
+
+class TurnStarted(Message):
+    def __init__(self, turn: Turn) -> None:
+        super().__init__()
+        self.turn = turn
+
+
+class TurnText(Message):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
+class TurnFinished(Message):
+    def __init__(self, result: TurnResult) -> None:
+        super().__init__()
+        self.result = result
+
+
+class TurnFailed(Message):
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
+
+
+class ChatApp(App):
+    TITLE = "quark chat"
+    CSS = """
+    #sidebar { width: 30; border-right: solid $panel; }
+    #conversation-search { margin: 0; }
+    #conversations { height: 1fr; }
+    #main { width: 1fr; }
+    #messages { height: 1fr; padding: 0 1; }
+    #prompt { margin: 0; }
+    """
+    BINDINGS = [
+        Binding("escape", "stop", "Stop", id="stop", priority=True),
+        Binding("ctrl+n", "new_conversation", "New", id="new_conversation", priority=True),
+        Binding("f2", "rename_conversation", "Rename", id="rename_conversation", priority=True),
+        Binding("f8", "delete_conversation", "Delete", id="delete_conversation", priority=True),
+        Binding("ctrl+f", "search_conversations", "Search", id="search_conversations", priority=True),
+        Binding("f4", "checkpoints", "Checkpoints", id="checkpoints", priority=True),
+        Binding("f3", "toggle_memory", "Memory", id="toggle_memory", priority=True),
+        Binding("ctrl+y", "copy_message", "Copy msg", id="copy_message", priority=True),
+        Binding("ctrl+b", "copy_code", "Copy code", id="copy_code", priority=True),
+        Binding("ctrl+q", "quit", "Quit", id="quit", priority=True),
+    ]
+
+    def __init__(self, home: Home, *, model: str | None = None, conversation_id: int | None = None,
+                 checkpoint: str | None = None) -> None:
+        super().__init__()
+        self.session = ChatSession(home, model=model)
+        self._start_conversation, self._start_checkpoint = conversation_id, checkpoint
+        self._engine_lock = threading.Lock()  # one model load or turn at a time
+        self._cancel: threading.Event | None = None
+        self._ahead = threading.Semaphore(STREAM_AHEAD)
+        self._sent: MessageView | None = None
+        self._reply: MessageView | None = None
+        self._stream = None
+        self._state = "ready"
+        self._sent_at = 0.0
+        self.first_token_latency: float | None = None  # Enter → first streamed text on screen, seconds
+        self.last_result: TurnResult | None = None
+
+    # ---- layout ------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        with Horizontal():
+            with Vertical(id="sidebar"):
+                yield Input(placeholder="search conversations", id="conversation-search")
+                yield ListView(id="conversations")
+            with Vertical(id="main"):
+                yield VerticalScroll(id="messages")
+                yield HistoryInput(placeholder="Message, or /help", id="prompt")
+            yield MemoryPanel(id="memory")
+        yield StatusBar(id="status")
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        self.set_keymap(self.session.config.keys)
+        try:
+            if self._start_conversation is not None:
+                self.session.select(self._start_conversation)
+            elif self._start_checkpoint:
+                self.session.load_checkpoint(self._start_checkpoint, into="new")
+        except QuarkError as exc:
+            self.notify(str(exc), severity="error")
+        await self._show_conversation()
+        self.refresh_conversations()
+        memory = self.query_one("#memory", MemoryPanel)
+        memory.show_prompt(None)
+        memory.display = self.size.width >= WIDE  # F3 shows it on a narrow terminal
+        self.query_one("#prompt", HistoryInput).focus()
+        self._load_model(None)
+
+    def _status(self, state: str | None = None) -> None:
+        self._state = state or self._state
+        self.query_one("#status", StatusBar).show(
+            model=self.session.model_name, adapter=self.session.adapter, prompt=self.session.last_prompt,
+            conversation=self.session.conversation_id, state=self._state)
+
+    def refresh_conversations(self, search: str | None = None) -> None:
+        view = self.query_one("#conversations", ListView)
+        view.clear()
+        found = self.session.conversations(search or None)
+        view.extend(ConversationItem(c) for c in found)
+        ids = [c.id for c in found]
+        if ids:
+            view.index = ids.index(self.session.conversation_id) if self.session.conversation_id in ids else 0
+
+    async def _show_conversation(self) -> None:
+        messages = self.query_one("#messages", VerticalScroll)
+        await messages.remove_children()
+        thread = self.session.thread()[-SHOWN_MESSAGES:]
+        await messages.mount_all(message_views(thread))
+        prompt = self.query_one("#prompt", HistoryInput)
+        if not prompt.history:  # at start, Up recalls what was said in the conversation opened
+            for message in thread:
+                if message.role == "user":
+                    prompt.remember(message.content)
+        messages.scroll_end(animate=False)
+        self._status()
+
+    # ---- the model ---------------------------------------------------------------------------
+    @work(thread=True, group="engine")
+    def _load_model(self, name: str | None) -> None:
+        self.call_from_thread(self._status, f"loading model {name or ''}".strip() + "…")
+        try:
+            with self._engine_lock:
+                self.session.use_model(name)
+            self.call_from_thread(self._status, "ready")
+        except QuarkError as exc:
+            self.call_from_thread(self.notify, str(exc), severity="error", timeout=10)
+            self.call_from_thread(self._status, "no model")
+
+    # ---- sending -----------------------------------------------------------------------------
+    @on(Input.Submitted, "#prompt")
+    async def _submitted(self, event: Input.Submitted) -> None:
+        text = event.value
+        prompt = self.query_one("#prompt", HistoryInput)
+        if not text.strip():
+            return
+        prompt.remember(text)
+        prompt.value = ""
+        command = parse_slash(text)
+        if command is not None:
+            await self.run_slash(command)
+            return
+        text = text[1:] if text.lstrip().startswith("//") else text  # '//' escapes a leading slash
+        if self._cancel is not None:
+            self.notify("still generating: wait, or press Escape to stop", severity="warning")
+            return
+        self._sent_at = time.perf_counter()
+        self.first_token_latency = None
+        self._cancel = threading.Event()
+        self._turn(text, self._cancel)  # start first: the session's work overlaps the mounting below
+        messages = self.query_one("#messages", VerticalScroll)
+        self._sent = MessageView("user", text)
+        self._reply = MessageView("assistant", "")
+        await messages.mount_all([self._sent, self._reply])
+        messages.anchor()
+        self._stream = Markdown.get_stream(self._reply.markdown)
+        self._status("thinking…")
+
+    @work(thread=True, group="turn")
+    def _turn(self, text: str, cancel: threading.Event) -> None:
+        """The whole turn, off the UI thread. It posts messages rather than waiting on the UI, so
+        generation never stalls behind rendering; the queue keeps them in order."""
+        try:
+            with self._engine_lock:
+                turn = self.session.begin(text)
+                self.post_message(TurnStarted(turn))
+                for piece in self.session.stream(turn, cancel):
+                    # Back-pressure: at most STREAM_AHEAD pieces wait for the screen, so a key
+                    # press (Escape) is never queued behind a whole reply.
+                    while not self._ahead.acquire(timeout=0.1):
+                        if cancel.is_set():
+                            break
+                    self.post_message(TurnText(piece))
+                result = self.session.finish(turn)
+            self.post_message(TurnFinished(result))
+        except QuarkError as exc:
+            self.post_message(TurnFailed(str(exc)))
+
+    @on(TurnStarted)
+    def _turn_started(self, event: TurnStarted) -> None:
+        self._sent.set_id(event.turn.user_message.id)
+        self.query_one("#memory", MemoryPanel).show_prompt(event.turn.prompt)
+        self._status("generating… (Esc stops)")
+
+    @on(TurnText)
+    async def _piece(self, event: TurnText) -> None:
+        if self.first_token_latency is None:
+            self.first_token_latency = time.perf_counter() - self._sent_at
+        await self._stream.write(event.text)
+        self._ahead.release()
+
+    @on(TurnFinished)
+    async def _turn_finished(self, event: TurnFinished) -> None:
+        result = event.result
+        await self._stream.stop()
+        self._reply.text = result.reply
+        self._reply.set_id(result.assistant_message_id, "stopped" if result.finish_reason == "cancelled" else "")
+        self.last_result, self._cancel, self._stream = result, None, None
+        self.refresh_conversations(self.query_one("#conversation-search", Input).value)
+        self._status("stopped" if result.finish_reason == "cancelled" else "ready")
+
+    @on(TurnFailed)
+    async def _turn_failed(self, event: TurnFailed) -> None:
+        if self._stream is not None:
+            await self._stream.stop()
+        self._cancel, self._stream = None, None
+        self.notify(event.error, severity="error", timeout=10)
+        self._status("ready")
+
+    # ---- slash commands ----------------------------------------------------------------------
+    async def run_slash(self, command: SlashCommand) -> None:
+        try:
+            await self._slash(command)
+        except QuarkError as exc:
+            self.notify(str(exc), severity="error", timeout=8)
+
+    async def _slash(self, command: SlashCommand) -> None:
+        session, arg = self.session, command.argument
+        if command.name == "save":
+            name, _, flag = arg.partition(" ")
+            snapshot = session.save_checkpoint(name.strip(), force=flag.strip() == "--force")
+            self.notify(f"saved checkpoint {snapshot.name} ({len(snapshot.messages)} messages)")
+        elif command.name == "load":
+            name, _, into = arg.partition(" ")
+            self._require_idle()
+            session.load_checkpoint(name.strip(), into=into.strip() or "current")
+            await self._show_conversation()
+            self.refresh_conversations()
+            self.notify(f"loaded checkpoint {name.strip()}: the next prompt carries it")
+        elif command.name == "checkpoints":
+            self.action_checkpoints()
+        elif command.name == "forget":
+            memory = session.forget(arg)
+            self.notify(f"forgot [{memory.ref}] {memory.text[:60]}")
+        elif command.name == "pin":
+            memory = session.pin(arg)
+            self.notify(f"pinned [{memory.ref}]: it goes into every prompt of this conversation")
+        elif command.name == "system":
+            session.set_system(arg)
+            self.refresh_conversations()
+            self.notify("system prompt set" if arg.strip() else "system prompt cleared")
+        elif command.name == "model":
+            self._require_idle()
+            if not arg.strip():
+                raise QuarkError(f"usage: /model NAME (available: {', '.join(session.available_models()) or 'none'})")
+            self._load_model(arg.strip())
+        elif command.name == "search":
+            self.query_one("#memory", MemoryPanel).show_hits(arg, session.search(arg))
+            self.query_one("#memory").display = True
+        elif command.name == "fork":
+            self._require_idle()
+            target = arg.strip().lstrip("#")
+            if not target.isdigit():
+                raise QuarkError("usage: /fork MESSAGE_ID (the #number shown above each message)")
+            session.fork(int(target))
+            await self._show_conversation()
+            self.notify(f"continuing from message #{target}; the other branch is kept")
+        else:  # help, or an unknown command
+            self.notify("\n".join(filter(None, [arg, command.help_text()])), timeout=15,
+                        severity="warning" if arg else "information")
+
+    def _require_idle(self) -> None:
+        if self._cancel is not None:
+            raise QuarkError("a reply is being generated: wait, or press Escape to stop it first")
+
+    # ---- actions -----------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """App keys step aside while a dialog is open, so their keys (Escape above all) reach it."""
+        return action == "quit" if isinstance(self.screen, ModalScreen) else True
+
+    def action_stop(self) -> None:
+        if self._cancel is not None:
+            self._cancel.set()
+            self._status("stopping…")
+
+    async def action_new_conversation(self) -> None:
+        if self._cancel is not None:
+            self.notify("a reply is being generated: wait, or press Escape", severity="warning")
+            return
+        self.session.new_conversation()
+        self.session.last_prompt = None
+        await self._show_conversation()
+        self.refresh_conversations()
+
+    def action_search_conversations(self) -> None:
+        self.query_one("#conversation-search", Input).focus()
+
+    @on(Input.Changed, "#conversation-search")
+    def _search_changed(self, event: Input.Changed) -> None:
+        self.refresh_conversations(event.value)
+
+    @on(ListView.Selected, "#conversations")
+    async def _conversation_chosen(self, event: ListView.Selected) -> None:
+        if self._cancel is not None:
+            self.notify("a reply is being generated: wait, or press Escape", severity="warning")
+            return
+        self.session.select(event.item.conversation_id)
+        self.session.last_prompt = None
+        await self._show_conversation()
+        self.query_one("#prompt", HistoryInput).focus()
+
+    def action_rename_conversation(self) -> None:
+        conversation = self.session.conversation()
+        if conversation is None:
+            self.notify("no conversation yet: send a message first", severity="warning")
+            return
+
+        def done(title: str | None) -> None:
+            if title:
+                try:
+                    self.session.rename(conversation.id, title)
+                except QuarkError as exc:
+                    self.notify(str(exc), severity="error")
+                self.refresh_conversations()
+
+        self.push_screen(TextPrompt("Rename conversation", conversation.title), done)
+
+    def action_delete_conversation(self) -> None:
+        conversation = self.session.conversation()
+        if conversation is None or self._cancel is not None:
+            return
+
+        async def done(yes: bool | None) -> None:
+            if yes:
+                self.session.delete(conversation.id)
+                self.session.last_prompt = None
+                await self._show_conversation()
+                self.refresh_conversations()
+                self.notify(f"deleted \"{conversation.title}\" and what was learnt from it")
+
+        self.push_screen(Confirm(f"Delete \"{conversation.title}\" and its memories?"), done)
+
+    def action_checkpoints(self) -> None:
+        async def done(name: str | None) -> None:
+            if name:
+                await self.run_slash(SlashCommand("load", name))
+
+        self.push_screen(CheckpointPicker(self.session.checkpoints()), done)
+
+    def action_toggle_memory(self) -> None:
+        panel = self.query_one("#memory")
+        panel.display = not panel.display
+
+    def _selected_message(self) -> MessageView | None:
+        focused = self.focused
+        if isinstance(focused, MessageView):
+            return focused
+        replies = [v for v in self.query(MessageView) if v.role == "assistant"]
+        return replies[-1] if replies else None
+
+    def action_copy_message(self) -> None:
+        view = self._selected_message()
+        if view is not None:
+            self.copy_to_clipboard(view.text)
+            self.notify("message copied")
+
+    def action_copy_code(self) -> None:
+        view = self._selected_message()
+        blocks = code_blocks(view.text) if view is not None else []
+        if not blocks:
+            self.notify("no code block in this message", severity="warning")
+            return
+        self.copy_to_clipboard("\n".join(blocks))
+        self.notify(f"copied {len(blocks)} code block{'s' if len(blocks) > 1 else ''}")
+
+    async def action_quit(self) -> None:
+        if self._cancel is not None:
+            self._cancel.set()
+        self.exit()
+
+    def on_unmount(self) -> None:
+        if self._engine_lock.acquire(timeout=30):  # let a stopped turn store its partial reply first
+            self._engine_lock.release()
+        self.session.close()
+
+
+def check_keys(keys: dict[str, str], source: Path) -> None:
+    """Refuse [keys] entries that name no binding (Textual would ignore them silently)."""
+    known = sorted(b.id for b in ChatApp.BINDINGS if isinstance(b, Binding) and b.id)
+    unknown = sorted(set(keys) - set(known))
+    if unknown:
+        raise QuarkError(f"{source}: unknown key binding keys.{unknown[0]} (bindings: {', '.join(known)})")
+
+
+def run_app(home: Home, *, model: str | None = None, conversation_id: int | None = None,
+            checkpoint: str | None = None) -> None:
+    # A bad config.toml is a one-line error before the screen opens.
+    check_keys(load_config(home.config_path).keys, home.config_path)
+    ChatApp(home, model=model, conversation_id=conversation_id, checkpoint=checkpoint).run()

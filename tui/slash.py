@@ -1,0 +1,43 @@
+"""Slash commands typed in the chat input: `/save NAME` and friends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+COMMANDS = {
+    "save": "/save NAME [--force]   snapshot this conversation as checkpoint NAME",
+    "load": "/load NAME [new]       restore checkpoint NAME (into this conversation, or a new one)",
+    "checkpoints": "/checkpoints          pick a checkpoint to load",
+    "forget": "/forget ID             delete memory ID (as cited: m12)",
+    "pin": "/pin TEXT              keep TEXT in every prompt of this conversation",
+    "system": "/system TEXT           set this conversation's system prompt (empty clears it)",
+    "model": "/model NAME            switch model",
+    "search": "/search QUERY          search memories (shown in the memory panel)",
+    "fork": "/fork ID               continue from message #ID (the other branch is kept)",
+    "help": "/help                  this list",
+}
+
+
+@dataclass(frozen=True)
+class SlashCommand:
+    name: str
+    argument: str = ""
+
+    @staticmethod
+    def help_text() -> str:
+        return "\n".join(COMMANDS.values())
+
+
+def parse_slash(text: str) -> SlashCommand | None:
+    """A SlashCommand for '/name args', None for an ordinary message ('//' sends a literal '/').
+
+    An unknown name becomes `help` (its argument saying which), so a typo shows the list instead
+    of being sent to the model."""
+    stripped = text.strip()
+    if not stripped.startswith("/") or stripped.startswith("//"):
+        return None
+    name, _, argument = stripped[1:].partition(" ")
+    name = name.lower()
+    if name not in COMMANDS:
+        return SlashCommand("help", f"unknown command /{name}")
+    return SlashCommand(name, argument.strip())

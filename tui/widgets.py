@@ -1,0 +1,205 @@
+"""The chat app's widgets: messages, the prompt input with history, the memory panel, the status
+bar and the modal pickers. They only display and collect input; the app drives the session."""
+
+from __future__ import annotations
+
+from markdown_it import MarkdownIt
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, ListItem, Markdown, OptionList, Static
+from textual.widgets.option_list import Option
+
+from quark.chat.prompt import BuiltPrompt
+from quark.chat.store import Conversation, Message
+from quark.memory.store import Hit
+
+
+def code_blocks(markdown: str) -> list[str]:
+    """The fenced and indented code blocks of a markdown text, in order (for 'copy code')."""
+    return [token.content for token in MarkdownIt("commonmark").parse(markdown) if token.type in ("fence", "code_block")]
+
+
+class MessageView(Vertical, can_focus=True):
+    """One message: a role line and its markdown body (streamed into while it is generated)."""
+
+    DEFAULT_CSS = """
+    MessageView { height: auto; margin: 0 0 1 0; padding: 0 1; }
+    MessageView:focus { background: $boost; }
+    MessageView > .role { color: $text-muted; text-style: bold; }
+    MessageView.user > .role { color: $accent; }
+    MessageView > Markdown { margin: 0; padding: 0; }
+    """
+
+    def __init__(self, role: str, text: str = "", message_id: int | None = None) -> None:
+        super().__init__(classes=role)
+        self.role, self.text, self.message_id = role, text, message_id
+
+    def compose(self) -> ComposeResult:
+        label = f"{self.role}" + (f"  #{self.message_id}" if self.message_id else "")
+        yield Label(label, classes="role")
+        yield Markdown(self.text)
+
+    @property
+    def markdown(self) -> Markdown:
+        return self.query_one(Markdown)
+
+    def set_id(self, message_id: int, note: str = "") -> None:
+        self.message_id = message_id
+        self.query_one(".role", Label).update(f"{self.role}  #{message_id}{'  · ' + note if note else ''}")
+
+
+class HistoryInput(Input):
+    """The prompt: Enter sends, Up/Down walk through what was sent before."""
+
+    BINDINGS = [Binding("up", "history(-1)", "Previous", show=False),
+                Binding("down", "history(1)", "Next", show=False)]
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.history: list[str] = []
+        self._position = 0
+
+    def remember(self, text: str) -> None:
+        if text and (not self.history or self.history[-1] != text):
+            self.history.append(text)
+        self._position = len(self.history)
+
+    def action_history(self, step: int) -> None:
+        if not self.history:
+            return
+        self._position = max(0, min(len(self.history), self._position + step))
+        self.value = self.history[self._position] if self._position < len(self.history) else ""
+        self.cursor_position = len(self.value)
+
+
+class ConversationItem(ListItem):
+    def __init__(self, conversation: Conversation) -> None:
+        super().__init__(Label(conversation.title, markup=False))
+        self.conversation_id = conversation.id
+
+
+class MemoryPanel(Static):
+    """What memory put into the last prompt, or the results of /search."""
+
+    DEFAULT_CSS = "MemoryPanel { width: 36; height: 1fr; padding: 0 1; border-left: solid $panel; overflow-y: auto; }"
+
+    def show_prompt(self, prompt: BuiltPrompt | None) -> None:
+        text = Text()
+        text.append("Memory in the last prompt\n", style="bold")
+        if prompt is None:
+            text.append("(nothing yet)\n", style="dim")
+        else:
+            if prompt.checkpoint:
+                text.append(f"checkpoint {prompt.checkpoint}\n", style="magenta")
+            for memory in prompt.memories:
+                text.append(f"[{memory.memory.ref}] ", style="cyan")
+                text.append(f"{memory.memory.text[:120]}", style="")
+                text.append(f"  {memory.source}\n", style="dim")
+            if prompt.omitted_memories:
+                text.append(f"{len(prompt.omitted_memories)} more did not fit\n", style="yellow")
+            if prompt.folded:
+                text.append(f"\nsummarized {len(prompt.folded)} older turns:\n", style="bold")
+                for line in prompt.folded_lines:
+                    text.append(line + "\n", style="dim")
+            if prompt.omitted_summary_lines:
+                text.append(f"{prompt.omitted_summary_lines} older summary lines left out (searchable)\n",
+                            style="yellow")
+        self.update(text)
+
+    def show_hits(self, query: str, hits: list[Hit]) -> None:
+        text = Text()
+        text.append(f"Search: {query}\n", style="bold")
+        for hit in hits:
+            text.append(f"[{hit.memory.ref}] ", style="cyan")
+            text.append(f"{hit.memory.text[:120]}  ")
+            text.append(f"{hit.memory.kind}\n", style="dim")
+        if not hits:
+            text.append("no memories found\n", style="dim")
+        self.update(text)
+
+
+class StatusBar(Static):
+    DEFAULT_CSS = "StatusBar { height: 1; background: $panel; color: $text; padding: 0 1; }"
+
+    def show(self, *, model: str | None, adapter: str | None, prompt: BuiltPrompt | None, conversation: int | None,
+             state: str) -> None:
+        budget = "context -"
+        if prompt is not None:
+            s = prompt.sections
+            budget = (f"context {prompt.tokens}+{prompt.reply_tokens}/{prompt.context_length} "
+                      f"(mem {s['memories']}, summary {s['summary']}, window {s['window']})")
+        self.update(f"model {model or '-'} · adapter {adapter or 'none'} · {budget} · "
+                    f"conversation {conversation or 'new'} · {state}")
+
+
+class TextPrompt(ModalScreen[str | None]):
+    """Ask for one line of text (rename)."""
+
+    DEFAULT_CSS = "TextPrompt { align: center middle; } TextPrompt > Vertical { width: 60; height: auto; " \
+                  "border: thick $accent; padding: 1 2; background: $surface; }"
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, title: str, value: str = "") -> None:
+        super().__init__()
+        self.title_text, self.value = title, value
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.title_text)
+            yield Input(self.value, id="value")
+
+    @on(Input.Submitted)
+    def _submit(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value)
+
+
+class Confirm(ModalScreen[bool]):
+    DEFAULT_CSS = "Confirm { align: center middle; } Confirm > Vertical { width: 60; height: auto; " \
+                  "border: thick $error; padding: 1 2; background: $surface; }"
+    BINDINGS = [Binding("escape,n", "dismiss(False)", "No"), Binding("y", "dismiss(True)", "Yes")]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.question)
+            with Horizontal():
+                yield Button("Yes (y)", id="yes", variant="error")
+                yield Button("No (n)", id="no")
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+
+class CheckpointPicker(ModalScreen[str | None]):
+    """Pick a checkpoint to load into the current conversation."""
+
+    DEFAULT_CSS = "CheckpointPicker { align: center middle; } CheckpointPicker > Vertical { width: 80; " \
+                  "height: 20; border: thick $accent; background: $surface; padding: 0 1; }"
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, checkpoints: list[dict]) -> None:
+        super().__init__()
+        self.checkpoints = checkpoints
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("Checkpoints (Enter loads into this conversation, Esc cancels)")
+            options = [Option(f"{c['name']}  ·  {c['title'][:40]}  ·  {c['messages']} messages, "
+                              f"{c['entities']} entities", id=c["name"]) for c in self.checkpoints]
+            yield OptionList(*options) if options else Label("no checkpoints yet: /save NAME")
+
+    @on(OptionList.OptionSelected)
+    def _chosen(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(event.option.id)
+
+
+def message_views(messages: list[Message]) -> list[MessageView]:
+    return [MessageView(m.role, m.content, m.id) for m in messages]
