@@ -11,8 +11,8 @@ import argparse
 import tempfile
 import time
 
-from quark.data.executors import ExecutorOptions
 from quark.data.ingest import ingest
+from quark.executors import ExecutorOptions
 from quark.home import Home
 
 

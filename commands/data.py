@@ -9,15 +9,11 @@ import typer
 from rich.table import Table
 
 from quark.commands._cli import Cli, group, quark_command
+from quark.commands._executor_options import executor_options
+from quark.executors import ExecutorOptions
 from quark.progress import progress_bar
 
 data = group("data", "Curate corpora: ingest, stats, mix, remove, export (Parquet datasets + DuckDB catalog).")
-
-
-class Executor(str, Enum):
-    local = "local"
-    ray = "ray"
-    slurm = "slurm"
 
 
 class Format(str, Enum):
@@ -30,17 +26,16 @@ class Builtin(str, Enum):
 
 
 @quark_command(data, "ingest")
+@executor_options
 def ingest(
     cli: Cli,
     paths: Annotated[Optional[list[Path]], typer.Argument(help="Files and folders: text, source, JSONL, Parquet, git checkouts.")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Dataset name (default: the first path's name).")] = None,
     builtin: Annotated[Optional[Builtin], typer.Option("--builtin", help="Ingest the built-in corpus instead: stdlib-code + stdlib-text.")] = None,
-    executor: Annotated[Executor, typer.Option("--executor", help="Where the datatrove stages run.")] = Executor.local,
-    workers: Annotated[Optional[int], typer.Option("--workers", help="Parallel tasks (the corpus is split into this many shards) (default: all cores).")] = None,
     text_field: Annotated[str, typer.Option("--text-field", help="JSONL field / Parquet column holding the text.")] = "text",
     limit: Annotated[Optional[int], typer.Option("--limit", help="Read at most N files per folder (and N doc topics), spread evenly: a quick trial.")] = None,
-    slurm_partition: Annotated[Optional[str], typer.Option("--slurm-partition", help="Slurm partition (with --executor slurm).")] = None,
-    slurm_time: Annotated[str, typer.Option("--slurm-time", help="Slurm time limit per stage job.")] = "04:00:00",
+    *,
+    executor: ExecutorOptions,
 ) -> dict[str, Any]:
     """Clean, deduplicate and catalog documents as data/<name>/train/shard-*.parquet.
 
@@ -48,7 +43,8 @@ def ingest(
     fenced code blocks, detect the language, drop GPL/LGPL/AGPL sources,
     scrub emails, phones, IPs and keys (<EMAIL>, <SECRET>, ...), drop exact
     (sha256) and near (MinHash) duplicates. It runs on all local cores, or
-    on a Ray or Slurm cluster.
+    on a Ray or Slurm cluster; --workers is also how many shards the corpus
+    is split into.
 
     --builtin stdlib reads this Python's standard library (about 600
     modules, 11 MB; tests and generated files left out; ~40 s on 2 cores)
@@ -62,20 +58,14 @@ def ingest(
 
       RAY_ADDRESS=auto quark data ingest /shared/corpus --executor ray
     """
-    from quark.data.executors import ExecutorOptions
     from quark.data.ingest import STAGES_PER_DATASET
     from quark.data.ingest import ingest as run_ingest
 
-    options_kwargs: dict[str, Any] = {"kind": executor.value, "slurm_partition": slurm_partition,
-                                      "slurm_time": slurm_time, "verbose": cli.debug}
-    if workers is not None:
-        options_kwargs["workers"] = workers
-    options = ExecutorOptions(**options_kwargs)
     datasets = 2 if builtin else 1
     with progress_bar(enabled=cli.progress_enabled()) as progress:
         task = progress.add_task("ingest", total=datasets * STAGES_PER_DATASET, unit="stage")
         result = run_ingest(cli.home, paths or [], name=name, builtin=builtin.value if builtin else None,
-                            text_field=text_field, limit=limit, options=options,
+                            text_field=text_field, limit=limit, options=executor,
                             on_stage=lambda dataset, stage: progress.update(task, advance=1,
                                                                             description=f"{dataset}: {stage}"))
     for summary in result["datasets"]:

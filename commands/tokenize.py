@@ -10,8 +10,9 @@ from rich.table import Table
 from rich.text import Text
 
 from quark.commands._cli import Cli, group, quark_command
+from quark.commands._executor_options import executor_options
 from quark.encode import DEFAULT_VAL_FRACTION, encode_datasets
-from quark.executors import EXECUTORS
+from quark.executors import ExecutorOptions
 from quark.progress import progress_bar
 from quark.tokenizer import Tokenizer
 from quark.tokenizer_inspect import inspect_files, totals
@@ -51,12 +52,12 @@ def train(cli: Cli, data: DataOption,
 
 
 @quark_command(tokenize, "encode")
+@executor_options
 def encode(cli: Cli, data: DataOption,
            tokenizer: Annotated[str, typer.Option("--tokenizer", help="Tokenizer name under tokenizers/.")],
            name: Annotated[Optional[str], typer.Option("--name", help="Token set name (default: DATASET-TOKENIZER).")] = None,
            val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share of documents held out for validation (by text hash).")] = DEFAULT_VAL_FRACTION,
-           executor: Annotated[str, typer.Option("--executor", help=f"Where the datatrove pipeline runs: {'|'.join(EXECUTORS)}.")] = "local",
-           workers: Annotated[Optional[int], typer.Option("--workers", help="Tasks run at once (default: every core).")] = None) -> dict:
+           *, executor: ExecutorOptions) -> dict:
     """Encode datasets into packed token shards (tokens/NAME/): each document's tokens then EOS,
     uint16 when the vocabulary fits, with a validation split chosen by document hash so rebuilds are
     identical. Runs as a datatrove pipeline, one task per Parquet shard.
@@ -64,8 +65,8 @@ def encode(cli: Cli, data: DataOption,
     Example: [bold]quark tokenize encode --tokenizer demo --data stdlib --val-fraction 0.02[/]
     """
     with _progress(cli, "encoding", "docs") as update:
-        meta = encode_datasets(cli.home, tokenizer, data, name, val_fraction=val_fraction, executor=executor,
-                               workers=workers, on_progress=update)
+        meta = encode_datasets(cli.home, tokenizer, data, name, val_fraction=val_fraction, options=executor,
+                               on_progress=update)
     cli.print(f"token set [bold]{meta['name']}[/] ({meta['dtype']}, vocab {meta['vocab_size']:,}): "
               f"train {meta['tokens']['train']:,} tokens / {meta['documents']['train']:,} docs, "
               f"val {meta['tokens']['val']:,} tokens / {meta['documents']['val']:,} docs in {meta['seconds']:.1f}s")

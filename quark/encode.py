@@ -27,7 +27,7 @@ from datatrove.utils.batching import batched
 from quark.atomic import atomic_dir
 from quark.corpus_text import TEXT_COLUMN, dataset_shards, in_holdout, provenance
 from quark.errors import QuarkError
-from quark.executors import check_executor, run_pipeline
+from quark.executors import ExecutorOptions, StageRunner
 from quark.home import Home, validate_name
 from quark.tokenizer import Tokenizer
 from quark.tokens import SPLITS, TokenWriter, shard_name, write_meta
@@ -74,7 +74,7 @@ def part_name(rank: int) -> str:
 
 
 def encode_datasets(home: Home, tokenizer: str, datasets: Sequence[str], name: str | None = None, *,
-                    val_fraction: float = DEFAULT_VAL_FRACTION, executor: str = "local", workers: int | None = None,
+                    val_fraction: float = DEFAULT_VAL_FRACTION, options: ExecutorOptions | None = None,
                     on_progress: Callable[[int, int], None] | None = None) -> dict:
     """Build `tokens/<name>/` (default `<dataset>-<tokenizer>`) and return its meta.json document.
 
@@ -82,7 +82,7 @@ def encode_datasets(home: Home, tokenizer: str, datasets: Sequence[str], name: s
     """
     if not 0 <= val_fraction < 1:
         raise QuarkError(f"--val-fraction must be in [0, 1), got {val_fraction}")
-    check_executor(executor, workers)
+    options = options or ExecutorOptions()
     tok = Tokenizer.named(home, tokenizer)
     if name is None:
         if len(datasets) != 1:
@@ -100,8 +100,8 @@ def encode_datasets(home: Home, tokenizer: str, datasets: Sequence[str], name: s
             EncodeDocuments(tok.model_bytes, str(tmp), val_fraction),
         ]
         poll = (lambda: on_progress(_progress_done(tmp), total)) if on_progress else None
-        run_pipeline(pipeline, tasks=len(shards), logging_dir=tmp / ".logs", executor=executor, workers=workers,
-                     job_name=f"quark-encode-{name}", poll=poll)
+        with StageRunner(options, tmp / ".logs") as runner:
+            runner.run(f"{name}/encode", pipeline, len(shards), poll=poll)
         if on_progress:
             on_progress(total, total)
         entries, documents = _merge_parts(tmp, len(shards))
@@ -111,7 +111,7 @@ def encode_datasets(home: Home, tokenizer: str, datasets: Sequence[str], name: s
         meta = write_meta(
             tmp, tok.vocab_size, entries, documents, name=name, eos_id=tok.eos_id, val_fraction=val_fraction,
             tokenizer={"name": tokenizer, "sha256": hashlib.sha256(tok.model_bytes).hexdigest()},
-            datasets=provenance(shards, home.root), executor=executor,
+            datasets=provenance(shards, home.root), executor=options.kind,
             seconds=round(time.time() - started, 2),
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     return meta

@@ -1,140 +1,212 @@
-"""Where datatrove pipelines run: every local core by default, a Ray or Slurm cluster on request.
+"""Run datatrove pipeline stages on this machine, a Ray cluster or Slurm, one stage after another.
 
-`run_pipeline` hides the differences a caller should not care about: Ray needs a cluster handle,
-Slurm submits and returns (so we wait for the array job), and the Ray executor only *warns* when a
-task fails. Every executor marks finished tasks under `logging_dir/completions/`, so the one check
-that holds for all three is that every task is marked before the caller goes on to merge outputs.
-
-Slurm reads its partition and time limit from QUARK_SLURM_PARTITION and QUARK_SLURM_TIME (default
-24:00:00); the home folder must be on a filesystem the cluster nodes share.
+Used by `quark data ingest` and `quark tokenize encode`. A stage is a list of blocks run as N
+tasks; later stages read what earlier ones wrote in the scratch folder, so each stage must finish
+everywhere before the next starts. Local and Ray executors block until a stage is done; Slurm
+returns once jobs are queued, so we poll datatrove's completion markers (the home must be on a
+filesystem the nodes share). Whatever the executor, a failed task is turned into one clear error:
+the QuarkError a reader recorded (see data.steps.RecordErrors), or the end of the failing task's log.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
-import shutil
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-
-from datatrove.executor import LocalPipelineExecutor
-from datatrove.executor.base import PipelineExecutor
-from datatrove.pipeline.base import PipelineStep
-from datatrove.utils.logging import logger
+from typing import Any
 
 from quark.errors import QuarkError
 
 EXECUTORS = ("local", "ray", "slurm")
+SLURM_POLL_S = 10.0
+POLL_S = 0.5  # how often `run(..., poll=)` calls back while tasks run
 
 
-class QuietLocalExecutor(LocalPipelineExecutor):
-    """The local executor without datatrove's per-task log lines on the terminal: Quark shows its own
-    progress bar, and a failing task still raises in the caller."""
+@dataclass(frozen=True)
+class ExecutorOptions:
+    """Where and how wide stages run: `workers` tasks at once (ingest also splits a corpus into
+    that many tasks). Checked on construction, so a bad option fails before any work starts."""
 
-    def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1):
-        logger.disable("datatrove")
-        return super()._run_for_rank(rank, local_rank, node_rank)
+    kind: str = "local"
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    slurm_partition: str | None = None
+    slurm_time: str = "04:00:00"
+    verbose: bool = False  # let datatrove's own logs through to stderr
+
+    def __post_init__(self) -> None:
+        if self.kind not in EXECUTORS:
+            raise QuarkError(f"unknown executor {self.kind!r} (expected one of {', '.join(EXECUTORS)})")
+        if self.workers < 1:
+            raise QuarkError(f"--workers must be at least 1, got {self.workers}")
+        if self.kind == "slurm" and not self.slurm_partition:
+            raise QuarkError("executor slurm needs a partition: give --slurm-partition or set QUARK_SLURM_PARTITION "
+                             "(and keep the home on a filesystem the nodes share)")
 
 
-def run_pipeline(pipeline: Sequence[PipelineStep], *, tasks: int, logging_dir: Path, executor: str = "local",
-                 workers: int | None = None, job_name: str = "quark", poll: Callable[[], None] | None = None) -> None:
-    """Run `pipeline` as `tasks` datatrove tasks; return once every task has completed.
+def _start_method() -> str:
+    """fork where it is safe: workers start in milliseconds and inherit our redirected stderr (quiet
+    logs). Not once Ray runs in this process: forking its threads can deadlock the children."""
+    ray = sys.modules.get("ray")
+    if sys.platform != "linux" or (ray is not None and ray.is_initialized()):
+        return "spawn"
+    return "fork"
 
-    `poll` is called about twice a second while the tasks run (to move a progress bar).
-    """
-    check_executor(executor, workers)
-    build = {"local": _local, "ray": _ray, "slurm": _slurm}[executor]
-    with _quiet_datatrove():
-        runner = build(list(pipeline), tasks, str(logging_dir), workers, job_name)
-        with _polling(poll):
+
+class StageRunner:
+    """Runs stages in `scratch` under one executor; a context manager so a Ray instance we started
+    is shut down again (one the caller started is left alone)."""
+
+    def __init__(self, options: ExecutorOptions, scratch: Path):
+        self.options, self.scratch = options, scratch
+        self.error_dir = scratch / "errors"
+        self._started_ray = False
+
+    def __enter__(self) -> "StageRunner":
+        if self.options.kind == "ray":
+            import ray
+
+            if not ray.is_initialized():  # RAY_ADDRESS in the environment points at an existing cluster
+                ray.init(include_dashboard=False, log_to_driver=self.options.verbose, configure_logging=False)
+                self._started_ray = True
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._started_ray:
+            import ray
+
+            ray.shutdown()
+
+    def logging_dir(self, stage: str) -> Path:
+        return self.scratch / "logs" / stage
+
+    def run(self, stage: str, pipeline: list, tasks: int, *, poll: Callable[[], None] | None = None) -> None:
+        """Run `pipeline` as `tasks` tasks and return once every one has completed.
+
+        `poll` is called before the tasks start, about twice a second while they run, and once at
+        the end (to move a progress bar).
+        """
+        with _polling(poll), self._quiet(stage):
+            executor = self._executor(stage, pipeline, tasks)
             try:
-                runner.run()
-            except FileNotFoundError as exc:
-                if executor == "slurm" and exc.filename == "sbatch":
-                    raise QuarkError("executor slurm: `sbatch` is not on PATH (run from a Slurm login node)") from None
+                executor.run()
+                if self.options.kind == "slurm":
+                    self._wait_for_slurm(stage, executor)
+            except QuarkError:
                 raise
-            if executor == "slurm":
-                _wait_for_slurm(runner)
-    missing = runner.get_incomplete_ranks(skip_completed=True)
-    if missing:
-        shown = ", ".join(map(str, missing[:10])) + (" …" if len(missing) > 10 else "")
-        raise QuarkError(f"executor {executor}: {len(missing)} of {tasks} tasks did not complete (tasks {shown}); "
-                         f"see the task logs under {logging_dir}/logs")
+            except Exception as error:
+                self._raise_recorded_error(error)
+                if isinstance(error, FileNotFoundError) and error.filename in ("sbatch", "squeue"):
+                    raise QuarkError(f"executor slurm: `{error.filename}` is not on PATH "
+                                     "(run from a Slurm login node)") from None
+                raise
+        self._raise_recorded_error(None)
+        if missing := executor.get_incomplete_ranks(skip_completed=True):
+            shown = ", ".join(map(str, missing[:10])) + (" …" if len(missing) > 10 else "")
+            raise QuarkError(f"stage {stage}: {len(missing)} of {tasks} tasks did not finish (tasks {shown}); "
+                             f"task {missing[0]}: {self._log_tail(stage, missing[0])}")
 
+    def counters(self, *stages: str, prefixes: tuple[str, ...] = ("dropped_", "scrubbed_")) -> Counter[str]:
+        """Sum the datatrove stats whose names start with `prefixes` over all tasks of `stages`."""
+        totals: Counter[str] = Counter()
+        for stage in stages:
+            for path in sorted((self.logging_dir(stage) / "stats").glob("*.json")):
+                for block in json.loads(path.read_text()):
+                    for key, value in block["stats"].items():
+                        if key.startswith(prefixes):
+                            totals[key] += int(value["total"] if isinstance(value, dict) else value)
+        return totals
 
-def check_executor(executor: str, workers: int | None = None) -> None:
-    """Refuse an unknown executor or worker count before any work starts."""
-    if executor not in EXECUTORS:
-        raise QuarkError(f"unknown executor {executor!r} (expected one of {', '.join(EXECUTORS)})")
-    if workers is not None and workers < 1:
-        raise QuarkError(f"--workers must be at least 1, got {workers}")
+    def _executor(self, stage: str, pipeline: list, tasks: int):
+        workers = min(self.options.workers, tasks)
+        logging_dir = str(self.logging_dir(stage))
+        if self.options.kind == "local":
+            from datatrove.executor import LocalPipelineExecutor
 
+            return LocalPipelineExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir,
+                                         skip_completed=False, start_method=_start_method())
+        if self.options.kind == "ray":
+            from datatrove.executor.ray import RayPipelineExecutor
 
-def _local(pipeline: list, tasks: int, logging_dir: str, workers: int | None, job_name: str) -> PipelineExecutor:
-    workers = min(workers or os.cpu_count() or 1, tasks)
-    return QuietLocalExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir)
+            # group ranks so a stage is at most `workers` Ray jobs: each job start costs a placement group
+            return RayPipelineExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir,
+                                       skip_completed=False, cpus_per_task=1, mem_per_cpu_gb=1,
+                                       tasks_per_job=math.ceil(tasks / workers))
+        from datatrove.executor.slurm import SlurmPipelineExecutor
 
+        activate = Path(sys.prefix) / "bin" / "activate"  # venv or conda: the nodes run the same Python
+        return SlurmPipelineExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir,
+                                     skip_completed=False, time=self.options.slurm_time,
+                                     partition=self.options.slurm_partition, qos=None,
+                                     job_name="quark-" + stage.replace("/", "-"),
+                                     venv_path=str(activate) if activate.is_file() else None)
 
-def _ray(pipeline: list, tasks: int, logging_dir: str, workers: int | None, job_name: str) -> PipelineExecutor:
-    import ray
-    from datatrove.executor import RayPipelineExecutor
+    def _wait_for_slurm(self, stage: str, executor: Any) -> None:
+        while missing := executor.get_incomplete_ranks(skip_completed=True):
+            self._raise_recorded_error(None)
+            queued = subprocess.run(["squeue", "-h", "-j", str(executor.job_id)], capture_output=True, text=True)
+            if queued.returncode == 0 and not queued.stdout.strip():
+                raise QuarkError(f"slurm job {executor.job_id} ({stage}) ended with tasks {missing} unfinished: "
+                                 f"{self._log_tail(stage, missing[0])}")
+            time.sleep(SLURM_POLL_S)
 
-    if not ray.is_initialized():
-        # RAY_ADDRESS (or `ray start` on this machine) joins a cluster; otherwise Ray starts a local one.
-        ray.init(include_dashboard=False, log_to_driver=False, logging_level="WARNING")
-    return RayPipelineExecutor(pipeline, tasks=tasks, workers=workers or -1, logging_dir=logging_dir)
+    def _raise_recorded_error(self, cause: BaseException | None) -> None:
+        recorded = sorted(self.error_dir.glob("*.txt")) if self.error_dir.exists() else []
+        if recorded:
+            raise QuarkError(recorded[0].read_text(encoding="utf-8")) from cause
 
+    def _log_tail(self, stage: str, rank: int, lines: int = 3) -> str:
+        log = self.logging_dir(stage) / "logs" / f"task_{rank:05d}.log"
+        if not log.exists():
+            return f"no log at {log}"
+        tail = [line for line in log.read_text(errors="replace").splitlines() if line.strip()][-lines:]
+        return " | ".join(tail)
 
-def _slurm(pipeline: list, tasks: int, logging_dir: str, workers: int | None, job_name: str) -> PipelineExecutor:
-    from datatrove.executor import SlurmPipelineExecutor
-
-    partition = os.environ.get("QUARK_SLURM_PARTITION")
-    if not partition:
-        raise QuarkError("executor slurm needs a partition: set QUARK_SLURM_PARTITION (and QUARK_SLURM_TIME, "
-                         "default 24:00:00)")
-    activate = Path(sys.prefix) / "bin" / "activate"
-    return SlurmPipelineExecutor(
-        pipeline, tasks=tasks, workers=workers or -1, logging_dir=logging_dir, job_name=job_name,
-        partition=partition, time=os.environ.get("QUARK_SLURM_TIME", "24:00:00"),
-        venv_path=str(activate) if activate.is_file() else None,
-        slurm_logs_folder=str(Path(logging_dir) / "slurm_logs"))
-
-
-def _wait_for_slurm(runner: PipelineExecutor, interval: float = 10.0) -> None:
-    """Block until the submitted array job has left the queue (finished, failed or cancelled)."""
-    job_id = str(getattr(runner, "job_id", -1))
-    if job_id == "-1" or not shutil.which("squeue"):
-        return
-    while runner.get_incomplete_ranks(skip_completed=True):
-        queued = subprocess.run(["squeue", "-h", "-j", job_id], capture_output=True, text=True).stdout.strip()
-        if not queued:
+    @contextlib.contextmanager
+    def _quiet(self, stage: str) -> Iterator[None]:
+        """datatrove logs every task to stderr through loguru; send that to the stage's log folder."""
+        if self.options.verbose:
+            yield
             return
-        time.sleep(interval)
+        from loguru import logger
+
+        log_path = self.logging_dir(stage) / "driver.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "a", encoding="utf-8") as handle:
+            logger.remove()
+            logger.add(handle, level="INFO")
+            try:
+                with contextlib.redirect_stderr(handle):
+                    yield
+            finally:
+                logger.remove()
+                # resolve sys.stderr at each message: the stream we return to may be replaced later
+                logger.add(lambda message: sys.stderr.write(message), level="WARNING")
 
 
 @contextlib.contextmanager
-def _quiet_datatrove() -> Iterator[None]:
-    """Silence datatrove's logging in this process for the duration of a run."""
-    logger.disable("datatrove")
-    try:
-        yield
-    finally:
-        logger.enable("datatrove")
+def _polling(poll: Callable[[], None] | None) -> Iterator[None]:
+    """Call `poll` now, every POLL_S seconds from a thread while the body runs, then once more.
 
-
-@contextlib.contextmanager
-def _polling(poll: Callable[[], None] | None, interval: float = 0.5) -> Iterator[None]:
+    The first call is made here, outside StageRunner._quiet: a rich progress bar it starts wraps the
+    real stderr, not the stage log that _quiet swaps in (and closes) while tasks run.
+    """
     if poll is None:
         yield
         return
+    poll()
     stop = threading.Event()
 
     def loop() -> None:
-        while not stop.wait(interval):
+        while not stop.wait(POLL_S):
             poll()
 
     thread = threading.Thread(target=loop, name="quark-progress", daemon=True)

@@ -24,7 +24,7 @@ from safetensors.torch import save_file
 
 from quark.atomic import atomic_dir
 from quark.errors import QuarkError
-from quark.modelio import DEFAULT_GENERATION, check_state, load_model, load_state, save_model
+from quark.modelio import DEFAULT_GENERATION, check_state, load_model, load_state, read_config_json, save_model
 from quark.models.llm import LLM, LLMConfig
 from quark.tokenizer import Tokenizer
 
@@ -165,14 +165,7 @@ def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
 def import_hf(folder: Path, dest: Path, *, tokenizer_model: Path | None = None, source: str = "") -> dict[str, Any]:
     """Make `dest` a Quark model folder from a Llama-architecture safetensors folder."""
     folder = Path(folder)
-    config_path = folder / "config.json"
-    try:
-        data = json.loads(config_path.read_text())
-    except FileNotFoundError:
-        raise QuarkError(f"no config.json in {folder}") from None
-    except ValueError as exc:
-        raise QuarkError(f"{config_path}: not valid JSON ({exc})") from None
-    cfg = quark_config(data, config_path)
+    cfg = quark_config(read_config_json(folder, "Hugging Face model"), folder / "config.json")
     tokenizer_model = tokenizer_model or folder / "tokenizer.model"
     if not Path(tokenizer_model).is_file():
         raise QuarkError(f"no tokenizer.model in {folder}: Quark needs a SentencePiece tokenizer (pass --tokenizer)")

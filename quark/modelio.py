@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -37,15 +38,21 @@ def save_model(folder: Path, model: LLM, tokenizer_model: Path, *, generation: d
     shutil.copyfile(tokenizer_model, folder / "tokenizer.model")
 
 
-def read_config(folder: Path) -> LLMConfig:
+def read_config_json(folder: Path, what: str = "model") -> dict[str, Any]:
+    """`folder`'s config.json as a dict (a Quark model folder, or a Hugging Face one to import);
+    a missing or malformed file is a one-line QuarkError naming the `what` that was expected."""
     path = Path(folder) / "config.json"
     try:
-        data = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except FileNotFoundError:
-        raise QuarkError(f"no model at {folder} (missing config.json)") from None
+        raise QuarkError(f"no {what} at {folder} (missing config.json)") from None
     except ValueError as exc:
         raise QuarkError(f"{path}: not valid JSON ({exc})") from None
-    data = {k: v for k, v in data.items() if k in LLMConfig.__dataclass_fields__}
+
+
+def read_config(folder: Path) -> LLMConfig:
+    path = Path(folder) / "config.json"
+    data = {k: v for k, v in read_config_json(folder).items() if k in LLMConfig.__dataclass_fields__}
     try:
         return LLMConfig.from_dict(data)
     except (TypeError, ValueError) as exc:

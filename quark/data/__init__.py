@@ -6,7 +6,6 @@
     licenses / pii / language   the rules those blocks apply
     dedup      exact (sha256) index and filter, MinHash configuration and word tokenizer
     pipeline   the six datatrove stages of an ingest
-    executors  running stages locally, on Ray or on Slurm
     ingest     plan -> stages -> publish
     catalog    corpus.duckdb and the atomic publish of datasets
     shards     the common row schema and shard I/O

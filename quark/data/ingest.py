@@ -19,11 +19,11 @@ from typing import Any
 from datatrove.pipeline.base import PipelineStep
 
 from quark.data import catalog
-from quark.data.executors import ExecutorOptions, StageRunner
 from quark.data.pipeline import STAGE_NAMES, ingest_stages, plan_readers, topics_reader
 from quark.data.shards import list_shards
 from quark.data.sources import BUILTIN_LICENSE, Plan, plan_paths, plan_stdlib
 from quark.errors import QuarkError
+from quark.executors import ExecutorOptions, StageRunner
 from quark.home import Home, validate_name
 
 BUILTINS = ("stdlib",)

@@ -157,24 +157,17 @@ def _coerce(value: Any, kind: Any) -> Any:
         if not isinstance(value, bool):
             raise ValueError("expects true or false")
         return value
-    if kind is int:
+    if kind in (int, float):
+        expects = "expects an integer" if kind is int else "expects a number"
         if isinstance(value, str):
             try:
-                return int(value)
+                return kind(value)
             except ValueError:
-                raise ValueError("expects an integer") from None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError("expects an integer")
-        return value
-    if kind is float:
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                raise ValueError("expects a number") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError("expects a number")
-        return float(value)
+                raise ValueError(expects) from None
+        # bool is an int subclass but never a count or a rate; an int is a fine float, not vice versa
+        if isinstance(value, bool) or not isinstance(value, (int,) if kind is int else (int, float)):
+            raise ValueError(expects)
+        return kind(value)
     if kind is str:
         if not isinstance(value, str):
             raise ValueError("expects a string")
