@@ -52,6 +52,19 @@ class ExecutorOptions:
                              "(and keep the home on a filesystem the nodes share)")
 
 
+def ray_worker_setup() -> None:
+    """Runs in every Ray worker: datatrove's Ray job forks a process pool from inside the
+    multithreaded worker, and a fork taken while another thread holds a lock can deadlock the
+    child (seen once in five runs). Spawned pool processes start clean."""
+    import multiprocess
+
+    multiprocess.set_start_method("spawn", force=True)
+
+
+# Pass to ray.init (ours below, or yours when you start Ray yourself) so every worker runs the setup.
+RAY_RUNTIME_ENV = {"worker_process_setup_hook": "quark.executors.ray_worker_setup"}
+
+
 def _start_method() -> str:
     """fork where it is safe: workers start in milliseconds and inherit our redirected stderr (quiet
     logs). Not once Ray runs in this process: forking its threads can deadlock the children."""
@@ -75,7 +88,8 @@ class StageRunner:
             import ray
 
             if not ray.is_initialized():  # RAY_ADDRESS in the environment points at an existing cluster
-                ray.init(include_dashboard=False, log_to_driver=self.options.verbose, configure_logging=False)
+                ray.init(include_dashboard=False, log_to_driver=self.options.verbose, configure_logging=False,
+                         runtime_env=RAY_RUNTIME_ENV)
                 self._started_ray = True
         return self
 
