@@ -62,8 +62,16 @@ class Engine:
         self.stop_ids = {tokenizer.eos_id, tokenizer.end_id}
 
     @classmethod
-    def load(cls, folder: Path, *, device: str = "cpu", dtype: torch.dtype = torch.float32) -> "Engine":
+    def load(cls, folder: Path, *, device: str = "cpu", dtype: torch.dtype = torch.float32,
+             adapter: str | None = None) -> "Engine":
+        """Load a model folder; `adapter` names one of its LoRA adapters (models/<m>/adapters/<name>),
+        merged into the weights on load so generation costs what the base costs."""
         folder = Path(folder)
+        if adapter:
+            from quark.align.lora import load_merged
+
+            return cls(load_merged(folder, adapter, device=device, dtype=dtype), load_tokenizer(folder),
+                       f"{folder.name}+{adapter}")
         return cls(load_model(folder, device=device, dtype=dtype), load_tokenizer(folder), folder.name)
 
     @property
