@@ -50,15 +50,22 @@ def add_lora(model: LLM, settings: LoraSettings, base_name: str) -> "PeftModel":
     return get_peft_model(model, lora_config(settings, base_name))
 
 
-def quantize_nf4(model: LLM, device: torch.device, compute_dtype: torch.dtype = torch.bfloat16) -> LLM:
-    """QLoRA's frozen base: each block's Linear layers become bitsandbytes Linear4bit (NF4 with
-    double quantization), quantized as they move to the GPU; embeddings and norms stay as they are."""
+def check_qlora(device: torch.device) -> None:
+    """QLoRA runs where bitsandbytes' 4-bit kernels do: refuse anything else in one line, early."""
     if device.type != "cuda":
         raise QuarkError("--qlora needs a CUDA GPU (bitsandbytes 4-bit kernels); on this machine use --lora")
     try:
-        import bitsandbytes as bnb
+        import bitsandbytes  # noqa: F401
     except ImportError:
         raise QuarkError("--qlora needs bitsandbytes: pip install 'quark[cuda]'") from None
+
+
+def quantize_nf4(model: LLM, device: torch.device, compute_dtype: torch.dtype = torch.bfloat16) -> LLM:
+    """QLoRA's frozen base: each block's Linear layers become bitsandbytes Linear4bit (NF4 with
+    double quantization), quantized as they move to the GPU; embeddings and norms stay as they are."""
+    check_qlora(device)
+    import bitsandbytes as bnb
+
     for parent in model.layers.modules():
         for child_name, child in list(parent.named_children()):
             if isinstance(child, nn.Linear):

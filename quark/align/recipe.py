@@ -82,13 +82,12 @@ def load_align_recipe(kind: str, name_or_file: str, overrides: list[str] = ()) -
     lora = recipe.lora
     if lora.qlora and not lora.enabled:
         lora.enabled = True  # QLoRA is LoRA on a quantized base
-    if lora.enabled:
-        unknown = [t for t in lora.target_list if t not in LORA_MODULES]
-        if unknown or not lora.target_list:
-            raise QuarkError(f"{where}: lora.targets {lora.targets!r}: expected a comma-separated list from "
-                             f"{', '.join(LORA_MODULES)}")
-        if lora.rank <= 0 or lora.alpha <= 0 or not 0 <= lora.dropout < 1:
-            raise QuarkError(f"{where}: lora.rank and lora.alpha must be positive and lora.dropout in [0, 1)")
+    unknown = [t for t in lora.target_list if t not in LORA_MODULES]
+    if unknown or not lora.target_list:
+        raise QuarkError(f"{where}: lora.targets {lora.targets!r}: expected a comma-separated list from "
+                         f"{', '.join(LORA_MODULES)}")
+    if lora.rank <= 0 or lora.alpha <= 0 or not 0 <= lora.dropout < 1:
+        raise QuarkError(f"{where}: lora.rank and lora.alpha must be positive and lora.dropout in [0, 1)")
     if recipe.dpo.beta <= 0:
         raise QuarkError(f"{where}: dpo.beta must be positive, got {recipe.dpo.beta}")
     return recipe

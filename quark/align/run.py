@@ -37,7 +37,7 @@ from quark.modelio import load_tokenizer, read_config
 from quark.models.llm import LLMConfig
 from quark.tokenizer import Tokenizer
 from quark.train import checkpoint
-from quark.train.dist import Dist, setup, teardown
+from quark.train.dist import Dist, resolve_device, setup, teardown
 from quark.train.trainer import Batches, LossFn, Trainer
 
 
@@ -121,8 +121,12 @@ def run(home: Home, kind: str, build: Callable[[Context], Job], *, name: str, ba
     t = resolved.train
     if t.seq_len > config.max_seq_len:
         raise QuarkError(f"train.seq_len {t.seq_len} exceeds model {base!r}'s context of {config.max_seq_len} tokens")
+    if resolved.lora.qlora:
+        from quark.align.lora import check_qlora
+
+        check_qlora(resolve_device(t.device))
     output = output_of(home, base, name, resolved)
-    if output.exists():
+    if output.exists() and not resume:  # a resumed run replaces what it published before
         raise QuarkError(f"{output} already exists: pick another --name")
     run_dir = home.run_dir(name)
 
