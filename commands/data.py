@@ -245,10 +245,11 @@ def synth(
 ) -> dict[str, Any]:
     """Write built-in synthetic alignment data from this Python's standard library.
 
-    Chat examples (OpenAI `messages`): instructions from signatures and docstrings
-    (write a function, explain one), templated multi-turn dialogues, tool-use traces
-    with real results, refusals of unsafe requests. Preferences: (prompt, chosen,
-    rejected) pairs for DPO and reward models. `quark finetune --data NAME` reads them.
+    Chat examples (OpenAI `messages`): instructions from signatures and
+    docstrings (write a function, explain one), templated multi-turn
+    dialogues, tool-use traces with real results, refusals of unsafe
+    requests. Preferences: (prompt, chosen, rejected) pairs for DPO and
+    reward models. `quark finetune ... --data NAME` reads them.
 
     Examples:
 

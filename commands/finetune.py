@@ -10,8 +10,8 @@ finetune = group("finetune", "Align a model: SFT on chat JSONL, DPO on preferenc
 
 Name = Annotated[str, typer.Option("--name", help="Run name; the result is models/NAME (or models/MODEL/adapters/NAME with --lora).")]
 Model = Annotated[Optional[str], typer.Option("--model", help="Base model under models/ (not needed with --resume).")]
-Recipe = Annotated[Optional[str], typer.Option("--recipe", help="Shipped recipe (sft, dpo, reward) or a YAML file [default: the command's].")]
-Val = Annotated[Optional[str], typer.Option("--val", help="Held-out JSONL file [default: val.jsonl beside train.jsonl].")]
+Recipe = Annotated[Optional[str], typer.Option("--recipe", help="Shipped recipe (sft, dpo, reward) or a YAML file \\[default: the command's].")]
+Val = Annotated[Optional[str], typer.Option("--val", help="Held-out JSONL file \\[default: val.jsonl beside train.jsonl].")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue runs/NAME from its last checkpoint, with its own recipe.")]
 Set = Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe value: section.key=value (repeatable).")]
 MaxSteps = Annotated[Optional[int], typer.Option("--max-steps", help="Same as --set train.max_steps=N.")]
@@ -53,9 +53,12 @@ def sft(cli: Cli, name: Name, model: Model = None,
         device: Device = None) -> Optional[dict]:
     """Supervised fine-tuning on chat JSONL (OpenAI `messages`), loss on assistant tokens only.
 
-    Conversations are packed into windows of train.seq_len; checkpoints, --resume and torchrun work
-    as in pretraining. Each evaluation reports the held-out loss and the fraction of held-out
-    prompts whose greedy reply ends its turn with <|end|>.
+    Conversations are packed into windows of train.seq_len; checkpoints,
+    --resume and torchrun work as in pretraining. Each evaluation reports
+    the held-out loss and the fraction of held-out prompts whose greedy
+    reply ends its turn with <|end|>. The model is models/NAME; with --lora
+    an adapter in PEFT layout under models/MODEL/adapters/NAME (load it with
+    Engine.load(folder, adapter=NAME), or fold it in with quark models merge).
 
     Example:
 
@@ -85,12 +88,13 @@ def dpo(cli: Cli, name: Name, model: Model = None, data: Pairs = None, val: Val 
         lora: Lora = False, qlora: QLora = False, rank: Rank = None, alpha: Alpha = None, targets: Targets = None,
         resume: Resume = False, set_: Set = None, max_steps: MaxSteps = None, save_every: SaveEvery = None,
         eval_every: EvalEvery = None, seed: Seed = None, device: Device = None) -> Optional[dict]:
-    """Direct preference optimisation: prefer `chosen` over `rejected`, relative to the frozen starting model.
+    """Direct preference optimisation: prefer `chosen` over `rejected`, relative to the starting model.
 
-    Loss per pair: -log σ(β·((log π(chosen) − log π(rejected)) − (log ref(chosen) − log ref(rejected)))),
-    with the reference log-probabilities computed once, by the model as it starts. Each evaluation
-    reports the held-out preference margin (above 0: the policy moved towards the chosen replies)
-    and the fraction of held-out pairs it ranks right.
+    Loss per pair: -log σ(β·((log π(c) − log π(r)) − (log ref(c) − log ref(r))))
+    with the reference log-probabilities computed once, by the frozen model
+    as it starts. Each evaluation reports the held-out preference margin
+    (above 0: the policy moved towards the chosen replies) and the fraction
+    of held-out pairs it ranks right.
 
     Example:
 
@@ -112,11 +116,12 @@ def dpo(cli: Cli, name: Name, model: Model = None, data: Pairs = None, val: Val 
 def reward(cli: Cli, name: Name, model: Model = None, data: Pairs = None, val: Val = None, recipe: Recipe = None,
            resume: Resume = False, set_: Set = None, max_steps: MaxSteps = None, save_every: SaveEvery = None,
            eval_every: EvalEvery = None, seed: Seed = None, device: Device = None) -> Optional[dict]:
-    """Train a reward model: a scalar head on the last token's hidden state, Bradley–Terry loss on preference pairs.
+    """Train a reward model: a scalar head on the last token's hidden state, Bradley–Terry loss.
 
-    The result is models/NAME (the fine-tuned network) with its head in reward_head.safetensors;
-    quark.align.reward.RewardScorer.load(folder).score(prompts, replies) scores replies. Each
-    evaluation reports the fraction of held-out pairs whose chosen reply scores higher.
+    The result is models/NAME (the fine-tuned network) with its head in
+    reward_head.safetensors; RewardScorer.load(folder).score(prompts, replies)
+    (quark.align.reward) scores replies. Each evaluation reports the fraction
+    of held-out pairs whose chosen reply scores higher.
 
     Example:
 

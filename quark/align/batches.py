@@ -6,8 +6,9 @@ seq_len; labels are -100 everywhere else, padding included. Packing fixes the wi
 every epoch visits them in an order drawn from (seed, epoch).
 
 Preferences: sample i is pair i (in a seeded order per epoch) as two rows, chosen then rejected,
-padded on the right to the longest row of the batch; `last` is each row's final real token, where
-a reward model reads its score.
+each the prompt in the chat template and the reply with its <|end|>, padded on the right to the
+longest row of the batch; labels cover the reply only (DPO's log-probabilities), and `last` is
+each row's <|end|>, where a reward model reads its score.
 
 Examples that cannot fit seq_len are left out and counted (never cut: a reply cut short would
 teach the model to stop mid-sentence, or a preference to prefer half an answer).

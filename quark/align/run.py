@@ -54,14 +54,14 @@ class Context:
     recipe: AlignRecipe
     data: DataFiles
     env: Dist
-    output: Path
     progress: bool = True
 
 
 @dataclass
 class Job:
-    """A kind's training job. `publish(checkpoint, tmp_folder)` writes the result into a temporary
-    folder that becomes `Context.output`; `info` holds data figures for the summary and card."""
+    """A kind's training job. `publish(checkpoint, folder)` writes the result from the final
+    checkpoint into a temporary folder that then replaces the output in one rename; `info` holds
+    data figures (examples, pairs, left-out counts) for the summary and card."""
 
     model: nn.Module
     train: Batches
@@ -133,8 +133,7 @@ def run(home: Home, kind: str, build: Callable[[Context], Job], *, name: str, ba
     env = setup(t.device)
     try:
         seed_everything(t.seed)
-        ctx = Context(home, name, base, base_folder, config, load_tokenizer(base_folder), resolved, files, env, output,
-                      progress)
+        ctx = Context(home, name, base, base_folder, config, load_tokenizer(base_folder), resolved, files, env, progress)
         job = build(ctx)
         conn = None
         if env.is_main:

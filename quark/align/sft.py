@@ -27,13 +27,17 @@ END_RATE_PROMPTS = 16  # held-out prompts replied to at each evaluation
 
 def end_rate(engine: Engine, prompts: Sequence[list[dict]], max_tokens: int) -> tuple[float, list[str]]:
     """Fraction of `prompts` (conversations) whose greedy reply ends with <|end|> within
-    `max_tokens`, and the replies. Only <|end|> counts: an EOS is a document's end, not a turn's."""
-    engine.stop_ids = {engine.tokenizer.end_id}
+    `max_tokens`, and the replies; prompts leaving no room for `max_tokens` in the context are
+    left out. Only <|end|> counts: an EOS is a document's end, not a turn's."""
     ids = [engine.chat_prompt(p) for p in prompts]
-    ids = [p for p in ids if len(p) + max_tokens <= engine.context_length]
+    ids = [p for p in ids if len(p) + max_tokens <= engine.context_length]  # prompts with room to reply
     if not ids:
         return 0.0, []
-    done = engine.generate(ids, SamplingParams(max_tokens=max_tokens, temperature=0.0))
+    stop_ids, engine.stop_ids = engine.stop_ids, {engine.tokenizer.end_id}
+    try:
+        done = engine.generate(ids, SamplingParams(max_tokens=max_tokens, temperature=0.0))
+    finally:
+        engine.stop_ids = stop_ids
     return sum(c.finish_reason == "stop" for c in done) / len(done), [c.text for c in done]
 
 

@@ -126,7 +126,8 @@ class Trainer:
 
     `val`/`val_samples`: a fixed validation set, split evenly over processes. `on_eval(model)` runs
     on every process after each validation (under FSDP every process must join the forward) and
-    returns extra fields for the log, e.g. {"sample": text}. `flops_per_token` feeds the MFU.
+    returns extra fields for the log, e.g. {"sample": text}; the latest evaluation's fields stay in
+    `evaluation`. `flops_per_token` feeds the MFU; `label` names the task on the progress bar.
     """
 
     def __init__(self, model: nn.Module, optim: OptimConfig, train: TrainConfig, data: Batches, *, env: Dist,
