@@ -37,7 +37,8 @@ from quark.train.dist import Dist
 from quark.train.recipe import load_recipe
 from quark.train.trainer import Trainer
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
+from _results import RESULTS, write_section  # benchmarks/_results.py
+
 SECTION = "## Training throughput"
 
 
@@ -180,19 +181,7 @@ def main() -> None:
     print(text)
     print("rounds (tokens/s): quark", [round(x) for x in quark], "minimal", [round(x) for x in ref])
     if args.write:
-        write_section(text)
-
-
-def write_section(text: str) -> None:
-    """Replace (or append) this benchmark's section of RESULTS.md, leaving other sections alone."""
-    existing = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    start = existing.find(SECTION)
-    if start < 0:
-        updated = existing.rstrip("\n") + "\n\n" + text
-    else:
-        end = existing.find("\n## ", start + len(SECTION))
-        updated = existing[:start] + text + (existing[end:] if end >= 0 else "")
-    RESULTS.write_text(updated)
+        write_section(SECTION, text)
 
 
 if __name__ == "__main__":

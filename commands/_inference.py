@@ -11,6 +11,7 @@ import typer
 
 from quark.commands._cli import Cli
 from quark.errors import QuarkError
+from quark.home import validate_name
 from quark.inference import Engine
 
 
@@ -22,6 +23,8 @@ class Quantize(str, Enum):
 ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model name (a folder under the home's models/).")]
 QuantizeOption = Annotated[Optional[Quantize], typer.Option(
     "--quantize", help="Quantize on load: int8 (weight-only on CPU; bitsandbytes on CUDA) or nf4 (CUDA only).")]
+AdapterOption = Annotated[Optional[str], typer.Option(
+    "--adapter", help="A LoRA adapter of the model (models/<model>/adapters/<name>), merged in on load.")]
 DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N (auto: CUDA when present).")]
 
 
@@ -37,10 +40,14 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
-def load_engine(cli: Cli, name: str, device: str, quantize: Quantize | None) -> tuple[Engine, Path]:
+def load_engine(cli: Cli, name: str, device: str, quantize: Quantize | None,
+                adapter: str | None = None) -> tuple[Engine, Path]:
     """The model `name` of the home, ready to generate: bf16 on CUDA, fp32 on CPU."""
     folder = cli.home.existing(cli.home.model_dir(name), "model")
     resolved = resolve_device(device)
     dtype = torch.bfloat16 if resolved.type == "cuda" else torch.float32
-    engine = Engine.load(folder, device=resolved, dtype=dtype, quantize=quantize.value if quantize else None)
+    if adapter:
+        cli.home.existing(folder / "adapters" / validate_name(adapter, "adapter name"), "adapter")
+    engine = Engine.load(folder, device=resolved, dtype=dtype, quantize=quantize.value if quantize else None,
+                         adapter=adapter)
     return engine, folder

@@ -19,6 +19,8 @@ def chat(
                                                       "--conversation, or a new conversation).")] = None,
     model: Annotated[Optional[str], typer.Option("--model", help="Model to chat with (default: the conversation's, "
                                                  "else the last used, else the only one).")] = None,
+    adapter: Annotated[Optional[str], typer.Option("--adapter", help="A LoRA adapter of --model "
+                                                   "(models/<model>/adapters/<name>).")] = None,
     system: Annotated[Optional[str], typer.Option("--system", help="Set the conversation's system prompt.")] = None,
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Longest reply, in tokens.")] = None,
     temperature: Annotated[Optional[float], typer.Option("--temperature", min=0.0, help="0 is greedy.")] = None,
@@ -41,12 +43,12 @@ def chat(
             raise QuarkError("--json needs --message (or a message on stdin); the TUI has no JSON output")
         from quark.tui.app import run_app
 
-        run_app(cli.home, model=model, conversation_id=conversation, checkpoint=checkpoint)
+        run_app(cli.home, model=model, conversation_id=conversation, checkpoint=checkpoint, adapter=adapter)
         return None
     text = message if message is not None else sys.stdin.read()
     if not text.strip():
         raise QuarkError("the message is empty (pass --message TEXT or pipe text on stdin)")
-    session = ChatSession(cli.home, model=model, conversation_id=conversation)
+    session = ChatSession(cli.home, model=model, adapter=adapter, conversation_id=conversation)
     try:
         if checkpoint:
             session.load_checkpoint(checkpoint, into="current" if conversation is not None else "new")

@@ -216,5 +216,50 @@ def export(
     return result
 
 
+class SynthKind(str, Enum):
+    instructions = "instructions"
+    dialogues = "dialogues"
+    tools = "tools"
+    refusals = "refusals"
+    preferences = "preferences"
+    all = "all"
+
+
+@quark_command(data, "synth")
+def synth(
+    cli: Cli,
+    name: Annotated[str, typer.Option("--name", help="Dataset name: writes data/NAME/train.jsonl, val.jsonl, meta.json.")],
+    kind: Annotated[SynthKind, typer.Option("--kind", help="instructions, dialogues, tools, refusals (chat JSONL), all (every chat kind), or preferences (prompt/chosen/rejected).")] = SynthKind.all,
+    seed: Annotated[int, typer.Option("--seed", help="Same seed, same data (on a given Python version).")] = 0,
+    val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share held out in val.jsonl, split by function/template so none leaks.")] = 0.05,
+) -> dict[str, Any]:
+    """Write built-in synthetic alignment data from this Python's standard library.
+
+    Chat examples (OpenAI `messages`): instructions from signatures and
+    docstrings (write a function, explain one), templated multi-turn
+    dialogues, tool-use traces with real results, refusals of unsafe
+    requests. Preferences: (prompt, chosen, rejected) pairs for DPO and
+    reward models. `quark finetune ... --data NAME` reads them.
+
+    Examples:
+
+      quark data synth --kind all --name chat
+
+      quark data synth --kind preferences --name prefs --seed 1
+
+      quark finetune sft --model tiny --data chat --name tiny-sft
+    """
+    from quark.errors import QuarkError
+    from quark.synth import write_dataset
+
+    folder = cli.home.dataset_dir(name)
+    if folder.exists():
+        raise QuarkError(f"dataset {name!r} already exists ({folder}); pick another --name")
+    meta = write_dataset(folder, kind.value, seed=seed, val_fraction=val_fraction)
+    counts = meta["counts"]
+    cli.print(f"wrote {counts['train']:,} train / {counts['val']:,} val {kind.value} examples to {folder}")
+    return {"name": name, "kind": kind.value, "path": str(folder), **meta}
+
+
 def register(root: typer.Typer) -> None:
     root.add_typer(data)

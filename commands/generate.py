@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from quark.commands._cli import Cli, quark_command
-from quark.commands._inference import DeviceOption, ModelOption, QuantizeOption, load_engine
+from quark.commands._inference import AdapterOption, DeviceOption, ModelOption, QuantizeOption, load_engine
 from quark.inference import SamplingParams
 from quark.modelio import generation_defaults
 
@@ -24,6 +24,7 @@ def generate_command(
     stop: Annotated[Optional[list[str]], typer.Option("--stop", help="Stop before this text (repeatable).")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Sampling seed: the same seed gives the same text.")] = None,
     quantize: QuantizeOption = None,
+    adapter: AdapterOption = None,
     device: DeviceOption = "auto",
 ) -> dict:
     """Continue a prompt with a model, printing the text as it is generated.
@@ -35,7 +36,7 @@ def generate_command(
         echo "import os" | quark generate -m tiny -p - --seed 7 --json
     """
     text_in = sys.stdin.read() if prompt == "-" else prompt
-    engine, folder = load_engine(cli, model, device, quantize)
+    engine, folder = load_engine(cli, model, device, quantize, adapter)
     defaults = generation_defaults(folder)
     params = SamplingParams(
         max_tokens=max_tokens or int(defaults["max_new_tokens"]),

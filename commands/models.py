@@ -79,6 +79,7 @@ def list_models(cli: Cli) -> dict:
 
         quark models list --json
     """
+    from quark.align.adapters import list_adapters
     from quark.flops import build_meta
     from quark.modelio import read_config
 
@@ -95,10 +96,12 @@ def list_models(cli: Cli) -> dict:
         created = meta.get("created") or dt.datetime.fromtimestamp((folder / "config.json").stat().st_mtime,
                                                                    dt.timezone.utc).isoformat(timespec="seconds")
         source = f"run {meta['source_run']}" if meta.get("source_run") else meta.get("source", "")
-        rows.append({"name": folder.name, "parameters": parameters, "created": created, "source": source})
-    table = Table("name", "parameters", "created", "source")
+        rows.append({"name": folder.name, "parameters": parameters, "created": created, "source": source,
+                     "adapters": list_adapters(folder)})
+    table = Table("name", "parameters", "created", "source", "adapters")
     for row in rows:
-        table.add_row(row["name"], f"{row['parameters']:,}" if row["parameters"] else "?", row["created"] or "?", row["source"])
+        table.add_row(row["name"], f"{row['parameters']:,}" if row["parameters"] else "?", row["created"] or "?",
+                      row["source"], ", ".join(row.get("adapters", [])))
     cli.print(table if rows else f"no models in {root}")
     return {"models": rows}
 
@@ -153,6 +156,28 @@ def import_(cli: Cli, folder: Path = typer.Argument(..., help="Llama-architectur
             raise QuarkError(f"--tokenizer {tokenizer!r}: neither a file nor a tokenizer under {cli.home.root / 'tokenizers'}")
     result = import_hf(folder, dest, tokenizer_model=tokenizer_model, source=f"import:{folder.resolve()}")
     cli.print(f"imported {folder} → {dest} ({result['parameters']:,} parameters)")
+    return result
+
+
+@quark_command(models, "merge")
+def merge(cli: Cli, base: str = typer.Argument(..., help="Model under models/ that holds the adapter."),
+          adapter: str = typer.Option(..., "--adapter", help="Adapter under models/BASE/adapters/."),
+          name: str = typer.Option(..., "--name", help="Name of the merged model under models/."),
+          ) -> dict:
+    """Fold a LoRA adapter into its base model's weights, as a new model folder.
+
+    Example:
+
+        quark finetune sft --model tiny --data chat --name chat-lora --lora
+
+        quark models merge tiny --adapter chat-lora --name tiny-chat
+
+        quark generate --model tiny-chat "hello"
+    """
+    from quark.align.lora import merge_into_folder
+
+    result = merge_into_folder(cli.home, base, adapter, name)
+    cli.print(f"merged adapter {adapter} into {base} → {result['model_dir']}")
     return result
 
 

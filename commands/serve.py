@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from quark.commands._cli import Cli, group, quark_command
-from quark.commands._inference import DeviceOption, QuantizeOption, load_engine
+from quark.commands._inference import AdapterOption, DeviceOption, QuantizeOption, load_engine
 from quark.errors import QuarkError
 from quark.modelio import generation_defaults
 from quark.serving import KeyStore, bind, create_app, is_loopback, parse_rate_limit, read_key_file, run, url_of
@@ -43,6 +43,7 @@ def serve_command(
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port; 0 picks a free one (printed).")] = 8000,
     api_key_file: Annotated[Optional[Path], typer.Option("--api-key-file", help="Accept the keys in this file (one per line) besides the home's keys.")] = None,
     quantize: QuantizeOption = None,
+    adapter: AdapterOption = None,
     device: DeviceOption = "auto",
     max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="Most sequences the engine runs together.")] = 16,
     batch_window_ms: Annotated[float, typer.Option("--batch-window-ms", min=0.0, help="How long the engine waits for more requests to batch.")] = 10.0,
@@ -69,7 +70,7 @@ def serve_command(
         raise QuarkError(f"refusing to serve on {host} without an API key: create one with `quark serve keys create NAME` "
                          "or pass --api-key-file (or bind 127.0.0.1)")
     sock = bind(host, port)
-    engine, folder = load_engine(cli, model, device, quantize)
+    engine, folder = load_engine(cli, model, device, quantize, adapter)
     app = create_app(engine, keys=store, defaults=generation_defaults(folder), max_batch=max_batch,
                      gather_seconds=batch_window_ms / 1000)
     url = url_of(sock)

@@ -246,15 +246,23 @@ def refusal_examples(rng: random.Random) -> Iterator[Example]:
                 yield Example("refusal", f"refusal-{category}-{index}", _with_system(rng, [_user(text), _assistant(answer)]))
 
 
-def chat_examples(seed: int = 0, modules: Sequence[str] = DEFAULT_MODULES, tool_traces: int = 300) -> list[Example]:
-    """Every kind of chat example, in a seed-determined order."""
+KINDS = ("write", "explain", "dialogue", "tool", "refusal")
+
+
+def chat_examples(seed: int = 0, modules: Sequence[str] = DEFAULT_MODULES, tool_traces: int = 300,
+                  kinds: Sequence[str] = KINDS) -> list[Example]:
+    """The chat examples of `kinds` (all by default), in a seed-determined order. A kind's
+    examples do not depend on which other kinds are asked for."""
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown or not kinds:
+        raise QuarkError(f"unknown chat example kind(s) {', '.join(unknown) or '(none given)'} (kinds: {', '.join(KINDS)})")
     rng = random.Random(seed)
     functions = collect_functions(modules)
     examples = [*write_examples(functions, rng), *explain_examples(functions, rng),
                 *dialogue_examples(functions, rng), *tool_examples(functions, rng, tool_traces),
                 *refusal_examples(rng)]
     rng.shuffle(examples)
-    return examples
+    return [e for e in examples if e.kind in kinds]
 
 
 # --- preference pairs --------------------------------------------------------------------------
@@ -321,10 +329,10 @@ def _write_split(folder: Path, rows: Iterable[tuple[str, dict]], seed: int, frac
 
 
 def write_chat(folder: Path, *, seed: int = 0, val_fraction: float = 0.05, modules: Sequence[str] = DEFAULT_MODULES,
-               tool_traces: int = 300) -> dict:
+               tool_traces: int = 300, kinds: Sequence[str] = KINDS) -> dict:
     """Write `train.jsonl`, `val.jsonl` and `meta.json` (counts per split and kind) into `folder`."""
     _check_fraction(val_fraction)
-    examples = chat_examples(seed, modules, tool_traces)
+    examples = chat_examples(seed, modules, tool_traces, kinds)
     kinds: dict[str, int] = {}
     for e in examples:
         kinds[e.kind] = kinds.get(e.kind, 0) + 1
@@ -341,3 +349,20 @@ def write_preferences(folder: Path, *, seed: int = 0, val_fraction: float = 0.05
                         {"format": "preference", "modules": list(modules)})
 
 
+
+
+# What `quark data synth --kind` offers: groups of chat kinds, or preference pairs.
+DATASET_KINDS: dict[str, tuple[str, ...]] = {
+    "instructions": ("write", "explain"), "dialogues": ("dialogue",), "tools": ("tool",), "refusals": ("refusal",),
+    "all": KINDS, "preferences": (),
+}
+
+
+def write_dataset(folder: Path, kind: str, *, seed: int = 0, val_fraction: float = 0.05) -> dict:
+    """One `quark data synth` dataset: chat examples of a DATASET_KINDS group, or preference pairs
+    (a different row format, so never mixed with chat in one file)."""
+    if kind not in DATASET_KINDS:
+        raise QuarkError(f"unknown synthetic data kind {kind!r} (kinds: {', '.join(DATASET_KINDS)})")
+    if kind == "preferences":
+        return write_preferences(folder, seed=seed, val_fraction=val_fraction)
+    return write_chat(folder, seed=seed, val_fraction=val_fraction, kinds=DATASET_KINDS[kind])

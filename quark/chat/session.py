@@ -91,7 +91,7 @@ class ChatSession:
     memory (a trained embedding head, say); without it, memory embeds with the loaded model."""
 
     def __init__(self, home: Home, *, config: ChatConfig | None = None, conversation_id: int | None = None,
-                 model: str | None = None, embedder: Embedder | None = None) -> None:
+                 model: str | None = None, adapter: str | None = None, embedder: Embedder | None = None) -> None:
         self.home = home
         self.config = config or load_config(home.config_path)
         self.conn = connect(home.db_path)
@@ -102,7 +102,9 @@ class ChatSession:
         self.embedder, self._own_embedder = embedder, embedder is not None
         self.model_name = model
         self._covered: str | None = None  # the embedder every memory has a vector from, once checked
-        self.adapter: str | None = None  # shown in the status bar; the engine loads no adapters yet
+        if adapter and not model:
+            raise QuarkError("--adapter needs --model: an adapter belongs to one base model")
+        self.adapter = adapter  # a LoRA adapter of the model, merged in when the engine loads
         self.conversation_id: int | None = None
         self.last_prompt: BuiltPrompt | None = None
         if conversation_id is not None:
@@ -148,9 +150,12 @@ class ChatSession:
     def use_model(self, name: str | None = None) -> Engine:
         """Load `name` (or the resolved model) unless it is already loaded; remember it."""
         name = name or self.resolve_model()
-        if self.engine is None or self.engine.name != name:
+        if name != self.model_name:
+            self.adapter = None  # adapters belong to one base model
+        loaded = f"{name}+{self.adapter}" if self.adapter else name
+        if self.engine is None or self.engine.name != loaded:
             folder = self.home.existing(self.home.model_dir(name), "model")
-            self.engine = Engine.load(folder)
+            self.engine = Engine.load(folder, adapter=self.adapter)
             if not self._own_embedder:
                 self.embedder = ModelEmbedder.for_model_folder(self.engine.model, self.engine.tokenizer, folder)
         self.model_name = name

@@ -73,10 +73,20 @@ class Engine:
 
     @classmethod
     def load(cls, folder: Path, *, device: str = "cpu", dtype: torch.dtype = torch.float32,
-             quantize: str | None = None) -> "Engine":
-        """Load a model folder; `quantize` ("int8" | "nf4") quantizes on load (see quantize.py).
-        A folder saved quantized loads as it was saved."""
+             quantize: str | None = None, adapter: str | None = None) -> "Engine":
+        """Load a model folder. `quantize` ("int8" | "nf4") quantizes on load (see quantize.py; a
+        folder saved quantized loads as it was saved). `adapter` names one of its LoRA adapters
+        (models/<m>/adapters/<name>), merged into the weights on load so generation costs what
+        the base costs."""
         folder = Path(folder)
+        if adapter:
+            if quantize:
+                raise QuarkError("an adapter cannot be quantized on load: fold it in with `quark models merge`, "
+                                 "then quantize the merged model")
+            from quark.align.lora import load_merged
+
+            return cls(load_merged(folder, adapter, device=device, dtype=dtype), load_tokenizer(folder),
+                       f"{folder.name}+{adapter}")
         model = load_for_inference(folder, device=device, dtype=dtype, mode=quantize)
         return cls(model, load_tokenizer(folder), folder.name)
 

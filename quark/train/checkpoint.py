@@ -31,6 +31,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
 from quark.atomic import atomic_dir
 from quark.errors import QuarkError
 from quark.modelio import check_state, load_state
+from quark.models.llm import LLM, LLMConfig, rope_tables
 from quark.train.dist import Dist
 
 _STEP = re.compile(r"^step-(\d{6,})$")
@@ -96,6 +97,18 @@ def load_weights(path: Path, shapes: dict[str, tuple[int, ...]], *, tied: bool) 
         weights[_TIED] = weights["embed_tokens.weight"]
     check_state(weights, shapes, f"checkpoint {path} is from a different model shape")
     return weights
+
+
+def load_llm(path: Path, cfg: LLMConfig) -> LLM:
+    """The LLM saved in a checkpoint (on the CPU, as trained): what a finished run publishes."""
+    with torch.device("meta"):
+        model = LLM(cfg)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    model.load_state_dict(load_weights(path, shapes, tied=cfg.tie_embeddings), assign=True)
+    if cfg.tie_embeddings:
+        model.lm_head.weight = model.embed_tokens.weight
+    model.rope_cos, model.rope_sin = rope_tables(cfg)
+    return model
 
 
 def load(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,

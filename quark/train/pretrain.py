@@ -115,13 +115,7 @@ def _card(name: str, data: str, tokenizer: str, tokens: TokenSet, recipe: Recipe
 
 def _publish(home: Home, name: str, run_dir: Path, cfg: LLMConfig, tokenizer_path: Path, extra: dict, card: str) -> Path:
     """models/<name>/ from the run's final checkpoint, in one rename."""
-    with torch.device("meta"):
-        model = LLM(cfg)
-    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    weights = checkpoint.load_weights(checkpoint.checkpoints(run_dir)[-1], shapes, tied=cfg.tie_embeddings)
-    model.load_state_dict(weights, assign=True)
-    if cfg.tie_embeddings:
-        model.lm_head.weight = model.embed_tokens.weight
+    model = checkpoint.load_llm(checkpoint.checkpoints(run_dir)[-1], cfg)
     with atomic_dir(home.model_dir(name)) as tmp:
         save_model(tmp, model, tokenizer_path, extra_config=extra)
         (tmp / "card.md").write_text(card, encoding="utf-8")

@@ -122,14 +122,15 @@ class Recipe:
         return self.train.micro_batch * self.train.grad_accum
 
 
-def _field_types(cls: type) -> dict[str, Any]:
+def field_types(cls: type) -> dict[str, Any]:
+    """A dataclass's fields and their resolved types: one recipe section's keys."""
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
-_MODEL_TYPES = {"preset": str, **{k: v for k, v in _field_types(LLMConfig).items() if k != "vocab_size"}}
-_SECTIONS: dict[str, dict[str, Any]] = {"model": _MODEL_TYPES, "optim": _field_types(OptimConfig),
-                                        "train": _field_types(TrainConfig)}
+_MODEL_TYPES = {"preset": str, **{k: v for k, v in field_types(LLMConfig).items() if k != "vocab_size"}}
+_SECTIONS: dict[str, dict[str, Any]] = {"model": _MODEL_TYPES, "optim": field_types(OptimConfig),
+                                        "train": field_types(TrainConfig)}
 
 _TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
 
@@ -175,17 +176,18 @@ def _coerce(value: Any, kind: Any) -> Any:
     raise TypeError(f"unsupported recipe field type {kind!r}")
 
 
-def _set(values: dict[str, dict[str, Any]], dotted: str, value: Any, where: str) -> None:
+def _set(values: dict[str, dict[str, Any]], dotted: str, value: Any, where: str,
+         sections: dict[str, dict[str, Any]]) -> None:
     section, _, key = dotted.partition(".")
-    if section not in _SECTIONS:
+    if section not in sections:
         raise QuarkError(f"{where}: unknown recipe section {section!r} in {dotted!r} "
-                         f"(sections: {', '.join(_SECTIONS)})")
-    if key not in _SECTIONS[section]:
+                         f"(sections: {', '.join(sections)})")
+    if key not in sections[section]:
         hint = " (it comes from the token set's tokenizer)" if dotted == "model.vocab_size" else ""
         raise QuarkError(f"{where}: unknown recipe key {dotted!r}{hint}; known {section} keys: "
-                         f"{', '.join(_SECTIONS[section])}")
+                         f"{', '.join(sections[section])}")
     try:
-        values[section][key] = _coerce(value, _SECTIONS[section][key])
+        values[section][key] = _coerce(value, sections[section][key])
     except ValueError as exc:
         raise QuarkError(f"{where}: {dotted} {exc}, got {value!r}") from None
 
@@ -203,7 +205,14 @@ def _build(values: dict[str, dict[str, Any]], where: str) -> Recipe:
 
 def _check(recipe: Recipe, where: str) -> None:
     """Values that type-check but cannot train."""
-    t, o = recipe.train, recipe.optim
+    check_loop(recipe.optim, recipe.train, where)
+    max_len = recipe.model.overrides.get("max_seq_len", PRESETS[recipe.model.preset].max_seq_len)
+    if recipe.train.seq_len > max_len:
+        raise QuarkError(f"{where}: train.seq_len {recipe.train.seq_len} exceeds model.max_seq_len {max_len}")
+
+
+def check_loop(o: OptimConfig, t: TrainConfig, where: str) -> None:
+    """optim/train values that type-check but cannot train (any recipe kind)."""
     positive = {"train.micro_batch": t.micro_batch, "train.grad_accum": t.grad_accum, "train.seq_len": t.seq_len,
                 "train.max_steps": t.max_steps, "train.keep_last": t.keep_last, "optim.lr": o.lr}
     non_negative = {"train.eval_every": t.eval_every, "train.save_every": t.save_every,
@@ -217,42 +226,51 @@ def _check(recipe: Recipe, where: str) -> None:
             raise QuarkError(f"{where}: {key} must not be negative, got {value}")
     if not 0 <= o.min_lr_ratio <= 1 or not 0 <= o.decay_fraction <= 1:
         raise QuarkError(f"{where}: optim.min_lr_ratio and optim.decay_fraction must lie in [0, 1]")
-    max_len = recipe.model.overrides.get("max_seq_len", PRESETS[recipe.model.preset].max_seq_len)
-    if t.seq_len > max_len:
-        raise QuarkError(f"{where}: train.seq_len {t.seq_len} exceeds model.max_seq_len {max_len}")
 
 
-def parse_recipe(data: Any, where: str, overrides: list[str] = ()) -> Recipe:
-    """A Recipe from a parsed YAML document plus `section.key=value` overrides."""
+def parse_sections(data: Any, where: str, overrides: list[str], sections: dict[str, dict[str, Any]]
+                   ) -> dict[str, dict[str, Any]]:
+    """Typed values per section from a parsed YAML document plus `section.key=value` overrides;
+    `sections` maps each section to its keys' types (see field_types)."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise QuarkError(f"{where}: a recipe is a mapping of sections (model, optim, train)")
-    values: dict[str, dict[str, Any]] = {s: {} for s in _SECTIONS}
+        raise QuarkError(f"{where}: a recipe is a mapping of sections ({', '.join(sections)})")
+    values: dict[str, dict[str, Any]] = {s: {} for s in sections}
     for section, body in data.items():
-        if section not in _SECTIONS:
-            raise QuarkError(f"{where}: unknown recipe section {section!r} (sections: {', '.join(_SECTIONS)})")
+        if section not in sections:
+            raise QuarkError(f"{where}: unknown recipe section {section!r} (sections: {', '.join(sections)})")
         if not isinstance(body, dict):
             raise QuarkError(f"{where}: recipe section {section!r} must be a mapping of keys to values")
         for key, value in body.items():
-            _set(values, f"{section}.{key}", value, where)
+            _set(values, f"{section}.{key}", value, where, sections)
     for item in overrides:
         dotted, eq, raw = item.partition("=")
         if not eq or "." not in dotted:
             raise QuarkError(f"--set {item!r}: expected section.key=value (e.g. train.max_steps=200)")
-        _set(values, dotted.strip(), raw.strip(), f"--set {item}")
-    return _build(values, where)
+        _set(values, dotted.strip(), raw.strip(), f"--set {item}", sections)
+    return values
 
 
-def load_recipe(name_or_file: str | Path, overrides: list[str] = ()) -> Recipe:
-    """A shipped recipe by name (tiny-cpu, small-gpu, blueprint-700m) or a YAML file."""
+def parse_recipe(data: Any, where: str, overrides: list[str] = ()) -> Recipe:
+    """A Recipe from a parsed YAML document plus `section.key=value` overrides."""
+    return _build(parse_sections(data, where, list(overrides), _SECTIONS), where)
+
+
+def read_recipe(name_or_file: str | Path) -> tuple[Any, str]:
+    """The parsed YAML of a shipped recipe (by name) or a file, and where it came from."""
     path = recipes.path(str(name_or_file)) if "/" not in str(name_or_file) else None
     path = path or Path(name_or_file)
     if not path.is_file():
         raise QuarkError(f"unknown recipe {str(name_or_file)!r}: not a file, and not one of the shipped "
                          f"recipes ({', '.join(recipes.names())})")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8")), str(path)
     except yaml.YAMLError as exc:
         raise QuarkError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    return parse_recipe(data, str(path), overrides)
+
+
+def load_recipe(name_or_file: str | Path, overrides: list[str] = ()) -> Recipe:
+    """A shipped pretraining recipe by name (tiny-cpu, small-gpu, blueprint-700m) or a YAML file."""
+    data, where = read_recipe(name_or_file)
+    return parse_recipe(data, where, overrides)

@@ -67,6 +67,21 @@ def build_optimizer(model: nn.Module, optim: OptimConfig, device: torch.device) 
         return torch.optim.AdamW(groups, **kwargs)
 
 
+def compute_dtype(train: TrainConfig, device: torch.device) -> torch.dtype:
+    """bf16 autocast when asked for, or by default on CUDA; fp32 otherwise."""
+    if train.dtype == "bfloat16" or (train.dtype == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return torch.float32
+
+
+def autocast(dtype: torch.dtype, device: torch.device) -> contextlib.AbstractContextManager:
+    """The training forward's precision context (also for passes that must match it, such as
+    DPO's reference log-probabilities)."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
 def _has_tied_weights(model: nn.Module) -> bool:
     """Whether a parameter is shared under two names (a tied lm_head), stored once in checkpoints."""
     names = [n for n, _ in model.named_parameters(remove_duplicate=False)]
@@ -111,23 +126,23 @@ class Trainer:
 
     `val`/`val_samples`: a fixed validation set, split evenly over processes. `on_eval(model)` runs
     on every process after each validation (under FSDP every process must join the forward) and
-    returns extra fields for the log, e.g. {"sample": text}. `flops_per_token` feeds the MFU.
+    returns extra fields for the log, e.g. {"sample": text}; the latest evaluation's fields stay in
+    `evaluation`. `flops_per_token` feeds the MFU; `label` names the task on the progress bar.
     """
 
     def __init__(self, model: nn.Module, optim: OptimConfig, train: TrainConfig, data: Batches, *, env: Dist,
                  run_dir: Path, loss_fn: LossFn = causal_lm_loss, val: Batches | None = None, val_samples: int = 0,
                  on_eval: Callable[[nn.Module], dict[str, Any]] | None = None, flops_per_token: float = 0.0,
-                 progress: bool = True) -> None:
+                 progress: bool = True, label: str = "pretrain") -> None:
         self.optim, self.train, self.data, self.env, self.run_dir = optim, train, data, env, Path(run_dir)
         self.loss_fn, self.val, self.on_eval, self.flops_per_token = loss_fn, val, on_eval, flops_per_token
+        self.label = label  # the progress bar's task name
         # Whole val batches per process, the same number on each (FSDP needs every process in every forward).
         self.val_per_process = val_samples // env.world if val is not None else 0
         self.show_progress = progress and env.is_main
         self.shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
         self.tied = _has_tied_weights(model)
-        self.compute_dtype = torch.float32
-        if train.dtype == "bfloat16" or (train.dtype == "auto" and env.device.type == "cuda"):
-            self.compute_dtype = torch.bfloat16
+        self.compute_dtype = compute_dtype(train, env.device)
         model.gradient_checkpointing = train.activation_checkpointing
         model.to(env.device)
         if train.compile:
@@ -139,13 +154,12 @@ class Trainer:
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.step = self.samples = self.tokens = 0
         self.last: dict[str, Any] = {}
+        self.evaluation: dict[str, Any] = {}  # the latest evaluation's results (val_loss, on_eval's fields)
 
     # -- one optimizer step -------------------------------------------------------------------
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.compute_dtype == torch.float32:
-            return contextlib.nullcontext()
-        return torch.autocast(self.env.device.type, dtype=self.compute_dtype)
+        return autocast(self.compute_dtype, self.env.device)
 
     def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {k: v.to(self.env.device, non_blocking=True) for k, v in batch.items()}
@@ -233,7 +247,7 @@ class Trainer:
         say = bar.console.print if self.show_progress else (log if log and env.is_main else quiet)
         try:
             with bar:
-                task = bar.add_task("pretrain", total=t.max_steps, completed=self.step, unit="steps",
+                task = bar.add_task(self.label, total=t.max_steps, completed=self.step, unit="steps",
                                     loss="-", tps="-", mfu="-")
                 while self.step < t.max_steps:
                     started = time.perf_counter()
@@ -252,7 +266,7 @@ class Trainer:
                     bar.update(task, completed=self.step, loss=_fmt(loss), tps=f"{tps:,.0f}", mfu=f"{mfu:.1%}")
                     final = self.step == t.max_steps
                     if (t.eval_every and self.step % t.eval_every == 0) or final:
-                        result = self.evaluate()
+                        result = self.evaluation = self.evaluate()
                         if "val_loss" in result:
                             self.last["val_loss"] = result["val_loss"]
                         if metrics and result:

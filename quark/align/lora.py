@@ -1,0 +1,126 @@
+"""LoRA adapters through peft, on Quark's own LLM, in the PEFT layout:
+
+    models/<base>/adapters/<name>/adapter_config.json        peft's LoraConfig (base_model_name_or_path = <base>)
+    models/<base>/adapters/<name>/adapter_model.safetensors  the lora_A / lora_B matrices only
+    models/<base>/adapters/<name>/card.md
+
+peft needs nothing of a transformers model: `get_peft_model` wraps any nn.Module and swaps the
+target nn.Linear layers for LoRA layers in place, so the LLM it wraps trains through the same
+Trainer as any model (only the adapter matrices require grad). `merge` folds an adapter back into
+the base weights, which is how inference uses one: no adapter cost per token.
+
+QLoRA keeps the frozen base in 4-bit NormalFloat (bitsandbytes `Linear4bit`, CUDA only) and
+trains the same adapters on top; the adapter is saved and merged into the full-precision base
+exactly like a LoRA one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn as nn
+
+from quark.align.adapters import adapter_dir, existing_adapter, read_adapter_config
+from quark.align.recipe import LoraSettings
+from quark.atomic import atomic_dir
+from quark.errors import QuarkError
+from quark.home import Home
+from quark.modelio import generation_defaults, load_model, save_model
+from quark.models.llm import LLM
+
+if TYPE_CHECKING:  # peft takes seconds to import (it pulls in transformers): only when a LoRA is used
+    from peft import LoraConfig, PeftModel
+
+
+def lora_config(settings: LoraSettings, base_name: str) -> "LoraConfig":
+    from peft import LoraConfig
+
+    return LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+                      target_modules=settings.target_list, bias="none", base_model_name_or_path=base_name)
+
+
+def add_lora(model: LLM, settings: LoraSettings, base_name: str) -> "PeftModel":
+    """Wrap `model` with fresh adapters (B = 0, so the output is the base's until training moves
+    them); every base weight is frozen. The LLM itself is `peft.get_base_model()`."""
+    from peft import get_peft_model
+
+    model.name_or_path = base_name  # what peft records as the adapter's base (it reads it off the model)
+    return get_peft_model(model, lora_config(settings, base_name))
+
+
+def check_qlora(device: torch.device) -> None:
+    """QLoRA runs where bitsandbytes' 4-bit kernels do: refuse anything else in one line, early."""
+    if device.type != "cuda":
+        raise QuarkError("--qlora needs a CUDA GPU (bitsandbytes 4-bit kernels); on this machine use --lora")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise QuarkError("--qlora needs bitsandbytes: pip install 'quark[cuda]'") from None
+
+
+def quantize_nf4(model: LLM, device: torch.device, compute_dtype: torch.dtype = torch.bfloat16) -> LLM:
+    """QLoRA's frozen base: each block's Linear layers become bitsandbytes Linear4bit (NF4 with
+    double quantization), quantized as they move to the GPU; embeddings and norms stay as they are."""
+    check_qlora(device)
+    import bitsandbytes as bnb
+
+    for parent in model.layers.modules():
+        for child_name, child in list(parent.named_children()):
+            if isinstance(child, nn.Linear):
+                layer = bnb.nn.Linear4bit(child.in_features, child.out_features, bias=False,
+                                          compute_dtype=compute_dtype, quant_type="nf4", compress_statistics=True)
+                layer.load_state_dict(child.state_dict())
+                layer.weight.requires_grad_(False)
+                setattr(parent, child_name, layer)
+    return model.to(device)
+
+
+def save_adapter(peft: "PeftModel", folder: Path) -> None:
+    """PEFT layout into `folder` (callers wrap this in atomic_dir); Quark writes its own card.md,
+    so peft's generic README is dropped."""
+    peft.save_pretrained(str(folder), save_embedding_layers=False)  # "auto" would look the base up on the Hub
+    (Path(folder) / "README.md").unlink(missing_ok=True)
+
+
+def merge(model: LLM, folder: Path) -> LLM:
+    """`model` with the adapter in `folder` folded into its weights (in place, returned)."""
+    from peft import PeftModel
+
+    read_adapter_config(folder)
+    try:
+        peft = PeftModel.from_pretrained(model, str(folder))
+    except (ValueError, RuntimeError, KeyError, OSError) as exc:
+        raise QuarkError(f"adapter {folder} does not fit model {folder.parent.parent.name!r}: "
+                         f"{str(exc).strip().splitlines()[0]}") from None
+    return peft.merge_and_unload()
+
+
+def load_merged(model_folder: Path, adapter: str, *, device: str | torch.device = "cpu",
+                dtype: torch.dtype = torch.float32) -> LLM:
+    """A model folder's weights with one of its adapters merged in: merged in float32 on the CPU,
+    then moved and cast, so a bf16 model gets the adapter at full precision before rounding."""
+    folder = existing_adapter(model_folder, adapter)
+    model = merge(load_model(model_folder, device="cpu", dtype=torch.float32), folder)
+    return model.to(device=device, dtype=dtype).eval()
+
+
+def merge_into_folder(home: Home, base: str, adapter: str, name: str) -> dict:
+    """`quark models merge`: models/<name>/ = models/<base>/ with `adapter` merged in."""
+    base_folder = home.existing(home.model_dir(base), "model")
+    dest = home.model_dir(name)
+    if dest.exists():
+        raise QuarkError(f"model {name!r} already exists ({dest}); choose another --name")
+    model = load_merged(base_folder, adapter)
+    source = adapter_dir(base_folder, adapter)
+    card = (f"# {name}\n\nModel `{base}` with LoRA adapter `{adapter}` merged into its weights "
+            f"(`quark models merge`).\n")
+    if (source / "card.md").is_file():
+        card += "\n## Adapter card\n\n" + (source / "card.md").read_text(encoding="utf-8")
+    with atomic_dir(dest) as tmp:
+        save_model(tmp, model, base_folder / "tokenizer.model", generation=generation_defaults(base_folder),
+                   extra_config={"source": f"merge:{base}+{adapter}", "base_model": base, "adapter": adapter})
+        (tmp / "card.md").write_text(card, encoding="utf-8")
+    return {"model": name, "base": base, "adapter": adapter, "model_dir": str(dest),
+            "parameters": model.num_parameters()}

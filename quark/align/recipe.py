@@ -1,0 +1,93 @@
+"""Alignment recipes: the pretraining recipe format (one YAML section per dataclass, `--set`
+overrides, every value typed) without a `model` section, since the network is the base model's
+own, plus the sections a kind of run needs:
+
+    sft:     optim, train, lora
+    dpo:     optim, train, lora, dpo
+    reward:  optim, train
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from quark.errors import QuarkError
+from quark.train.recipe import OptimConfig, TrainConfig, check_loop, field_types, parse_sections, read_recipe
+
+# The projections a LoRA adapter may wrap: every Linear of a block. The embedding and lm_head are
+# left alone (they are tied in most Quark models, and merging into one would change the other).
+LORA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass
+class LoraSettings:
+    """Low-rank adapters (peft) instead of a full fine-tune; `qlora` keeps the frozen base in
+    4-bit NF4 (bitsandbytes, CUDA only)."""
+
+    enabled: bool = False
+    qlora: bool = False
+    rank: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    targets: str = "q_proj,k_proj,v_proj,o_proj"  # comma-separated, from LORA_MODULES
+
+    @property
+    def target_list(self) -> list[str]:
+        return [t.strip() for t in self.targets.split(",") if t.strip()]
+
+
+@dataclass
+class DpoSettings:
+    beta: float = 0.1  # strength of the implicit KL penalty towards the reference model
+
+
+@dataclass
+class AlignRecipe:
+    kind: str
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    dpo: DpoSettings = field(default_factory=DpoSettings)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {}
+        for section in SECTIONS[self.kind]:
+            values = dataclasses.asdict(getattr(self, section))
+            out[section] = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+_CLASSES = {"optim": OptimConfig, "train": TrainConfig, "lora": LoraSettings, "dpo": DpoSettings}
+SECTIONS: dict[str, tuple[str, ...]] = {"sft": ("optim", "train", "lora"), "dpo": ("optim", "train", "lora", "dpo"),
+                                        "reward": ("optim", "train")}
+
+
+def load_align_recipe(kind: str, name_or_file: str, overrides: list[str] = ()) -> AlignRecipe:
+    """A shipped recipe (sft, dpo, reward) or a YAML file, for a run of `kind`."""
+    data, where = read_recipe(name_or_file)
+    if isinstance(data, dict) and "model" in data:
+        raise QuarkError(f"{where}: a fine-tuning recipe has no model section: the network is the base model's "
+                         "(--model); remove it")
+    sections = {s: field_types(_CLASSES[s]) for s in SECTIONS[kind]}
+    values = parse_sections(data, where, list(overrides), sections)
+    recipe = AlignRecipe(kind, **{s: _CLASSES[s](**values[s]) for s in SECTIONS[kind]})
+    check_loop(recipe.optim, recipe.train, where)
+    lora = recipe.lora
+    if lora.qlora and not lora.enabled:
+        lora.enabled = True  # QLoRA is LoRA on a quantized base
+    unknown = [t for t in lora.target_list if t not in LORA_MODULES]
+    if unknown or not lora.target_list:
+        raise QuarkError(f"{where}: lora.targets {lora.targets!r}: expected a comma-separated list from "
+                         f"{', '.join(LORA_MODULES)}")
+    if lora.rank <= 0 or lora.alpha <= 0 or not 0 <= lora.dropout < 1:
+        raise QuarkError(f"{where}: lora.rank and lora.alpha must be positive and lora.dropout in [0, 1)")
+    if recipe.dpo.beta <= 0:
+        raise QuarkError(f"{where}: dpo.beta must be positive, got {recipe.dpo.beta}")
+    return recipe
