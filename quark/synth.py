@@ -333,11 +333,11 @@ def write_chat(folder: Path, *, seed: int = 0, val_fraction: float = 0.05, modul
     """Write `train.jsonl`, `val.jsonl` and `meta.json` (counts per split and kind) into `folder`."""
     _check_fraction(val_fraction)
     examples = chat_examples(seed, modules, tool_traces, kinds)
-    kinds: dict[str, int] = {}
+    per_kind: dict[str, int] = {}
     for e in examples:
-        kinds[e.kind] = kinds.get(e.kind, 0) + 1
+        per_kind[e.kind] = per_kind.get(e.kind, 0) + 1
     return _write_split(Path(folder), ((e.group, {"messages": e.messages}) for e in examples), seed, val_fraction,
-                        {"format": "chat", "kinds": kinds, "modules": list(modules)})
+                        {"format": "chat", "kinds": per_kind, "modules": list(modules)})
 
 
 def write_preferences(folder: Path, *, seed: int = 0, val_fraction: float = 0.05,
@@ -347,8 +347,6 @@ def write_preferences(folder: Path, *, seed: int = 0, val_fraction: float = 0.05
     pairs = preference_pairs(seed, modules)
     return _write_split(Path(folder), ((p.group, p.to_dict()) for p in pairs), seed, val_fraction,
                         {"format": "preference", "modules": list(modules)})
-
-
 
 
 # What `quark data synth --kind` offers: groups of chat kinds, or preference pairs.

@@ -125,3 +125,23 @@ def test_nothing_is_written_when_generation_fails(tmp_path: Path) -> None:
     with pytest.raises(QuarkError, match="validation fraction"):
         synth.write_chat(tmp_path / "chat", val_fraction=1.5)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_data_synth_command_writes_one_kind_per_dataset(quark) -> None:
+    tools = quark.json("data", "synth", "--kind", "tools", "--name", "tools", "--seed", "7")
+    folder = quark.home / "data" / "tools"
+    assert tools["path"] == str(folder) and set(tools["kinds"]) == {"tool"}
+    rows = _lines(folder / "train.jsonl") + _lines(folder / "val.jsonl")
+    assert len(rows) == sum(tools["counts"].values()) == 300
+    assert all(row["messages"][0]["content"] == synth.TOOLS_SYSTEM for row in rows)
+    # The tool traces are those of a full run with the same seed: asking for one kind changes nothing else.
+    everything = [e.messages for e in synth.chat_examples(seed=7) if e.kind == "tool"]
+    assert sorted(map(json.dumps, (r["messages"] for r in rows))) == sorted(map(json.dumps, everything))
+
+    prefs = quark.json("data", "synth", "--kind", "preferences", "--name", "prefs", "--val-fraction", "0.2")
+    assert prefs["format"] == "preference" and prefs["counts"]["val"] > 0.1 * prefs["counts"]["train"]
+    assert set(_lines(quark.home / "data" / "prefs" / "val.jsonl")[0]) == {"prompt", "chosen", "rejected"}
+
+    again = quark("data", "synth", "--kind", "all", "--name", "tools", expect=1)
+    assert "dataset 'tools' already exists" in again.output
+    assert quark("data", "synth", "--kind", "poems", "--name", "p", expect=2).exit_code == 2  # not a kind: usage error

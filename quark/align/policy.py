@@ -32,7 +32,6 @@ def load_policy(ctx: Context) -> tuple[nn.Module, Publish]:
         return model, _publish_model(ctx)
     if lora.qlora:
         model = quantize_nf4(model, ctx.env.device)
-    model.gradient_checkpointing = ctx.recipe.train.activation_checkpointing  # the Trainer sets it on what it gets
     return add_lora(model, lora, ctx.base).get_base_model(), _publish_adapter(ctx)
 
 
