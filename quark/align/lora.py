@@ -61,20 +61,12 @@ def check_qlora(device: torch.device) -> None:
 
 
 def quantize_nf4(model: LLM, device: torch.device, compute_dtype: torch.dtype = torch.bfloat16) -> LLM:
-    """QLoRA's frozen base: each block's Linear layers become bitsandbytes Linear4bit (NF4 with
-    double quantization), quantized as they move to the GPU; embeddings and norms stay as they are."""
-    check_qlora(device)
-    import bitsandbytes as bnb
+    """QLoRA's frozen base: the blocks' Linear layers become bitsandbytes NF4 (double quantization),
+    quantized as they move to the GPU; embeddings and norms stay as they are."""
+    from quark.inference.quantize import quantize_bitsandbytes
 
-    for parent in model.layers.modules():
-        for child_name, child in list(parent.named_children()):
-            if isinstance(child, nn.Linear):
-                layer = bnb.nn.Linear4bit(child.in_features, child.out_features, bias=False,
-                                          compute_dtype=compute_dtype, quant_type="nf4", compress_statistics=True)
-                layer.load_state_dict(child.state_dict())
-                layer.weight.requires_grad_(False)
-                setattr(parent, child_name, layer)
-    return model.to(device)
+    check_qlora(device)
+    return quantize_bitsandbytes(model.to(compute_dtype), "nf4", device, compute_dtype).train()
 
 
 def save_adapter(peft: "PeftModel", folder: Path) -> None:

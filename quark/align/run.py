@@ -38,7 +38,7 @@ from quark.models.llm import LLMConfig
 from quark.tokenizer import Tokenizer
 from quark.train import checkpoint
 from quark.train.dist import Dist, resolve_device, setup, teardown
-from quark.train.trainer import Batches, LossFn, Trainer
+from quark.train.trainer import Batches, LossFn, Trainer, fit_run
 
 
 @dataclass
@@ -149,19 +149,12 @@ def run(home: Home, kind: str, build: Callable[[Context], Job], *, name: str, ba
         env.barrier()
         trainer = Trainer(job.model, resolved.optim, t, job.train, env=env, run_dir=run_dir, loss_fn=job.loss_fn,
                           val=job.val, val_samples=job.val_samples, on_eval=job.on_eval, progress=progress, label=kind)
-        found = checkpoint.checkpoints(run_dir) if resume else []
-        try:
-            summary = trainer.fit(found[-1] if found else None, log=log)
-        except BaseException as exc:
-            if conn is not None:
-                status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-                db.finish_run(conn, name, status, {"error": str(exc) or type(exc).__name__})
-            raise
+        summary, resumed = fit_run(trainer, run_dir, resume=resume, conn=conn, name=name, log=log)
         if not env.is_main:
             return None
         scores = {k: v for k, v in trainer.evaluation.items() if isinstance(v, (int, float))}
         summary = {"run": name, "kind": kind, "base": base, "data": files.to_dict(), **job.info, **summary, **scores,
-                   "resumed_from": str(found[-1]) if found else None, "output": str(output),
+                   "resumed_from": str(resumed) if resumed else None, "output": str(output),
                    "adapter": resolved.lora.enabled}
         with atomic_dir(output) as tmp:
             job.publish(checkpoint.checkpoints(run_dir)[-1], tmp)

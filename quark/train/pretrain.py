@@ -37,7 +37,7 @@ from quark.train import checkpoint
 from quark.train.data import TokenWindows
 from quark.train.dist import setup, teardown
 from quark.train.recipe import Recipe, load_recipe
-from quark.train.trainer import Trainer
+from quark.train.trainer import Trainer, fit_run
 
 SAMPLE_PROMPT_TOKENS = 8
 
@@ -164,17 +164,10 @@ def pretrain(home: Home, *, name: str, recipe: str | None = None, data: str | No
                           val_samples=min(t.eval_windows, val_data.windows_per_epoch) if val_data else 0,
                           on_eval=_sampler(tokenizer, prompt, t.sample_tokens) if prompt and t.sample_tokens else None,
                           flops_per_token=flops_per_token(cfg, counts, t.seq_len), progress=progress)
-        found = checkpoint.checkpoints(run_dir) if resume else []
-        try:
-            summary = trainer.fit(found[-1] if found else None, log=log)
-        except BaseException as exc:
-            if conn is not None:
-                status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-                db.finish_run(conn, name, status, {"error": str(exc) or type(exc).__name__})
-            raise
+        summary, resumed = fit_run(trainer, run_dir, resume=resume, conn=conn, name=name, log=log)
         if not env.is_main:
             return None
-        summary = {"run": name, "model": name, "data": data, **counts, **summary, "resumed_from": str(found[-1]) if found else None}
+        summary = {"run": name, "model": name, "data": data, **counts, **summary, "resumed_from": str(resumed) if resumed else None}
         card = _card(name, data, tokenizer_name, tokens, resolved, counts, summary)
         extra = {"source_run": name, "created": _now(), "data": data, "tokenizer": tokenizer_name}
         summary["model_dir"] = str(_publish(home, name, run_dir, cfg, tokenizer_path, extra, card))

@@ -30,6 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from quark import db
 from quark.atomic import write_text
 from quark.flops import peak_flops
 from quark.progress import progress_bar
@@ -285,3 +286,21 @@ class Trainer:
                 "val_loss": self.last.get("val_loss"), "tokens_per_s": mean_tps,
                 "mfu": self.flops_per_token * mean_tps / (peak * env.world) if peak and busy else None,
                 "peak_flops": peak, "peak_flops_source": peak_source, "train_time_s": busy}
+
+
+def fit_run(trainer: Trainer, run_dir: Path, *, resume: bool, conn: Any, name: str,
+            log: Callable[[str], None] | None = None) -> tuple[dict[str, Any], Path | None]:
+    """Fit, from the run's last checkpoint when resuming; returns (summary, checkpoint resumed).
+
+    A failure or Ctrl-C marks the run's row in quark.db (rank 0 holds `conn`; others pass None)
+    before it propagates, so `runs` never shows a dead run as running.
+    """
+    found = checkpoint.checkpoints(run_dir) if resume else []
+    start = found[-1] if found else None
+    try:
+        return trainer.fit(start, log=log), start
+    except BaseException as exc:
+        if conn is not None:
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            db.finish_run(conn, name, status, {"error": str(exc) or type(exc).__name__})
+        raise
