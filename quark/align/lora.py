@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn as nn
 
 from quark.align.adapters import adapter_dir, existing_adapter, read_adapter_config
 from quark.align.recipe import LoraSettings
