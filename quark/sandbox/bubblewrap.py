@@ -84,8 +84,9 @@ def _mounts(prefixes: Iterable[Path]) -> list[str]:
     for etc in _ETC:
         args += ["--ro-bind-try", etc, etc]
     # Bind each prefix not already visible; bwrap would create missing parents 0700 (unreadable to
-    # the unprivileged uid), so create them explicitly 0755 first.
-    bound = [Path("/usr"), Path("/tmp"), *map(Path, _TOP_LEVEL)]
+    # the unprivileged uid), so create them explicitly 0755 first. A prefix under /tmp (a virtual
+    # environment in a checkout there) is bound on top of the private tmpfs, read-only.
+    bound = [Path("/usr"), *map(Path, _TOP_LEVEL)]
     created = {Path("/"), Path("/tmp"), Path("/usr"), Path("/etc")}
     for prefix in prefixes:
         prefix = prefix.resolve()
