@@ -16,21 +16,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 import torch.nn as nn
 
 from quark import db
 from quark.align.data import DataFiles, resolve_data
 from quark.align.adapters import adapter_dir
 from quark.align.recipe import AlignRecipe, load_align_recipe
-from quark.atomic import atomic_dir, write_text
+from quark.atomic import atomic_dir
 from quark.errors import QuarkError
 from quark.home import Home
 from quark.modelio import load_tokenizer, read_config
@@ -105,12 +102,6 @@ def output_of(home: Home, base: str, name: str, recipe: AlignRecipe) -> Path:
     return adapter_dir(home.model_dir(base), name) if recipe.lora.enabled else home.model_dir(name)
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def run(home: Home, kind: str, build: Callable[[Context], Job], *, name: str, base: str | None = None,
         data: str | None = None, val: str | None = None, recipe: str | None = None, overrides: list[str] = (),
         resume: bool = False, progress: bool = True, log: Callable[[str], None] | None = None) -> dict[str, Any] | None:
@@ -132,17 +123,13 @@ def run(home: Home, kind: str, build: Callable[[Context], Job], *, name: str, ba
 
     env = setup(t.device)
     try:
-        seed_everything(t.seed)
+        checkpoint.seed_everything(t.seed)
         ctx = Context(home, name, base, base_folder, config, load_tokenizer(base_folder), resolved, files, env, progress)
         job = build(ctx)
         conn = None
         if env.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            checkpoint.remove_partial(run_dir)
-            if not resume:
-                write_text(run_dir / "run.json", json.dumps({"kind": kind, "base": base, "data": files.to_dict(),
-                                                             "output": str(output), "created": now()}, indent=2))
-            write_text(run_dir / "recipe.yaml", resolved.to_yaml())
+            checkpoint.start_run_dir(run_dir, resume=resume, recipe_yaml=resolved.to_yaml(), info={
+                "kind": kind, "base": base, "data": files.to_dict(), "output": str(output), "created": now()})
             conn = db.connect(home.db_path)
             db.record_run(conn, name, kind, base, {"recipe": resolved.to_dict(), "base": base,
                                                    "data": files.to_dict(), **job.info})

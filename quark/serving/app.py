@@ -12,7 +12,7 @@ import json
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -247,14 +247,21 @@ def _stream(chunks: AsyncIterator[str]) -> StreamingResponse:
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-async def _chat_chunks(service: Service, jobs, rid: str, created: int, n: int, prompt_tokens: int,
-                       include_usage: bool) -> AsyncIterator[str]:
+def _chunker(kind: str, service: Service, rid: str, created: int, include_usage: bool) -> Callable[..., str]:
+    """One SSE chunk of a stream of `kind` ("chat.completion.chunk" or "text_completion")."""
     def chunk(choices: list[dict], usage: dict | None = None) -> str:
-        body = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": service.engine.name,
+        body = {"id": rid, "object": kind, "created": created, "model": service.engine.name,
                 "system_fingerprint": None, "choices": choices}
         if include_usage:
             body["usage"] = usage
         return _sse(body)
+
+    return chunk
+
+
+async def _chat_chunks(service: Service, jobs, rid: str, created: int, n: int, prompt_tokens: int,
+                       include_usage: bool) -> AsyncIterator[str]:
+    chunk = _chunker("chat.completion.chunk", service, rid, created, include_usage)
 
     def choice(index: int, delta: dict, finish: str | None = None) -> dict:
         return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
@@ -277,12 +284,7 @@ async def _chat_chunks(service: Service, jobs, rid: str, created: int, n: int, p
 
 async def _completion_chunks(service: Service, jobs, rid: str, created: int, prompt_tokens: int,
                              include_usage: bool) -> AsyncIterator[str]:
-    def chunk(choices: list[dict], usage: dict | None = None) -> str:
-        body = {"id": rid, "object": "text_completion", "created": created, "model": service.engine.name,
-                "system_fingerprint": None, "choices": choices}
-        if include_usage:
-            body["usage"] = usage
-        return _sse(body)
+    chunk = _chunker("text_completion", service, rid, created, include_usage)
 
     tokens = 0
     try:

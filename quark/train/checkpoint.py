@@ -28,7 +28,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
                                                      get_optimizer_state_dict, set_model_state_dict,
                                                      set_optimizer_state_dict)
 
-from quark.atomic import atomic_dir
+from quark.atomic import atomic_dir, write_text
 from quark.errors import QuarkError
 from quark.modelio import check_state, load_state
 from quark.models.llm import LLM, LLMConfig, rope_tables
@@ -128,3 +128,20 @@ def load(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, schedul
     # The same process count restores each process's generators; another count takes rank 0's.
     _set_rng_state(rng[env.rank] if len(rng) == env.world else rng[0])
     return state
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch: a run's initialisation and data order follow from its seed."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def start_run_dir(run_dir: Path, *, resume: bool, info: dict[str, Any], recipe_yaml: str) -> None:
+    """Prepare runs/<name>/ on rank 0: drop a half-written checkpoint, record what the run is
+    (run.json, only when it starts) and the recipe it runs with (recipe.yaml, every time)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    remove_partial(run_dir)
+    if not resume:
+        write_text(run_dir / "run.json", json.dumps(info, indent=2))
+    write_text(run_dir / "recipe.yaml", recipe_yaml)

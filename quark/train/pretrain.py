@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn as nn
 
 from quark import db
-from quark.atomic import atomic_dir, write_text
+from quark.atomic import atomic_dir
 from quark.errors import QuarkError
 from quark.flops import flops_per_token, parameter_counts
 from quark.home import Home
@@ -143,19 +141,13 @@ def pretrain(home: Home, *, name: str, recipe: str | None = None, data: str | No
 
     env = setup(t.device)
     try:
-        random.seed(t.seed)
-        np.random.seed(t.seed)
-        torch.manual_seed(t.seed)
+        checkpoint.seed_everything(t.seed)
         model = LLM(cfg)
         counts = parameter_counts(model)
         conn = None
         if env.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            checkpoint.remove_partial(run_dir)
-            if not resume:
-                write_text(run_dir / "run.json", json.dumps({"kind": "pretrain", "data": data, "tokenizer": tokenizer_name,
-                                                             "model": name, "created": _now()}, indent=2))
-            write_text(run_dir / "recipe.yaml", resolved.to_yaml())
+            checkpoint.start_run_dir(run_dir, resume=resume, recipe_yaml=resolved.to_yaml(), info={
+                "kind": "pretrain", "data": data, "tokenizer": tokenizer_name, "model": name, "created": _now()})
             conn = db.connect(home.db_path)
             db.record_run(conn, name, "pretrain", name, {"recipe": resolved.to_dict(), "data": data,
                                                           "tokenizer": tokenizer_name, **counts})
