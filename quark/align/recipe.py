@@ -5,6 +5,8 @@ own, plus the sections a kind of run needs:
     sft:     optim, train, lora
     dpo:     optim, train, lora, dpo
     reward:  optim, train
+    embed:   optim, train, embed      (quark.retrieval.contrastive)
+    rerank:  optim, train, rerank     (quark.retrieval.reranker)
 """
 
 from __future__ import annotations
@@ -46,12 +48,36 @@ class DpoSettings:
 
 
 @dataclass
+class EmbedSettings:
+    """The contrastive embedding head: output width (0: the model's), InfoNCE temperature (the
+    starting value when learned), BM25-mined hard negatives per pair, held-out pairs scored."""
+
+    dim: int = 0
+    temperature: float = 0.05
+    learn_temperature: bool = True
+    hard_negatives: int = 1
+    eval_pairs: int = 256
+
+
+@dataclass
+class RerankSettings:
+    """The reranker (grounding head): per question, a BM25-mined hard negative and a corrupted twin
+    of the supported passage are scored against it (listwise softmax)."""
+
+    hard_negatives: int = 1
+    corrupted: int = 1
+    eval_pairs: int = 256
+
+
+@dataclass
 class AlignRecipe:
     kind: str
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     lora: LoraSettings = field(default_factory=LoraSettings)
     dpo: DpoSettings = field(default_factory=DpoSettings)
+    embed: EmbedSettings = field(default_factory=EmbedSettings)
+    rerank: RerankSettings = field(default_factory=RerankSettings)
 
     def to_dict(self) -> dict[str, Any]:
         out = {}
@@ -64,9 +90,11 @@ class AlignRecipe:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-_CLASSES = {"optim": OptimConfig, "train": TrainConfig, "lora": LoraSettings, "dpo": DpoSettings}
+_CLASSES = {"optim": OptimConfig, "train": TrainConfig, "lora": LoraSettings, "dpo": DpoSettings,
+            "embed": EmbedSettings, "rerank": RerankSettings}
 SECTIONS: dict[str, tuple[str, ...]] = {"sft": ("optim", "train", "lora"), "dpo": ("optim", "train", "lora", "dpo"),
-                                        "reward": ("optim", "train")}
+                                        "reward": ("optim", "train"), "embed": ("optim", "train", "embed"),
+                                        "rerank": ("optim", "train", "rerank")}
 
 
 def load_align_recipe(kind: str, name_or_file: str, overrides: list[str] = ()) -> AlignRecipe:
@@ -88,6 +116,10 @@ def load_align_recipe(kind: str, name_or_file: str, overrides: list[str] = ()) -
                          f"{', '.join(LORA_MODULES)}")
     if lora.rank <= 0 or lora.alpha <= 0 or not 0 <= lora.dropout < 1:
         raise QuarkError(f"{where}: lora.rank and lora.alpha must be positive and lora.dropout in [0, 1)")
+    if recipe.embed.dim < 0 or recipe.embed.temperature <= 0 or recipe.embed.hard_negatives < 0:
+        raise QuarkError(f"{where}: embed.dim must be >= 0, embed.temperature > 0, embed.hard_negatives >= 0")
+    if recipe.rerank.hard_negatives < 0 or recipe.rerank.corrupted < 0 or not recipe.rerank.hard_negatives + recipe.rerank.corrupted:
+        raise QuarkError(f"{where}: rerank.hard_negatives and rerank.corrupted must be >= 0, and not both 0")
     if recipe.dpo.beta <= 0:
         raise QuarkError(f"{where}: dpo.beta must be positive, got {recipe.dpo.beta}")
     return recipe

@@ -155,7 +155,10 @@ def run(home: Home, kind: str, build: Callable[[Context], Job], *, name: str, ba
 def card(summary: dict[str, Any], recipe: AlignRecipe) -> str:
     """card.md: what the result was trained from, on what, and how well it did on held-out data."""
     what = {"sft": "Supervised fine-tune (loss on assistant tokens only)",
-            "dpo": "Direct preference optimisation", "reward": "Reward model (Bradley–Terry)"}[summary["kind"]]
+            "dpo": "Direct preference optimisation", "reward": "Reward model (Bradley–Terry)",
+            "embed": "Embedding model (contrastive head, InfoNCE with in-batch and hard negatives)",
+            "rerank": "Reranker (grounding head: supported passages over hard negatives and corrupted twins)",
+            }[summary["kind"]]
     how = " as a LoRA adapter" + (" (QLoRA, NF4 base)" if recipe.lora.qlora else "") if recipe.lora.enabled else ""
     rows = [("base model", f"`{summary['base']}`"), ("train data", f"`{summary['data']['train']}`"),
             ("held-out data", f"`{summary['data']['val']}`" if summary["data"]["val"] else "none"),

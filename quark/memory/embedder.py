@@ -1,9 +1,10 @@
 """The one interface memory uses to turn text into vectors.
 
-Today the vectors are a Quark model's mean-pooled hidden states (`quark.embedding.embed_texts`);
-a trained embedding head replaces them by being another `Embedder`. The name identifies the vector
-space: memories embedded by one embedder are never compared with queries from another, even when
-the dimensions agree (see quark.memory.store).
+The vectors are a Quark model's mean-pooled hidden states, or, when the model folder has a trained
+contrastive head (`quark finetune embed`), the head's embeddings (`quark.embedding.embed_texts`).
+The name identifies the vector space: memories embedded by one embedder are never compared with
+queries from another, even when the dimensions agree (see quark.memory.store), and a new name
+makes the chat session backfill vectors for every memory (into the vec0 table of the new width).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Protocol
 
 import numpy as np
 
-from quark.embedding import embed_texts
+from quark.embedding import HEAD_FILE, embed_texts, load_head, output_dim
+from quark.models.embedding_head import EmbeddingHead
 from quark.models.llm import LLM
 from quark.tokenizer import Tokenizer
 
@@ -32,26 +34,33 @@ class Embedder(Protocol):
 
 
 class ModelEmbedder:
-    """Mean-pooled final hidden states of a Quark LLM (the model the chat is running)."""
+    """A Quark LLM's embeddings: its contrastive head's when it has one, else mean-pooled states."""
 
-    def __init__(self, model: LLM, tokenizer: Tokenizer, name: str) -> None:
-        self.model, self.tokenizer, self.name = model, tokenizer, name
-        self.dim = model.config.n_embd
+    def __init__(self, model: LLM, tokenizer: Tokenizer, name: str, head: EmbeddingHead | None = None) -> None:
+        self.model, self.tokenizer, self.name, self.head = model, tokenizer, name, head
+        self.dim = output_dim(model, head)
 
     @classmethod
     def for_model_folder(cls, model: LLM, tokenizer: Tokenizer, folder: Path) -> "ModelEmbedder":
-        return cls(model, tokenizer, f"hidden-mean:{Path(folder).name}:{weights_fingerprint(folder)}")
+        """The embedder of a loaded model folder; its name changes whenever the weights or the
+        head do, so memories are re-embedded after `quark finetune embed` replaces a model."""
+        folder = Path(folder)
+        head = load_head(folder, model.config.n_embd, device=model.embed_tokens.weight.device)
+        if head is None:
+            return cls(model, tokenizer, f"hidden-mean:{folder.name}:{weights_fingerprint(folder)}")
+        name = f"head{head.dim}:{folder.name}:{weights_fingerprint(folder)}{weights_fingerprint(folder, HEAD_FILE)}"
+        return cls(model, tokenizer, name, head)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return embed_texts(self.model, self.tokenizer, list(texts))
+        return embed_texts(self.model, self.tokenizer, list(texts), head=self.head)
 
 
-def weights_fingerprint(folder: Path) -> str:
+def weights_fingerprint(folder: Path, file: str = "model.safetensors") -> str:
     """A short hash of a model's weights file (size and last 64 KiB): retraining a model under the
     same name gives a new vector space, so its old embeddings must not be searched with new queries."""
-    path = Path(folder) / "model.safetensors"
+    path = Path(folder) / file
     size = path.stat().st_size
     with open(path, "rb") as handle:
         handle.seek(max(0, size - 65536))
