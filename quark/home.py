@@ -74,6 +74,10 @@ class Home:
     def run_dir(self, name: str) -> Path:
         return self._named("runs", name, "run name")
 
+    def index_dir(self, name: str) -> Path:
+        """Files a document index keeps beside quark.db (its approximate vector index)."""
+        return self._named("indexes", name, "index name")
+
     @property
     def assets_dir(self) -> Path:
         return self.root / "assets"

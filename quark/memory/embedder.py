@@ -44,17 +44,29 @@ class ModelEmbedder:
     def for_model_folder(cls, model: LLM, tokenizer: Tokenizer, folder: Path) -> "ModelEmbedder":
         """The embedder of a loaded model folder; its name changes whenever the weights or the
         head do, so memories are re-embedded after `quark finetune embed` replaces a model."""
-        folder = Path(folder)
         head = load_head(folder, model.config.n_embd, device=model.embed_tokens.weight.device)
-        if head is None:
-            return cls(model, tokenizer, f"hidden-mean:{folder.name}:{weights_fingerprint(folder)}")
-        name = f"head{head.dim}:{folder.name}:{weights_fingerprint(folder)}{weights_fingerprint(folder, HEAD_FILE)}"
-        return cls(model, tokenizer, name, head)
+        return cls(model, tokenizer, embedder_name(folder), head)
+
+    @classmethod
+    def load(cls, folder: Path) -> "ModelEmbedder":
+        """Load a model folder just to embed with it (the document index's embedding model)."""
+        from quark.modelio import load_model, load_tokenizer
+
+        return cls.for_model_folder(load_model(folder), load_tokenizer(folder), folder)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         return embed_texts(self.model, self.tokenizer, list(texts), head=self.head)
+
+
+def embedder_name(folder: Path) -> str:
+    """The vector space a model folder embeds into, known without loading it: the head's width
+    and both weight files' fingerprints when it has a head, else the pooled states'."""
+    folder = Path(folder)
+    if not (folder / HEAD_FILE).is_file():
+        return f"hidden-mean:{folder.name}:{weights_fingerprint(folder)}"
+    return f"head:{folder.name}:{weights_fingerprint(folder)}{weights_fingerprint(folder, HEAD_FILE)}"
 
 
 def weights_fingerprint(folder: Path, file: str = "model.safetensors") -> str:
