@@ -21,6 +21,10 @@ def chat(
                                                  "else the last used, else the only one).")] = None,
     adapter: Annotated[Optional[str], typer.Option("--adapter", help="A LoRA adapter of --model "
                                                    "(models/<model>/adapters/<name>).")] = None,
+    index: Annotated[Optional[str], typer.Option("--index", help="Ground replies in this document index: its top chunks "
+                                                 "go into the prompt as numbered sources, cited [n].")] = None,
+    reranker: Annotated[Optional[str], typer.Option("--reranker", help="Rerank --index's candidates with this reranker "
+                                                    "(from quark finetune rerank).")] = None,
     system: Annotated[Optional[str], typer.Option("--system", help="Set the conversation's system prompt.")] = None,
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Longest reply, in tokens.")] = None,
     temperature: Annotated[Optional[float], typer.Option("--temperature", min=0.0, help="0 is greedy.")] = None,
@@ -35,6 +39,7 @@ def chat(
         quark chat --message "My name is Ada; we decided to use SQLite." --json
         echo "What did we decide?" | quark chat --conversation 1
         quark chat --checkpoint work --message "Where were we?"
+        quark chat --index docs --message "How is a checkpoint written?" --json   # sources and citations
     """
     from quark.chat import ChatSession  # torch loads here, not for `quark --help`
 
@@ -43,12 +48,14 @@ def chat(
             raise QuarkError("--json needs --message (or a message on stdin); the TUI has no JSON output")
         from quark.tui.app import run_app
 
-        run_app(cli.home, model=model, conversation_id=conversation, checkpoint=checkpoint, adapter=adapter)
+        run_app(cli.home, model=model, conversation_id=conversation, checkpoint=checkpoint, adapter=adapter, index=index,
+                reranker=reranker)
         return None
     text = message if message is not None else sys.stdin.read()
     if not text.strip():
         raise QuarkError("the message is empty (pass --message TEXT or pipe text on stdin)")
-    session = ChatSession(cli.home, model=model, adapter=adapter, conversation_id=conversation)
+    session = ChatSession(cli.home, model=model, adapter=adapter, conversation_id=conversation, index=index,
+                          reranker=reranker)
     try:
         if checkpoint:
             session.load_checkpoint(checkpoint, into="current" if conversation is not None else "new")
@@ -72,6 +79,8 @@ def chat(
         if result.prompt.folded:
             notes.append(f"{len(result.prompt.folded)} turns summarized")
         cli.err.print(f"[dim]{' · '.join(notes)}[/]")
+        for source in result.sources():
+            cli.err.print(f"[dim][{source['n']}] {source['ref']}{' (cited)' if source['cited'] else ''}[/]")
     return result.as_dict()
 
 

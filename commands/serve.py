@@ -71,8 +71,11 @@ def serve_command(
                          "or pass --api-key-file (or bind 127.0.0.1)")
     sock = bind(host, port)
     engine, folder = load_engine(cli, model, device, quantize, adapter)
+    from quark.embedding import load_head
+
     app = create_app(engine, keys=store, defaults=generation_defaults(folder), max_batch=max_batch,
-                     gather_seconds=batch_window_ms / 1000)
+                     gather_seconds=batch_window_ms / 1000,
+                     embedding_head=load_head(folder, engine.model.config.n_embd, device=engine.device))
     url = url_of(sock)
     if cli.json:
         print(json.dumps({"model": model, "url": url, "base_url": f"{url}/v1", "auth": auth,

@@ -81,9 +81,10 @@ class ChatApp(App):
     ]
 
     def __init__(self, home: Home, *, model: str | None = None, conversation_id: int | None = None,
-                 checkpoint: str | None = None, adapter: str | None = None) -> None:
+                 checkpoint: str | None = None, adapter: str | None = None, index: str | None = None,
+                 reranker: str | None = None) -> None:
         super().__init__()
-        self.session = ChatSession(home, model=model, adapter=adapter)
+        self.session = ChatSession(home, model=model, adapter=adapter, index=index, reranker=reranker)
         self._start_conversation, self._start_checkpoint = conversation_id, checkpoint
         self._engine_lock = threading.Lock()  # one model load or turn at a time
         self._cancel: threading.Event | None = None
@@ -235,6 +236,7 @@ class ChatApp(App):
         self._reply.text = result.reply
         self._reply.set_id(result.assistant_message_id, "stopped" if result.finish_reason == "cancelled" else "")
         self.last_result, self._cancel, self._stream = result, None, None
+        self.query_one("#memory", MemoryPanel).show_prompt(result.prompt, cited=result.citations())
         self.refresh_conversations(self.query_one("#conversation-search", Input).value)
         self._status("stopped" if result.finish_reason == "cancelled" else "ready")
 
@@ -286,6 +288,10 @@ class ChatApp(App):
         elif command.name == "search":
             self.query_one("#memory", MemoryPanel).show_hits(arg, session.search(arg))
             self.query_one("#memory").display = True
+        elif command.name == "index":
+            name = session.use_index(arg.strip() or None)
+            self.notify(f"answers are grounded in index {name}: sources are cited as [n]" if name
+                        else "no document index: answers are not grounded")
         elif command.name == "fork":
             self._require_idle()
             target = arg.strip().lstrip("#")
@@ -422,7 +428,9 @@ def check_keys(keys: dict[str, str], source: Path) -> None:
 
 
 def run_app(home: Home, *, model: str | None = None, conversation_id: int | None = None,
-            checkpoint: str | None = None, adapter: str | None = None) -> None:
+            checkpoint: str | None = None, adapter: str | None = None, index: str | None = None,
+            reranker: str | None = None) -> None:
     # A bad config.toml is a one-line error before the screen opens.
     check_keys(load_config(home.config_path).keys, home.config_path)
-    ChatApp(home, model=model, conversation_id=conversation_id, checkpoint=checkpoint, adapter=adapter).run()
+    ChatApp(home, model=model, conversation_id=conversation_id, checkpoint=checkpoint, adapter=adapter, index=index,
+            reranker=reranker).run()

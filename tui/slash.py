@@ -13,6 +13,7 @@ COMMANDS = {
     "system": "/system TEXT           set this conversation's system prompt (empty clears it)",
     "model": "/model NAME            switch model",
     "search": "/search QUERY          search memories (shown in the memory panel)",
+    "index": "/index [NAME]          ground answers in document index NAME (sources cited as [n]); empty: stop",
     "fork": "/fork ID               continue from message #ID (the other branch is kept)",
     "help": "/help                  this list",
 }

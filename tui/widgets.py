@@ -87,12 +87,21 @@ class MemoryPanel(Static):
 
     DEFAULT_CSS = "MemoryPanel { width: 36; height: 1fr; padding: 0 1; border-left: solid $panel; overflow-y: auto; }"
 
-    def show_prompt(self, prompt: BuiltPrompt | None) -> None:
+    def show_prompt(self, prompt: BuiltPrompt | None, cited: list[int] = ()) -> None:
         text = Text()
         text.append("Memory in the last prompt\n", style="bold")
         if prompt is None:
             text.append("(nothing yet)\n", style="dim")
         else:
+            if prompt.sources:
+                text.append("Sources\n", style="bold")
+            for source in prompt.sources:
+                text.append(f"[{source.n}] ", style="green" if source.n in cited else "cyan")
+                text.append(f"{source.ref}", style="underline")
+                text.append(f"{'  ' + source.title if source.title else ''}{'  cited' if source.n in cited else ''}\n",
+                            style="dim")
+            if prompt.omitted_sources:
+                text.append(f"{len(prompt.omitted_sources)} more sources did not fit\n", style="yellow")
             if prompt.checkpoint:
                 text.append(f"checkpoint {prompt.checkpoint}\n", style="magenta")
             for memory in prompt.memories:

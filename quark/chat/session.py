@@ -37,6 +37,7 @@ from quark.memory.profile import PROFILE_KEY, describe, update_profile
 from quark.memory.store import Hit, Memory, MemoryStore, parse_ref
 from quark.memory.summary import summary_lines
 from quark.memory.text import truncate
+from quark.retrieval.grounding import Source, citations, number_sources
 
 BACKFILL = 64  # memories embedded per turn that the current embedder has not seen yet
 MODEL_PREFERENCE = "model"
@@ -71,6 +72,14 @@ class TurnResult:
     first_token_seconds: float | None
     prompt: BuiltPrompt
 
+    def citations(self) -> list[int]:
+        """The source numbers the reply cites (see quark.retrieval.grounding)."""
+        return citations(self.reply, len(self.prompt.sources))
+
+    def sources(self) -> list[dict[str, Any]]:
+        cited = set(self.citations())
+        return [{**s.as_dict(), "cited": s.n in cited} for s in self.prompt.sources]
+
     def as_dict(self) -> dict[str, Any]:
         return {"reply": self.reply, "conversation_id": self.conversation_id,
                 "user_message_id": self.user_message_id, "assistant_message_id": self.assistant_message_id,
@@ -78,6 +87,8 @@ class TurnResult:
                 "checkpoint": self.prompt.checkpoint,
                 "memories": [m.as_dict() for m in self.prompt.memories],
                 "omitted_memories": [m.memory.ref for m in self.prompt.omitted_memories],
+                "sources": self.sources(), "citations": self.citations(),
+                "omitted_sources": [s.ref for s in self.prompt.omitted_sources],
                 "summarized": self.prompt.summarized(),
                 "omitted_summary_lines": self.prompt.omitted_summary_lines,
                 "usage": {"prompt_tokens": self.prompt.tokens, "completion_tokens": self.completion_tokens,
@@ -91,7 +102,8 @@ class ChatSession:
     memory (a trained embedding head, say); without it, memory embeds with the loaded model."""
 
     def __init__(self, home: Home, *, config: ChatConfig | None = None, conversation_id: int | None = None,
-                 model: str | None = None, adapter: str | None = None, embedder: Embedder | None = None) -> None:
+                 model: str | None = None, adapter: str | None = None, embedder: Embedder | None = None,
+                 index: str | None = None, reranker: str | None = None) -> None:
         self.home = home
         self.config = config or load_config(home.config_path)
         self.conn = connect(home.db_path)
@@ -107,6 +119,11 @@ class ChatSession:
         self.adapter = adapter  # a LoRA adapter of the model, merged in when the engine loads
         self.conversation_id: int | None = None
         self.last_prompt: BuiltPrompt | None = None
+        self.documents = None  # quark.retrieval.documents.DocumentIndex, opened by use_index
+        self.index: str | None = None
+        self.reranker = reranker
+        if index:
+            self.use_index(index)
         if conversation_id is not None:
             self.select(conversation_id)
 
@@ -253,6 +270,25 @@ class ChatSession:
         with self._read():
             return self.store.preference(PROFILE_KEY, {}) or {}
 
+    # ---- document sources (grounded answers) -------------------------------------------------
+    def use_index(self, name: str | None) -> str | None:
+        """Ground replies in document index `name` (None: stop); its top chunks become numbered sources."""
+        if name:
+            from quark.retrieval.documents import DocumentIndex
+
+            self.documents = self.documents or DocumentIndex(self.home, conn=self.conn)
+            with self._read():
+                name = self.documents.info(name).name
+        self.index = name or None
+        return self.index
+
+    def retrieve_sources(self, text: str) -> list[Source]:
+        if not self.index or self.config.sources <= 0:
+            return []
+        with self._read():
+            hits = self.documents.search(self.index, text, k=self.config.sources, reranker=self.reranker)
+        return number_sources([h.chunk for h in hits])
+
     # ---- checkpoints -------------------------------------------------------------------------
     def save_checkpoint(self, name: str, *, force: bool = False) -> checkpoints.Snapshot:
         with self._lock:
@@ -290,6 +326,7 @@ class ChatSession:
         chunks = [NewMemory("chunk", c, "user") for c in chunk_message(text)]
         vectors = self._embed([text, *(m.text for m in facts), *(m.text for m in chunks)])
         self._backfill()
+        sources = self.retrieve_sources(text)
         with self._write():
             if self.conversation_id is None:
                 conversation = self.store.create_conversation(
@@ -305,11 +342,12 @@ class ChatSession:
                               vectors=vectors[1 + len(facts):], embedder=self.embedder.name)
             profile = update_profile(self.store.preference(PROFILE_KEY), text)
             self.store.set_preference(PROFILE_KEY, profile)
-            prompt = self._build(user, text, vectors[0], profile, params)
+            prompt = self._build(user, text, vectors[0], profile, params, sources)
         self.last_prompt = prompt
         return Turn(self.conversation_id, user, prompt, params, engine.name, started=started)
 
-    def _build(self, user: Message, text: str, query_vector, profile: dict, params: SamplingParams) -> BuiltPrompt:
+    def _build(self, user: Message, text: str, query_vector, profile: dict, params: SamplingParams,
+               sources: list[Source] = ()) -> BuiltPrompt:
         """Retrieve and assemble the prompt for `user`, persisting what it folds (in the caller's
         transaction, so a concurrent writer never folds the same turns twice)."""
         conversation = self.store.conversation(self.conversation_id)
@@ -327,7 +365,7 @@ class ChatSession:
             self.engine.tokenizer,
             PromptInputs(system_prompt=conversation.system_prompt, user_message=text, profile_line=describe(profile),
                          memories=unique, summary=summary_lines(conversation.summary), window=window,
-                         checkpoint=restored.get("checkpoint")),
+                         checkpoint=restored.get("checkpoint"), sources=sources),
             context_length=self.engine.context_length,
             reply_tokens=reply_reserve(self.engine.context_length, params.max_tokens),
             window_tokens=self.config.window_tokens)
@@ -367,7 +405,8 @@ class ChatSession:
         meta = {"model": turn.model, "finish_reason": finish_reason, "prompt_tokens": turn.prompt.tokens,
                 "completion_tokens": turn.completion_tokens, "checkpoint": turn.prompt.checkpoint,
                 "memories": [m.as_dict() for m in turn.prompt.memories],
-                "summarized": [m.id for m in turn.prompt.folded]}
+                "summarized": [m.id for m in turn.prompt.folded],
+                "sources": [{"n": s.n, "chunk_id": s.chunk_id, "ref": s.ref} for s in turn.prompt.sources]}
         with self._write():
             reply = self.store.append(turn.conversation_id, "assistant", turn.reply, reply_to=turn.user_message.id,
                                       meta=meta)
