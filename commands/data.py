@@ -222,6 +222,7 @@ class SynthKind(str, Enum):
     tools = "tools"
     refusals = "refusals"
     preferences = "preferences"
+    grounded = "grounded"
     all = "all"
 
 
@@ -229,7 +230,7 @@ class SynthKind(str, Enum):
 def synth(
     cli: Cli,
     name: Annotated[str, typer.Option("--name", help="Dataset name: writes data/NAME/train.jsonl, val.jsonl, meta.json.")],
-    kind: Annotated[SynthKind, typer.Option("--kind", help="instructions, dialogues, tools, refusals (chat JSONL), all (every chat kind), or preferences (prompt/chosen/rejected).")] = SynthKind.all,
+    kind: Annotated[SynthKind, typer.Option("--kind", help="instructions, dialogues, tools, refusals (chat JSONL), all (every chat kind), preferences (prompt/chosen/rejected), or grounded (numbered sources, cited answers, and preferences/ against made-up references).")] = SynthKind.all,
     seed: Annotated[int, typer.Option("--seed", help="Same seed, same data (on a given Python version).")] = 0,
     val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share held out in val.jsonl, split by function/template so none leaks.")] = 0.05,
 ) -> dict[str, Any]:
@@ -239,7 +240,10 @@ def synth(
     docstrings (write a function, explain one), templated multi-turn
     dialogues, tool-use traces with real results, refusals of unsafe
     requests. Preferences: (prompt, chosen, rejected) pairs for DPO and
-    reward models. `quark finetune ... --data NAME` reads them.
+    reward models. Grounded: retrieval-augmented prompts (numbered stdlib
+    chunks with their paths and lines) whose answers cite [n], plus
+    preferences/ whose rejected answer cites a URL, version or identifier
+    no source contains. `quark finetune ... --data NAME` reads them.
 
     Examples:
 
@@ -248,6 +252,8 @@ def synth(
       quark data synth --kind preferences --name prefs --seed 1
 
       quark finetune sft --model tiny --data chat --name tiny-sft
+
+      quark data synth --kind grounded --name rag && quark finetune sft --model tiny --data rag --name tiny-rag
     """
     from quark.errors import QuarkError
     from quark.synth import write_dataset
@@ -255,7 +261,12 @@ def synth(
     folder = cli.home.dataset_dir(name)
     if folder.exists():
         raise QuarkError(f"dataset {name!r} already exists ({folder}); pick another --name")
-    meta = write_dataset(folder, kind.value, seed=seed, val_fraction=val_fraction)
+    if kind is SynthKind.grounded:
+        from quark.retrieval.grounded import write_grounded
+
+        meta = write_grounded(folder, seed=seed, val_fraction=val_fraction)
+    else:
+        meta = write_dataset(folder, kind.value, seed=seed, val_fraction=val_fraction)
     counts = meta["counts"]
     cli.print(f"wrote {counts['train']:,} train / {counts['val']:,} val {kind.value} examples to {folder}")
     return {"name": name, "kind": kind.value, "path": str(folder), **meta}

@@ -18,8 +18,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from quark.memory.text import truncate
-
 SOURCES_HEADER = "Sources:"
 INSTRUCTION = ("Answer from the sources below; cite each one you use as [n]. "
                "If they do not contain the answer, say so.")
@@ -43,7 +41,8 @@ class Source:
         return f"{self.path}:{self.start_line}-{self.end_line}"
 
     def block(self, chars: int = SOURCE_CHARS) -> str:
-        return f"[{self.n}] {self.ref}\n{truncate(self.text.strip(), chars)}"
+        text = self.text.strip()  # code keeps its lines and indentation
+        return f"[{self.n}] {self.ref}\n{text if len(text) <= chars else text[:chars - 1].rstrip() + '…'}"
 
     def as_dict(self) -> dict:
         return {**asdict(self), "ref": self.ref}
