@@ -159,13 +159,22 @@ def docqa_command(cli: Cli, data: Annotated[Optional[Path], typer.Option("--data
                       "--builtin", help="Use a built-in set instead of --data: 'stdlib' asks about the Python "
                                         "documentation topics every install ships.")] = None,
                   model: Model = None, limit: Limit = None, max_new_tokens: MaxNew = 128,
-                  reference: Reference = False, run: Run = None, output: Output = None) -> dict:
+                  reference: Reference = False, run: Run = None, output: Output = None,
+                  index: Annotated[Optional[str], typer.Option("--index", help="Retrieve each question's passages from this "
+                                                               "document index instead of the given ones.")] = None,
+                  k: Annotated[int, typer.Option("--k", min=1, help="Chunks retrieved per question with --index.")] = 4,
+                  reranker: Annotated[Optional[str], typer.Option("--reranker", help="Rerank --index's candidates with "
+                                                                  "this reranker.")] = None) -> dict:
     """Document-grounded QA: exact match, F1, citation coverage and precision, ROUGE-L, BLEU.
 
     Each line: {"question", "passages": [{"id", "text"}], "answer", "gold_passages"?}. The model
-    answers as a chat assistant (greedy) and cites passages as [id].
+    answers as a chat assistant (greedy) and cites passages as [id]. With --index the passages
+    are the index's top --k chunks (numbered 1..k; a chunk holding the answer or a gold
+    passage's opening is gold), and retrieval recall@k is reported too.
 
     Example: quark eval docqa --model tiny-sft --data docqa.jsonl   (or --builtin stdlib)
+
+             quark eval docqa --model tiny-rag --builtin stdlib --index stdlib-docs --k 4
     """
     name, folder = _model(cli, model, reference)
     if (data is None) == (builtin is None):
@@ -173,6 +182,17 @@ def docqa_command(cli: Cli, data: Annotated[Optional[Path], typer.Option("--data
     if builtin not in (None, "stdlib"):
         raise QuarkError(f"unknown built-in docqa set {builtin!r} (expected 'stdlib')")
     examples = docqa.load_examples(data, limit) if data else docqa.builtin_examples(limit or 20)
+    retrieval: dict = {}
+    if index:
+        from quark.retrieval.documents import DocumentIndex
+
+        docs = DocumentIndex(cli.home)
+        try:
+            examples, retrieval = docqa.with_retrieved(
+                examples, lambda q, n: [h.chunk.text for h in docs.search(index, q, k=n, reranker=reranker)], k)
+        finally:
+            docs.close()
+        retrieval["index"] = index
     truncated: list[int] = []
     if reference:
         predictions = [docqa.reference_prediction(e) for e in examples]
@@ -184,7 +204,7 @@ def docqa_command(cli: Cli, data: Annotated[Optional[Path], typer.Option("--data
             for example in examples:
                 predictions.append(complete(docqa.prompt(example), 1, 0.0)[0].strip())
                 bar.advance(task)
-    metrics = docqa.score(examples, predictions)
+    metrics = {**docqa.score(examples, predictions), **retrieval}
     metrics["prompts_truncated"] = len(truncated)
     if output:
         with atomic_file(output) as handle:

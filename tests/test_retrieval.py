@@ -214,3 +214,19 @@ def test_grounded_synth_rows_cite_the_gold_source(quark):
     pref = json.loads((folder / "preferences" / "train.jsonl").read_text().splitlines()[0])
     extra = pref["rejected"][len(pref["chosen"]):].strip(" .")
     assert pref["rejected"].startswith(pref["chosen"]) and extra and extra not in pref["prompt"][0]["content"]
+
+
+def test_eval_docqa_with_an_index_reports_retrieval_recall(quark, tmp_path):
+    from quark.evaluation.docqa import builtin_examples
+
+    folder = tmp_path / "topics"
+    folder.mkdir()
+    for example in builtin_examples(5):
+        for pid, text in example.passages:
+            (folder / f"{abs(hash(text))}.txt").write_text(text)
+    quark.json("index", "add", "topics", str(folder))
+    result = quark.json("eval", "docqa", "--builtin", "stdlib", "--limit", "5", "--index", "topics", "--k", "3",
+                        "--reference")
+    metrics = result["metrics"] if "metrics" in result else result
+    assert metrics["retrieval_k"] == 3 and metrics["retrieval_recall_at_k"] >= 0.6
+    assert metrics["citation_coverage"] == metrics["retrieval_recall_at_k"]  # the reference cites every gold chunk

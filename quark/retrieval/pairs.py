@@ -187,9 +187,30 @@ def write_pairs(folder: Path, *, seed: int = 0, val_fraction: float = 0.2) -> di
 
 # --- corrupted twins (for the reranker) -------------------------------------------------------
 
-_TOKEN = re.compile(r"\b(?:\d+(?:\.\d+)*|[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\b")
-_COMMON = frozenset("the a an and or of to in is it for on as by with be this that are from not if return def "
+TOKEN = re.compile(r"\b(?:\d+(?:\.\d+)*|[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\b")
+COMMON = frozenset("the a an and or of to in is it for on as by with be this that are from not if return def "
                     "class self none true false import what does do say where explain python section".split())
+
+
+def key_terms(text: str) -> set[str]:
+    """The identifiers, names and numbers a text names (lowercased; dotted names also by part),
+    without common words: what a supporting passage must also name."""
+    out = set()
+    for token in TOKEN.findall(text):
+        for part in {token, *token.split(".")}:
+            if (len(part) >= 3 or part[:1].isdigit()) and part.lower() not in COMMON:
+                out.add(part.lower())
+    return out
+
+
+def support_features(question: str, passage: str) -> list[float]:
+    """[share of the question's key terms the passage names, share of its numbers it names (1 when
+    it has none)]: the reranker's lexical support signal beside the network's own score."""
+    asked = key_terms(question)
+    named = key_terms(passage)
+    numbers = {t for t in asked if t[:1].isdigit()}
+    return [len(asked & named) / len(asked) if asked else 0.0,
+            len(numbers & named) / len(numbers) if numbers else 1.0]
 
 
 @dataclass
@@ -205,18 +226,17 @@ class Corruptor:
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
-        self.vocabulary = sorted({w for w in self.vocabulary if len(w) >= 3 and w.lower() not in _COMMON})
+        self.vocabulary = sorted({w for w in self.vocabulary if len(w) >= 3 and w.lower() not in COMMON})
 
     @classmethod
     def for_passages(cls, passages: Iterable[str], seed: int = 0) -> "Corruptor":
-        return cls([m.group(0) for p in passages for m in _TOKEN.finditer(p) if not m.group(0)[0].isdigit()], seed)
+        return cls([m.group(0) for p in passages for m in TOKEN.finditer(p) if not m.group(0)[0].isdigit()], seed)
 
     def twin(self, question: str, passage: str) -> str | None:
-        """The corrupted twin, or None when the passage has nothing to swap."""
-        tokens = [m.group(0) for m in _TOKEN.finditer(passage)]
-        asked = {t.lower() for t in _TOKEN.findall(question)} | {p.lower() for t in _TOKEN.findall(question) for p in t.split(".")}
-        shared = [t for t in dict.fromkeys(tokens) if t.lower() in asked and t.lower() not in _COMMON and len(t) >= 2]
-        pool = shared or [t for t in dict.fromkeys(tokens) if t.lower() not in _COMMON and len(t) >= 3]
+        """The corrupted twin, or None when the passage names nothing the question names (then no
+        swap could make it unsupported for this question)."""
+        asked = key_terms(question)
+        pool = [t for t in dict.fromkeys(m.group(0) for m in TOKEN.finditer(passage)) if t.lower() in asked]
         if not pool:
             return None
         target = self._rng.choice(pool)

@@ -2,18 +2,23 @@
 
 A cross-encoder: the question as a user turn and the passage as the reply, in the chat template,
 scored by a scalar head on the final <|end|> — the reward model's network (quark.align.reward),
-trained with another loss. For each training question the supported passage is scored against a
+trained with another loss — plus learned weights on two lexical support features (the share of
+the identifiers, names and numbers the question names that the passage names too;
+quark.retrieval.pairs.support_features). A small model learns slowly to compare tokens across
+question and passage; the features give it that comparison outright, and the network learns what
+else makes a passage answer a question. For each training question the supported passage is scored against a
 BM25-mined hard negative (topically close, does not answer) and its corrupted twin (the same
 passage with an entity, number or identifier that the question names swapped for another,
-quark.retrieval.pairs.Corruptor), and the loss is the listwise softmax cross-entropy with the
+quark.retrieval.pairs.Corruptor; a passage naming nothing the question names has no twin, and a
+second mined negative takes its place), and the loss is the listwise softmax cross-entropy with the
 supported passage as the answer. So it learns to rank passages that support an answer above ones
 that merely look like they do.
 
 Data: the pairs JSONL of `quark finetune embed` (query, positive[, negatives]), or --builtin
 stdlib. Each evaluation reports, on held-out questions, how often the supported passage outscores
-its corrupted twin (`val_twin_accuracy`, the blueprint's gate is 0.8) and the hard negative
-(`val_negative_accuracy`). The result is a reward-model folder whose config.json says
-`"reranker": true`; `Reranker.load(folder).rank(question, passages)` reorders passages.
+its corrupted twin (`val_twin_accuracy` over the `val_twin_questions` that have a twin; the blueprint's gate is 0.8)
+and the hard negative (`val_negative_accuracy`). The result, models/NAME, is a model folder plus
+`rerank_head.safetensors`; `Reranker.load(folder).rank(question, passages)` reorders passages.
 """
 
 from __future__ import annotations
@@ -28,16 +33,48 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from quark.align.batches import _epoch_order, pad_rows
-from quark.align.reward import HEAD_FILE, RewardModel, RewardScorer, publish_with_head
+from quark.align.reward import RewardModel, publish_with_head
 from quark.align.run import Context, Job, run
 from quark.errors import QuarkError
 from quark.home import Home
-from quark.modelio import load_model, read_config_json
+from quark.modelio import check_state, load_model, load_state, load_tokenizer, read_config_json
+from quark.models.llm import LLM, LLMConfig, rope_tables
 from quark.retrieval.contrastive import resolve_pairs
-from quark.retrieval.pairs import Corruptor, TextPair, mine_negatives, read_text_pairs
+from quark.retrieval.pairs import Corruptor, TextPair, mine_negatives, read_text_pairs, support_features
 from quark.tokenizer import Tokenizer
 
-_HEAD = "reward_head."
+HEAD_FILE = "rerank_head.safetensors"
+_HEAD = "reward_"  # reward_head.* (the network's score) and reward_support.* (the features' weights)
+FEATURES = 2
+
+
+class RerankModel(RewardModel):
+    """The reward model's network plus learned weights on the support features:
+    forward(idx, last, support) = head(hidden at `last`) + support · w."""
+
+    def __init__(self, cfg: LLMConfig) -> None:
+        super().__init__(cfg)
+        self.reward_support = nn.Linear(FEATURES, 1, bias=False)
+        nn.init.zeros_(self.reward_support.weight)
+
+    def forward(self, idx: torch.Tensor, last: torch.Tensor, support: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return super().forward(idx, last) + self.reward_support(support.float()).squeeze(-1)
+
+    @classmethod
+    def assemble(cls, llm: LLM, head: dict[str, torch.Tensor] | None = None) -> "RerankModel":
+        """From an LLM's weights and a saved head (`head.*`, `support.*`; zeros when None)."""
+        cfg = llm.config
+        with torch.device("meta"):
+            model = cls(cfg)
+        head = head or {"head.weight": torch.zeros(1, cfg.n_embd), "head.bias": torch.zeros(1),
+                        "support.weight": torch.zeros(1, FEATURES)}
+        model.load_state_dict({**llm.state_dict(), **{f"{_HEAD}{k}": v for k, v in head.items()}}, assign=True)
+        if cfg.tie_embeddings:
+            model.lm_head.weight = model.embed_tokens.weight
+        else:
+            model.lm_head.requires_grad_(False)
+        model.rope_cos, model.rope_sin = rope_tables(cfg, llm.rope_cos.device)
+        return model
 
 
 def encode_pair(tokenizer: Tokenizer, question: str, passage: str, limit: int) -> tuple[list[int], int]:
@@ -51,10 +88,11 @@ def encode_pair(tokenizer: Tokenizer, question: str, passage: str, limit: int) -
     return prompt + tokenizer.encode(passage)[:room] + [tokenizer.end_id], len(prompt)
 
 
-def groups(pairs: Sequence[TextPair], hard_negatives: int, corrupted: int, *, seed: int) -> list[list[str]]:
-    """Per pair: [supported passage, its hard negatives…, its corrupted twins…]. A pair whose
-    passage has nothing to corrupt takes another mined negative in the twin's place (the group
-    size stays fixed)."""
+def groups(pairs: Sequence[TextPair], hard_negatives: int, corrupted: int, *,
+           seed: int) -> list[tuple[list[str], int]]:
+    """Per pair: ([supported passage, its hard negatives…, its corrupted twins…], how many twins
+    are real). A pair whose passage has nothing to corrupt takes other mined negatives in the
+    twins' places (the group size stays fixed)."""
     mined = mine_negatives(pairs, hard_negatives + corrupted, seed=seed)
     corruptor = Corruptor.for_passages((p.positive for p in pairs), seed=seed)
     rng = random.Random(seed)
@@ -63,7 +101,20 @@ def groups(pairs: Sequence[TextPair], hard_negatives: int, corrupted: int, *, se
         twins = [t for t in (corruptor.twin(pair.query, pair.positive) for _ in range(corrupted)) if t and t != pair.positive]
         spare = list(pair.negatives[hard_negatives:])
         rng.shuffle(spare)
-        out.append([pair.positive, *pair.negatives[:hard_negatives], *(twins + spare)[:corrupted]])
+        out.append(([pair.positive, *pair.negatives[:hard_negatives], *(twins + spare)[:corrupted]],
+                    min(len(twins), corrupted)))
+    return out
+
+
+def encode_scored(tokenizer: Tokenizer, question: str, passage: str, limit: int) -> tuple[list[int], int, list[float]]:
+    return (*encode_pair(tokenizer, question, passage, limit), support_features(question, passage))
+
+
+def pad_scored(rows: Sequence[tuple[list[int], int, list[float]]], pad_id: int) -> dict[str, torch.Tensor]:
+    """pad_rows for (ids, prompt length, support features) rows: input_ids, last, support."""
+    out = pad_rows([(ids, n) for ids, n, _ in rows], pad_id)
+    del out["labels"]
+    out["support"] = torch.tensor([f for _, _, f in rows], dtype=torch.float32)
     return out
 
 
@@ -75,8 +126,10 @@ class RerankBatches:
                  corrupted: int, *, seed: int | None) -> None:
         self.seed, self.pad_id, self._cache = seed, tokenizer.pad_id, {}
         self.group_size = 1 + hard_negatives + corrupted
-        self.rows = [[encode_pair(tokenizer, p.query, passage, seq_len) for passage in group]
-                     for p, group in zip(pairs, groups(pairs, hard_negatives, corrupted, seed=seed or 0))]
+        built = groups(pairs, hard_negatives, corrupted, seed=seed or 0)
+        self.rows = [[encode_scored(tokenizer, p.query, passage, seq_len) for passage in group]
+                     for p, (group, _) in zip(pairs, built)]
+        self.twins = [real for _, real in built]
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -85,8 +138,7 @@ class RerankBatches:
         return self.batch([_epoch_order(len(self), self.seed, i, self._cache) for i in range(start, start + count)])
 
     def batch(self, index: Sequence[int]) -> dict[str, torch.Tensor]:
-        out = pad_rows([row for i in index for row in self.rows[i]], self.pad_id)
-        del out["labels"]
+        out = pad_scored([row for i in index for row in self.rows[i]], self.pad_id)
         out["pair"] = torch.tensor(list(index))
         return out
 
@@ -94,7 +146,7 @@ class RerankBatches:
 def listwise_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Σ over questions of -log softmax(scores)[supported], and the number of questions."""
     count = batch["pair"].numel()
-    scores = model(batch["input_ids"], batch["last"]).view(count, -1)
+    scores = model(batch["input_ids"], batch["last"], batch["support"]).view(count, -1)
     target = torch.zeros(count, dtype=torch.long, device=scores.device)
     return F.cross_entropy(scores, target, reduction="sum"), torch.tensor(count, device=scores.device)
 
@@ -106,15 +158,17 @@ def group_accuracy(model: nn.Module, data: RerankBatches, hard_negatives: int, b
     with torch.no_grad():
         for start in range(0, len(data), batch):
             rows = data.batch(range(start, min(start + batch, len(data))))
-            s = model(rows["input_ids"].to(device), rows["last"].to(device)).double().cpu()
+            s = model(rows["input_ids"].to(device), rows["last"].to(device), rows["support"].to(device)).double().cpu()
             scores.append(s.view(rows["pair"].numel(), -1))
     s = torch.cat(scores)
-    negatives, twins = s[:, 1:1 + hard_negatives], s[:, 1 + hard_negatives:]
-    out = {}
+    negatives = s[:, 1:1 + hard_negatives]
+    out: dict[str, float] = {}
     if negatives.numel():
         out["val_negative_accuracy"] = float((s[:, :1] > negatives).double().mean())
-    if twins.numel():
-        out["val_twin_accuracy"] = float((s[:, :1] > twins).double().mean())
+    wins = [float(s[i, 0] > s[i, 1 + hard_negatives + j]) for i, real in enumerate(data.twins) for j in range(real)]
+    if wins:
+        out["val_twin_accuracy"] = sum(wins) / len(wins)
+        out["val_twin_questions"] = sum(1 for real in data.twins if real)
     return out
 
 
@@ -127,13 +181,13 @@ def build(ctx: Context) -> Job:
         held_out = read_text_pairs(ctx.data.val)[:settings.eval_pairs]
         if len({p.positive for p in held_out}) >= 2:
             val = RerankBatches(tok, held_out, t.seq_len, settings.hard_negatives, settings.corrupted, seed=None)
-    model = RewardModel.assemble(load_model(ctx.base_folder))
+    model = RerankModel.assemble(load_model(ctx.base_folder))
 
     def publish(step: Path, folder: Path) -> None:
         with torch.device("meta"):
-            shapes = {k: tuple(v.shape) for k, v in RewardModel(ctx.config).state_dict().items()}
-        publish_with_head(ctx, step, folder, shapes, _HEAD, HEAD_FILE, {"reranker": True, "reward_head": HEAD_FILE,
-                                                                        "rerank_seq_len": t.seq_len}, "quark-reranker-head")
+            shapes = {k: tuple(v.shape) for k, v in RerankModel(ctx.config).state_dict().items()}
+        publish_with_head(ctx, step, folder, shapes, _HEAD, HEAD_FILE, {"reranker": HEAD_FILE, "rerank_seq_len": t.seq_len},
+                          "quark-reranker-head")
 
     info = {"train_questions": len(train), "group_size": train.group_size}
     if val is not None:
@@ -148,27 +202,35 @@ def rerank(home: Home, *, name: str, data: str | None = None, builtin: str | Non
     return run(home, "rerank", build, name=name, data=resolve_pairs(home, data, builtin, resume), resume=resume, **kwargs)
 
 
-class Reranker(RewardScorer):
+class Reranker:
     """A trained reranker: `scores(question, passages)` and `rank(question, passages)`."""
+
+    def __init__(self, model: RerankModel, tokenizer: Tokenizer, seq_len: int, batch_size: int = 16) -> None:
+        self.model, self.tokenizer, self.batch_size = model.eval(), tokenizer, batch_size
+        self.seq_len = min(seq_len, model.config.max_seq_len)
 
     @classmethod
     def load(cls, folder: Path, *, device: str | torch.device = "cpu") -> "Reranker":
+        folder = Path(folder)
         config = read_config_json(folder, "reranker")
-        if not config.get("reranker"):
-            raise QuarkError(f"{folder} is not a reranker (train one with quark finetune rerank)")
-        scorer = super().load(folder, device=device)
-        scorer.seq_len = int(config.get("rerank_seq_len") or scorer.model.config.max_seq_len)
-        return scorer
+        if not (folder / HEAD_FILE).is_file() or not config.get("reranker"):
+            raise QuarkError(f"{folder} is not a reranker (no {HEAD_FILE}; train one with quark finetune rerank)")
+        llm = load_model(folder, device=device)
+        head = load_state(folder / HEAD_FILE)
+        n = llm.config.n_embd
+        check_state(head, {"head.weight": (1, n), "head.bias": (1,), "support.weight": (1, FEATURES)},
+                    f"{folder / HEAD_FILE} does not match config.json")
+        model = RerankModel.assemble(llm, {k: v.to(device) for k, v in head.items()})
+        return cls(model, load_tokenizer(folder), int(config.get("rerank_seq_len") or llm.config.max_seq_len))
 
     @torch.no_grad()
     def scores(self, question: str, passages: Sequence[str]) -> list[float]:
-        limit = min(getattr(self, "seq_len", self.model.config.max_seq_len), self.model.config.max_seq_len)
-        rows = [encode_pair(self.tokenizer, question, p, limit) for p in passages]
+        rows = [encode_scored(self.tokenizer, question, p, self.seq_len) for p in passages]
         device = self.model.embed_tokens.weight.device
         out: list[float] = []
         for start in range(0, len(rows), self.batch_size):
-            batch = pad_rows(rows[start:start + self.batch_size], self.tokenizer.pad_id)
-            out += self.model(batch["input_ids"].to(device), batch["last"].to(device)).tolist()
+            batch = {k: v.to(device) for k, v in pad_scored(rows[start:start + self.batch_size], self.tokenizer.pad_id).items()}
+            out += self.model(batch["input_ids"], batch["last"], batch["support"]).tolist()
         return out
 
     def rank(self, question: str, passages: Sequence[str]) -> list[int]:
