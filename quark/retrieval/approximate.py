@@ -6,7 +6,8 @@
 Exact search (sqlite-vec's brute-force scan) stays the truth: the approximate index is only used
 while `vectors.json` records the document index's current generation, and every build measures its
 recall@10 against the exact scan on a sample of stored vectors, widening the search beam
-(`expansion_search`) until it reaches TARGET_RECALL. Both files are written to temporary names and
+(`expansion_search`) until it reaches TARGET_RECALL; an index that cannot reach it even at the
+widest beam is kept (its record says how far it got) but not used. Both files are written to temporary names and
 renamed, the graph first and its record last, so a reader never pairs a new graph with an old record.
 """
 
@@ -74,6 +75,8 @@ class ApproximateIndex:
             return None
         if record.get("generation") != generation or record.get("embedder") != embedder or not graph.is_file():
             return None
+        if record.get("recall_at_10", 0.0) < TARGET_RECALL:  # the widest beam fell short: stay exact
+            return None
         index = Index.restore(str(graph), view=True)
         if index is None:
             return None
@@ -84,6 +87,14 @@ class ApproximateIndex:
         """Chunk ids of the k nearest vectors, nearest first."""
         # One thread: a single query is microseconds of work, and a thread pool per call costs more.
         return [int(key) for key in self.index.search(np.asarray(vector, dtype=np.float32), k, threads=1).keys]
+
+
+def read_record(folder: Path) -> dict | None:
+    """The published record (generation, recall, settings), whether or not it is usable."""
+    try:
+        return json.loads((Path(folder) / RECORD).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def remove(folder: Path) -> None:

@@ -213,11 +213,13 @@ class DocumentIndex:
                                        (info.id,)).fetchall())
         approx = approximate.ApproximateIndex.load(self.home.index_dir(name), generation=info.generation,
                                                    embedder=info.embedder or "") if info.embedder else None
+        built = approximate.read_record(self.home.index_dir(name))
         return {"name": info.name, "model": info.model, "embedder": info.embedder, "dim": info.dim,
                 "sources": sources, "bytes": size, "chunks": chunks, "chunk_chars": chars, "kinds": kinds,
                 "generation": info.generation,
                 "vector_search": "approximate" if approx else ("exact" if info.embedder else "none (BM25 only)"),
-                "approximate": approx.record if approx else None}
+                "approximate": approx.record if approx else None,
+                "approximate_built": built if built and not approx else None}
 
     def sources(self, name: str) -> list[dict]:
         info = self.info(name)

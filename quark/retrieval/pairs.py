@@ -1,7 +1,10 @@
 """Retrieval training pairs: (query, positive passage, optional hard negatives), from JSONL or built
 in from what every Python install carries.
 
-    {"query": "...", "positive": "...", "negatives": ["...", ...]}     # negatives optional
+    {"query": "...", "positive": "...", "negatives": ["...", ...], "group": "..."}   # last two optional
+
+(`group`: pairs about the same thing, e.g. one function; a passage of the pair's own group is
+never mined as its negative.)
 
 Built-in (`stdlib_pairs`), three kinds, so the model learns both code and prose retrieval:
 - doc-source:     a function's docstring summary → its source with the docstring removed (a
@@ -62,7 +65,8 @@ def read_text_pairs(path: Path) -> list[TextPair]:
             raise QuarkError(f"{path}:{number}: 'query' and 'positive' must not be empty")
         if not all(isinstance(n, str) for n in negatives):
             raise QuarkError(f"{path}:{number}: field 'negatives' must be a list of strings")
-        pairs.append(TextPair(query, positive, tuple(negatives), group=f"line-{number}"))
+        group = row_field(path, number, row, "group", str, default=f"line-{number}")
+        pairs.append(TextPair(query, positive, tuple(negatives), group=group, kind=str(row.get("kind", "pair"))))
     if not pairs:
         raise QuarkError(f"{path}: no pairs (the file is empty)")
     return pairs
@@ -143,26 +147,38 @@ def bm25_ranking(queries: Sequence[str], passages: Sequence[str], k: int) -> lis
 
 def mine_negatives(pairs: Sequence[TextPair], count: int, *, seed: int = 0) -> list[TextPair]:
     """Each pair with `count` negatives: its given ones, then the BM25-best other positives, then
-    random other positives (so every pair has exactly `count`)."""
+    random other positives (so every pair has exactly `count`). A passage of the pair's own group
+    (the same function's docstring, say) or equal to its query is never its negative: it would be
+    a false one."""
     if count <= 0:
         return list(pairs)
     passages = list(dict.fromkeys(p.positive for p in pairs))
     if len(passages) < 2:
         raise QuarkError("mining negatives needs at least two distinct positive passages")
-    ranked = bm25_ranking([p.query for p in pairs], passages, count + 4)
+    groups: dict[str, set[str]] = {}
+    for p in pairs:
+        groups.setdefault(p.positive, set()).add(p.group)
+    ranked = bm25_ranking([p.query for p in pairs], passages, count + 8)
     rng = random.Random(seed)
     out = []
     for pair, candidates in zip(pairs, ranked):
+        def allowed(text: str) -> bool:
+            return text != pair.positive and text != pair.query and not (pair.group and pair.group in groups.get(text, ()))
+
         chosen = [n for n in pair.negatives if n != pair.positive][:count]
         for index in candidates:
             if len(chosen) >= count:
                 break
-            if passages[index] != pair.positive and passages[index] not in chosen:
+            if allowed(passages[index]) and passages[index] not in chosen:
                 chosen.append(passages[index])
-        while len(chosen) < count:
+        for _ in range(100 * count):
+            if len(chosen) >= count:
+                break
             other = rng.choice(passages)
-            if other != pair.positive:
+            if allowed(other):
                 chosen.append(other)
+        while len(chosen) < count:  # every passage is the pair's own: any other will do
+            chosen.append(next(t for t in passages if t != pair.positive))
         out.append(TextPair(pair.query, pair.positive, tuple(chosen), pair.group, pair.kind))
     return out
 
@@ -239,7 +255,8 @@ class Corruptor:
         pool = [t for t in dict.fromkeys(m.group(0) for m in TOKEN.finditer(passage)) if t.lower() in asked]
         if not pool:
             return None
-        target = self._rng.choice(pool)
+        # The earliest named token: a reranker reads a passage's opening, so the swap must be there.
+        target = min(pool[:3], key=lambda t: passage.find(t)) if self._rng.random() < 0.8 else self._rng.choice(pool)
         replacement = self._replacement(target)
         if replacement is None:
             return None

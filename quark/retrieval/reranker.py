@@ -2,11 +2,12 @@
 
 A cross-encoder: the question as a user turn and the passage as the reply, in the chat template,
 scored by a scalar head on the final <|end|> — the reward model's network (quark.align.reward),
-trained with another loss — plus learned weights on two lexical support features (the share of
-the identifiers, names and numbers the question names that the passage names too;
-quark.retrieval.pairs.support_features). A small model learns slowly to compare tokens across
-question and passage; the features give it that comparison outright, and the network learns what
-else makes a passage answer a question. For each training question the supported passage is scored against a
+trained with another loss — plus learned weights on four support features: two lexical ones
+(the share of the identifiers, names and numbers the question names that the passage names too;
+quark.retrieval.pairs.support_features) and two from the network's own language model, the mean
+and the lowest log-probability of the passage's tokens. A swapped entity is a surprising token in
+otherwise fluent text, which is what the lowest log-probability sees; a small model learns only
+slowly to compare tokens across question and passage, which is what the lexical features give it. For each training question the supported passage is scored against a
 BM25-mined hard negative (topically close, does not answer) and its corrupted twin (the same
 passage with an entity, number or identifier that the question names swapped for another,
 quark.retrieval.pairs.Corruptor; a passage naming nothing the question names has no twin, and a
@@ -45,7 +46,7 @@ from quark.tokenizer import Tokenizer
 
 HEAD_FILE = "rerank_head.safetensors"
 _HEAD = "reward_"  # reward_head.* (the network's score) and reward_support.* (the features' weights)
-FEATURES = 2
+FEATURES = 4  # 2 lexical (pairs.support_features) + mean and min passage token log-probability
 
 
 class RerankModel(RewardModel):
@@ -57,8 +58,20 @@ class RerankModel(RewardModel):
         self.reward_support = nn.Linear(FEATURES, 1, bias=False)
         nn.init.zeros_(self.reward_support.weight)
 
-    def forward(self, idx: torch.Tensor, last: torch.Tensor, support: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        return super().forward(idx, last) + self.reward_support(support.float()).squeeze(-1)
+    def forward(self, idx: torch.Tensor, last: torch.Tensor, support: torch.Tensor,  # type: ignore[override]
+                start: torch.Tensor) -> torch.Tensor:
+        """`start`: each row's first passage position; the passage runs to `last` (its <|end|>)."""
+        hidden = LLM.forward(self, idx, return_hidden=True)
+        rows = torch.arange(idx.shape[0], device=idx.device)
+        score = self.reward_head(hidden[rows, last]).squeeze(-1).float()
+        logp = torch.log_softmax(self.lm_head(hidden[:, :-1]).float(), dim=-1).gather(-1, idx[:, 1:, None]).squeeze(-1)
+        position = torch.arange(idx.shape[1] - 1, device=idx.device)[None, :]
+        passage = (position >= start[:, None] - 1) & (position < last[:, None] - 1)  # predictions of passage tokens
+        count = passage.sum(1).clamp_min(1)
+        mean = (logp * passage).sum(1) / count
+        lowest = logp.masked_fill(~passage, 0.0).min(1).values
+        features = torch.cat([support.float(), mean[:, None], lowest[:, None]], dim=1)
+        return score + self.reward_support(features).squeeze(-1)
 
     @classmethod
     def assemble(cls, llm: LLM, head: dict[str, torch.Tensor] | None = None) -> "RerankModel":
@@ -107,7 +120,9 @@ def groups(pairs: Sequence[TextPair], hard_negatives: int, corrupted: int, *,
 
 
 def encode_scored(tokenizer: Tokenizer, question: str, passage: str, limit: int) -> tuple[list[int], int, list[float]]:
-    return (*encode_pair(tokenizer, question, passage, limit), support_features(question, passage))
+    """encode_pair plus the lexical support features of the part of the passage that fits."""
+    ids, start = encode_pair(tokenizer, question, passage, limit)
+    return ids, start, support_features(question, tokenizer.decode(ids[start:-1]))
 
 
 def pad_scored(rows: Sequence[tuple[list[int], int, list[float]]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -115,6 +130,7 @@ def pad_scored(rows: Sequence[tuple[list[int], int, list[float]]], pad_id: int) 
     out = pad_rows([(ids, n) for ids, n, _ in rows], pad_id)
     del out["labels"]
     out["support"] = torch.tensor([f for _, _, f in rows], dtype=torch.float32)
+    out["start"] = torch.tensor([n for _, n, _ in rows])
     return out
 
 
@@ -146,7 +162,7 @@ class RerankBatches:
 def listwise_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Σ over questions of -log softmax(scores)[supported], and the number of questions."""
     count = batch["pair"].numel()
-    scores = model(batch["input_ids"], batch["last"], batch["support"]).view(count, -1)
+    scores = model(batch["input_ids"], batch["last"], batch["support"], batch["start"]).view(count, -1)
     target = torch.zeros(count, dtype=torch.long, device=scores.device)
     return F.cross_entropy(scores, target, reduction="sum"), torch.tensor(count, device=scores.device)
 
@@ -158,14 +174,15 @@ def group_accuracy(model: nn.Module, data: RerankBatches, hard_negatives: int, b
     with torch.no_grad():
         for start in range(0, len(data), batch):
             rows = data.batch(range(start, min(start + batch, len(data))))
-            s = model(rows["input_ids"].to(device), rows["last"].to(device), rows["support"].to(device)).double().cpu()
+            s = model(*(rows[k].to(device) for k in ("input_ids", "last", "support", "start"))).double().cpu()
             scores.append(s.view(rows["pair"].numel(), -1))
     s = torch.cat(scores)
     negatives = s[:, 1:1 + hard_negatives]
     out: dict[str, float] = {}
+    win = lambda a, b: (a > b).double() + 0.5 * (a == b).double()  # noqa: E731 - a tie is half a win
     if negatives.numel():
-        out["val_negative_accuracy"] = float((s[:, :1] > negatives).double().mean())
-    wins = [float(s[i, 0] > s[i, 1 + hard_negatives + j]) for i, real in enumerate(data.twins) for j in range(real)]
+        out["val_negative_accuracy"] = float(win(s[:, :1], negatives).mean())
+    wins = [float(win(s[i, 0], s[i, 1 + hard_negatives + j])) for i, real in enumerate(data.twins) for j in range(real)]
     if wins:
         out["val_twin_accuracy"] = sum(wins) / len(wins)
         out["val_twin_questions"] = sum(1 for real in data.twins if real)
@@ -230,7 +247,7 @@ class Reranker:
         out: list[float] = []
         for start in range(0, len(rows), self.batch_size):
             batch = {k: v.to(device) for k, v in pad_scored(rows[start:start + self.batch_size], self.tokenizer.pad_id).items()}
-            out += self.model(batch["input_ids"], batch["last"], batch["support"]).tolist()
+            out += self.model(batch["input_ids"], batch["last"], batch["support"], batch["start"]).tolist()
         return out
 
     def rank(self, question: str, passages: Sequence[str]) -> list[int]:
