@@ -16,6 +16,7 @@ Everything runs through the `quark` CLI in a temporary home, as a user would run
 
     python benchmarks/retrieval.py            # print
     python benchmarks/retrieval.py --write    # also record under benchmarks/RESULTS.md
+    python benchmarks/retrieval.py --home DIR # keep the home; a re-run reuses the stages already done
 """
 
 from __future__ import annotations
@@ -47,6 +48,20 @@ from alignment import TINY, quark, token_set  # benchmarks/alignment.py
 SECTION = "## Retrieval"
 PRETRAIN, EMBED, RERANK, RAFT = 300, 300, 200, 150
 LONG = ["--set", "model.max_seq_len=1024"]
+
+
+def stage(home: Path, name: str, *args: str) -> tuple[dict, float]:
+    """`quark ARGS` once per home: its JSON result and seconds are kept in stages/NAME.json."""
+    import json
+
+    record = home / "stages" / f"{name}.json"
+    if record.is_file():
+        saved = json.loads(record.read_text())
+        return saved["result"], saved["seconds"]
+    result, took = quark(home, *args)
+    record.parent.mkdir(exist_ok=True)
+    record.write_text(json.dumps({"result": result, "seconds": took}))
+    return result, took
 
 
 def evaluate(home: Path) -> list[tuple[str, float, float]]:
@@ -118,24 +133,27 @@ def coverage(folder: Path, rows: list[dict], max_tokens: int = 24) -> tuple[floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true")
+    parser.add_argument("--home", type=Path, help="keep the home here (and reuse the stages a run left in it)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     notes: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
-        home = Path(tmp)
-        token_set(home)
-        base, took = quark(home, "pretrain", "--recipe", "tiny-cpu", "--data", "code", "--name", "base", *TINY, *LONG,
+        home = args.home or Path(tmp)
+        home.mkdir(parents=True, exist_ok=True)
+        if not (home / "tokens" / "code").is_dir():
+            token_set(home)
+        base, took = stage(home, "base", "pretrain", "--recipe", "tiny-cpu", "--data", "code", "--name", "base", *TINY, *LONG,
                            "--set", "train.seq_len=64", "--set", "train.micro_batch=8", "--set", "optim.warmup=10",
                            "--max-steps", str(PRETRAIN), "--eval-every", str(PRETRAIN))
         notes.append(f"`quark pretrain` base (2 layers, hidden 64, {base['parameters']:,} parameters), {PRETRAIN} steps: "
                      f"val loss {base['val_loss']:.3f}, {took:.0f} s")
-        emb, took = quark(home, "finetune", "embed", "--model", "base", "--builtin", "stdlib", "--name", "emb",
+        emb, took = stage(home, "emb", "finetune", "embed", "--model", "base", "--builtin", "stdlib", "--name", "emb",
                           "--set", "train.seq_len=64", "--set", "train.micro_batch=16",
                           "--max-steps", str(EMBED), "--eval-every", str(EMBED))
         notes.append(f"`quark finetune embed --builtin stdlib`, {EMBED} steps ({emb['train_pairs']} train pairs, "
                      f"1 mined hard negative each, 64 tokens per text, 16 pairs per batch): held-out recall@10 "
                      f"{emb['val_recall_at_10']:.3f} (held-out passages only), {took:.0f} s")
-        rr, took = quark(home, "finetune", "rerank", "--model", "base", "--builtin", "stdlib", "--name", "rr",
+        rr, took = stage(home, "rr", "finetune", "rerank", "--model", "base", "--builtin", "stdlib", "--name", "rr",
                          "--set", "train.seq_len=96", "--max-steps", str(RERANK), "--eval-every", str(RERANK))
         notes.append(f"`quark finetune rerank --builtin stdlib`, {RERANK} steps: held-out supported-over-twin "
                      f"**{rr['val_twin_accuracy']:.3f}** over {rr['val_twin_questions']} questions with a twin (gate 0.80), "
@@ -147,17 +165,17 @@ def main() -> None:
         lib = Path(sysconfig.get_paths()["stdlib"])
         files = sorted(lib.glob("*.py"))[:40]
         folder = home / "docs"
-        folder.mkdir()
+        folder.mkdir(exist_ok=True)
         for f in files:
             (folder / f.name).write_bytes(f.read_bytes())
-        added, took = quark(home, "index", "add", "stdlib", str(folder), "--model", "emb")
+        added, took = stage(home, "index", "index", "add", "stdlib", str(folder), "--model", "emb")
         notes.append(f"`quark index add` of {len(files)} stdlib files ({added['chunks_written']:,} chunks): "
                      f"{len(files) / added['seconds']:.1f} docs/s, {added['chunks_written'] / added['seconds']:.0f} chunks/s "
                      f"(chunking, embedding, writing; {took:.0f} s with start-up)")
-        quark(home, "data", "synth", "--kind", "grounded", "--name", "rag", "--val-fraction", "0.15")
+        stage(home, "rag", "data", "synth", "--kind", "grounded", "--name", "rag", "--val-fraction", "0.15")
         held_out = [r for r in _rows(home / "data" / "rag" / "val.jsonl")]
         before = coverage(home / "models" / "base", held_out)
-        sft, took = quark(home, "finetune", "sft", "--model", "base", "--data", "rag", "--name", "rag",
+        sft, took = stage(home, "rag-sft", "finetune", "sft", "--model", "base", "--data", "rag", "--name", "rag",
                           "--set", "train.seq_len=1024", "--set", "train.micro_batch=4", "--max-steps", str(RAFT),
                           "--eval-every", str(RAFT))
         after = coverage(home / "models" / "rag", held_out)

@@ -230,3 +230,25 @@ def test_eval_docqa_with_an_index_reports_retrieval_recall(quark, tmp_path):
     metrics = result["metrics"] if "metrics" in result else result
     assert metrics["retrieval_k"] == 3 and metrics["retrieval_recall_at_k"] >= 0.6
     assert metrics["citation_coverage"] == metrics["retrieval_recall_at_k"]  # the reference cites every gold chunk
+
+
+def test_reranker_prefers_the_supported_passage_over_its_corrupted_twin(embed_home, tmp_path):
+    quark = Quark(embed_home)
+    summary = quark.json("finetune", "rerank", "--model", "tiny", "--builtin", "stdlib", "--name", "rr",
+                         "--max-steps", "20", "--eval-every", "20", "--set", "train.seq_len=96")
+    assert summary["val_twin_questions"] > 20
+    assert summary["val_twin_accuracy"] >= 0.8, summary  # the blueprint's gate, on held-out questions
+    assert summary["val_negative_accuracy"] > 0.5, summary
+
+    from quark.retrieval.reranker import Reranker
+
+    reranker = Reranker.load(Home.open(embed_home).model_dir("rr"))
+    question = "What does `shlex.quote` do?"
+    supported = "def quote(s):\n    \"\"\"Return a shell-escaped version of the string *s*.\"\"\""
+    twin = "def split(s):\n    \"\"\"Return a shell-escaped version of the string *s*.\"\"\""
+    assert reranker.rank(question, [twin, supported])[0] == 1
+    docs = _docs(tmp_path / "docs")
+    quark.json("index", "add", "rr-docs", str(docs))
+    hits = quark.json("index", "search", "rr-docs", "install the frobnicator", "--reranker", "rr", "--k", "2")["hits"]
+    assert hits[0]["path"].endswith("b.md") and hits[0]["rerank_score"] is not None
+    assert "not a reranker" in quark("index", "search", "rr-docs", "x", "--reranker", "tiny", expect=1).output

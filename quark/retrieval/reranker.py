@@ -7,7 +7,9 @@ trained with another loss — plus learned weights on four support features: two
 quark.retrieval.pairs.support_features) and two from the network's own language model, the mean
 and the lowest log-probability of the passage's tokens. A swapped entity is a surprising token in
 otherwise fluent text, which is what the lowest log-probability sees; a small model learns only
-slowly to compare tokens across question and passage, which is what the lexical features give it. For each training question the supported passage is scored against a
+slowly to compare tokens across question and passage, which is what the lexical features give it.
+The lexical weights start at 1 (SUPPORT_PRIOR: a passage that names what the question names is
+evidence of support), the others at 0; training moves all of them with the network. For each training question the supported passage is scored against a
 BM25-mined hard negative (topically close, does not answer) and its corrupted twin (the same
 passage with an entity, number or identifier that the question names swapped for another,
 quark.retrieval.pairs.Corruptor; a passage naming nothing the question names has no twin, and a
@@ -47,6 +49,7 @@ from quark.tokenizer import Tokenizer
 HEAD_FILE = "rerank_head.safetensors"
 _HEAD = "reward_"  # reward_head.* (the network's score) and reward_support.* (the features' weights)
 FEATURES = 4  # 2 lexical (pairs.support_features) + mean and min passage token log-probability
+SUPPORT_PRIOR = (1.0, 1.0, 0.0, 0.0)  # the features' starting weights; training moves them
 
 
 class RerankModel(RewardModel):
@@ -56,7 +59,8 @@ class RerankModel(RewardModel):
     def __init__(self, cfg: LLMConfig) -> None:
         super().__init__(cfg)
         self.reward_support = nn.Linear(FEATURES, 1, bias=False)
-        nn.init.zeros_(self.reward_support.weight)
+        with torch.no_grad():  # the prior: naming what the question names is evidence of support
+            self.reward_support.weight.copy_(torch.tensor([SUPPORT_PRIOR]))
 
     def forward(self, idx: torch.Tensor, last: torch.Tensor, support: torch.Tensor,  # type: ignore[override]
                 start: torch.Tensor) -> torch.Tensor:
@@ -80,7 +84,7 @@ class RerankModel(RewardModel):
         with torch.device("meta"):
             model = cls(cfg)
         head = head or {"head.weight": torch.zeros(1, cfg.n_embd), "head.bias": torch.zeros(1),
-                        "support.weight": torch.zeros(1, FEATURES)}
+                        "support.weight": torch.tensor([SUPPORT_PRIOR])}
         model.load_state_dict({**llm.state_dict(), **{f"{_HEAD}{k}": v for k, v in head.items()}}, assign=True)
         if cfg.tie_embeddings:
             model.lm_head.weight = model.embed_tokens.weight
