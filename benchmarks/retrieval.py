@@ -29,10 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from quark.align.data import read_chat
 from quark.embedding import embed_texts, load_head, pad_texts
 from quark.home import Home
 from quark.inference import Engine, SamplingParams
