@@ -194,6 +194,9 @@ def test_chat_with_index_lists_numbered_sources(tmp_path):
 
 
 def test_citations_and_corrupted_twins():
+    from quark.tui.slash import SlashCommand, parse_slash
+
+    assert parse_slash("/index docs") == SlashCommand("index", "docs")
     assert citations("Yes [2], see also [1, 3] and [9].", 3) == [2, 1, 3]
     corruptor = Corruptor.for_passages(["def split(s): pass", "def join(parts): pass", "timeout = 30"], seed=1)
     twin = corruptor.twin("What does `shlex.quote` do?", "def quote(s):\n    return s")
