@@ -65,7 +65,7 @@ class RerankSettings:
     of the supported passage are scored against it (listwise softmax)."""
 
     hard_negatives: int = 1
-    corrupted: int = 1
+    corrupted: int = 2
     eval_pairs: int = 256
 
 
