@@ -58,11 +58,11 @@ MIGRATIONS: list[str] = [
         created_at  REAL NOT NULL
     );
     """,
-    # 2: chat store and long-term memory (SPEC §3, §7). A conversation's messages form a tree
+    # 2: chat store, long-term memory and conversation snapshots. A conversation's messages form a tree
     # (parent_id); `tip_id` picks the branch the next message continues, so setting it back to an
     # earlier message forks there. Deleting a conversation deletes what was learnt from it.
     # Embeddings live in one vec0 table per dimension, `memory_vec_<dim>`, created on first use
-    # (quark.memory.store); `memory_embeddings` maps their rowids to memories and embedders.
+    # (quark.retrieval.hybrid); `memory_embeddings` maps their rowids to memories and embedders.
     """
     CREATE TABLE conversations (
         id                 INTEGER PRIMARY KEY,
