@@ -201,6 +201,9 @@ def check_url(url: str | httpx.URL, *, resolver: Resolver | None = None, allow_l
     for ip in addresses:
         reason = refusal(ip, allow_loopback=allow_loopback)
         if reason:
-            via = "" if literal is not None else f"{host} resolves to "
+            if literal is None:
+                via = f"{host} resolves to "
+            else:
+                via = "" if host == str(ip) else f"{host} means "
             raise Refused(f"refused {text}: {via}{_describe(ip)} is {reason}")
     return Target(url=parsed, host=host, port=port, addresses=tuple(dict.fromkeys(addresses)))
