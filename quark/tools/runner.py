@@ -49,7 +49,7 @@ def run_tool_call(name: str, arguments: str | dict[str, Any], context: ToolConte
     model wrote, or an already-parsed object)."""
     tools = tools or registry()
     raw = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
-    tracing.configure(context.settings.tracing)
+    tracing.ensure_configured(context.settings.tracing)
     start = time.monotonic()
     with tracing.span(f"tool.{name}", **{"tool.name": name, "conversation.id": context.conversation_id or 0,
                                          "tool.initiated_by": context.initiated_by}) as span:

@@ -54,6 +54,13 @@ def configure(settings: TracingSettings | None, *, exporter: SpanExporter | None
         _provider = provider
 
 
+def ensure_configured(settings: TracingSettings | None) -> None:
+    """Configure from `settings` unless tracing was configured already in this process (the first
+    configuration wins, so an embedding application's or a test's choice is kept)."""
+    if _configured is None:
+        configure(settings)
+
+
 def _otlp(endpoint: str | None) -> SpanExporter:
     try:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter

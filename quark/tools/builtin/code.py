@@ -35,7 +35,6 @@ class RunCodeOutput(ToolOutput):
     timed_out: bool
     killed: str | None  # why the sandbox stopped it: timeout, memory, cpu-time, file-size, signal …
     backend: str
-    duration_s: float
 
 
 def _run(ctx: ToolContext, code: str, language: str, timeout_s: float, memory_mb: int = 512):
@@ -51,7 +50,9 @@ def _run(ctx: ToolContext, code: str, language: str, timeout_s: float, memory_mb
 
 def run_code(args: RunCodeInput, ctx: ToolContext) -> RunCodeOutput:
     result = _run(ctx, args.code, args.language, args.timeout_s)
-    return RunCodeOutput(**{**result.to_dict(), "duration_s": round(result.duration_s, 3)})
+    fields = result.to_dict()
+    del fields["duration_s"]  # the audit log times the call; the output stays reproducible for replays
+    return RunCodeOutput(**fields)
 
 
 class RunTestsInput(ToolInput):
@@ -69,7 +70,6 @@ class RunTestsOutput(ToolOutput):
     output: str
     timed_out: bool
     backend: str
-    duration_s: float
 
 
 _COUNT = re.compile(r"(\d+) (passed|failed|errors?|skipped)")
@@ -90,7 +90,7 @@ def run_tests(args: RunTestsInput, ctx: ToolContext) -> RunTestsOutput:
         counts["errors" if word.startswith("error") else word] = int(number)
     output = result.stdout + (("\n" + result.stderr) if result.stderr.strip() else "")
     return RunTestsOutput(exit_code=result.exit_code, output=output, timed_out=result.timed_out,
-                          backend=result.backend, duration_s=round(result.duration_s, 3), **counts)
+                          backend=result.backend, **counts)
 
 
 TOOLS = [

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -139,10 +140,10 @@ def refusal(ip: IPAddress, *, allow_loopback: bool = False) -> str | None:
         return "a documentation address"
     if inner in _BENCHMARK:
         return "a benchmarking address (198.18.0.0/15)"
-    if inner.is_private:
-        return "a private address"
     if inner.is_reserved:
         return "a reserved address"
+    if inner.is_private:
+        return "a private address"
     if not inner.is_global:
         return "not a globally routable address"
     return None
@@ -158,6 +159,19 @@ def domain_matches(host: str, domains: Sequence[str]) -> bool:
     return any(host == d or host.endswith("." + d) for d in (d.lower().strip(".") for d in domains) if d)
 
 
+def _refuse_unparsable(text: str) -> None:
+    """httpx rejects some IPv4 spellings a resolver would accept (0177.0.0.1); name the address
+    they mean, so the refusal gives the real reason rather than "invalid URL"."""
+    try:
+        host = urllib.parse.urlsplit(text).hostname or ""
+    except ValueError:
+        return
+    ip = parse_ipv4(host)  # raises Refused for an out-of-range part
+    if ip is not None:
+        reason = refusal(ip) or "not a canonical address spelling"
+        raise Refused(f"refused {text}: {host} means {ip} is {reason}")
+
+
 def check_url(url: str | httpx.URL, *, resolver: Resolver | None = None, allow_loopback: bool = False,
               allow_domains: Sequence[str] = (), deny_domains: Sequence[str] = ()) -> Target:
     """Check one URL (one hop) and resolve its host once; raise `Refused` with the reason."""
@@ -165,6 +179,7 @@ def check_url(url: str | httpx.URL, *, resolver: Resolver | None = None, allow_l
     try:
         parsed = httpx.URL(text)
     except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        _refuse_unparsable(text)
         raise Refused(f"{text!r} is not a valid URL: {exc}") from None
     if parsed.scheme not in ("http", "https"):
         raise Refused(f"only http and https URLs are fetched, not {parsed.scheme or 'a relative'!r} URLs: {text}")
