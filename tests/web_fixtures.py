@@ -46,7 +46,7 @@ class Site:
 
 def serve(site: Site) -> ThreadingHTTPServer:
     class _Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             parts = urlsplit(self.path)
             request = Request(parts.path, parse_qs(parts.query), {k.lower(): v for k, v in self.headers.items()})
             site.requests.append(request)

@@ -58,9 +58,9 @@ class Tool:
         if not self.name.isidentifier():
             raise ValueError(f"tool name {self.name!r} must be an identifier (letters, digits, '_')")
         if not (isinstance(self.input_model, type) and issubclass(self.input_model, BaseModel)):
-            raise ValueError(f"tool {self.name}: input_model must be a pydantic model class")
+            raise TypeError(f"tool {self.name}: input_model must be a pydantic model class")
         if not (isinstance(self.output_model, type) and issubclass(self.output_model, BaseModel)):
-            raise ValueError(f"tool {self.name}: output_model must be a pydantic model class")
+            raise TypeError(f"tool {self.name}: output_model must be a pydantic model class")
         object.__setattr__(self, "risk", Risk(self.risk))
 
     def parameters(self) -> dict[str, Any]:

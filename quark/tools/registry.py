@@ -68,7 +68,7 @@ class Registry:
                         raise TypeError(f"{tool!r} is not a quark.tools.Tool")
                     tool = dataclasses.replace(tool, source=source)
                     self.register(tool)
-            except Exception as exc:  # a broken plugin is reported, never fatal
+            except Exception as exc:  # noqa: BLE001 - a broken plugin is reported, never fatal
                 self.problems.append(f"entry point {entry.name} = {entry.value} ({source}): "
                                      f"{type(exc).__name__}: {exc}")
 

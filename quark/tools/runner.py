@@ -117,7 +117,7 @@ def _authorise(tool: Tool, args: BaseModel, context: ToolContext) -> None:
                                  "or confirmed by the user")
     try:
         confirmed = context.policy.confirm(tool, args)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a failing prompt is a refusal, not a crash
         raise _Failure("denied", f"confirmation for {tool.name} failed: {type(exc).__name__}: {exc}") from None
     if not confirmed:
         raise _Failure("denied", f"the user declined to run {tool.name}")
