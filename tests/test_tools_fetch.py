@@ -3,6 +3,9 @@ named literally or handed out by an injected resolver, and is refused before a r
 
 from __future__ import annotations
 
+import json
+import ssl
+
 import httpx
 import pytest
 
@@ -209,3 +212,41 @@ def test_content_type_and_size_caps(site: Site, home) -> None:
     assert big.outcome == "error" and "larger than the 1000-byte limit" in big.error
     missing = run_tool_call("fetch_url", {"url": site.url("/nothing")}, ctx)
     assert missing.outcome == "error" and "answered HTTP 404" in missing.error
+
+
+def test_https_connects_to_the_checked_address_but_verifies_the_name_sent_as_sni(home, tmp_path) -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("site.test").configure_cert(server_tls)
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    site = Site()
+    server = serve(site, tls=server_tls)
+    NAMES["other.test"] = ["127.0.0.1"]
+    try:
+        site.page("/robots.txt", "", "text/plain")
+        site.page("/secure", ARTICLE)
+        ctx = context(home, ca_bundle=str(bundle))
+        result = run_tool_call("fetch_url", {"url": f"https://site.test:{site.port}/secure"}, ctx)
+        assert result.ok, result.error
+        assert "Quarks combine" in result.output["content"]
+        assert site.requests[-1].headers["host"] == f"site.test:{site.port}"
+        wrong_name = run_tool_call("fetch_url", {"url": f"https://other.test:{site.port}/secure"}, ctx)
+        assert wrong_name.outcome == "error" and "CERTIFICATE_VERIFY_FAILED" in wrong_name.error
+        untrusted = run_tool_call("fetch_url", {"url": f"https://site.test:{site.port}/secure"}, context(home))
+        assert untrusted.outcome == "error" and "CERTIFICATE_VERIFY_FAILED" in untrusted.error
+    finally:
+        del NAMES["other.test"]
+        server.shutdown()
+        server.server_close()
+
+
+def test_cli_fetch_with_the_loopback_setting_in_config_toml(quark, site: Site) -> None:
+    site.page("/doc", ARTICLE)
+    refused = quark("tools", "run", "fetch_url", "--args", json.dumps({"url": site.url("/doc")}), expect=1)
+    assert "127.0.0.1 is a loopback address" in refused.output
+    (quark.home / "config.toml").write_text("[tools.fetch_url]\nallow_loopback = true\n")
+    fetched = quark.json("tools", "run", "fetch_url", "--args", json.dumps({"url": site.url("/doc")}))
+    assert fetched["ok"] and "Quarks combine" in fetched["output"]["content"]
+    assert "/robots.txt" not in site.paths()  # a user's own fetch is not bound by robots.txt

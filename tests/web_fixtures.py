@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,7 +45,8 @@ class Site:
         return [r.path for r in self.requests]
 
 
-def serve(site: Site) -> ThreadingHTTPServer:
+def serve(site: Site, tls: ssl.SSLContext | None = None) -> ThreadingHTTPServer:
+    """Start serving `site` on 127.0.0.1 (https when given a server-side `tls` context)."""
     class _Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             parts = urlsplit(self.path)
@@ -63,6 +65,8 @@ def serve(site: Site) -> ThreadingHTTPServer:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     site.port = server.server_address[1]
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server

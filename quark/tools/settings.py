@@ -18,6 +18,7 @@
     timeout_s = 15
     respect_robots = true         # for fetches the model asks for
     allow_loopback = false        # lifts the loopback refusal (tests serving pages on 127.0.0.1)
+    ca_bundle = "/etc/ssl/private-ca.pem"   # extra CAs for https (default: the usual trust store)
 
     [tracing]
     exporter = "none"             # none | console | otlp   (or $QUARK_TRACING)
@@ -66,6 +67,7 @@ class FetchSettings(_Section):
     respect_robots: bool = True
     cache: bool = True
     allow_loopback: bool = False
+    ca_bundle: str | None = None  # PEM file of CAs to trust for https (default: the system's/certifi's)
 
 
 class TracingSettings(_Section):

@@ -6,6 +6,7 @@ returns a `Page` or raises a ToolError/Refused whose message is the reason.
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager as ContextManager
@@ -35,6 +36,17 @@ class Page:
     hops: int
 
 
+def _verify(settings: FetchSettings) -> ssl.SSLContext | bool:
+    """Certificates are always verified (against the URL's name, sent as SNI); `ca_bundle` only
+    changes which authorities are trusted."""
+    if settings.ca_bundle is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=settings.ca_bundle)
+    except (OSError, ssl.SSLError) as exc:
+        raise ToolError(f"tools.fetch_url.ca_bundle {settings.ca_bundle}: {exc}") from None
+
+
 class Fetcher:
     def __init__(self, settings: FetchSettings, *, resolver: Resolver | None = None,
                  db: Callable[[], ContextManager] | None = None, respect_robots: bool | None = None) -> None:
@@ -43,7 +55,7 @@ class Fetcher:
         self.guard = Guard(resolver=resolver, allow_loopback=settings.allow_loopback,
                            allow_domains=tuple(settings.allow_domains), deny_domains=tuple(settings.deny_domains))
         self.db = db if settings.cache else None
-        self.client = httpx.Client(trust_env=False, follow_redirects=False,
+        self.client = httpx.Client(trust_env=False, follow_redirects=False, verify=_verify(settings),
                                    timeout=httpx.Timeout(settings.timeout_s))
         follow = settings.respect_robots if respect_robots is None else respect_robots
         self.robots = Robots(settings.user_agent, self._get_plain) if follow else None

@@ -22,7 +22,7 @@ class Robots:
     def __init__(self, user_agent: str, get: Callable[[str], Response]) -> None:
         self.user_agent = user_agent
         self._get = get
-        self._rules: dict[str, Protego | None] = {}
+        self._rules: dict[str, Protego | str] = {}  # origin -> rules, or why they could not be read
 
     def check(self, url: str) -> None:
         """Raise Refused when robots.txt of `url`'s origin disallows it for our user agent."""
@@ -31,20 +31,18 @@ class Robots:
         if origin not in self._rules:
             self._rules[origin] = self._load(origin)
         rules = self._rules[origin]
-        if rules is None:
-            raise Refused(f"robots.txt of {origin} could not be read, so {url} is not fetched")
+        if isinstance(rules, str):
+            raise Refused(f"robots.txt of {origin} could not be read ({rules}), so {url} is not fetched")
         if not rules.can_fetch(url, self.user_agent):
             raise Refused(f"robots.txt of {origin} disallows {url} for {self.user_agent.split('/')[0]}")
 
-    def _load(self, origin: str) -> Protego | None:
+    def _load(self, origin: str) -> Protego | str:
         try:
             response = self._get(f"{origin}/robots.txt")
-        except Refused:
-            raise
-        except ToolError:
-            return None
+        except ToolError as exc:  # refused by the guard, unreachable, too large
+            return str(exc)
         if 400 <= response.status < 500:
             return Protego.parse("")
         if response.status != 200:
-            return None
+            return f"HTTP {response.status}"
         return Protego.parse(response.text())
