@@ -380,3 +380,13 @@ def test_cli_list_run_log_and_replay(quark, plugin_path: Path, tmp_path: Path) -
     assert replayed["output"] == {"forecast": "sunny in Lima"}
     assert quark("tools", "log", "--replay", "999", expect=1).output.count("\n") == 1
     assert "quark tools run run_code" in quark("tools", "run", "--help").output
+
+
+def test_tool_groups_select_names() -> None:
+    registry = default_registry(plugins=False)
+    assert registry.select("web, files") == {"web_search", "fetch_url", "read_file", "write_file", "list_dir",
+                                             "search_files"}
+    assert registry.select("code,memory_search") == {"run_code", "run_tests", "memory_search"}
+    assert registry.select("all") == set(registry.names()) and registry.select("") == frozenset()
+    with pytest.raises(QuarkError, match="unknown tool or tool group 'browser'"):
+        registry.select("web,browser")

@@ -21,6 +21,13 @@ from quark.tools.base import Tool
 from quark.tools.builtin import builtin_tools
 
 ENTRY_POINT_GROUP = "quark.tools"
+# Names a user can enable tools by (`quark chat --tools web,code,files`); any tool's own name works too.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "web": ("web_search", "fetch_url"),
+    "code": ("run_code", "run_tests"),
+    "files": ("read_file", "write_file", "list_dir", "search_files"),
+    "memory": ("memory_search", "checkpoint_save", "checkpoint_load"),
+}
 
 
 class Registry:
@@ -54,6 +61,24 @@ class Registry:
     def schemas(self, allowed: Iterable[str] | None = None) -> list[dict]:
         """OpenAI `tools` entries for the model's prompt (and the tool-call grammar)."""
         return [t.schema() for t in self.tools(allowed)]
+
+    def select(self, spec: str) -> frozenset[str]:
+        """The tool names a comma-separated `spec` of group names ("web", "code", "files",
+        "memory", "all") and tool names enables; an unknown name is a one-line error."""
+        chosen: set[str] = set()
+        for item in (part.strip() for part in spec.split(",")):
+            if not item:
+                continue
+            if item == "all":
+                chosen.update(self._tools)
+            elif item in GROUPS:
+                chosen.update(name for name in GROUPS[item] if name in self._tools)
+            elif item in self._tools:
+                chosen.add(item)
+            else:
+                raise QuarkError(f"unknown tool or tool group {item!r} (groups: all, {', '.join(GROUPS)}; "
+                                 f"tools: {', '.join(self._tools)})")
+        return frozenset(chosen)
 
     def load_plugins(self, group: str = ENTRY_POINT_GROUP) -> None:
         for entry in importlib.metadata.entry_points(group=group):
