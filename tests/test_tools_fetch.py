@@ -42,6 +42,8 @@ REFUSED = [
     ("http://[64:ff9b::a9fe:a9fe]/", "(which carries 169.254.169.254) is a cloud metadata address"),  # NAT64
     ("http://[64:ff9b:1::a00:1]/", "a NAT64 local-use address"),
     ("http://[::127.0.0.1]/", "(which carries 127.0.0.1) is a loopback address"),         # v4-compatible
+    ("http://[::ffff:0:7f00:1]/", "(which carries 127.0.0.1) is a loopback address"),      # v4-translated (SIIT)
+    ("http://[2001:0:4136:e378:8000:63bf:f5ff:fffe]/", "(which carries 10.0.0.1) is a private address"),  # Teredo
     ("http://169.254.169.254/latest/meta-data/", "169.254.169.254 is a cloud metadata address"),
     ("http://[fd00:ec2::254]/", "fd00:ec2::254 is a cloud metadata address"),
     ("http://0.0.0.0:8080/", "0.0.0.0 is the unspecified address"),

@@ -34,6 +34,7 @@ _DOCUMENTATION = [ipaddress.ip_network(n) for n in
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
 _V4_COMPATIBLE = ipaddress.ip_network("::/96")
+_V4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # SIIT, RFC 2765
 
 
 class Refused(ToolError):
@@ -103,8 +104,8 @@ def parse_ip(host: str) -> IPAddress | None:
 
 
 def unwrap(ip: IPAddress) -> IPAddress:
-    """The IPv4 address an IPv6 form carries (v4-mapped, v4-compatible, 6to4, NAT64, Teredo client),
-    or `ip` itself."""
+    """The IPv4 address an IPv6 form carries (v4-mapped, v4-translated, v4-compatible, 6to4, NAT64,
+    Teredo client), or `ip` itself."""
     if isinstance(ip, ipaddress.IPv4Address):
         return ip
     if ip.ipv4_mapped is not None:
@@ -113,7 +114,7 @@ def unwrap(ip: IPAddress) -> IPAddress:
         return ip.sixtofour
     if ip.teredo is not None:
         return ip.teredo[1]
-    if ip in _NAT64 or (ip in _V4_COMPATIBLE and int(ip) > 1):
+    if ip in _NAT64 or ip in _V4_TRANSLATED or (ip in _V4_COMPATIBLE and int(ip) > 1):
         return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return ip
 
