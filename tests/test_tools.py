@@ -25,7 +25,7 @@ from quark.tools.registry import Registry, default_registry
 from quark.tools.runner import run_tool_call
 from quark.tools.settings import ToolSettings, TracingSettings, WebSearchSettings, load_settings
 from quark.tools.web import search as providers
-from tests.web_fixtures import Site, serve
+from web_fixtures import Site, serve
 
 
 class EchoIn(ToolInput):

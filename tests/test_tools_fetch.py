@@ -15,7 +15,7 @@ from quark.tools.runner import run_tool_call
 from quark.tools.settings import FetchSettings, ToolSettings
 from quark.tools.web.addresses import Refused, check_url
 from quark.tools.web.client import Guard, guarded_get, pinned_request
-from tests.web_fixtures import Site, serve
+from web_fixtures import Site, serve
 
 NAMES = {"internal.test": ["10.1.2.3"], "mixed.test": ["93.184.215.14", "192.168.0.7"],
          "metadata.test": ["169.254.169.254"], "public.test": ["93.184.215.14"], "site.test": ["127.0.0.1"],
