@@ -252,3 +252,13 @@ def test_cli_fetch_with_the_loopback_setting_in_config_toml(quark, site: Site) -
     fetched = quark.json("tools", "run", "fetch_url", "--args", json.dumps({"url": site.url("/doc")}))
     assert fetched["ok"] and "Quarks combine" in fetched["output"]["content"]
     assert "/robots.txt" not in site.paths()  # a user's own fetch is not bound by robots.txt
+
+
+def test_a_slow_server_hits_the_time_cap(site: Site, home) -> None:
+    import time as _time
+
+    site.page("/robots.txt", "", "text/plain")
+    site.routes["/slow"] = lambda request: (_time.sleep(2), (200, {"Content-Type": "text/plain"}, b"late"))[1]
+    result = run_tool_call("fetch_url", {"url": site.url("/slow")}, context(home, timeout_s=0.5))
+    assert result.outcome == "error" and result.error == "timed out waiting for 127.0.0.1 to answer"
+    assert result.duration_s < 1.8

@@ -98,8 +98,10 @@ def guarded_get(url: str, guard: Guard, *, headers: Mapping[str, str] | None = N
             request = pinned_request(client, target, headers or {})
             try:
                 response = client.send(request, stream=True)
-            except httpx.TimeoutException:
+            except httpx.ConnectTimeout:
                 raise ToolError(f"timed out connecting to {target.host}") from None
+            except httpx.TimeoutException:
+                raise ToolError(f"timed out waiting for {target.host} to answer") from None
             except httpx.HTTPError as exc:
                 raise ToolError(f"cannot fetch {target.url}: {type(exc).__name__}: {exc}") from None
             try:
