@@ -54,12 +54,15 @@ def serve(site: Site, tls: ssl.SSLContext | None = None) -> ThreadingHTTPServer:
             site.requests.append(request)
             handler = site.routes.get(parts.path)
             status, headers, body = handler(request) if handler else (404, {"Content-Type": "text/plain"}, b"not found")
-            self.send_response(status)
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):  # the client gave up (a size or time cap)
+                pass
 
         def log_message(self, *args) -> None:
             pass
