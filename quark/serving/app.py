@@ -23,9 +23,9 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from quark.embedding import embed_texts
+from quark.retrieval.embedding import embed_texts
 from quark.inference import Engine, SamplingParams, StreamEvent
-from quark.modelio import DEFAULT_GENERATION
+from quark.modelfolder import DEFAULT_GENERATION
 from quark.serving.batcher import FINISHED, Batcher, Job
 from quark.serving.keys import Caller, KeyStore, RateLimiter
 from quark.serving.metrics import Metrics, MetricsMiddleware

@@ -10,5 +10,5 @@ Modules: `base` (Tool, Risk, ToolInput/ToolOutput, ToolError), `registry` (built
 `result` (ToolResult), `audit` (the tool_calls log), `settings` (config.toml), `tracing`
 (OpenTelemetry), `workspace` (path confinement), `web/` (SSRF guard, fetcher, cache, robots,
 search providers), `builtin/` (the tools themselves). This package imports nothing eagerly, so
-low-level modules (quark.chat.checkpoint uses `audit`) can import its parts without a cycle.
+low-level modules (quark.chat.snapshot uses `audit`) can import its parts without a cycle.
 """

@@ -1,7 +1,7 @@
 """checkpoint_save, checkpoint_load and memory_search: the chat's own state as tools.
 
-They work on the context's conversation in quark.db (quark.chat.checkpoint, quark.memory.store);
-saves and restores are also written to the audit log by quark.chat.checkpoint itself.
+They work on the context's conversation in quark.db (quark.chat.snapshot, quark.memory.store);
+saves and restores are also written to the audit log by quark.chat.snapshot itself.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from quark.chat import checkpoint as checkpoints
+from quark.chat.snapshot import get_snapshot, load_snapshot, save_snapshot
 from quark.errors import QuarkError
 from quark.memory.store import MemoryStore
 from quark.tools.base import Risk, Tool, ToolError, ToolInput, ToolOutput
@@ -33,7 +33,7 @@ def checkpoint_save(args: CheckpointSaveInput, ctx: ToolContext) -> CheckpointSa
     conversation = ctx.require_conversation()
     with ctx.db() as conn:
         try:
-            snapshot = checkpoints.save(conn, args.name, conversation)
+            snapshot = save_snapshot(conn, args.name, conversation)
         except QuarkError as exc:
             raise ToolError(str(exc)) from None
     return CheckpointSaveOutput(name=args.name, conversation_id=conversation, messages=len(snapshot.messages),
@@ -55,8 +55,8 @@ def checkpoint_load(args: CheckpointLoadInput, ctx: ToolContext) -> CheckpointLo
     target = ctx.require_conversation() if args.into == "current" else None
     with ctx.db() as conn:
         try:
-            snapshot = checkpoints.get(conn, args.name)
-            conversation = checkpoints.load(conn, args.name, target)
+            snapshot = get_snapshot(conn, args.name)
+            conversation = load_snapshot(conn, args.name, target)
         except QuarkError as exc:
             raise ToolError(str(exc)) from None
     return CheckpointLoadOutput(name=args.name, conversation_id=conversation, messages=len(snapshot.messages))
