@@ -134,6 +134,30 @@ MIGRATIONS: list[str] = [
         updated_at REAL NOT NULL
     );
     """,
+    # 3: tools (quark.tools). The audit log gains what a call's outcome was and how long it took,
+    # and a digest of its result (a replay is compared by digest); `kind` tells tool calls from
+    # checkpoint saves/restores. `fetch_cache` keeps fetched pages for ETag/Last-Modified
+    # revalidation (quark.tools.web.cache).
+    """
+    ALTER TABLE tool_calls ADD COLUMN kind TEXT NOT NULL DEFAULT 'tool';
+    ALTER TABLE tool_calls ADD COLUMN outcome TEXT;
+    ALTER TABLE tool_calls ADD COLUMN error TEXT;
+    ALTER TABLE tool_calls ADD COLUMN result_digest TEXT;
+    ALTER TABLE tool_calls ADD COLUMN duration_s REAL;
+    UPDATE tool_calls SET outcome = CASE WHEN ok THEN 'ok' ELSE 'error' END;
+    CREATE INDEX tool_calls_conversation ON tool_calls(conversation_id, id);
+    CREATE TABLE fetch_cache (
+        url           TEXT PRIMARY KEY,              -- the URL as requested
+        final_url     TEXT NOT NULL,                 -- after redirects
+        content_type  TEXT NOT NULL,
+        charset       TEXT NOT NULL,
+        etag          TEXT,
+        last_modified TEXT,
+        body          BLOB NOT NULL,
+        fetched_at    REAL NOT NULL,
+        validated_at  REAL NOT NULL
+    );
+    """,
 ]
 
 

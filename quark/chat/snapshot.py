@@ -29,6 +29,7 @@ from quark.home import validate_name
 from quark.memory.extract import NewMemory
 from quark.memory.profile import PROFILE_KEY
 from quark.memory.store import Memory, MemoryStore
+from quark.tools.audit import record_checkpoint
 
 FORMAT = "quark-checkpoint"
 
@@ -120,7 +121,7 @@ def take_snapshot(store: ChatStore, memories: MemoryStore, conversation_id: int,
     last_reply = next((m for m in reversed(thread) if m.role == "assistant"), None)
     retrieved = [m for m in (last_reply.meta.get("memories", []) if last_reply else []) if m.get("source") != "pinned"]
     tools = memories.conn.execute("SELECT tool, arguments, result, ok, created_at FROM tool_calls "
-                                  "WHERE conversation_id = ? ORDER BY id", (conversation_id,)).fetchall()
+                                  "WHERE conversation_id = ? AND kind = 'tool' ORDER BY id", (conversation_id,)).fetchall()
     return Snapshot(
         name=name, created_at=time.time(),
         conversation={"id": conversation.id, "title": conversation.title, "model": conversation.model,
@@ -206,6 +207,8 @@ def save_snapshot(conn, name: str, conversation_id: int, *, force: bool = False)
             raise QuarkError(f"checkpoint {name!r} already exists (use --force to replace it, or pick another name)")
         snapshot = take_snapshot(ChatStore(conn), MemoryStore(conn), conversation_id, name)
         _store(conn, snapshot, conversation_id)
+        record_checkpoint(conn, "save", name, conversation_id,
+                          {"messages": len(snapshot.messages), "replaced": bool(exists)})
     return snapshot
 
 
@@ -229,7 +232,9 @@ def load_snapshot(conn, name: str, conversation_id: int | None = None) -> int:
     """Restore checkpoint `name` into a new conversation (None) or `conversation_id`."""
     snapshot = get_snapshot(conn, name)
     with transaction(conn):
-        return restore_snapshot(ChatStore(conn), MemoryStore(conn), snapshot, conversation_id)
+        restored = restore_snapshot(ChatStore(conn), MemoryStore(conn), snapshot, conversation_id)
+        record_checkpoint(conn, "load", name, restored, {"into": "new" if conversation_id is None else "current"})
+        return restored
 
 
 def list_snapshots(conn) -> list[dict]:
