@@ -2,8 +2,8 @@
 
 Text is streamed incrementally: each step decodes a row's completion so far and emits only the
 new suffix, holding back an incomplete UTF-8 character (byte-fallback pieces) and any tail that
-could still become a stop string. Generation ends for a row on EOS or <|end|>, a stop string, or
-max_tokens; a prompt that cannot fit the context is an error, never silently cut.
+could still become a stop string. Generation ends for a row on EOS or <|end|>, a stop string, a
+complete grammar (rows with `SamplingParams.grammar` are masked to it each step), or max_tokens; a prompt that cannot fit the context is an error, never silently cut.
 
 A `LiveBatch` holds the rows generating together. New rows may join it between steps
 (continuous batching: the server admits requests as they arrive instead of making them wait for
@@ -15,6 +15,7 @@ compacted (finished rows and columns no live row uses are dropped) so they stop 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from pathlib import Path
 import torch
 
 from quark.errors import QuarkError
+from quark.inference.grammar import GrammarCompiler, GrammarMatcher, constrain
 from quark.inference.quantize import load_for_inference
 from quark.inference.sampling import RowSampler, SamplingParams
 from quark.modelio import load_tokenizer
@@ -57,6 +59,7 @@ class _Row:
     prompt: list[int]
     sampler: RowSampler
     max_tokens: int
+    grammar: GrammarMatcher | None = None
     tokens: list[int] = field(default_factory=list)
     emitted: int = 0  # characters of text already streamed
     finish_reason: str | None = None
@@ -70,6 +73,8 @@ class Engine:
         self.device = model.norm.weight.device
         self.dtype = model.norm.weight.dtype  # activations' dtype: norms are never quantized
         self.stop_ids = {tokenizer.eos_id, tokenizer.end_id}
+        self._grammars: GrammarCompiler | None = None
+        self._grammars_lock = threading.Lock()
 
     @classmethod
     def load(cls, folder: Path, *, device: str = "cpu", dtype: torch.dtype = torch.float32,
@@ -89,6 +94,14 @@ class Engine:
                        f"{folder.name}+{adapter}")
         model = load_for_inference(folder, device=device, dtype=dtype, mode=quantize)
         return cls(model, load_tokenizer(folder), folder.name)
+
+    @property
+    def grammars(self) -> GrammarCompiler:
+        """Grammars compiled for this tokenizer, each once (built on first use)."""
+        with self._grammars_lock:
+            if self._grammars is None:
+                self._grammars = GrammarCompiler(self.tokenizer)
+            return self._grammars
 
     @property
     def context_length(self) -> int:
@@ -153,7 +166,8 @@ class Engine:
             prompt = list(prompt)
             self.check_prompt(prompt)
             budget = min(p.max_tokens, self.context_length - len(prompt))
-            rows.append(_Row(key, prompt, RowSampler.create(p, prompt, self.device), budget))
+            grammar = self.grammars.matcher(p.grammar) if p.grammar is not None else None
+            rows.append(_Row(key, prompt, RowSampler.create(p, prompt, self.device), budget, grammar))
         return rows
 
     def _run(self, rows: list[_Row], cancelled: Callable[[int], bool] | None = None) -> Iterator[StreamEvent]:
@@ -171,6 +185,8 @@ class Engine:
 
     def _advance(self, row: _Row, token: int) -> StreamEvent | None:
         """Record `token` for a row and return the text it makes safe to show, if any."""
+        if row.grammar is not None:
+            row.grammar.accept(token)
         if token in self.stop_ids:
             row.finish_reason = "stop"
             return StreamEvent(row.key, self._flush(row, self.tokenizer.decode(row.tokens), final=True), [], "stop")
@@ -183,9 +199,10 @@ class Engine:
                 new = text[row.emitted:cut] if cut > row.emitted else ""
                 row.emitted = max(row.emitted, cut)
                 return StreamEvent(row.key, new, [token], "stop")
-        if len(row.tokens) >= row.max_tokens:
-            row.finish_reason = "length"
-            return StreamEvent(row.key, self._flush(row, text, final=True), [token], "length")
+        complete = row.grammar is not None and row.grammar.complete
+        if complete or len(row.tokens) >= row.max_tokens:
+            row.finish_reason = "stop" if complete else "length"
+            return StreamEvent(row.key, self._flush(row, text, final=True), [token], row.finish_reason)
         return StreamEvent(row.key, self._flush(row, text, final=False), [token])
 
     @staticmethod
@@ -278,6 +295,8 @@ class LiveBatch:
         next_ids = [engine.tokenizer.pad_id] * len(self.rows)
         live = [False] * len(self.rows)
         greedy: list[int] | None = None
+        constrain(self.logits, [(line, row.grammar) for line, row in enumerate(self.rows)
+                                if row.grammar is not None and not row.finish_reason])
         for line, row in enumerate(self.rows):
             if row.finish_reason:
                 continue

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import torch
 
 from quark.errors import QuarkError
+from quark.inference.grammar import Grammar
 
 
 @dataclass
@@ -19,6 +20,7 @@ class SamplingParams:
     repetition_penalty: float = 1.0  # CTRL-style; 1.0 is off
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    grammar: Grammar | None = None  # constrain the output (inference/grammar.py); it ends when complete
 
     def __post_init__(self) -> None:
         self.stop = tuple(self.stop or ())
