@@ -61,13 +61,16 @@ def json_schema_grammar(schema: dict[str, Any] | bool | None = None, *, strict: 
 
 
 def tool_call_grammar(tools: Sequence[dict[str, Any]], *, required: bool = True, name: str | None = None,
-                      parallel: bool = True) -> Grammar:
+                      parallel: bool = True, reply_schema: dict[str, Any] | None = None,
+                      reply_strict: bool = True) -> Grammar:
     """The assistant's tool-call turn: `<|tool_call|>{"name": …, "arguments": {…}}` (one call per
     line when `parallel`), arguments matching that function's JSON schema.
 
     `tools` are OpenAI function tools, `{"type": "function", "function": {"name", "description",
-    "parameters"}}` (what the tool registry exports). `required`: the reply must be a tool call;
-    otherwise it may also be plain text (OpenAI's tool_choice "auto"). `name` forces one function."""
+    "parameters", "strict"?}}` (what the tool registry exports); a function's `strict` refuses schema
+    keywords the grammar cannot enforce instead of ignoring them. `required`: the reply must be a
+    tool call; otherwise it may also be a plain reply (OpenAI's tool_choice "auto"): any text, or
+    JSON matching `reply_schema` when one is given. `name` forces that one function."""
     functions = [_function(tool, i) for i, tool in enumerate(tools)]
     if not functions:
         raise QuarkError("tools: at least one function is needed for a tool-call grammar")
@@ -75,12 +78,17 @@ def tool_call_grammar(tools: Sequence[dict[str, Any]], *, required: bool = True,
         functions = [f for f in functions if f["name"] == name]
         if not functions:
             raise QuarkError(f"tool_choice: no function named {name!r} in tools")
-    calls = [{"type": "object", "properties": {"name": {"const": f["name"]}, "arguments": f["parameters"]},
-              "required": ["name", "arguments"], "additionalProperties": False} for f in functions]
-    call = calls[0] if len(calls) == 1 else {"anyOf": calls}
     repeat = ' ("\\n" call)*' if parallel else ""
-    start = f"{TOOL_CALL} call{repeat}" if required else f"{TOOL_CALL} call{repeat} | TEXT"
-    return Grammar(f"start: {start}\ncall: %json {_with_format(call, True)}\nTEXT: /(?s:.+)/\n", "tools")
+    lines = [f"start: {TOOL_CALL} call{repeat}" + ("" if required else " | reply"),
+             "call: " + " | ".join(f"call_{i}" for i in range(len(functions)))]
+    for i, f in enumerate(functions):
+        call = {"type": "object", "properties": {"name": {"const": f["name"]}, "arguments": f["parameters"]},
+                "required": ["name", "arguments"], "additionalProperties": False}
+        lines.append(f"call_{i}: %json {_with_format(call, f['strict'])}")
+    if not required:
+        lines += ([f"reply: %json {_with_format(reply_schema, reply_strict)}"] if reply_schema is not None
+                  else ["reply: TEXT", "TEXT: /(?s:.+)/"])
+    return Grammar("\n".join(lines) + "\n", "tools")
 
 
 def _function(tool: Any, index: int) -> dict[str, Any]:
@@ -96,7 +104,7 @@ def _function(tool: Any, index: int) -> dict[str, Any]:
     parameters = function.get("parameters", {"type": "object", "properties": {}})
     if not isinstance(parameters, dict):
         raise QuarkError(f"{at}.function.parameters: a JSON schema object is required")
-    return {"name": name, "parameters": parameters}
+    return {"name": name, "parameters": parameters, "strict": bool(function.get("strict", False))}
 
 
 def _with_format(schema: dict | bool, strict: bool) -> str:
@@ -178,7 +186,8 @@ class GrammarCompiler:
 
 def _error_line(message: str) -> str:
     """llguidance's message without the grammar listing it appends ("… 1 | start: %json {…} ^")."""
-    return " ".join(re.split(r"\s+\d+ \| ", message, maxsplit=1)[0].split())
+    message = re.split(r"\s+\d+ \| ", message, maxsplit=1)[0]
+    return " ".join(re.sub(r"^at \d+\(\d+\): ", "", message.strip()).split())
 
 
 class _Vocabulary:
