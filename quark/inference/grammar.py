@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from quark.errors import QuarkError
@@ -53,10 +54,10 @@ def json_schema_grammar(schema: dict[str, Any] | bool | None = None, *, strict: 
     """Any JSON value matching `schema` (None: any JSON object, OpenAI's `json_object`).
 
     `strict=False` ignores schema keywords the grammar cannot enforce instead of refusing them."""
-    if schema is None:
-        schema = {"type": "object"}
-    if not isinstance(schema, (dict, bool)):
-        raise QuarkError(f"{what}: a JSON schema must be an object, not {type(schema).__name__}")
+    if schema is None or schema is True:
+        schema = {"type": "object"} if schema is None else {}
+    if schema is False or not isinstance(schema, dict):
+        raise QuarkError(f"{what}: a JSON schema must be an object (or true), not {json.dumps(schema)[:40]}")
     return Grammar(f"start: %json {_with_format(schema, strict)}\n", what)
 
 
@@ -107,26 +108,18 @@ def _function(tool: Any, index: int) -> dict[str, Any]:
     return {"name": name, "parameters": parameters, "strict": bool(function.get("strict", False))}
 
 
-def _with_format(schema: dict | bool, strict: bool) -> str:
+def _with_format(schema: dict[str, Any], strict: bool) -> str:
+    """The schema as `%json` text, with the template's separators and the strictness attached."""
     options = {**_JSON_FORMAT, "lenient": not strict}
-    if isinstance(schema, bool):
-        return json.dumps({"anyOf": [{}]} if schema else {"not": {}, "x-guidance": options})
     return json.dumps({**schema, "x-guidance": {**schema.get("x-guidance", {}), **options}})
 
 
 class GrammarMatcher:
-    """One row's position in its grammar: what may come next, and the tokens taken so far."""
+    """One row's position in its grammar: which tokens may come next, and whether it is complete."""
 
     def __init__(self, matcher: Any, vocab_size: int, what: str) -> None:
         self._matcher, self.what = matcher, what
-        self._words = (vocab_size + 31) // 32  # 32 tokens per int32 of the mask
-
-    def fill_mask(self, bitmask: torch.Tensor, line: int) -> None:
-        """Write the allowed-token bits for the next token into row `line` of a zeroed int32 bitmask
-        (bit t of word t // 32 is token t); words past this tokenizer's vocabulary stay 0, forbidden."""
-        row = bitmask[line, :self._words]
-        self._matcher.unsafe_compute_mask_ptr(row.data_ptr(), self._words * 4)
-        self._check()
+        self.words = (vocab_size + 31) // 32  # 32 tokens per int32 of the mask
 
     def accept(self, token: int) -> None:
         """Advance past a sampled token (one the mask allowed)."""
@@ -214,20 +207,52 @@ class _Vocabulary:
         return self._tokenizer.encode(text if isinstance(text, str) else text.decode("utf-8", errors="replace"))
 
 
-_BITS = torch.tensor([1 << b for b in range(31)] + [-(1 << 31)], dtype=torch.int32)
-
-
 def constrain(logits: torch.Tensor, rows: Sequence[tuple[int, GrammarMatcher]]) -> None:
     """Set to -inf, in place, every token the grammar of each (line, matcher) forbids next.
 
-    Lines not listed are left alone, so rows with and without a grammar share one batch."""
+    Lines not listed are left alone, so rows with and without a grammar share one batch. With the
+    model on an accelerator the masks are filled by llguidance's thread pool (idle CPU cores, no
+    GIL); on a CPU, whose cores are busy with the model, one after another costs less in all. They
+    are applied in a handful of tensor operations, whose fixed cost matters at batch 1."""
     if not rows:
         return
-    width = (logits.shape[-1] + 31) // 32
-    bitmask = torch.zeros((len(rows), width), dtype=torch.int32)
-    for i, (_, matcher) in enumerate(rows):
-        matcher.fill_mask(bitmask, i)
-    allowed = (bitmask.unsqueeze(-1) & _BITS) != 0  # (rows, width, 32)
-    allowed = allowed.view(len(rows), -1)[:, :logits.shape[-1]].to(logits.device, non_blocking=True)
-    lines = torch.tensor([line for line, _ in rows], dtype=torch.long, device=logits.device)
-    logits.index_copy_(0, lines, logits.index_select(0, lines).masked_fill_(~allowed, float("-inf")))
+    words = rows[0][1].words
+    if any(matcher.words != words for _, matcher in rows):
+        raise ValueError("constrain: every matcher of a batch comes from the same tokenizer")
+    bitmask = np.zeros((len(rows), words), dtype=np.int32)
+    if logits.device.type != "cpu" and len(rows) > 1:
+        _executor().unsafe_compute_mask_ptr([(m._matcher, i) for i, (_, m) in enumerate(rows)], bitmask.ctypes.data,
+                                            words * 4, len(rows))
+    else:
+        for i, (_, matcher) in enumerate(rows):
+            matcher._matcher.unsafe_compute_mask_ptr(bitmask[i].ctypes.data, words * 4)
+    for _, matcher in rows:
+        matcher._check()
+    # Bit t of the little-endian words is token t: unpack them in token order. Logit columns past the
+    # tokenizer's vocabulary (a model may have spare rows) are ids no text has: forbidden.
+    vocab = logits.shape[-1]
+    forbidden = np.unpackbits(bitmask.view(np.uint8), axis=1, count=min(vocab, words * 32), bitorder="little") == 0
+    if vocab > forbidden.shape[1]:
+        forbidden = np.pad(forbidden, ((0, 0), (0, vocab - forbidden.shape[1])), constant_values=True)
+    forbidden = torch.from_numpy(forbidden).to(logits.device, non_blocking=True)
+    lines = [line for line, _ in rows]
+    if lines == list(range(logits.shape[0])):
+        logits.masked_fill_(forbidden, float("-inf"))
+    else:
+        for i, line in enumerate(lines):
+            logits[line].masked_fill_(forbidden[i], float("-inf"))
+
+
+_EXECUTOR: Any = None
+_EXECUTOR_LOCK = threading.Lock()
+
+
+def _executor() -> Any:
+    """llguidance's pool for filling a batch's masks in parallel (its default size: most cores)."""
+    global _EXECUTOR
+    with _EXECUTOR_LOCK:
+        if _EXECUTOR is None:
+            import llguidance
+
+            _EXECUTOR = llguidance.LLExecutor()
+        return _EXECUTOR

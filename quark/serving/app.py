@@ -177,9 +177,11 @@ def _routes(service: Service) -> APIRouter:
         rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return _stream(_chat_chunks(service, jobs, rid, created, body.n, len(prompt), include_usage))
+            return _stream(_chat_chunks(service, jobs, rid, created, body.n, len(prompt), include_usage,
+                                        body.calls_tools))
         texts, reasons, ids = await service.collect(jobs, body.n)
-        choices = [{"index": i, **_chat_choice(engine, texts[i], ids[i], reasons[i]), "logprobs": None}
+        choices = [{"index": i, **_chat_choice(engine, texts[i], ids[i], reasons[i], body.calls_tools),
+                    "logprobs": None}
                    for i in range(body.n)]
         return {"id": rid, "object": "chat.completion", "created": created, "model": engine.name,
                 "system_fingerprint": None, "choices": choices, "usage": _usage(len(prompt), sum(map(len, ids)))}
@@ -235,9 +237,10 @@ def _routes(service: Service) -> APIRouter:
     return v1
 
 
-def _chat_choice(engine: Engine, text: str, token_ids: list[int], reason: str) -> dict[str, Any]:
-    """A chat choice's message and finish reason: a complete tool-call reply becomes `tool_calls`."""
-    if starts_tool_call(engine.tokenizer, token_ids) and (calls := read_tool_calls(text)) is not None:
+def _chat_choice(engine: Engine, text: str, token_ids: list[int], reason: str, tools: bool) -> dict[str, Any]:
+    """A chat choice's message and finish reason: when tools were offered, a complete tool-call
+    reply becomes `tool_calls`."""
+    if tools and starts_tool_call(engine.tokenizer, token_ids) and (calls := read_tool_calls(text)) is not None:
         return {"message": {"role": "assistant", "content": None, "tool_calls": [c.as_openai() for c in calls]},
                 "finish_reason": "tool_calls"}
     return {"message": {"role": "assistant", "content": text}, "finish_reason": reason}
@@ -279,7 +282,7 @@ def _chunker(kind: str, service: Service, rid: str, created: int, include_usage:
 
 
 async def _chat_chunks(service: Service, jobs, rid: str, created: int, n: int, prompt_tokens: int,
-                       include_usage: bool) -> AsyncIterator[str]:
+                       include_usage: bool, tools: bool) -> AsyncIterator[str]:
     chunk = _chunker("chat.completion.chunk", service, rid, created, include_usage)
 
     def choice(index: int, delta: dict, finish: str | None = None) -> dict:
@@ -290,7 +293,7 @@ async def _chat_chunks(service: Service, jobs, rid: str, created: int, n: int, p
     seen = [0] * n  # tokens so far per row: a tool call is told by its first
     try:
         async for event in service.events(jobs):
-            if not seen[event.index] and starts_tool_call(service.engine.tokenizer, event.token_ids):
+            if tools and not seen[event.index] and starts_tool_call(service.engine.tokenizer, event.token_ids):
                 calls[event.index] = ToolCallReader()
             seen[event.index] += len(event.token_ids)
             reader = calls.get(event.index)
