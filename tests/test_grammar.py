@@ -12,15 +12,15 @@ from quark.inference import Engine, SamplingParams, json_schema_grammar, tool_ca
 from quark.inference.tool_calls import ToolCallReader, read_tool_calls, starts_tool_call
 
 WEATHER = {"type": "object", "additionalProperties": False, "required": ["city", "days", "unit"],
-           "properties": {"city": {"type": "string", "maxLength": 12},
+           "properties": {"city": {"type": "string", "maxLength": 8},
                           "days": {"type": "integer", "minimum": 1, "maximum": 7},
                           "unit": {"enum": ["celsius", "fahrenheit"]}}}
+CODE = {"type": "object", "additionalProperties": False, "required": ["code"],
+        "properties": {"code": {"type": "string", "maxLength": 16}}}
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather for a city.",
                                            "parameters": WEATHER}},
          {"type": "function", "function": {"name": "run_python", "description": "Run Python code.",
-                                           "parameters": {"type": "object", "required": ["code"],
-                                                          "additionalProperties": False,
-                                                          "properties": {"code": {"type": "string", "maxLength": 24}}}}}]
+                                           "parameters": CODE}}]
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +123,26 @@ def test_auto_may_answer_in_text_or_call(engine: Engine, prompt: list[int]) -> N
             assert read_tool_calls(completion.text) is not None
         else:  # text: never a control symbol (a turn marker) in the middle of it
             assert not specials & set(completion.token_ids)
+
+
+def test_parallel_and_serial_masks_agree(engine: Engine) -> None:
+    import torch
+
+    from quark.inference.grammar import constrain
+
+    grammar = tool_call_grammar(TOOLS)
+    text = engine.tokenizer.encode('{"name": "get_weather", "arguments": {"city": "Pa')
+    serial = [engine.grammars.matcher(grammar) for _ in range(2)]
+    parallel = [engine.grammars.matcher(grammar) for _ in range(2)]
+    for matcher in (*serial, *parallel):
+        for token in [engine.tokenizer.special_id("<|tool_call|>"), *text]:
+            matcher.accept(token)
+    logits = [torch.zeros(3, engine.model.config.vocab_size) for _ in range(2)]
+    constrain(logits[0], [(0, serial[0]), (2, serial[1])], parallel=False)
+    constrain(logits[1], [(0, parallel[0]), (2, parallel[1])], parallel=True)
+    assert torch.equal(logits[0], logits[1]) and torch.isfinite(logits[0][1]).all()  # line 1 has no grammar
+    allowed = torch.isfinite(logits[0][0])
+    assert 1 < int(allowed.sum()) < allowed.numel() and not allowed[engine.tokenizer.end_id]  # inside a string
 
 
 def test_tool_call_reader_streams_what_it_reads_whole() -> None:

@@ -8,18 +8,11 @@ from pathlib import Path
 import jsonschema
 import openai
 import pytest
-from test_serve import quark_serve, tok  # noqa: F401 - tok: the tiny model's tokenizer fixture
+from test_grammar import CODE, TOOLS, WEATHER
+from test_serve import quark_serve
 
-WEATHER = {"type": "object", "additionalProperties": False, "required": ["city", "days", "unit"],
-           "properties": {"city": {"type": "string", "maxLength": 8},
-                          "days": {"type": "integer", "minimum": 1, "maximum": 7},
-                          "unit": {"enum": ["celsius", "fahrenheit"]}}}
-CODE = {"type": "object", "additionalProperties": False, "required": ["code"],
-        "properties": {"code": {"type": "string", "maxLength": 16}}}
-TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather for a city.",
-                                           "parameters": WEATHER}},
-         {"type": "function", "function": {"name": "run_python", "description": "Run Python code.",
-                                           "parameters": CODE}}]
+from quark.tokenizer import Tokenizer
+
 SCHEMAS = {"get_weather": WEATHER, "run_python": CODE}
 ANSWER = {"type": "object", "additionalProperties": False, "required": ["answer", "score", "tags"],
           "properties": {"answer": {"type": "string", "maxLength": 10},
@@ -37,6 +30,11 @@ def client(tiny_model_home: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     """A client of `quark serve` whose batch holds all 50 samples of a request at once."""
     with quark_serve(tiny_model_home, tmp_path_factory, "--max-batch", "64") as url:
         yield openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def tok(tiny_model_home: Path) -> Tokenizer:
+    return Tokenizer.load(tiny_model_home / "models" / "tiny")
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +155,7 @@ def test_auto_streams_what_it_answers_whole(client: openai.OpenAI) -> None:
             assert choice["content"] == reference.message.content and not choice["calls"]
 
 
-def test_tool_turns_go_back_into_the_prompt(client: openai.OpenAI, tok) -> None:
+def test_tool_turns_go_back_into_the_prompt(client: openai.OpenAI, tok: Tokenizer) -> None:
     call = {"id": "call_1", "type": "function",
             "function": {"name": "get_weather", "arguments": '{"city": "Paris", "days": 3, "unit": "celsius"}'}}
     messages = [*MESSAGES, {"role": "assistant", "content": None, "tool_calls": [call]},
@@ -180,7 +178,8 @@ def test_tool_turns_go_back_into_the_prompt(client: openai.OpenAI, tok) -> None:
     (dict(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "objekt"}}}),
      "response_format.json_schema.schema"),
     (dict(tools=[{"type": "function", "function": {"name": "f", "parameters": {
-        "type": "object", "properties": {"a": {"type": "string", "pattern": "(("}}}}}]), "tools[0].function.parameters"),
+        "type": "object", "properties": {"a": {"type": "string", "pattern": "(("}}}}}]),
+     "tools[0].function.parameters"),
     (dict(tool_choice="required"), "tool_choice"),
     (dict(tools=TOOLS, tool_choice={"type": "function", "function": {"name": "nope"}}), "tool_choice"),
     (dict(tools=[{"type": "function", "function": {"name": "has space"}}]), "tools[0].function.name"),

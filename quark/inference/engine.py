@@ -3,7 +3,8 @@
 Text is streamed incrementally: each step decodes a row's completion so far and emits only the
 new suffix, holding back an incomplete UTF-8 character (byte-fallback pieces) and any tail that
 could still become a stop string. Generation ends for a row on EOS or <|end|>, a stop string, a
-complete grammar (rows with `SamplingParams.grammar` are masked to it each step), or max_tokens; a prompt that cannot fit the context is an error, never silently cut.
+complete grammar (rows with `SamplingParams.grammar` are masked to it each step), or max_tokens;
+a prompt that cannot fit the context is an error, never silently cut.
 
 A `LiveBatch` holds the rows generating together. New rows may join it between steps
 (continuous batching: the server admits requests as they arrive instead of making them wait for

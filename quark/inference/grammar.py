@@ -207,20 +207,24 @@ class _Vocabulary:
         return self._tokenizer.encode(text if isinstance(text, str) else text.decode("utf-8", errors="replace"))
 
 
-def constrain(logits: torch.Tensor, rows: Sequence[tuple[int, GrammarMatcher]]) -> None:
+def constrain(logits: torch.Tensor, rows: Sequence[tuple[int, GrammarMatcher]], *,
+              parallel: bool | None = None) -> None:
     """Set to -inf, in place, every token the grammar of each (line, matcher) forbids next.
 
     Lines not listed are left alone, so rows with and without a grammar share one batch. With the
     model on an accelerator the masks are filled by llguidance's thread pool (idle CPU cores, no
-    GIL); on a CPU, whose cores are busy with the model, one after another costs less in all. They
-    are applied in a handful of tensor operations, whose fixed cost matters at batch 1."""
+    GIL); on a CPU, whose cores are busy with the model, one after another costs less in all
+    (`parallel` overrides the choice). They are applied in a handful of tensor operations, whose
+    fixed cost matters at batch 1."""
     if not rows:
         return
     words = rows[0][1].words
     if any(matcher.words != words for _, matcher in rows):
         raise ValueError("constrain: every matcher of a batch comes from the same tokenizer")
     bitmask = np.zeros((len(rows), words), dtype=np.int32)
-    if logits.device.type != "cpu" and len(rows) > 1:
+    if parallel is None:
+        parallel = logits.device.type != "cpu"
+    if parallel and len(rows) > 1:
         _executor().unsafe_compute_mask_ptr([(m._matcher, i) for i, (_, m) in enumerate(rows)], bitmask.ctypes.data,
                                             words * 4, len(rows))
     else:

@@ -98,7 +98,8 @@ class Service:
                     temperature=d["temperature"] if request.temperature is None else request.temperature,
                     top_k=int(d.get("top_k", 0)) if request.top_k is None else request.top_k,
                     top_p=d.get("top_p", 1.0) if request.top_p is None else request.top_p,
-                    repetition_penalty=request.repetition_penalty or 1.0, stop=tuple(request.stop), grammar=grammar)
+                    repetition_penalty=request.repetition_penalty or 1.0, stop=tuple(request.stop),
+                    grammar=grammar)
         # With a seed, choice j uses seed + j: n identical answers would defeat the point of n.
         return [SamplingParams(**base, seed=None if request.seed is None else request.seed + j) for j in range(request.n)]
 

@@ -187,41 +187,41 @@ class ChatCompletionRequest(_Request):
         if self.tool_choice is not None and not self.tools:
             raise APIError(400, "'tool_choice' is only allowed when 'tools' are specified.", param="tool_choice",
                            code="invalid_value")
-        reply = self._reply_schema()
+        reply = self._reply_schema()  # (schema, strict, param) or None
         if not self.calls_tools:
-            if reply is None:
-                return None
-            param = "response_format" if self.response_format.type == "json_object" else "response_format.json_schema.schema"
-            return _compile(compiler, lambda: json_schema_grammar(reply[0], strict=reply[1]), param)
+            return None if reply is None else _compile(compiler, reply[2], json_schema_grammar, reply[0],
+                                                       strict=reply[1])
         for i, tool in enumerate(self.tools):
-            parameters, strict = tool.function.parameters or {"type": "object"}, bool(tool.function.strict)
-            _compile(compiler, lambda: json_schema_grammar(parameters, strict=strict), f"tools[{i}].function.parameters")
+            _compile(compiler, f"tools[{i}].function.parameters", json_schema_grammar,
+                     tool.function.parameters or {"type": "object"}, strict=bool(tool.function.strict))
         named = self.tool_choice.function.name if isinstance(self.tool_choice, NamedToolChoice) else None
         if named is not None and named not in {tool.function.name for tool in self.tools}:
             raise APIError(400, f"Invalid value for 'tool_choice': no function named '{named}' in 'tools'.",
                            param="tool_choice", code="invalid_value")
-        return _compile(compiler, lambda: tool_call_grammar(
-            self.openai_tools(), required=self.tool_choice == "required" or named is not None, name=named,
-            parallel=self.parallel_tool_calls, reply_schema=None if reply is None else reply[0],
-            reply_strict=reply is None or reply[1]), "tools")
+        return _compile(compiler, "tools", tool_call_grammar, self.openai_tools(),
+                        required=self.tool_choice == "required" or named is not None, name=named,
+                        parallel=self.parallel_tool_calls, reply_schema=reply and reply[0],
+                        reply_strict=reply is None or reply[1])
 
-    def _reply_schema(self) -> tuple[dict[str, Any] | None, bool] | None:
-        """response_format as (schema, strict); None for free text. json_object is any object."""
+    def _reply_schema(self) -> tuple[dict[str, Any], bool, str] | None:
+        """response_format as (schema, strict, the parameter to blame); None for free text."""
         form = self.response_format
         if form is None or form.type == "text":
             return None
         if form.type == "json_object":
-            return {"type": "object"}, True
+            return {"type": "object"}, True, "response_format"
+        param = "response_format.json_schema.schema"
         if form.json_schema is None or form.json_schema.schema_ is None:
-            raise APIError(400, "Missing required parameter: 'response_format.json_schema.schema'.",
-                           param="response_format.json_schema.schema", code="missing_required_parameter")
-        return form.json_schema.schema_, bool(form.json_schema.strict)
+            raise APIError(400, f"Missing required parameter: '{param}'.", param=param,
+                           code="missing_required_parameter")
+        return form.json_schema.schema_, bool(form.json_schema.strict), param
 
 
-def _compile(compiler: GrammarCompiler, build: Callable[[], Grammar], param: str) -> Grammar:
-    """Build and compile a grammar; a bad schema becomes a 400 about `param`."""
+def _compile(compiler: GrammarCompiler, param: str, build: Callable[..., Grammar], *args: Any,
+             **kwargs: Any) -> Grammar:
+    """`build(*args, **kwargs)` compiled for the tokenizer; a bad schema becomes a 400 about `param`."""
     try:
-        grammar = build()
+        grammar = build(*args, **kwargs)
         compiler.check(grammar)
     except QuarkError as exc:
         detail = str(exc).split(": ", 1)[-1]
