@@ -13,8 +13,8 @@ from quark.commands._cli import Cli
 from quark.commands._inference import Quantize
 from quark.atomic import atomic_dir
 from quark.errors import QuarkError
-from quark.inference.quantize import quantize_int8, save_quantized, weight_bytes
-from quark.modelio import load_model
+from quark.modelfolder.quantized import quantize_int8, save_quantized, weight_bytes
+from quark.modelfolder import load_model
 
 
 def quantize_command(

@@ -51,7 +51,7 @@ def chat(
     session = ChatSession(cli.home, model=model, adapter=adapter, conversation_id=conversation)
     try:
         if checkpoint:
-            session.load_checkpoint(checkpoint, into="current" if conversation is not None else "new")
+            session.load_snapshot(checkpoint, into="current" if conversation is not None else "new")
         if system is not None:
             session.set_system(system)
         params = session.params(max_tokens=max_tokens, temperature=temperature, seed=seed)

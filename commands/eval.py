@@ -9,8 +9,8 @@ import typer
 from quark import db
 from quark.atomic import atomic_file
 from quark.errors import QuarkError
-from quark.evaluation import code, docqa, humaneval, mbpp, report
-from quark.evaluation.code import CodeProblem
+from quark.evaluation import code_execution, docqa, humaneval, mbpp, report
+from quark.evaluation.code_execution import CodeProblem
 from quark.evaluation.generate import make_completer
 from quark.evaluation.perplexity import perplexity as compute_perplexity
 from quark.evaluation.results import model_run, query_results, save_result, update_card
@@ -68,8 +68,8 @@ def perplexity(cli: Cli,
 
     Example: quark eval perplexity --model tiny --data stdlib --split val --stride 128
     """
-    from quark.modelio import load_model
-    from quark.tokens import TokenSet
+    from quark.modelfolder import load_model
+    from quark.tokenizer.token_shards import TokenSet
 
     name, folder = _model(cli, model, False)
     if split not in ("train", "val"):
@@ -95,20 +95,20 @@ def _code_benchmark(cli: Cli, task: str, problems: list[CodeProblem], stops: tup
     truncated: list[int] = []
     with progress_bar(enabled=cli.progress_enabled()) as bar:
         if reference:
-            completions = code.references(problems)
+            completions = code_execution.references(problems)
         else:
             complete = make_completer(folder, max_new_tokens=max_new_tokens, truncated=truncated)
             sampling = bar.add_task("sampling", total=len(problems), unit="problems")
-            completions = code.sample(problems, complete, n=samples, temperature=temperature, stops=stops,
+            completions = code_execution.sample(problems, complete, n=samples, temperature=temperature, stops=stops,
                                       on_problem=lambda: bar.advance(sampling))
         running = bar.add_task(f"running ({sandbox.name})", total=sum(map(len, completions.values())), unit="programs")
-        results = code.execute(problems, completions, sandbox=sandbox, workers=workers,
+        results = code_execution.execute(problems, completions, sandbox=sandbox, workers=workers,
                                on_result=lambda _: bar.advance(running))
-    metrics = code.score(results)
+    metrics = code_execution.score(results)
     metrics.update(temperature=0.0 if reference else temperature, sandbox=sandbox.name, prompts_truncated=len(truncated))
     if output:
         with atomic_file(output) as handle:
-            handle.writelines(json.dumps(row) + "\n" for row in code.result_rows(results))
+            handle.writelines(json.dumps(row) + "\n" for row in code_execution.result_rows(results))
     return _store(cli, name, folder, run, task, metrics)
 
 

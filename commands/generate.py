@@ -9,7 +9,7 @@ import typer
 from quark.commands._cli import Cli, quark_command
 from quark.commands._inference import AdapterOption, DeviceOption, ModelOption, QuantizeOption, load_engine
 from quark.inference import SamplingParams
-from quark.modelio import generation_defaults
+from quark.modelfolder import generation_defaults
 
 
 def generate_command(

@@ -37,8 +37,8 @@ def info(cli: Cli,
 
         quark models info --model tiny --json
     """
-    from quark.flops import model_info
-    from quark.modelio import read_config
+    from quark.modelfolder.flops import model_info
+    from quark.modelfolder import read_config
     from quark.models.llm import PRESETS
 
     if (preset is None) == (model is None):
@@ -79,13 +79,14 @@ def list_models(cli: Cli) -> dict:
 
         quark models list --json
     """
-    from quark.align.adapters import list_adapters
-    from quark.flops import build_meta
-    from quark.modelio import read_config
+    from quark.modelfolder.adapters import list_adapters
+    from quark.modelfolder.flops import build_meta
+    from quark.modelfolder import list_models as model_folders
+    from quark.modelfolder import read_config
 
     root = cli.home.root / "models"
     rows = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []:
+    for folder in model_folders(cli.home):
         try:
             cfg = read_config(folder)
             meta = json.loads((folder / "config.json").read_text())
@@ -119,7 +120,7 @@ def export(cli: Cli, name: str = typer.Argument(..., help="Model under models/."
 
         python -c "from transformers import LlamaForCausalLM; LlamaForCausalLM.from_pretrained('./tiny-hf')"
     """
-    from quark.hf import export_hf
+    from quark.modelfolder.hf_llama import export_hf
 
     if format != "hf":
         raise QuarkError(f"--format {format!r}: only 'hf' is supported")
@@ -141,7 +142,7 @@ def import_(cli: Cli, folder: Path = typer.Argument(..., help="Llama-architectur
 
         quark models import ~/weights/my-llama --name mine --tokenizer stdlib
     """
-    from quark.hf import import_hf
+    from quark.modelfolder.hf_llama import import_hf
 
     dest = cli.home.model_dir(name)
     if dest.exists():
@@ -174,7 +175,7 @@ def merge(cli: Cli, base: str = typer.Argument(..., help="Model under models/ th
 
         quark generate --model tiny-chat "hello"
     """
-    from quark.align.lora import merge_into_folder
+    from quark.modelfolder.adapters import merge_into_folder
 
     result = merge_into_folder(cli.home, base, adapter, name)
     cli.print(f"merged adapter {adapter} into {base} → {result['model_dir']}")

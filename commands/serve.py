@@ -12,7 +12,7 @@ import typer
 from quark.commands._cli import Cli, group, quark_command
 from quark.commands._inference import AdapterOption, DeviceOption, QuantizeOption, load_engine
 from quark.errors import QuarkError
-from quark.modelio import generation_defaults
+from quark.modelfolder import generation_defaults
 from quark.serving import KeyStore, bind, create_app, is_loopback, parse_rate_limit, read_key_file, run, url_of
 
 serve = group("serve", "Serve a model over an OpenAI-compatible HTTP API; manage its API keys.")

@@ -125,7 +125,7 @@ MIGRATIONS: list[str] = [
         id              INTEGER PRIMARY KEY,
         name            TEXT NOT NULL UNIQUE,
         conversation_id INTEGER REFERENCES conversations(id) ON DELETE SET NULL,
-        snapshot        TEXT NOT NULL,                -- JSON, quark.chat.checkpoint.Snapshot
+        snapshot        TEXT NOT NULL,                -- JSON, quark.chat.snapshot.Snapshot
         created_at      REAL NOT NULL
     );
     CREATE TABLE preferences (

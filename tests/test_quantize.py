@@ -15,7 +15,7 @@ from quark.commands._quantize import quantize_command
 from conftest import Quark
 from quark.errors import QuarkError
 from quark.inference import Engine, SamplingParams
-from quark.inference.quantize import Int8Linear, weight_bytes
+from quark.modelfolder.quantized import Int8Linear, weight_bytes
 
 
 @pytest.fixture(scope="module")

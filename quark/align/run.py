@@ -25,12 +25,12 @@ import torch.nn as nn
 
 from quark import db
 from quark.align.data import DataFiles, resolve_data
-from quark.align.adapters import adapter_dir
+from quark.modelfolder.adapters import adapter_dir
 from quark.align.recipe import AlignRecipe, load_align_recipe
 from quark.atomic import atomic_dir
 from quark.errors import QuarkError
 from quark.home import Home
-from quark.modelio import load_tokenizer, read_config
+from quark.modelfolder import load_tokenizer, read_config
 from quark.models.llm import LLMConfig
 from quark.tokenizer import Tokenizer
 from quark.train import checkpoint

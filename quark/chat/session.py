@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from quark.chat import checkpoint as checkpoints
+from quark.chat import snapshot
 from quark.chat.config import ChatConfig, load_config
 from quark.chat.prompt import BuiltPrompt, PromptInputs, PromptMemory, build_prompt, reply_reserve
 from quark.chat.store import NEW_TITLE, ChatStore, Conversation, Message
@@ -31,12 +31,13 @@ from quark.db import connect, transaction
 from quark.errors import QuarkError
 from quark.home import Home
 from quark.inference import Engine, SamplingParams
-from quark.memory.embedder import Embedder, ModelEmbedder
+from quark.modelfolder import list_models
+from quark.retrieval.embedder import Embedder, ModelEmbedder
 from quark.memory.extract import NewMemory, chunk_message, extract_facts
 from quark.memory.profile import PROFILE_KEY, describe, update_profile
 from quark.memory.store import Hit, Memory, MemoryStore, parse_ref
 from quark.memory.summary import summary_lines
-from quark.memory.text import truncate
+from quark.text import truncate
 
 BACKFILL = 64  # memories embedded per turn that the current embedder has not seen yet
 MODEL_PREFERENCE = "model"
@@ -126,8 +127,7 @@ class ChatSession:
 
     # ---- model -------------------------------------------------------------------------------
     def available_models(self) -> list[str]:
-        root = self.home.root / "models"
-        return sorted(p.name for p in root.iterdir() if (p / "config.json").is_file()) if root.is_dir() else []
+        return [folder.name for folder in list_models(self.home)]
 
     def resolve_model(self) -> str:
         """The model to chat with: chosen explicitly, else the conversation's, else the last used,
@@ -253,24 +253,24 @@ class ChatSession:
         with self._read():
             return self.store.preference(PROFILE_KEY, {}) or {}
 
-    # ---- checkpoints -------------------------------------------------------------------------
-    def save_checkpoint(self, name: str, *, force: bool = False) -> checkpoints.Snapshot:
+    # ---- snapshots (`quark checkpoint`) ---------------------------------------------------------------------
+    def save_snapshot(self, name: str, *, force: bool = False) -> snapshot.Snapshot:
         with self._lock:
-            return checkpoints.save(self.conn, name, self._require_conversation(), force=force)
+            return snapshot.save_snapshot(self.conn, name, self._require_conversation(), force=force)
 
-    def load_checkpoint(self, name: str, *, into: str = "current") -> Conversation:
+    def load_snapshot(self, name: str, *, into: str = "current") -> Conversation:
         """Restore into the current conversation (a new branch becomes its tip) or a new one."""
         if into not in ("current", "new"):
             raise QuarkError(f"--into must be 'current' or 'new', not {into!r}")
         with self._lock:
             target = self.conversation_id if into == "current" else None
-            self.conversation_id = checkpoints.load(self.conn, name, target)
+            self.conversation_id = snapshot.load_snapshot(self.conn, name, target)
         self._covered = None  # restored memories have no vectors yet
         return self.select(self.conversation_id)
 
-    def checkpoints(self) -> list[dict]:
+    def snapshots(self) -> list[dict]:
         with self._read():
-            return checkpoints.listing(self.conn)
+            return snapshot.list_snapshots(self.conn)
 
     # ---- a turn ------------------------------------------------------------------------------
     def params(self, *, max_tokens: int | None = None, temperature: float | None = None,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from quark.evaluation.code import Completer
+from quark.evaluation.code_execution import Completer
 from quark.inference import Engine, SamplingParams
 
 

@@ -28,7 +28,8 @@ from quark.errors import QuarkError
 from quark.inference.grammar import GrammarCompiler, GrammarMatcher, constrain
 from quark.inference.quantize import load_for_inference
 from quark.inference.sampling import RowSampler, SamplingParams
-from quark.modelio import load_tokenizer
+from quark.modelfolder import load_tokenizer
+from quark.modelfolder.adapters import load_merged
 from quark.models.llm import LLM, KVCache
 from quark.tokenizer import Tokenizer
 
@@ -89,8 +90,6 @@ class Engine:
             if quantize:
                 raise QuarkError("an adapter cannot be quantized on load: fold it in with `quark models merge`, "
                                  "then quantize the merged model")
-            from quark.align.lora import load_merged
-
             return cls(load_merged(folder, adapter, device=device, dtype=dtype), load_tokenizer(folder),
                        f"{folder.name}+{adapter}")
         model = load_for_inference(folder, device=device, dtype=dtype, mode=quantize)

@@ -33,8 +33,7 @@ import torch
 
 from quark.errors import QuarkError
 from quark.tokenizer import Tokenizer
-
-TOOL_CALL = "<|tool_call|>"
+from quark.tokenizer.chat_template import TOOL_CALL
 # The tool-call JSON is written the way the chat template renders it (json.dumps defaults), so a
 # model trained on rendered traces and the grammar agree on every separator.
 _JSON_FORMAT = {"item_separator": ", ", "key_separator": ": ", "whitespace_flexible": False}

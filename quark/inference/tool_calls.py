@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from quark.tokenizer import Tokenizer
+from quark.tokenizer.chat_template import TOOL_CALL
 
 # A call's start, up to the first character of its arguments (so no whitespace leaks into them).
 _HEADER = re.compile(r'\s*\{\s*"name"\s*:\s*("(?:[^"\\]|\\.)*")\s*,\s*"arguments"\s*:\s*(?=\S)')
@@ -24,22 +25,7 @@ _HEADER = re.compile(r'\s*\{\s*"name"\s*:\s*("(?:[^"\\]|\\.)*")\s*,\s*"arguments
 
 def starts_tool_call(tokenizer: Tokenizer, token_ids: Sequence[int]) -> bool:
     """Whether a completion (its token ids) is a tool call rather than text."""
-    return bool(token_ids) and token_ids[0] == tokenizer.special_id("<|tool_call|>")
-
-
-def tools_system_text(tools: Sequence[dict[str, Any]]) -> str:
-    """The system-prompt paragraph that tells the model which tools it may call (the wording of
-    `quark data synth`'s tool traces, so a model trained on them recognises it)."""
-    described = []
-    for tool in tools:
-        function = tool.get("function", tool)
-        params = ", ".join((function.get("parameters") or {}).get("properties", {}))
-        text = f"{function['name']}({params})"
-        if function.get("description"):
-            text += f" {function['description'].strip().rstrip('.')}"
-        described.append(text)
-    return ('You can call tools by replying with a JSON object {"name": ..., "arguments": {...}}. Tools: '
-            + "; ".join(described) + ".")
+    return bool(token_ids) and token_ids[0] == tokenizer.special_id(TOOL_CALL)
 
 
 @dataclass
@@ -132,13 +118,3 @@ def read_tool_calls(text: str) -> list[ToolCall] | None:
     reader.feed(text)
     return reader.calls if reader.complete else None
 
-
-def with_tools_prompt(messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """`messages` with the tools described at the end of the system message (one is added first
-    when there is none)."""
-    text = tools_system_text(tools)
-    messages = [dict(m) for m in messages]
-    if messages and messages[0].get("role") == "system":
-        messages[0]["content"] = f"{messages[0].get('content') or ''}\n\n{text}".lstrip()
-        return messages
-    return [{"role": "system", "content": text}, *messages]

@@ -23,16 +23,17 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from quark.embedding import embed_texts
 from quark.errors import QuarkError
 from quark.inference import Engine, Grammar, SamplingParams, StreamEvent
-from quark.inference.tool_calls import ToolCallReader, read_tool_calls, starts_tool_call, with_tools_prompt
-from quark.modelio import DEFAULT_GENERATION
+from quark.inference.tool_calls import ToolCallReader, read_tool_calls, starts_tool_call
+from quark.modelfolder import DEFAULT_GENERATION
+from quark.retrieval.embedding import embed_texts
 from quark.serving.batcher import FINISHED, Batcher, Job
 from quark.serving.keys import Caller, KeyStore, RateLimiter
 from quark.serving.metrics import Metrics, MetricsMiddleware
 from quark.serving.protocol import (APIError, ChatCompletionRequest, CompletionRequest, EmbeddingRequest, _Request,
                                     validation_error)
+from quark.tokenizer.chat_template import with_tools_prompt
 
 
 def _sse(data: dict[str, Any] | str) -> str:

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from quark import db
 from quark.atomic import write_text
-from quark.flops import peak_flops
+from quark.modelfolder.flops import peak_flops
 from quark.progress import progress_bar
 from quark.train import checkpoint
 from quark.train.dist import Dist, grad_sync, unwrap, wrap
