@@ -125,6 +125,17 @@ def test_auto_may_answer_in_text_or_call(engine: Engine, prompt: list[int]) -> N
             assert not specials & set(completion.token_ids)
 
 
+def test_auto_with_a_reply_schema_calls_or_answers_in_json(engine: Engine, prompt: list[int]) -> None:
+    grammar = tool_call_grammar(TOOLS, required=False, parallel=False, reply_schema=WEATHER)
+    out = engine.generate([prompt] * 8, [sample(seed, grammar) for seed in range(8)])
+    for completion in out:
+        assert completion.finish_reason == "stop"
+        if starts_tool_call(engine.tokenizer, completion.token_ids):
+            assert read_tool_calls(completion.text) is not None
+        else:
+            jsonschema.validate(json.loads(completion.text), WEATHER)
+
+
 def test_parallel_and_serial_masks_agree(engine: Engine) -> None:
     import torch
 
