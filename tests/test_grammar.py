@@ -173,7 +173,7 @@ def test_tool_call_reader_streams_what_it_reads_whole() -> None:
 
 
 def test_bad_schemas_and_tools_are_clear_errors(engine: Engine) -> None:
-    with pytest.raises(QuarkError, match=r"response_format: .*objekt"):
+    with pytest.raises(QuarkError, match=r"json schema: .*objekt"):
         engine.grammars.check(json_schema_grammar({"type": "objekt"}))
     with pytest.raises(QuarkError, match="no function named 'nope'"):
         tool_call_grammar(TOOLS, name="nope")

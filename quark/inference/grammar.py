@@ -14,8 +14,10 @@ every token a row's grammar forbids to -inf, samples as usual, and feeds the tok
 Why llguidance (over xgrammar, both tried on Quark's vocabulary): it reads SentencePiece byte
 fallback (`<0xNN>`) and `▁` correctly, keeps control symbols (<|end|>, <|tool_call|>) out of JSON
 strings while letting a grammar name them (`<|tool_call|>` is a token in the grammar, not text),
-never admits raw control characters inside JSON strings, computes a mask in tens of microseconds
-with no per-grammar precompilation, and releases the GIL (masks for a batch fill in parallel).
+never admits raw control characters inside JSON strings (xgrammar let `<0x19>`-style bytes into
+them, and let control pieces stand for their names as text), compiles a schema in milliseconds,
+and computes a mask in tens of microseconds on Quark's 4,096-piece vocabulary, in Rust without
+the GIL (a batch's masks can fill in parallel while the accelerator works).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import torch
 from quark.errors import QuarkError
 from quark.tokenizer import Tokenizer
 from quark.tokenizer.chat_template import TOOL_CALL
+
 # The tool-call JSON is written the way the chat template renders it (json.dumps defaults), so a
 # model trained on rendered traces and the grammar agree on every separator.
 _JSON_FORMAT = {"item_separator": ", ", "key_separator": ": ", "whitespace_flexible": False}
@@ -49,7 +52,7 @@ class Grammar:
 
 
 def json_schema_grammar(schema: dict[str, Any] | bool | None = None, *, strict: bool = True,
-                        what: str = "response_format") -> Grammar:
+                        what: str = "json schema") -> Grammar:
     """Any JSON value matching `schema` (None: any JSON object, OpenAI's `json_object`).
 
     `strict=False` ignores schema keywords the grammar cannot enforce instead of refusing them."""
