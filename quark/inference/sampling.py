@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from quark.errors import QuarkError
+from quark.inference.grammar import Grammar
 
 
 @dataclass
@@ -21,6 +22,7 @@ class SamplingParams:
     repetition_penalty: float = 1.0  # CTRL-style; 1.0 is off
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    grammar: Grammar | None = None  # constrain the output (inference/grammar.py); it ends when complete
 
     def __post_init__(self) -> None:
         self.stop = tuple(self.stop or ())
@@ -36,7 +38,8 @@ class SamplingParams:
 
 def sampling_params(defaults: Mapping[str, Any], *, max_tokens: int | None = None, temperature: float | None = None,
                     top_k: int | None = None, top_p: float | None = None, repetition_penalty: float | None = None,
-                    stop: Sequence[str] = (), seed: int | None = None, room: int | None = None) -> SamplingParams:
+                    stop: Sequence[str] = (), seed: int | None = None, room: int | None = None,
+                    grammar: Grammar | None = None) -> SamplingParams:
     """A request's settings over a model's defaults: each override that is None takes the default.
 
     `defaults` is a generation_config.json (max_new_tokens, temperature, top_k, top_p, and
@@ -51,7 +54,7 @@ def sampling_params(defaults: Mapping[str, Any], *, max_tokens: int | None = Non
         top_p=float(defaults.get("top_p", 1.0)) if top_p is None else top_p,
         repetition_penalty=float(defaults.get("repetition_penalty", 1.0)) if repetition_penalty is None
         else repetition_penalty,
-        stop=tuple(stop or ()), seed=defaults.get("seed") if seed is None else seed)
+        stop=tuple(stop or ()), seed=defaults.get("seed") if seed is None else seed, grammar=grammar)
 
 
 @dataclass
