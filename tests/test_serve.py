@@ -29,7 +29,8 @@ def server(tiny_model_home: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     home = tmp_path_factory.mktemp("serve") / "home"
     shutil.copytree(tiny_model_home, home)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny matmuls: threads only contend on a shared CPU
-    proc = subprocess.Popen([sys.executable, "-m", "quark", "serve", "--model", "tiny", "--port", "0", "--home", str(home),
+    proc = subprocess.Popen([sys.executable, "-m", "quark", "serve", "--model", "tiny", "--port", "0", "--home",
+                             str(home),
                              "--batch-window-ms", "30", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env)
     lines: queue.Queue[str] = queue.Queue()

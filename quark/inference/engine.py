@@ -2,8 +2,8 @@
 
 Text is streamed incrementally: each step decodes a row's completion so far and emits only the
 new suffix, holding back an incomplete UTF-8 character (byte-fallback pieces) and any tail that
-could still become a stop string (quark.inference.streaming). Generation ends for a row on EOS or <|end|>, a stop string, or
-max_tokens; a prompt that cannot fit the context is an error, never silently cut.
+could still become a stop string (quark.inference.streaming). Generation ends for a row on EOS or
+<|end|>, a stop string, or max_tokens; a prompt that cannot fit the context is an error, never silently cut.
 
 A `LiveBatch` holds the rows generating together. New rows may join it between steps
 (continuous batching: the server admits requests as they arrive instead of making them wait for
@@ -95,7 +95,7 @@ class Engine:
 
     @classmethod
     def load(cls, folder: Path, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-             quantize: str | None = None, adapter: str | None = None) -> "Engine":
+             quantize: str | None = None, adapter: str | None = None) -> Engine:
         """Load a model folder on `device` ("auto" | "cpu" | "cuda[:N]", see quark.device), in
         `dtype` (default: bf16 on CUDA, fp32 on CPU). `quantize` ("int8" | "nf4") quantizes on
         load (see quark.inference.quantize; a folder saved quantized loads as it was saved).
@@ -115,7 +115,7 @@ class Engine:
 
     @classmethod
     def named(cls, home: Home, name: str, *, device: str | torch.device = "auto", quantize: str | None = None,
-              adapter: str | None = None) -> "Engine":
+              adapter: str | None = None) -> Engine:
         """The model `name` of a home (models/<name>/), loaded as `load` does; an unknown model or
         adapter is a one-line error naming what the home has."""
         folder = home.existing(home.model_dir(name), "model")
@@ -132,7 +132,8 @@ class Engine:
             raise QuarkError(f"the prompt is {len(prompt)} tokens but the model's context is {self.context_length} "
                              "tokens; shorten it (nothing was cut silently)")
 
-    def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams | Sequence[SamplingParams]) -> list[Completion]:
+    def generate(self, prompts: Sequence[Sequence[int]],
+                 params: SamplingParams | Sequence[SamplingParams]) -> list[Completion]:
         """Generate for every prompt at once; returns one Completion per prompt, in order."""
         start = time.perf_counter()
         parts: list[list[int]] = [[] for _ in prompts]
@@ -169,7 +170,7 @@ class Engine:
     def _requested(params: SamplingParams | Sequence[SamplingParams], i: int) -> int:
         return (params if isinstance(params, SamplingParams) else params[i]).max_tokens
 
-    def live_batch(self, cancelled: Callable[[int], bool] | None = None) -> "LiveBatch":
+    def live_batch(self, cancelled: Callable[[int], bool] | None = None) -> LiveBatch:
         """An empty batch that rows can join between steps (what the server runs)."""
         return LiveBatch(self, cancelled)
 

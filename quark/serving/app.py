@@ -23,15 +23,21 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from quark.retrieval.embedding import embed_texts
 from quark.inference import Engine, SamplingParams, StreamEvent
 from quark.inference.sampling import sampling_params
 from quark.modelfolder import DEFAULT_GENERATION
+from quark.retrieval.embedding import embed_texts
 from quark.serving.batcher import FINISHED, Batcher, Job
 from quark.serving.keys import Caller, KeyStore, RateLimiter
 from quark.serving.metrics import Metrics, MetricsMiddleware
-from quark.serving.protocol import (APIError, ChatCompletionRequest, CompletionRequest, EmbeddingRequest, _Request,
-                                    validation_error)
+from quark.serving.protocol import (
+    APIError,
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    _Request,
+    validation_error,
+)
 
 
 def _sse(data: dict[str, Any] | str) -> str:
