@@ -73,18 +73,19 @@ def run_guarded(fn: Callable[[], Any], debug: bool, err: Console | None = None) 
         if debug:
             raise
         err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: nothing half-written was kept")
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     except (typer.Exit, typer.Abort, SystemExit):
         raise
     except Exception as exc:  # a bug: keep the traceback behind --debug
         if debug:
             raise
-        err.print(f"[bold red]error:[/] internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+        err.print(f"[bold red]error:[/] internal error: {type(exc).__name__}: {exc} (rerun with --debug for the "
+                  "traceback)",
                   highlight=False, soft_wrap=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
 
 
 def quark_command(group: typer.Typer, name: str | None = None, *, group_default: bool = False,

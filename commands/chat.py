@@ -13,9 +13,11 @@ from quark.errors import QuarkError
 def chat(
     cli: Cli,
     message: Annotated[Optional[str], typer.Option("--message", help="Send one message and print the reply "
-                                                   "(read from stdin when omitted and stdin is not a terminal).")] = None,
+                                                   "(read from stdin when omitted and stdin is not a "
+                                                   "terminal).")] = None,
     conversation: Annotated[Optional[int], typer.Option("--conversation", "-c",
-                                                        help="Continue this conversation (default: a new one).")] = None,
+                                                        help="Continue this conversation (default: a new "
+                                                             "one).")] = None,
     checkpoint: Annotated[Optional[str], typer.Option("--checkpoint", help="Restore this checkpoint first (into "
                                                       "--conversation, or a new conversation).")] = None,
     model: Annotated[Optional[str], model_option("Model to chat with (default: the conversation's, "
@@ -31,7 +33,9 @@ def chat(
 ) -> dict | None:
     """Chat with a model, with memory and checkpoints.
 
-    With a terminal and no --message this opens the TUI. Otherwise it sends one message and prints the reply; --json adds the conversation id, the memories and checkpoint put into the prompt, and the turns that were folded into the summary.
+    With a terminal and no --message this opens the TUI. Otherwise it sends one message and prints the
+    reply; --json adds the conversation id, the memories and checkpoint put into the prompt, and the
+    turns that were folded into the summary.
 
     Example:
 

@@ -35,8 +35,10 @@ def _when(timestamp: float) -> str:
 def save(cli: Cli,
          name: Annotated[str, typer.Argument(help="Checkpoint name (letters, digits, '.', '_', '-').")],
          conversation: Annotated[Optional[int], typer.Option("--conversation", "-c",
-                                                             help="Conversation to snapshot (default: the latest).")] = None,
-         force: Annotated[bool, typer.Option("--force", help="Replace a checkpoint of the same name.")] = False) -> dict:
+                                                             help="Conversation to snapshot (default: the "
+                                                                  "latest).")] = None,
+         force: Annotated[bool, typer.Option("--force",
+                                             help="Replace a checkpoint of the same name.")] = False) -> dict:
     """Snapshot a conversation under NAME.
 
     Example: quark checkpoint save work --conversation 3
@@ -194,7 +196,8 @@ def export(cli: Cli, name: Annotated[str, typer.Argument(help="Checkpoint to exp
 @quark_command(checkpoint, "import")
 def import_(cli: Cli, file: Annotated[Path, typer.Argument(help="A file written by `quark checkpoint export`.")],
             name: Annotated[Optional[str], typer.Option("--name", help="Store it under this name instead.")] = None,
-            force: Annotated[bool, typer.Option("--force", help="Replace a checkpoint of the same name.")] = False) -> dict:
+            force: Annotated[bool, typer.Option("--force",
+                                                help="Replace a checkpoint of the same name.")] = False) -> dict:
     """Import a checkpoint from a JSON file; `load` then restores it.
 
     Example: quark checkpoint import work.json && quark checkpoint load work

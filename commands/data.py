@@ -29,11 +29,18 @@ class Builtin(str, Enum):
 @executor_options
 def ingest(
     cli: Cli,
-    paths: Annotated[Optional[list[Path]], typer.Argument(help="Files and folders: text, source, JSONL, Parquet, git checkouts.")] = None,
-    name: Annotated[Optional[str], typer.Option("--name", help="Dataset name (default: the first path's name).")] = None,
-    builtin: Annotated[Optional[Builtin], typer.Option("--builtin", help="Ingest the built-in corpus instead: stdlib-code + stdlib-text.")] = None,
-    text_field: Annotated[str, typer.Option("--text-field", help="JSONL field / Parquet column holding the text.")] = "text",
-    limit: Annotated[Optional[int], typer.Option("--limit", help="Read at most N files per folder (and N doc topics), spread evenly: a quick trial.")] = None,
+    paths: Annotated[Optional[list[Path]],
+                     typer.Argument(help="Files and folders: text, source, JSONL, Parquet, git checkouts.")] = None,
+    name: Annotated[Optional[str], typer.Option("--name",
+                                                help="Dataset name (default: the first path's name).")] = None,
+    builtin: Annotated[Optional[Builtin], typer.Option("--builtin",
+                                                       help="Ingest the built-in corpus instead: stdlib-code + "
+                                                            "stdlib-text.")] = None,
+    text_field: Annotated[str, typer.Option("--text-field",
+                                            help="JSONL field / Parquet column holding the text.")] = "text",
+    limit: Annotated[Optional[int], typer.Option("--limit",
+                                                 help="Read at most N files per folder (and N doc topics), spread "
+                                                      "evenly: a quick trial.")] = None,
     *,
     executor: ExecutorOptions,
 ) -> dict[str, Any]:
@@ -127,11 +134,17 @@ def stats(
 @quark_command(data, "mix")
 def mix(
     cli: Cli,
-    ratio: Annotated[Optional[list[str]], typer.Option("--ratio", help="DATASET=SHARE of characters; repeat per dataset (shares are normalised).")] = None,
+    ratio: Annotated[Optional[list[str]], typer.Option("--ratio",
+                                                       help="DATASET=SHARE of characters; repeat per dataset (shares "
+                                                            "are normalised).")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Name of the blend (a dataset folder).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for document order and sampling.")] = 0,
-    chars: Annotated[Optional[int], typer.Option("--chars", help="Character budget (default: the largest blend that repeats no document).")] = None,
-    from_manifest: Annotated[Optional[Path], typer.Option("--from-manifest", help="Rebuild the blend a manifest.json describes (inputs must be unchanged).")] = None,
+    chars: Annotated[Optional[int], typer.Option("--chars",
+                                                 help="Character budget (default: the largest blend that repeats no "
+                                                      "document).")] = None,
+    from_manifest: Annotated[Optional[Path], typer.Option("--from-manifest",
+                                                          help="Rebuild the blend a manifest.json describes (inputs "
+                                                               "must be unchanged).")] = None,
 ) -> dict[str, Any]:
     """Blend datasets by share of characters into data/<name>/train.
 
@@ -228,10 +241,16 @@ class SynthKind(str, Enum):
 @quark_command(data, "synth")
 def synth(
     cli: Cli,
-    name: Annotated[str, typer.Option("--name", help="Dataset name: writes data/NAME/train.jsonl, val.jsonl, meta.json.")],
-    kind: Annotated[SynthKind, typer.Option("--kind", help="instructions, dialogues, tools, refusals (chat JSONL), all (every chat kind), or preferences (prompt/chosen/rejected).")] = SynthKind.all,
+    name: Annotated[str, typer.Option("--name",
+                                      help="Dataset name: writes data/NAME/train.jsonl, val.jsonl, meta.json.")],
+    kind: Annotated[SynthKind, typer.Option("--kind",
+                                            help="instructions, dialogues, tools, refusals (chat JSONL), all (every "
+                                                 "chat kind), or preferences (prompt/chosen/rejected)."
+                                            )] = SynthKind.all,
     seed: Annotated[int, typer.Option("--seed", help="Same seed, same data (on a given Python version).")] = 0,
-    val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share held out in val.jsonl, split by function/template so none leaks.")] = 0.05,
+    val_fraction: Annotated[float, typer.Option("--val-fraction",
+                                                help="Share held out in val.jsonl, split by function/template so none "
+                                                     "leaks.")] = 0.05,
 ) -> dict[str, Any]:
     """Write built-in synthetic alignment data from this Python's standard library.
 
@@ -249,8 +268,8 @@ def synth(
 
       quark finetune sft --model tiny --data chat --name tiny-sft
     """
-    from quark.errors import QuarkError
     from quark.data.synth import write_dataset
+    from quark.errors import QuarkError
 
     folder = cli.home.dataset_dir(name)
     if folder.exists():

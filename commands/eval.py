@@ -8,14 +8,14 @@ import typer
 
 from quark import db
 from quark.atomic import atomic_file
+from quark.commands._cli import Cli, group, quark_command
+from quark.commands._options import DeviceOption, ModelOption, OptionalModelOption, QuantizeOption, quantize_mode
 from quark.errors import QuarkError
 from quark.evaluation import code_execution, docqa, humaneval, mbpp, report
 from quark.evaluation.code_execution import CodeProblem
 from quark.evaluation.generate import make_completer
 from quark.evaluation.perplexity import perplexity as compute_perplexity
 from quark.evaluation.results import model_run, query_results, save_result, update_card
-from quark.commands._cli import Cli, group, quark_command
-from quark.commands._options import DeviceOption, ModelOption, OptionalModelOption, QuantizeOption, quantize_mode
 from quark.progress import progress_bar
 from quark.sandbox import BACKENDS, Limits, open_sandbox
 
@@ -59,10 +59,12 @@ def perplexity(cli: Cli,
                model: ModelOption,
                data: Annotated[str, typer.Option("--data", "-d", help="Token set name under the home's tokens/.")],
                split: Annotated[str, typer.Option("--split", help="Split to score: train or val.")] = "val",
-               window: Annotated[Optional[int], typer.Option(help="Tokens per window \\[default: the model's context].")] = None,
+               window: Annotated[Optional[int],
+                                 typer.Option(help="Tokens per window \\[default: the model's context].")] = None,
                stride: Annotated[Optional[int], typer.Option(help="Targets scored per window after the first "
                                                                   "\\[default: the window, no overlap].")] = None,
-               max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Score only the first N tokens.")] = None,
+               max_tokens: Annotated[Optional[int], typer.Option("--max-tokens",
+                                                                 help="Score only the first N tokens.")] = None,
                batch_size: Annotated[int, typer.Option("--batch-size", help="Windows per forward pass.")] = 8,
                run: Run = None, device: DeviceOption = "auto", quantize: QuantizeOption = None) -> dict:
     """Perplexity of a model on a token set's split, over windows of its context.
@@ -94,7 +96,8 @@ def _code_benchmark(cli: Cli, task: str, problems: list[CodeProblem], stops: tup
                     output: Optional[Path], device: str, quantize: Optional[str]) -> dict:
     """Sample (or take the references), run every program in the sandbox, score pass@k, store."""
     name, folder = _model(cli, model, reference)
-    sandbox = open_sandbox(backend, limits=Limits(timeout_s=timeout, memory_mb=1024), allow_unsandboxed=allow_unsandboxed)
+    sandbox = open_sandbox(backend, limits=Limits(timeout_s=timeout, memory_mb=1024),
+                           allow_unsandboxed=allow_unsandboxed)
     truncated: list[int] = []
     with progress_bar(enabled=cli.progress_enabled()) as bar:
         if reference:
@@ -109,7 +112,8 @@ def _code_benchmark(cli: Cli, task: str, problems: list[CodeProblem], stops: tup
         results = code_execution.execute(problems, completions, sandbox=sandbox, workers=workers,
                                on_result=lambda _: bar.advance(running))
     metrics = code_execution.score(results)
-    metrics.update(temperature=0.0 if reference else temperature, sandbox=sandbox.name, prompts_truncated=len(truncated))
+    metrics.update(temperature=0.0 if reference else temperature, sandbox=sandbox.name,
+                   prompts_truncated=len(truncated))
     if output:
         with atomic_file(output) as handle:
             handle.writelines(json.dumps(row) + "\n" for row in code_execution.result_rows(results))
@@ -160,7 +164,8 @@ def mbpp_command(cli: Cli, data: Annotated[Path, typer.Option("--data", "-d", he
 
 
 @quark_command(app, "docqa")
-def docqa_command(cli: Cli, data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Document-QA JSONL file.")] = None,
+def docqa_command(cli: Cli, data: Annotated[Optional[Path], typer.Option("--data", "-d",
+                                                                         help="Document-QA JSONL file.")] = None,
                   builtin: Annotated[Optional[str], typer.Option(
                       "--builtin", help="Use a built-in set instead of --data: 'stdlib' asks about the Python "
                                         "documentation topics every install ships.")] = None,
@@ -206,7 +211,8 @@ def report_command(cli: Cli, model: Model = None,
                    all_results: Annotated[bool, typer.Option("--all", help="Every result, not only the latest "
                                                                           "per model and task.")] = False,
                    png: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the training curves of "
-                                                                                      "the models' runs to this PNG.")] = None) -> dict:
+                                                                                      "the models' runs to this "
+                                                                                      "PNG.")] = None) -> dict:
     """The table of stored evaluation results, and a PNG of the training curves of their runs.
 
     Example: quark eval report --model tiny -o tiny-curves.png

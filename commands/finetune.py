@@ -7,14 +7,22 @@ import typer
 from quark.commands._cli import Cli, group, quark_command
 from quark.commands._options import device_option, model_option
 
-finetune = group("finetune", "Align a model: SFT on chat JSONL, DPO on preference pairs, reward models; full or LoRA/QLoRA.")
+finetune = group("finetune",
+                 "Align a model: SFT on chat JSONL, DPO on preference pairs, reward models; full or LoRA/QLoRA.")
 
-Name = Annotated[str, typer.Option("--name", help="Run name; the result is models/NAME (or models/MODEL/adapters/NAME with --lora).")]
+Name = Annotated[str, typer.Option("--name",
+                                   help="Run name; the result is models/NAME (or models/MODEL/adapters/NAME with "
+                                        "--lora).")]
 Model = Annotated[Optional[str], model_option("Base model under models/ (not needed with --resume).")]
-Recipe = Annotated[Optional[str], typer.Option("--recipe", help="Shipped recipe (sft, dpo, reward) or a YAML file \\[default: the command's].")]
-Val = Annotated[Optional[str], typer.Option("--val", help="Held-out JSONL file \\[default: val.jsonl beside train.jsonl].")]
-Resume = Annotated[bool, typer.Option("--resume", help="Continue runs/NAME from its last checkpoint, with its own recipe.")]
-Set = Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe value: section.key=value (repeatable).")]
+Recipe = Annotated[Optional[str], typer.Option("--recipe",
+                                               help="Shipped recipe (sft, dpo, reward) or a YAML file \\[default: the "
+                                                    "command's].")]
+Val = Annotated[Optional[str], typer.Option("--val",
+                                            help="Held-out JSONL file \\[default: val.jsonl beside train.jsonl].")]
+Resume = Annotated[bool, typer.Option("--resume",
+                                      help="Continue runs/NAME from its last checkpoint, with its own recipe.")]
+Set = Annotated[Optional[list[str]], typer.Option("--set",
+                                                  help="Override a recipe value: section.key=value (repeatable).")]
 MaxSteps = Annotated[Optional[int], typer.Option("--max-steps", help="Same as --set train.max_steps=N.")]
 SaveEvery = Annotated[Optional[int], typer.Option("--save-every", help="Same as --set train.save_every=N.")]
 EvalEvery = Annotated[Optional[int], typer.Option("--eval-every", help="Same as --set train.eval_every=N.")]
@@ -40,14 +48,17 @@ def _report(cli: Cli, summary: dict | None, scores: tuple[str, ...]) -> dict | N
     if summary is None:  # a process other than rank 0 of a torchrun job
         return None
     figures = [f"{summary['steps']} steps", f"train loss {summary['train_loss']:.4f}"]
-    figures += [f"{key.replace('_', ' ')} {summary[key]:.3f}" for key in ("val_loss", *scores) if summary.get(key) is not None]
+    figures += [f"{key.replace('_', ' ')} {summary[key]:.3f}" for key in ("val_loss",
+                                                                          *scores) if summary.get(key) is not None]
     cli.print(f"[bold]{summary['run']}[/]: {', '.join(figures)} → {summary['output']}")
     return summary
 
 
 @quark_command(finetune, "sft")
 def sft(cli: Cli, name: Name, model: Model = None,
-        data: Annotated[Optional[str], typer.Option("--data", help="Chat JSONL file, a folder with train.jsonl [+ val.jsonl], or a dataset under data/.")] = None,
+        data: Annotated[Optional[str], typer.Option("--data",
+                                                    help="Chat JSONL file, a folder with train.jsonl [+ val.jsonl], or "
+                                                         "a dataset under data/.")] = None,
         val: Val = None, recipe: Recipe = None, lora: Lora = False, qlora: QLora = False, rank: Rank = None,
         alpha: Alpha = None, targets: Targets = None, resume: Resume = False, set_: Set = None,
         max_steps: MaxSteps = None, save_every: SaveEvery = None, eval_every: EvalEvery = None, seed: Seed = None,
@@ -74,18 +85,23 @@ def sft(cli: Cli, name: Name, model: Model = None,
     from quark.align.sft import sft as run
 
     overrides = _overrides(set_, max_steps=max_steps, save_every=save_every, eval_every=eval_every, seed=seed,
-                           device=device, lora=lora or None, qlora=qlora or None, rank=rank, alpha=alpha, targets=targets)
+                           device=device, lora=lora or None, qlora=qlora or None, rank=rank, alpha=alpha,
+                           targets=targets)
     summary = run(cli.home, name=name, base=model, data=data, val=val, recipe=recipe, overrides=overrides,
                   resume=resume, progress=cli.progress_enabled(), log=cli.print)
     return _report(cli, summary, ("val_end_rate",))
 
 
-Pairs = Annotated[Optional[str], typer.Option("--data", help="Preference JSONL (prompt, chosen, rejected), a folder with train.jsonl [+ val.jsonl], or a dataset under data/.")]
+Pairs = Annotated[Optional[str], typer.Option("--data",
+                                              help="Preference JSONL (prompt, chosen, rejected), a folder with "
+                                                   "train.jsonl [+ val.jsonl], or a dataset under data/.")]
 
 
 @quark_command(finetune, "dpo")
 def dpo(cli: Cli, name: Name, model: Model = None, data: Pairs = None, val: Val = None, recipe: Recipe = None,
-        beta: Annotated[Optional[float], typer.Option("--beta", help="Same as --set dpo.beta=X: how far the policy may move from the reference.")] = None,
+        beta: Annotated[Optional[float], typer.Option("--beta",
+                                                      help="Same as --set dpo.beta=X: how far the policy may move from "
+                                                           "the reference.")] = None,
         lora: Lora = False, qlora: QLora = False, rank: Rank = None, alpha: Alpha = None, targets: Targets = None,
         resume: Resume = False, set_: Set = None, max_steps: MaxSteps = None, save_every: SaveEvery = None,
         eval_every: EvalEvery = None, seed: Seed = None, device: Device = None) -> Optional[dict]:

@@ -16,9 +16,11 @@ from quark.commands._options import device_option
 def pretrain(
     cli: Cli,
     name: str = typer.Option(..., "--name", help="Run name; the model is published as models/NAME."),
-    recipe: Optional[str] = typer.Option(None, "--recipe", help="Shipped recipe (tiny-cpu, small-gpu, blueprint-700m) or a YAML file."),
+    recipe: Optional[str] = typer.Option(None, "--recipe",
+                                         help="Shipped recipe (tiny-cpu, small-gpu, blueprint-700m) or a YAML file."),
     data: Optional[str] = typer.Option(None, "--data", help="Token set under tokens/ to train on."),
-    resume: bool = typer.Option(False, "--resume", help="Continue runs/NAME from its last checkpoint, with its own recipe."),
+    resume: bool = typer.Option(False, "--resume",
+                                help="Continue runs/NAME from its last checkpoint, with its own recipe."),
     set_: list[str] = typer.Option([], "--set", help="Override a recipe value: section.key=value (repeatable)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Same as --set train.max_steps=N."),
     save_every: Optional[int] = typer.Option(None, "--save-every", help="Same as --set train.save_every=N."),

@@ -11,9 +11,9 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 import pytest
-from data_corpus import SECRETS, plant, rows
 from typer.testing import CliRunner
 
+from data_corpus import SECRETS, plant, rows
 from quark.commands import app
 from quark.data.shards import COLUMNS
 
@@ -37,7 +37,8 @@ def test_builtin_stdlib_ingests_into_two_catalogued_datasets(quark, home: Path) 
     # The catalog has a row per document and answers stats.
     catalogued = duckdb.connect(str(home / "corpus.duckdb"), read_only=True).execute(
         "SELECT dataset, count(*) FROM documents GROUP BY dataset ORDER BY dataset").fetchall()
-    assert catalogued == [("stdlib-code", by_name["stdlib-code"]["docs"]), ("stdlib-text", by_name["stdlib-text"]["docs"])]
+    assert catalogued == [("stdlib-code", by_name["stdlib-code"]["docs"]), ("stdlib-text",
+                                                                            by_name["stdlib-text"]["docs"])]
     stats = quark.json("data", "stats", "stdlib-code")
     assert stats["docs"] == by_name["stdlib-code"]["docs"] and sum(stats["licenses"].values()) == stats["docs"]
     assert stats["languages"] == {"python": stats["docs"]}

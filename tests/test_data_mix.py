@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+
 from data_corpus import python_module, rows
 
 
@@ -34,7 +35,8 @@ def _shards(home: Path, name: str) -> list[Path]:
 
 
 def test_mix_manifest_rebuilds_the_identical_blend(quark, home: Path, two_datasets: Path) -> None:
-    manifest = quark.json("data", "mix", "--ratio", "code=0.7", "--ratio", "prose=0.3", "--name", "blend", "--seed", "7")
+    manifest = quark.json("data", "mix", "--ratio", "code=0.7", "--ratio", "prose=0.3", "--name", "blend", "--seed",
+                          "7")
     on_disk = json.loads((home / "data" / "blend" / "manifest.json").read_text())
     assert on_disk == {key: value for key, value in manifest.items()}
     assert manifest["ratios"] == {"code": 0.7, "prose": 0.3} and manifest["seed"] == 7
@@ -55,7 +57,8 @@ def test_mix_manifest_rebuilds_the_identical_blend(quark, home: Path, two_datase
            [pq.read_table(p).to_pylist() for p in _shards(home, "blend-again")]
 
     # A different seed is a different blend; a changed input refuses an "identical" rebuild.
-    other = quark.json("data", "mix", "--ratio", "code=0.7", "--ratio", "prose=0.3", "--name", "blend-other", "--seed", "8")
+    other = quark.json("data", "mix", "--ratio", "code=0.7", "--ratio", "prose=0.3", "--name", "blend-other", "--seed",
+                       "8")
     assert other["output"]["shards"] != manifest["output"]["shards"]
     (two_datasets / "prose" / "note_9.md").write_text("# Extra\n\nA new note about deserts and camels for the test.\n")
     quark("data", "ingest", str(two_datasets / "prose"), "--name", "prose", "--workers", "1")

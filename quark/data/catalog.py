@@ -63,7 +63,8 @@ def reader(home: Home) -> Iterator[duckdb.DuckDBPyConnection | None]:
         return
     con = _connect(home, read_only=True)
     try:
-        catalogued = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'datasets'").fetchone()
+        catalogued = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = "
+                                 "'datasets'").fetchone()
         yield con if catalogued[0] else None
     finally:
         con.close()
@@ -141,7 +142,8 @@ def code_block_totals(home: Home, name: str) -> tuple[int, int]:
     return int(total), int(with_blocks)
 
 
-def publish(home: Home, names: list[str], build: Callable[[dict[str, Path]], list[DatasetRecord]]) -> list[DatasetRecord]:
+def publish(home: Home, names: list[str], build: Callable[[dict[str, Path]],
+                                                          list[DatasetRecord]]) -> list[DatasetRecord]:
     """Build `names` in temporary folders with `build`, then swap them in and catalog them together."""
     con = None
     data_root = home.dataset_dir(names[0]).parent

@@ -19,11 +19,11 @@ from typing import Any
 from datatrove.pipeline.base import PipelineStep
 
 from quark.data import catalog
+from quark.data.executors import ExecutorOptions, StageRunner
 from quark.data.pipeline import STAGE_NAMES, ingest_stages, plan_readers, topics_reader
 from quark.data.shards import list_shards
 from quark.data.sources import BUILTIN_LICENSE, Plan, plan_paths, plan_stdlib
 from quark.errors import QuarkError
-from quark.data.executors import ExecutorOptions, StageRunner
 from quark.home import Home, validate_name
 
 BUILTINS = ("stdlib",)
@@ -74,7 +74,8 @@ def _jobs(paths: list[Path], name: str | None, builtin: str | None, text_field: 
         if builtin not in BUILTINS:
             raise QuarkError(f"unknown built-in corpus {builtin!r}: choose one of {', '.join(BUILTINS)}")
         if paths or name:
-            raise QuarkError("--builtin stdlib names its own datasets (stdlib-code, stdlib-text): drop the paths/--name")
+            raise QuarkError("--builtin stdlib names its own datasets (stdlib-code, stdlib-text): drop the "
+                             "paths/--name")
         license = {"license": BUILTIN_LICENSE}
         code = plan_stdlib(limit)
         topics = topics_reader(limit, BUILTIN_LICENSE)

@@ -20,7 +20,8 @@ _SPDX = re.compile(r"SPDX-License-Identifier:\s*([^\n*]+?)\s*(?:\*/|-->|$)", re.
 LICENSE_FILE = re.compile(r"^(?:LICEN[CS]E|COPYING|UNLICENSE)(?:[._-].*)?$", re.IGNORECASE)
 
 # (SPDX id, pattern), most specific first; patterns match licence files and notice headers alike.
-_TEXTS: list[tuple[str, re.Pattern[str]]] = [(spdx, re.compile(pattern, re.IGNORECASE | re.DOTALL)) for spdx, pattern in [
+_TEXTS: list[tuple[str, re.Pattern[str]]] = [(spdx, re.compile(pattern, re.IGNORECASE | re.DOTALL)) for spdx,
+                                             pattern in [
     ("AGPL-3.0", r"GNU\s+AFFERO\s+GENERAL\s+PUBLIC\s+LICEN[CS]E"),
     ("LGPL-3.0", r"GNU\s+LESSER\s+GENERAL\s+PUBLIC\s+LICEN[CS]E.{0,200}?version\s+3"),
     ("LGPL-2.1", r"GNU\s+(?:LESSER|LIBRARY)\s+GENERAL\s+PUBLIC\s+LICEN[CS]E"),

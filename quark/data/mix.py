@@ -52,7 +52,8 @@ def parse_ratios(pairs: list[str]) -> dict[str, float]:
         except ValueError:
             share = float("nan")
         if not sep or not name or not share > 0 or share == float("inf"):
-            raise QuarkError(f"bad --ratio {pair!r}: expected DATASET=SHARE with a positive number, like stdlib-code=0.7")
+            raise QuarkError(f"bad --ratio {pair!r}: expected DATASET=SHARE with a positive number, like "
+                             "stdlib-code=0.7")
         if validate_name(name.strip(), "dataset name") in ratios:
             raise QuarkError(f"dataset {name!r} given twice in --ratio")
         ratios[name.strip()] = share
@@ -174,7 +175,7 @@ class _Input:
         self.chars = int(self.doc_chars.sum())
 
     @classmethod
-    def load(cls, home: Home, name: str, folder: Path) -> "_Input":
+    def load(cls, home: Home, name: str, folder: Path) -> _Input:
         entry = catalog.require(home, name)
         table = read_dataset(folder)
         if table.num_rows == 0 or not table.column("chars").to_numpy().sum():

@@ -106,7 +106,8 @@ class StrictJsonlReader(BaseDiskReader):
         if not isinstance(record, dict):
             raise QuarkError(f"{file}:{number}: expected a JSON object, got {type(record).__name__}")
         if self.text_key not in record:
-            raise QuarkError(f"{file}:{number}: no {self.text_key!r} field (fields: {', '.join(sorted(record)) or 'none'}; "
+            raise QuarkError(f"{file}:{number}: no {self.text_key!r} field (fields: "
+                             f"{', '.join(sorted(record)) or 'none'}; "
                              "choose one with --text-field)")
         if not isinstance(record[self.text_key], (str, type(None))):
             raise QuarkError(f"{file}:{number}: field {self.text_key!r} is {type(record[self.text_key]).__name__}, "

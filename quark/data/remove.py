@@ -77,7 +77,8 @@ def remove_source(home: Home, pattern: str) -> dict[str, Any]:
             _filter_shards(home.dataset_dir(name), folders[name], matches)
             entry = next(e for e in entries if e["name"] == name)
             records.append(catalog.DatasetRecord(
-                name, "ingest", entry["sources"], drops={**drops[name], "removed": drops[name].get("removed", 0) + count},
+                name, "ingest", entry["sources"], drops={**drops[name], "removed": drops[name].get("removed",
+                                                                                                   0) + count},
                 removal=(pattern, count), rebuilt=True))
         resolve = lambda dataset: folders.get(dataset, home.dataset_dir(dataset))  # noqa: E731
         for name, manifest in blends:

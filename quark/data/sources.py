@@ -230,7 +230,8 @@ def _check_parquet(path: Path, text_field: str) -> None:
     if text_field not in schema.names:
         raise QuarkError(f"{path}: no {text_field!r} column (columns: {', '.join(schema.names)}; "
                          "choose one with --text-field)")
-    if not (pa.types.is_string(schema.field(text_field).type) or pa.types.is_large_string(schema.field(text_field).type)):
+    kind = schema.field(text_field).type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
         raise QuarkError(f"{path}: column {text_field!r} is {schema.field(text_field).type}, expected strings")
 
 

@@ -48,7 +48,8 @@ def sampling_params(defaults: Mapping[str, Any], *, max_tokens: int | None = Non
     to check (serve refuses one that does not fit; the engine clamps it otherwise)."""
     default_max = int(defaults["max_new_tokens"])
     return SamplingParams(
-        max_tokens=max_tokens if max_tokens is not None else (min(default_max, room) if room is not None else default_max),
+        max_tokens=max_tokens if max_tokens is not None else (min(default_max,
+                                                                  room) if room is not None else default_max),
         temperature=float(defaults["temperature"]) if temperature is None else temperature,
         top_k=int(defaults.get("top_k", 0)) if top_k is None else top_k,
         top_p=float(defaults.get("top_p", 1.0)) if top_p is None else top_p,
@@ -66,7 +67,7 @@ class RowSampler:
     generator: torch.Generator | None = field(default=None)
 
     @classmethod
-    def create(cls, params: SamplingParams, prompt: list[int], device: torch.device) -> "RowSampler":
+    def create(cls, params: SamplingParams, prompt: list[int], device: torch.device) -> RowSampler:
         generator = None
         if params.temperature > 0:
             generator = torch.Generator(device=device)
@@ -84,7 +85,8 @@ class RowSampler:
         if p.repetition_penalty != 1.0 and len(self.seen):
             previous = logits[self.seen]
             logits = logits.clone()
-            logits[self.seen] = torch.where(previous > 0, previous / p.repetition_penalty, previous * p.repetition_penalty)
+            logits[self.seen] = torch.where(previous > 0, previous / p.repetition_penalty,
+                                            previous * p.repetition_penalty)
         if p.temperature == 0:
             return int(logits.argmax())
         logits = logits / p.temperature

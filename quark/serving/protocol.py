@@ -46,7 +46,8 @@ def validation_error(errors: list[dict[str, Any]]) -> APIError:
     if kind.endswith(("_type", "_parsing")) or kind in {"model_attributes_type", "dict_type"}:
         return APIError(400, f"Invalid type for '{param}': {first.get('msg', 'wrong type')}.", param=param,
                         code="invalid_type")
-    return APIError(400, f"Invalid value for '{param}': {first.get('msg', 'invalid')}.", param=param, code="invalid_value")
+    return APIError(400, f"Invalid value for '{param}': {first.get('msg', 'invalid')}.", param=param,
+                    code="invalid_value")
 
 
 class _Request(BaseModel):
@@ -84,7 +85,8 @@ class _Request(BaseModel):
             return APIError(400, f"'{name}' is not supported by Quark; use 'repetition_penalty'.", param=name,
                             code="unsupported_parameter")
         if self.logprobs not in (None, False):
-            return APIError(400, "'logprobs' is not supported by Quark.", param="logprobs", code="unsupported_parameter")
+            return APIError(400, "'logprobs' is not supported by Quark.", param="logprobs",
+                            code="unsupported_parameter")
         return None
 
 
