@@ -26,10 +26,10 @@ from pathlib import Path
 
 import torch
 from _results import write_section
-from quark.models.llm import LLM, PRESETS
 
 from quark.inference import Engine, SamplingParams, json_schema_grammar
 from quark.inference.grammar import constrain
+from quark.models.llm import LLM, PRESETS
 from quark.tokenizer import Tokenizer, train_tokenizer
 
 QUESTIONS = ["What is the weather in Paris?", "Search the web for SQLite WAL mode.", "Run print(2 ** 10).",

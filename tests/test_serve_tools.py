@@ -8,10 +8,10 @@ from pathlib import Path
 import jsonschema
 import openai
 import pytest
-from test_grammar import CODE, TOOLS, WEATHER
-from test_serve import quark_serve
 
 from quark.tokenizer import Tokenizer
+from test_grammar import CODE, TOOLS, WEATHER
+from test_serve import quark_serve
 
 SCHEMAS = {"get_weather": WEATHER, "run_python": CODE}
 ANSWER = {"type": "object", "additionalProperties": False, "required": ["answer", "score", "tags"],

@@ -104,7 +104,7 @@ class Engine:
 
     @classmethod
     def load(cls, folder: Path, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-             quantize: str | None = None, adapter: str | None = None) -> "Engine":
+             quantize: str | None = None, adapter: str | None = None) -> Engine:
         """Load a model folder on `device` ("auto" | "cpu" | "cuda[:N]", see quark.device), in
         `dtype` (default: bf16 on CUDA, fp32 on CPU). `quantize` ("int8" | "nf4") quantizes on
         load (see quark.inference.quantize; a folder saved quantized loads as it was saved).
@@ -124,7 +124,7 @@ class Engine:
 
     @classmethod
     def named(cls, home: Home, name: str, *, device: str | torch.device = "auto", quantize: str | None = None,
-              adapter: str | None = None) -> "Engine":
+              adapter: str | None = None) -> Engine:
         """The model `name` of a home (models/<name>/), loaded as `load` does; an unknown model or
         adapter is a one-line error naming what the home has."""
         folder = home.existing(home.model_dir(name), "model")
@@ -186,7 +186,7 @@ class Engine:
     def _requested(params: SamplingParams | Sequence[SamplingParams], i: int) -> int:
         return (params if isinstance(params, SamplingParams) else params[i]).max_tokens
 
-    def live_batch(self, cancelled: Callable[[int], bool] | None = None) -> "LiveBatch":
+    def live_batch(self, cancelled: Callable[[int], bool] | None = None) -> LiveBatch:
         """An empty batch that rows can join between steps (what the server runs)."""
         return LiveBatch(self, cancelled)
 

@@ -32,8 +32,14 @@ from quark.retrieval.embedding import embed_texts
 from quark.serving.batcher import FINISHED, Batcher, Job
 from quark.serving.keys import Caller, KeyStore, RateLimiter
 from quark.serving.metrics import Metrics, MetricsMiddleware
-from quark.serving.protocol import (APIError, ChatCompletionRequest, CompletionRequest, EmbeddingRequest, _Request,
-                                    validation_error)
+from quark.serving.protocol import (
+    APIError,
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    _Request,
+    validation_error,
+)
 from quark.tokenizer.chat_template import with_tools_prompt
 
 
