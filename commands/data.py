@@ -25,6 +25,12 @@ class Builtin(str, Enum):
     stdlib = "stdlib"
 
 
+class UnknownLicence(str, Enum):
+    auto = "auto"
+    keep = "keep"
+    drop = "drop"
+
+
 @quark_command(data, "ingest")
 @executor_options
 def ingest(
@@ -34,14 +40,17 @@ def ingest(
     builtin: Annotated[Optional[Builtin], typer.Option("--builtin", help="Ingest the built-in corpus instead: stdlib-code + stdlib-text.")] = None,
     text_field: Annotated[str, typer.Option("--text-field", help="JSONL field / Parquet column holding the text.")] = "text",
     limit: Annotated[Optional[int], typer.Option("--limit", help="Read at most N files per folder (and N doc topics), spread evenly: a quick trial.")] = None,
+    unknown_licence: Annotated[UnknownLicence, typer.Option("--unknown-licence", "--unknown-license", help="Documents with no licence found: keep, drop, or auto (drop inside a copyleft folder or repository, keep elsewhere).")] = UnknownLicence.auto,
     *,
     executor: ExecutorOptions,
 ) -> dict[str, Any]:
     """Clean, deduplicate and catalog documents as data/<name>/train/shard-*.parquet.
 
     A datatrove pipeline: normalise whitespace (never indentation), count
-    fenced code blocks, detect the language, drop GPL/LGPL/AGPL sources,
-    scrub emails, phones, IPs and keys (<EMAIL>, <SECRET>, ...), drop exact
+    fenced code blocks, detect the language, drop GPL/LGPL/AGPL sources
+    (an SPDX tag or notice anywhere in a file; a file with no licence of
+    its own inherits its folder's or repository's; --unknown-licence
+    says what happens when none is found), scrub emails, phones, IPs and keys (<EMAIL>, <SECRET>, ...), drop exact
     (sha256) and near (MinHash) duplicates. It runs on all local cores, or
     on a Ray or Slurm cluster; --workers is also how many shards the corpus
     is split into.
@@ -66,7 +75,7 @@ def ingest(
         task = progress.add_task("ingest", total=datasets * STAGES_PER_DATASET, unit="stage")
         result = run_ingest(cli.home, paths or [], name=name, builtin=builtin.value if builtin else None,
                             text_field=text_field, limit=limit, options=executor,
-                            on_stage=lambda dataset, stage: progress.update(task, advance=1,
+                            unknown_license=unknown_licence.value, on_stage=lambda dataset, stage: progress.update(task, advance=1,
                                                                             description=f"{dataset}: {stage}"))
     for summary in result["datasets"]:
         cli.print(_ingest_table(summary))
@@ -85,6 +94,7 @@ def _ingest_table(summary: dict[str, Any]) -> Table:
         table.add_row(f"[cyan]scrubbed: <{kind}>", f"{count:,}")
     table.add_row("characters kept", f"{summary['chars']:,}")
     table.add_row("languages", ", ".join(f"{lang} {n}" for lang, n in summary["languages"].items()) or "-")
+    table.add_row("licences", ", ".join(f"{spdx} {n}" for spdx, n in summary["licenses"].items()) or "-")
     return table
 
 

@@ -59,7 +59,7 @@ def topics_reader(limit: int | None, license: str) -> PydocTopicsReader:
 
 
 def ingest_stages(readers: list[PipelineStep], folder_licenses: dict[str, str], work: Path, output: Path,
-                  tasks: int, error_dir: Path) -> list[Stage]:
+                  tasks: int, error_dir: Path, unknown_license: str = "auto") -> list[Stage]:
     staging, exact, signatures, buckets, clusters = (str(work / name) for name in
                                                      ("staging", "exact", "signatures", "buckets", "clusters"))
 
@@ -70,7 +70,7 @@ def ingest_stages(readers: list[PipelineStep], folder_licenses: dict[str, str], 
 
     return [
         Stage("prepare", [*readers, RecordErrors(str(error_dir)), Normalize(), DropEmpty(),
-                          DetectLanguage(), LicenseFilter(folder_licenses), Scrub(), Annotate(),
+                          DetectLanguage(), LicenseFilter(folder_licenses, unknown_license), Scrub(), Annotate(),
                           writer(staging, "${rank}.parquet")], tasks),
         Stage("exact", [ExactDedupIndex(staging, exact, tasks)], 1),
         Stage("signatures", [StagedShardReader(staging), ExactDedupFilter(exact),

@@ -190,18 +190,23 @@ def _skip_reason(path: Path) -> str | None:
 
 
 def _enclosing_license(folder: Path) -> dict[str, str]:
-    """The licence of the nearest folder at or above `folder` that has a licence file, looking no
-    higher than the root of the git repository it is in."""
+    """The licences of the folders at or above `folder` that have a licence file, looking no higher
+    than the root of the git repository it is in (or the nearest one, outside any repository).
+    All of them, not only the nearest: the unknown-licence policy asks whether any is copyleft."""
+    found: dict[str, str] = {}
     for candidate in (folder, *folder.parents):
         try:
             entries = [entry.name for entry in candidate.iterdir()]
         except OSError:
-            return {}
-        if found := _folder_licenses(candidate, entries):
-            return found
-        if ".git" in entries:
-            return {}
-    return {}
+            break
+        found.update(_folder_licenses(candidate, entries))
+        if ".git" in entries or (found and not _inside_git(candidate)):
+            break
+    return found
+
+
+def _inside_git(folder: Path) -> bool:
+    return any((parent / ".git").exists() for parent in folder.parents)
 
 
 def _folder_licenses(folder: Path, entries: list[str]) -> dict[str, str]:
