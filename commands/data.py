@@ -13,7 +13,7 @@ from quark.commands._executor_options import executor_options
 from quark.executors import ExecutorOptions
 from quark.progress import progress_bar
 
-data = group("data", "Curate corpora: ingest, stats, mix, remove, export (Parquet datasets + DuckDB catalog).")
+data = group("data", "Curate corpora: ingest, dedup, filter, stats, mix, remove, export (Parquet datasets + DuckDB catalog).")
 
 
 class Format(str, Enum):
@@ -23,6 +23,13 @@ class Format(str, Enum):
 
 class Builtin(str, Enum):
     stdlib = "stdlib"
+
+
+class DedupMethod(str, Enum):
+    minhash = "minhash"
+    simhash = "simhash"
+    exact = "exact"
+    none = "none"
 
 
 class UnknownLicence(str, Enum):
@@ -41,6 +48,7 @@ def ingest(
     text_field: Annotated[str, typer.Option("--text-field", help="JSONL field / Parquet column holding the text.")] = "text",
     limit: Annotated[Optional[int], typer.Option("--limit", help="Read at most N files per folder (and N doc topics), spread evenly: a quick trial.")] = None,
     unknown_licence: Annotated[UnknownLicence, typer.Option("--unknown-licence", "--unknown-license", help="Documents with no licence found: keep, drop, or auto (drop inside a copyleft folder or repository, keep elsewhere).")] = UnknownLicence.auto,
+    dedup: Annotated[DedupMethod, typer.Option("--dedup", help="Near-duplicate method after exact (sha256) dedup: minhash, simhash, exact (exact only) or none (run quark data dedup later).")] = DedupMethod.minhash,
     *,
     executor: ExecutorOptions,
 ) -> dict[str, Any]:
@@ -67,15 +75,15 @@ def ingest(
 
       RAY_ADDRESS=auto quark data ingest /shared/corpus --executor ray
     """
-    from quark.data.ingest import STAGES_PER_DATASET
     from quark.data.ingest import ingest as run_ingest
+    from quark.data.pipeline import stage_count
 
     datasets = 2 if builtin else 1
     with progress_bar(enabled=cli.progress_enabled()) as progress:
-        task = progress.add_task("ingest", total=datasets * STAGES_PER_DATASET, unit="stage")
+        task = progress.add_task("ingest", total=datasets * stage_count(dedup.value), unit="stage")
         result = run_ingest(cli.home, paths or [], name=name, builtin=builtin.value if builtin else None,
                             text_field=text_field, limit=limit, options=executor,
-                            unknown_license=unknown_licence.value, on_stage=lambda dataset, stage: progress.update(task, advance=1,
+                            unknown_license=unknown_licence.value, dedup=dedup.value, on_stage=lambda dataset, stage: progress.update(task, advance=1,
                                                                             description=f"{dataset}: {stage}"))
     for summary in result["datasets"]:
         cli.print(_ingest_table(summary))
@@ -96,6 +104,95 @@ def _ingest_table(summary: dict[str, Any]) -> Table:
     table.add_row("languages", ", ".join(f"{lang} {n}" for lang, n in summary["languages"].items()) or "-")
     table.add_row("licences", ", ".join(f"{spdx} {n}" for spdx, n in summary["licenses"].items()) or "-")
     return table
+
+
+def _refine_table(result: dict[str, Any], what: str) -> Table:
+    table = Table(title=f"{result['dataset']} ({what} of {result['input']}, {result['path']})", title_justify="left")
+    table.add_column("documents")
+    table.add_column("count", justify="right")
+    table.add_row("input", f"{result['input_docs']:,}")
+    table.add_row("[bold green]kept", f"{result['docs']:,}")
+    for reason, count in result["dropped"].items():
+        table.add_row(f"[yellow]dropped: {reason}", f"{count:,}")
+    table.add_row("characters kept", f"{result['chars']:,}")
+    return table
+
+
+@quark_command(data, "dedup")
+@executor_options
+def dedup(
+    cli: Cli,
+    dataset: Annotated[str, typer.Argument(help="The dataset to deduplicate.")],
+    method: Annotated[DedupMethod, typer.Option("--method", help="minhash (Jaccard of word 5-grams), simhash (64-bit fingerprints, banded lookup) or exact (sha256 only); exact duplicates always go first.")] = DedupMethod.minhash,
+    threshold: Annotated[Optional[float], typer.Option("--threshold", help="Similarity in (0.5, 1] above which two documents are near duplicates: the Jaccard LSH threshold for minhash (default ~0.72), the share of agreeing fingerprint bits for simhash (default 0.906, 6 of 64 bits).")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Output dataset \\[default: DATASET-dedup].")] = None,
+    *,
+    executor: ExecutorOptions,
+) -> dict[str, Any]:
+    """Remove exact and near duplicates from an existing dataset, as a new dataset.
+
+    The same datatrove stages as ingest, on any executor; the result's
+    manifest.json records the input shards' sha256, the method and what
+    was dropped.
+
+    Examples:
+
+      quark data ingest ~/src --name src --dedup none
+
+      quark data dedup src --method simhash --name src-simhash
+
+      quark data dedup src --method minhash --threshold 0.8
+    """
+    from quark.data.pipeline import stage_count
+    from quark.data.refine import dedup as run_dedup
+
+    if method == DedupMethod.none:
+        from quark.errors import QuarkError
+        raise QuarkError("--method none removes nothing: choose minhash, simhash or exact")
+    with progress_bar(enabled=cli.progress_enabled()) as progress:
+        task = progress.add_task("dedup", total=stage_count(method.value), unit="stage")
+        result = run_dedup(cli.home, dataset, method=method.value, threshold=threshold, name=name, options=executor,
+                           on_stage=lambda stage: progress.update(task, advance=1, description=f"dedup: {stage}"))
+    cli.print(_refine_table(result, f"{method.value} dedup"))
+    return result
+
+
+@quark_command(data, "filter")
+@executor_options
+def filter_(
+    cli: Cli,
+    dataset: Annotated[str, typer.Argument(help="The dataset to filter.")],
+    min_chars: Annotated[Optional[int], typer.Option("--min-chars", help="Drop documents shorter than this.")] = None,
+    max_chars: Annotated[Optional[int], typer.Option("--max-chars", help="Drop documents longer than this.")] = None,
+    lang: Annotated[Optional[list[str]], typer.Option("--lang", help="Keep only this language (python, en, ...); repeat for several.")] = None,
+    licence_deny: Annotated[Optional[list[str]], typer.Option("--licence-deny", "--license-deny", help="Drop documents whose licence matches this SPDX glob (GPL-*, unknown); repeat for several.")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Output dataset \\[default: DATASET-filtered].")] = None,
+    *,
+    executor: ExecutorOptions,
+) -> dict[str, Any]:
+    """Keep the documents of a dataset that pass every filter, as a new dataset.
+
+    Each dropped document is counted under its reason (too_short,
+    too_long, language, license_denied); manifest.json records the input
+    shards, the filters and the counts.
+
+    Examples:
+
+      quark data filter stdlib-text --min-chars 200 --lang en --name text-en
+
+      quark data filter src --licence-deny unknown --licence-deny 'MPL-*'
+    """
+    from quark.data.filters import FilterSpec
+    from quark.data.refine import filter_dataset
+
+    spec = FilterSpec(min_chars=min_chars, max_chars=max_chars, languages=tuple(lang or ()),
+                      license_deny=tuple(licence_deny or ()))
+    with progress_bar(enabled=cli.progress_enabled()) as progress:
+        task = progress.add_task("filter", total=1, unit="stage")
+        result = filter_dataset(cli.home, dataset, spec, name=name, options=executor,
+                                on_stage=lambda stage: progress.update(task, advance=1))
+    cli.print(_refine_table(result, "filter"))
+    return result
 
 
 @quark_command(data, "stats")

@@ -28,7 +28,7 @@ from quark.home import Home
 LOCK_WAIT_S = 60.0
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS datasets (
-    name VARCHAR NOT NULL, kind VARCHAR NOT NULL,          -- ingest | blend
+    name VARCHAR NOT NULL, kind VARCHAR NOT NULL,          -- ingest | blend | dedup | filter
     docs BIGINT NOT NULL, chars BIGINT NOT NULL, shards INTEGER NOT NULL,
     sources VARCHAR NOT NULL,                               -- JSON list: what it was built from
     created_at DOUBLE NOT NULL);
@@ -192,3 +192,19 @@ def _register(con: duckdb.DuckDBPyConnection, record: DatasetRecord, folder: Pat
     if record.removal is not None:
         con.execute("INSERT INTO removals VALUES (?, ?, ?, ?)", [record.removal[0], record.name, record.removal[1],
                                                                  time.time()])
+
+
+def summary(home: Home, record: DatasetRecord) -> dict[str, Any]:
+    """What a command that built `record` reports: counts, shards, drops by reason, languages, licences."""
+    entry = require(home, record.name)
+    return {
+        "dataset": record.name,
+        "docs": entry["docs"],
+        "chars": entry["chars"],
+        "shards": [str(path.relative_to(home.root)) for path in list_shards(home.dataset_dir(record.name))],
+        "dropped": dict(sorted((record.drops or {}).items(), key=lambda kv: (-kv[1], kv[0]))),
+        "scrubbed": record.extra.get("scrubbed", {}),
+        "languages": counts(home, record.name, "language", top=10),
+        "licenses": counts(home, record.name, "license", top=10),
+        "path": str(home.dataset_dir(record.name)),
+    }

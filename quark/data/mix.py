@@ -19,10 +19,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from quark.data import catalog
-from quark.data.shards import SPLIT, file_sha256, list_shards, read_dataset, write_shards
+from quark.data.shards import describe_shard, list_shards, read_dataset, write_shards
 from quark.errors import QuarkError
 from quark.home import Home, validate_name
 
@@ -96,7 +95,7 @@ def build_blend(home: Home, spec: BlendSpec, folder: Path, resolve: Callable[[st
         "rows_per_shard": spec.rows_per_shard,
         "inputs": described,
         "output": {"docs": blend.num_rows, "chars": sum(item["chars_taken"] for item in described),
-                   "shards": [_describe_shard(path) for path in shards]},
+                   "shards": [describe_shard(path) for path in shards]},
     }
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
@@ -153,7 +152,7 @@ def check_inputs_unchanged(home: Home, manifest: dict[str, Any], path: Path) -> 
     for entry in manifest["inputs"]:
         name = entry["dataset"]
         catalog.require(home, name)
-        current = [_describe_shard(shard) for shard in list_shards(home.dataset_dir(name))]
+        current = [describe_shard(shard) for shard in list_shards(home.dataset_dir(name))]
         if current != entry["shards"]:
             changed = next((f"{old['file']} (sha256 {old['sha256'][:12]}…)" for old, new in
                             zip(entry["shards"], current) if old != new), "its list of shards")
@@ -196,12 +195,7 @@ class _Input:
 
     def describe(self) -> dict[str, Any]:
         return {"dataset": self.name, "sources": self.sources, "docs": self.table.num_rows, "chars": self.chars,
-                "shards": [_describe_shard(path) for path in list_shards(self.folder)]}
-
-
-def _describe_shard(path: Path) -> dict[str, Any]:
-    return {"file": f"{SPLIT}/{path.name}", "sha256": file_sha256(path),
-            "rows": pq.ParquetFile(path).metadata.num_rows}
+                "shards": [describe_shard(path) for path in list_shards(self.folder)]}
 
 
 def _rng(seed: int, name: str, epoch: int) -> np.random.Generator:
