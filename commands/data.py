@@ -166,6 +166,9 @@ def filter_(
     max_chars: Annotated[Optional[int], typer.Option("--max-chars", help="Drop documents longer than this.")] = None,
     lang: Annotated[Optional[list[str]], typer.Option("--lang", help="Keep only this language (python, en, ...); repeat for several.")] = None,
     licence_deny: Annotated[Optional[list[str]], typer.Option("--licence-deny", "--license-deny", help="Drop documents whose licence matches this SPDX glob (GPL-*, unknown); repeat for several.")] = None,
+    toxicity: Annotated[Optional[float], typer.Option("--toxicity", help="Drop documents whose toxicity score (0-1, from the shipped weighted word list) is at or above this; 0.5 drops one threat or hateful phrase, or two insults.")] = None,
+    profanity: Annotated[bool, typer.Option("--profanity", help="Also drop every document with a profanity term.")] = False,
+    toxicity_terms: Annotated[Optional[Path], typer.Option("--toxicity-terms", help="Your own word list (TERM<TAB>CATEGORY<TAB>WEIGHT, like quark/data/toxicity_terms.tsv).")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Output dataset \\[default: DATASET-filtered].")] = None,
     *,
     executor: ExecutorOptions,
@@ -173,20 +176,26 @@ def filter_(
     """Keep the documents of a dataset that pass every filter, as a new dataset.
 
     Each dropped document is counted under its reason (too_short,
-    too_long, language, license_denied); manifest.json records the input
-    shards, the filters and the counts.
+    too_long, language, license_denied, toxic_insult, toxic_threat,
+    toxic_hate, toxic_profanity, profanity); manifest.json records the
+    input shards, the filters, the threshold and the counts. The toxicity
+    scorer is a local weighted word list (no model download): see
+    quark/data/toxicity_terms.tsv for its terms and how they add up.
 
     Examples:
 
       quark data filter stdlib-text --min-chars 200 --lang en --name text-en
 
       quark data filter src --licence-deny unknown --licence-deny 'MPL-*'
+
+      quark data filter forum --toxicity 0.5 --profanity --name forum-clean
     """
     from quark.data.filters import FilterSpec
     from quark.data.refine import filter_dataset
 
     spec = FilterSpec(min_chars=min_chars, max_chars=max_chars, languages=tuple(lang or ()),
-                      license_deny=tuple(licence_deny or ()))
+                      license_deny=tuple(licence_deny or ()), toxicity=toxicity, profanity=profanity,
+                      toxicity_terms=str(toxicity_terms.resolve()) if toxicity_terms else None)
     with progress_bar(enabled=cli.progress_enabled()) as progress:
         task = progress.add_task("filter", total=1, unit="stage")
         result = filter_dataset(cli.home, dataset, spec, name=name, options=executor,

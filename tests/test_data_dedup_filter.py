@@ -97,3 +97,37 @@ def test_simhash_fingerprints_and_banded_lookup() -> None:
     import numpy as np
     prints = np.array([0, 0b111, 0b1111 << 40, (0b1111 << 40) | (1 << 63)], dtype=np.uint64)
     assert simhash.near_duplicate_clusters(prints, config).tolist() == [0, 0, 2, 2]
+
+
+def test_toxicity_filter_drops_toxic_posts_and_keeps_their_clean_twins(raw) -> None:
+    planted, home = raw
+    result = _run(home, "data", "filter", "raw", "--toxicity", "0.5", "--name", "raw-civil")
+    assert result["dropped"] == {"toxic_hate": 1, "toxic_insult": 1, "toxic_threat": 1}
+    sources = {row["source"] for row in rows(home, "raw-civil")}
+    assert all(str(twin) in sources for twin in planted.clean_twins)
+    assert str(planted.toxic["profanity"]) in sources  # one mild swear word scores 0.3: under the threshold
+    assert not sources & {str(planted.toxic[c]) for c in ("insult", "threat", "hate")}
+    manifest = json.loads(Path(result["manifest"]).read_text())
+    assert manifest["filter"]["toxicity"] == 0.5 and manifest["dropped"] == result["dropped"]
+
+    strict = _run(home, "data", "filter", "raw", "--toxicity", "0.5", "--profanity", "--name", "raw-clean")
+    assert strict["dropped"] == {"toxic_hate": 1, "toxic_insult": 1, "toxic_threat": 1, "profanity": 1}
+    assert all(str(twin) in {row["source"] for row in rows(home, "raw-clean")} for twin in planted.clean_twins)
+
+
+def test_toxicity_scores_are_explained_by_their_terms(tmp_path: Path) -> None:
+    from quark.data import toxicity
+    from quark.errors import QuarkError
+
+    assert toxicity.score("A skilled, classic assassin; Scunthorpe; hello").matches == {}
+    one = toxicity.score("What an idiot.")
+    assert one.category == "insult" and one.matches == {"idiot*": 1} and one.score < toxicity.DEFAULT_THRESHOLD
+    assert toxicity.score("You idiots, you morons.").score >= toxicity.DEFAULT_THRESHOLD
+    threat = toxicity.score("I  will\nkill you")  # any whitespace inside a phrase
+    assert threat.category == "threat" and threat.score >= 0.9
+    own = tmp_path / "terms.tsv"
+    own.write_text("# mine\nbroccoli\tinsult\t0.9\n")
+    assert toxicity.load_lexicon(own).score("Broccoli again").score == 0.9
+    own.write_text("broccoli\tvegetable\t0.9\n")
+    with pytest.raises(QuarkError, match="terms.tsv:1: category"):
+        toxicity.load_lexicon(own)

@@ -1,7 +1,8 @@
 """The filters `quark data filter` applies to an existing dataset, as datatrove blocks.
 
 Each drops a document with one named reason (the datatrove stat `dropped_<reason>` the summary
-adds up): `too_short`, `too_long`, `language`, `license_denied`. A FilterSpec says which run, and
+adds up): `too_short`, `too_long`, `language`, `license_denied`, and the toxicity scorer's
+`toxic_<category>` and `profanity` (quark.data.toxicity). A FilterSpec says which run, and
 is what the output's manifest records.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import Any
 
 from datatrove.data import Document
@@ -23,6 +25,9 @@ class FilterSpec:
     max_chars: int | None = None
     languages: tuple[str, ...] = ()          # keep only these (`python`, `en`, ...); empty keeps all
     license_deny: tuple[str, ...] = ()       # SPDX globs to drop (`GPL-*`, `unknown`)
+    toxicity: float | None = None            # drop at or above this score (quark.data.toxicity)
+    profanity: bool = False                  # drop any document with a profanity term
+    toxicity_terms: str | None = None        # a word list of one's own instead of the shipped one
 
     def __post_init__(self) -> None:
         for name in ("min_chars", "max_chars"):
@@ -30,17 +35,27 @@ class FilterSpec:
                 raise QuarkError(f"--{name.replace('_', '-')} must be 0 or more, got {value}")
         if self.min_chars is not None and self.max_chars is not None and self.min_chars > self.max_chars:
             raise QuarkError(f"--min-chars {self.min_chars} is above --max-chars {self.max_chars}")
+        if self.toxicity is not None and not 0 < self.toxicity <= 1:
+            raise QuarkError(f"--toxicity must be a score in (0, 1], got {self.toxicity}")
+        if self.toxicity_terms is not None:
+            from quark.data.toxicity import load_lexicon
+
+            load_lexicon(Path(self.toxicity_terms))  # a bad list fails here, before any work
         if not self.active:
-            raise QuarkError("nothing to filter by: give --min-chars, --max-chars, --lang or --licence-deny")
+            raise QuarkError("nothing to filter by: give --min-chars, --max-chars, --lang, --licence-deny, "
+                             "--toxicity or --profanity")
 
     @property
     def active(self) -> bool:
-        return any((self.min_chars is not None, self.max_chars is not None, self.languages, self.license_deny))
+        return any((self.min_chars is not None, self.max_chars is not None, self.languages, self.license_deny,
+                    self.toxicity is not None, self.profanity))
 
     def describe(self) -> dict[str, Any]:
         return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
 
     def blocks(self) -> list[BaseFilter]:
+        from quark.data.toxicity import ToxicityFilter
+
         blocks: list[BaseFilter] = []
         if self.min_chars is not None or self.max_chars is not None:
             blocks.append(LengthFilter(self.min_chars, self.max_chars))
@@ -48,6 +63,8 @@ class FilterSpec:
             blocks.append(LanguageFilter(self.languages))
         if self.license_deny:
             blocks.append(LicenseDenyFilter(self.license_deny))
+        if self.toxicity is not None or self.profanity:
+            blocks.append(ToxicityFilter(self.toxicity, self.profanity, self.toxicity_terms))
         return blocks
 
 
