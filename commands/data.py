@@ -208,6 +208,7 @@ def filter_(
 def stats(
     cli: Cli,
     dataset: Annotated[Optional[str], typer.Argument(help="A dataset name; all datasets when left out.")] = None,
+    by_language: Annotated[bool, typer.Option("--by-language", help="Documents, characters and share of characters per language.")] = False,
 ) -> dict[str, Any]:
     """Documents, characters, languages, licences and drop reasons from the catalog.
 
@@ -216,9 +217,14 @@ def stats(
       quark data stats
 
       quark data stats stdlib-code --json
+
+      quark data stats blend --by-language
     """
     from quark.data.stats import all_stats, dataset_stats
+    from quark.errors import QuarkError
 
+    if by_language and dataset is None:
+        raise QuarkError("--by-language needs a DATASET")
     if dataset is None:
         result = all_stats(cli.home)
         table = Table("dataset", "kind", "docs", "chars", "shards", "dropped")
@@ -227,7 +233,13 @@ def stats(
                           str(entry["shards"]), f"{entry['dropped']:,}")
         cli.print(table if result["datasets"] else "no datasets yet: try quark data ingest --builtin stdlib")
         return result
-    result = dataset_stats(cli.home, dataset)
+    result = dataset_stats(cli.home, dataset, by_language=by_language)
+    if by_language:
+        buckets = Table("language", "docs", "chars", "share", title=f"{dataset} by language", title_justify="left")
+        for language, bucket in result["by_language"].items():
+            buckets.add_row(language, f"{bucket['docs']:,}", f"{bucket['chars']:,}", f"{bucket['share']:.1%}")
+        cli.print(buckets)
+        return result
     table = Table(title=f"{dataset} ({result['kind']})", title_justify="left", show_header=False)
     table.add_row("documents", f"{result['docs']:,}")
     table.add_row("characters", f"{result['chars']:,}")
@@ -244,6 +256,7 @@ def stats(
 def mix(
     cli: Cli,
     ratio: Annotated[Optional[list[str]], typer.Option("--ratio", help="DATASET=SHARE of characters; repeat per dataset (shares are normalised).")] = None,
+    language_weight: Annotated[Optional[list[str]], typer.Option("--language-weight", help="LANGUAGE=WEIGHT inside every input: a language's share of an input's characters is its characters times WEIGHT, normalised (unnamed languages weigh 1; 0 leaves one out); repeat per language.")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Name of the blend (a dataset folder).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for document order and sampling.")] = 0,
     chars: Annotated[Optional[int], typer.Option("--chars", help="Character budget (default: the largest blend that repeats no document).")] = None,
@@ -253,26 +266,32 @@ def mix(
 
     manifest.json records every input shard's sha256, the sources, counts,
     ratios and seed; --from-manifest rebuilds the identical blend (and
-    refuses if an input changed since).
+    refuses if an input changed since). --language-weight reweights the
+    languages inside each input (`en=2` doubles English's share against
+    the input's other languages; `fr=0` leaves French out).
 
     Examples:
 
       quark data mix --ratio stdlib-code=0.7 --ratio stdlib-text=0.3 --name blend
 
+      quark data mix --ratio web=1 --language-weight en=0.8 --language-weight de=0.2 --name web-en
+
       quark data mix --from-manifest ~/.quark/data/blend/manifest.json
     """
-    from quark.data.mix import BlendSpec, parse_ratios, rebuild
+    from quark.data.mix import BlendSpec, parse_language_weights, parse_ratios, rebuild
     from quark.data.mix import mix as run_mix
     from quark.errors import QuarkError
 
     if from_manifest is not None:
-        if ratio or chars is not None:
-            raise QuarkError("--from-manifest takes its ratios and budget from the manifest: drop --ratio/--chars")
+        if ratio or chars is not None or language_weight:
+            raise QuarkError("--from-manifest takes its ratios and budget from the manifest: "
+                             "drop --ratio/--chars/--language-weight")
         manifest = rebuild(cli.home, from_manifest, name)
     else:
         if not name:
             raise QuarkError("give the blend a --name")
-        manifest = run_mix(cli.home, BlendSpec(name=name, ratios=parse_ratios(ratio or []), seed=seed, chars=chars))
+        manifest = run_mix(cli.home, BlendSpec(name=name, ratios=parse_ratios(ratio or []), seed=seed, chars=chars,
+                                               language_weights=parse_language_weights(language_weight or [])))
     table = Table("input", "share", "docs taken", "chars taken", "passes",
                   title=f"blend {manifest['name']}: {manifest['output']['docs']:,} docs, "
                         f"{manifest['output']['chars']:,} chars", title_justify="left")

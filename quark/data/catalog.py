@@ -131,6 +131,16 @@ def counts(home: Home, name: str, column: str, top: int | None = None) -> dict[s
     return dict(rows)
 
 
+def language_totals(home: Home, name: str) -> dict[str, dict[str, int]]:
+    """Documents and characters of `name` per language, largest first: the dataset's language buckets."""
+    with reader(home) as con:
+        if con is None:
+            return {}
+        rows = con.execute("SELECT language, count(*), coalesce(sum(chars), 0) AS c FROM documents WHERE dataset = ? "
+                           "GROUP BY language ORDER BY c DESC, language", [name]).fetchall()
+    return {language: {"docs": int(docs), "chars": int(chars)} for language, docs, chars in rows}
+
+
 def code_block_totals(home: Home, name: str) -> tuple[int, int]:
     """(fenced code blocks in all documents, documents with at least one)."""
     with reader(home) as con:
