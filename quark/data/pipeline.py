@@ -28,7 +28,8 @@ from datatrove.pipeline.writers import ParquetWriter
 
 from quark.data.dedup import (ExactDedupFilter, ExactDedupIndex, NearDuplicateFilter, PositionFilter,
                               SplitWordTokenizer, minhash_config)
-from quark.data.readers import PydocTopicsReader, StagedShardReader, StrictJsonlReader, TextFileReader, record_adapter
+from quark.data.readers import (ArrowReader, PydocTopicsReader, StagedShardReader, StrictJsonlReader, TextFileReader,
+                                record_adapter)
 from quark.data.shards import COMPRESSION, SCHEMA, SPLIT, document_row
 from quark.data.simhash import SimhashCluster, SimhashConfig, SimhashSignature
 from quark.data.sources import Plan
@@ -52,11 +53,14 @@ def plan_readers(plan: Plan, work: Path, text_field: str, default_metadata: dict
     for index, item in enumerate(plan.inputs):
         paths_file = work / "paths" / f"{index:03d}-{item.kind}.txt"
         paths_file.write_text("".join(f"{name}\n" for name in item.files), encoding="utf-8")
-        common = dict(data_folder=str(item.root), paths_file=str(paths_file), default_metadata=default_metadata)
+        metadata = {**(default_metadata or {}), **({"license": item.license} if item.license else {})}
+        common = dict(data_folder=str(item.root), paths_file=str(paths_file), default_metadata=metadata or None)
         if item.kind == "text":
             readers.append(TextFileReader(**common))
         elif item.kind == "jsonl":
             readers.append(StrictJsonlReader(**common, text_key=text_field, adapter=record_adapter))
+        elif item.kind == "arrow":
+            readers.append(ArrowReader(**common, text_key=text_field, adapter=record_adapter))
         else:
             readers.append(ParquetReader(**common, text_key=text_field, adapter=record_adapter))
     return readers
