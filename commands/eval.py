@@ -1,4 +1,4 @@
-"""`quark eval`: perplexity, HumanEval, MBPP, document QA, and the report of stored results."""
+"""`quark eval`: perplexity, HumanEval, MBPP, document QA, multiple choice, and the report of stored results."""
 
 import json
 from pathlib import Path
@@ -18,7 +18,7 @@ from quark.commands._cli import Cli, group, quark_command
 from quark.progress import progress_bar
 from quark.sandbox import BACKENDS, Limits, open_sandbox
 
-app = group("eval", "Evaluate models: perplexity, HumanEval, MBPP, document QA; report stored results.")
+app = group("eval", "Evaluate models: perplexity, HumanEval, MBPP, document QA, multiple choice; report stored results.")
 REFERENCE = "(reference)"
 
 Model = Annotated[Optional[str], typer.Option("--model", "-m", help="Model folder name under the home's models/.")]
@@ -190,6 +190,49 @@ def docqa_command(cli: Cli, data: Annotated[Optional[Path], typer.Option("--data
         with atomic_file(output) as handle:
             handle.writelines(json.dumps({"id": e.id, "prediction": p}) + "\n" for e, p in zip(examples, predictions))
     return _store(cli, name, folder, run, "docqa", metrics)
+
+
+@quark_command(app, "choice")
+def choice_command(cli: Cli, model: Annotated[str, typer.Option("--model", "-m", help="Model folder name under the home's models/.")],
+                   data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Multiple-choice JSONL (MMLU fields: question, choices, answer, subject).")] = None,
+                   builtin: Annotated[Optional[str], typer.Option(
+                       "--builtin", help="Use a built-in set instead of --data: 'stdlib' asks which function of a "
+                                         "standard-library module its docstring describes.")] = None,
+                   limit: Limit = None,
+                   batch_size: Annotated[int, typer.Option("--batch-size", help="Continuations per forward pass.")] = 16,
+                   run: Run = None, output: Output = None) -> dict:
+    """Multiple choice by log-likelihood (lm-evaluation-harness style): acc, acc_norm, per subject.
+
+    Each choice is scored by the sum of its tokens' log-probabilities after
+    the question (acc), and that sum divided by its length in characters
+    (acc_norm); nothing is generated. Each JSONL line:
+    {"question": "...", "choices": ["...", ...], "answer": 0 | "A", "subject": "..."}
+    (MMLU's business, computer security and software engineering subsets
+    run once exported to these fields).
+
+    Example: quark eval choice --model tiny --builtin stdlib   (or --data mmlu-cs.jsonl)
+    """
+    from quark.evaluation import choice
+    from quark.modelio import load_model, load_tokenizer
+
+    name, folder = _model(cli, model, False)
+    if (data is None) == (builtin is None):
+        raise QuarkError("give exactly one of --data FILE or --builtin stdlib")
+    if builtin not in (None, "stdlib"):
+        raise QuarkError(f"unknown built-in choice set {builtin!r} (expected 'stdlib')")
+    if batch_size < 1:
+        raise QuarkError(f"--batch-size must be at least 1, got {batch_size}")
+    questions = choice.load_questions(data, limit) if data else choice.builtin_questions(limit or 60)
+    llm, tokenizer = load_model(folder), load_tokenizer(folder)
+    with progress_bar(enabled=cli.progress_enabled()) as bar:
+        task = bar.add_task("scoring", total=sum(len(q.choices) for q in questions), unit="choices")
+        metrics, rows = choice.evaluate(llm, tokenizer, questions, batch_size=batch_size,
+                                        on_batch=lambda n: bar.advance(task, n))
+    metrics["data"] = str(data) if data else f"builtin:{builtin}"
+    if output:
+        with atomic_file(output) as handle:
+            handle.writelines(json.dumps(row) + "\n" for row in rows)
+    return _store(cli, name, folder, run, "choice", metrics)
 
 
 @quark_command(app, "report")
