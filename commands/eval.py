@@ -281,11 +281,25 @@ def report_command(cli: Cli, model: Model = None,
                    all_results: Annotated[bool, typer.Option("--all", help="Every result, not only the latest "
                                                                           "per model and task.")] = False,
                    png: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the training curves of "
-                                                                                      "the models' runs to this PNG.")] = None) -> dict:
+                                                                                      "the models' runs to this PNG.")] = None,
+                   runs_given: Annotated[Optional[list[str]], typer.Option("--run", help="Plot this training run's curves "
+                                                                                       "(any run under runs/, evaluated or not); repeatable.")] = None) -> dict:
     """The table of stored evaluation results, and a PNG of the training curves of their runs.
 
-    Example: quark eval report --model tiny -o tiny-curves.png
+    Examples:
+
+      quark eval report --model tiny -o tiny-curves.png
+
+      quark eval report --run tiny-sft --run tiny      (writes runs/tiny-sft/curves.png)
     """
+    if runs_given:
+        for run in runs_given:
+            cli.home.existing(cli.home.run_dir(run), "run")
+        target = png or cli.home.run_dir(runs_given[0]) / "curves.png"
+        curves = {run: report.read_curves(cli.home.run_dir(run)) for run in runs_given}
+        written = report.plot_curves(curves, target)
+        cli.print(f"curves of {', '.join(runs_given)} written to {written}")
+        return {"runs": runs_given, "png": str(written)}
     results = query_results(db.connect(cli.home.db_path), model=model, task=task, latest=not all_results)
     if not results and not png:
         raise QuarkError(f"no evaluation results{f' for model {model!r}' if model else ''} yet (run `quark eval …`)")
