@@ -37,7 +37,7 @@ def main() -> None:
             if executor == "ray":
                 import ray
 
-                ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False,
+                ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
                          configure_logging=False, runtime_env=RAY_RUNTIME_ENV)
             try:
                 for method in args.methods:
