@@ -37,8 +37,10 @@ def main() -> None:
             if executor == "ray":
                 import ray
 
+                # a private session folder and loopback: other Ray instances on a shared machine stay apart
                 ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
-                         configure_logging=False, runtime_env=RAY_RUNTIME_ENV)
+                         _temp_dir=tempfile.mkdtemp(prefix="ray-", dir="/tmp"), configure_logging=False,
+                         runtime_env=RAY_RUNTIME_ENV)
             try:
                 for method in args.methods:
                     started = time.perf_counter()
