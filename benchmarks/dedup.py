@@ -25,7 +25,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=300, help="stdlib files (and doc topics) to ingest")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--executors", nargs="+", choices=["local", "ray"], default=["local", "ray"])
-    parser.add_argument("--methods", nargs="+", choices=["minhash", "simhash", "exact"], default=["minhash", "simhash"])
+    parser.add_argument("--methods", nargs="+", choices=["minhash", "simhash", "exact"],
+                        default=["minhash", "simhash"])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as root:
         home = Home.open(root)
@@ -38,9 +39,9 @@ def main() -> None:
                 import ray
 
                 # a private session folder and loopback: other Ray instances on a shared machine stay apart
-                ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
-                         _temp_dir=tempfile.mkdtemp(prefix="ray-", dir="/tmp"), configure_logging=False,
-                         runtime_env=RAY_RUNTIME_ENV)
+                ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False,
+                         _node_ip_address="127.0.0.1", _temp_dir=tempfile.mkdtemp(prefix="ray-", dir="/tmp"),
+                         configure_logging=False, runtime_env=RAY_RUNTIME_ENV)
             try:
                 for method in args.methods:
                     started = time.perf_counter()
@@ -49,8 +50,8 @@ def main() -> None:
                     seconds = time.perf_counter() - started
                     rate = result["input_docs"] / seconds
                     baseline.setdefault(executor, rate)
-                    print(f"{executor:>8} {method:>8} {result['input_docs']:>6} "
-                          f"{result['dropped'].get('near_duplicate', 0):>9} {result['dropped'].get('exact_duplicate', 0):>6} "
+                    near, exact = (result["dropped"].get(reason, 0) for reason in ("near_duplicate", "exact_duplicate"))
+                    print(f"{executor:>8} {method:>8} {result['input_docs']:>6} {near:>9} {exact:>6} "
                           f"{seconds:>8.1f} {rate:>8.1f}  ({rate / baseline[executor]:.2f}x {args.methods[0]})")
             finally:
                 if executor == "ray":

@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
-from data_corpus import plant, python_module, rows, with_lines_changed
 from typer.testing import CliRunner
 
+from data_corpus import plant, python_module, rows, with_lines_changed
 from quark.commands import app
 from quark.data import simhash
 
@@ -75,7 +75,8 @@ def test_filter_drops_by_reason_and_records_provenance(raw) -> None:
     sized = _run(home, "data", "filter", "raw", "--min-chars", "100", "--max-chars", "2000", "--name", "raw-sized")
     assert set(sized["dropped"]) == {"too_short", "too_long"}
     assert all(100 <= row["chars"] <= 2000 for row in rows(home, "raw-sized"))
-    licensed = _run(home, "data", "filter", "raw", "--licence-deny", "mit", "--licence-deny", "GPL-*", "--name", "raw-lic")
+    licensed = _run(home, "data", "filter", "raw", "--licence-deny", "mit", "--licence-deny", "GPL-*",
+                    "--name", "raw-lic")
     assert licensed["dropped"] == {"license_denied": 1}  # the MIT Parquet row
     manifest = json.loads(Path(licensed["manifest"]).read_text())
     assert manifest["filter"]["license_deny"] == ["mit", "GPL-*"] and manifest["filter"]["min_chars"] is None

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pyarrow as pa
+
 from data_corpus import rows
 
 TEXTS = [f"Document number {index} talks about {topic} at some length, for the reader tests."

@@ -7,12 +7,12 @@ import subprocess
 from pathlib import Path
 
 from data_corpus import python_module, rows
-
 from quark.data import licenses
 
 AGPL_NOTICE = ("# This program is free software: you can redistribute it and/or modify it under the terms of the\n"
                "# GNU Affero General Public License as published by the Free Software Foundation, version 3.\n")
-APACHE_HEADER = ("# Copyright 2021 Example Authors\n#\n# Licensed under the Apache License, Version 2.0 (the \"License\");\n"
+APACHE_HEADER = ("# Copyright 2021 Example Authors\n#\n# Licensed under the Apache License, Version 2.0 (the "
+                 "\"License\");\n"
                  "# you may not use this file except in compliance with the License.\n")
 
 

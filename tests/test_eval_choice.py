@@ -74,5 +74,6 @@ def test_bad_choice_data_is_one_line(quark, tmp_path: Path, tiny: Path) -> None:
     assert "bad.jsonl:1: field 'answer' must be a choice index 0-1 or a letter A-B" in \
         quark("eval", "choice", "--model", "tiny", "--data", str(bad), expect=1).output
     bad.write_text('{"question": "q", "choices": ["only one"], "answer": 0}\n')
-    assert "field 'choices' must be 2 to" in quark("eval", "choice", "--model", "tiny", "--data", str(bad), expect=1).output
+    refused = quark("eval", "choice", "--model", "tiny", "--data", str(bad), expect=1)
+    assert "field 'choices' must be 2 to" in refused.output
     assert "exactly one of" in quark("eval", "choice", "--model", "tiny", expect=1).output

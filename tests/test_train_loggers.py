@@ -7,8 +7,8 @@ import csv
 from pathlib import Path
 
 import pytest
-from _train_data import TINY, corpus_home, metrics, one_thread, token_home  # noqa: F401
 
+from _train_data import TINY, corpus_home, metrics, one_thread, token_home  # noqa: F401
 from quark.train.loggers import parse_loggers
 
 

@@ -38,7 +38,7 @@ def is_hf_dataset_folder(folder: Path) -> bool:
     """A folder that has (at its top, or in a split/cache folder under it) `datasets` metadata."""
     if any((folder / marker).is_file() for marker in MARKERS):
         return True
-    for current, dirs, names in os.walk(folder):
+    for _, dirs, names in os.walk(folder):
         dirs[:] = [d for d in dirs if d not in SKIP_DIRS]
         if any(marker in names for marker in MARKERS) and any(name.endswith(".arrow") for name in names):
             return True
@@ -64,7 +64,8 @@ def plan_folder(root: Path) -> HfFolder:
         found.files += [str((folder / name).relative_to(root)) for name in data]
     if not found.files:
         raise QuarkError(f"{root}: a Hugging Face dataset folder with no .arrow or .parquet data files")
-    found.license = " OR ".join(sorted(licenses)) if len(licenses) == 1 else None  # differing licences: per split unknown
+    # one licence for every split applies to all; differing ones leave each file's licence unknown
+    found.license = next(iter(licenses)) if len(licenses) == 1 else None
     return found
 
 

@@ -47,7 +47,7 @@ class SimhashConfig:
             raise ValueError(f"max_distance must be in [0, {BITS // 2}), got {self.max_distance}")
 
     @classmethod
-    def for_threshold(cls, similarity: float | None) -> "SimhashConfig":
+    def for_threshold(cls, similarity: float | None) -> SimhashConfig:
         """From a similarity in (0.5, 1]: the share of the 64 bits two near duplicates agree on."""
         return cls() if similarity is None else cls(max_distance=int(round((1.0 - similarity) * BITS)))
 

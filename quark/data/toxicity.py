@@ -47,7 +47,7 @@ class Lexicon:
     pattern: re.Pattern[str]
 
     @classmethod
-    def parse(cls, text: str, where: str) -> "Lexicon":
+    def parse(cls, text: str, where: str) -> Lexicon:
         terms: dict[str, Term] = {}
         for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip() or line.startswith("#"):

@@ -183,8 +183,9 @@ def evaluate(model: LLM, tokenizer: Tokenizer, questions: Sequence[Question], *,
         rows.append({"id": q.id, "subject": q.subject, "answer": q.answer, "pick": pick, "pick_norm": pick_norm,
                      "loglikelihoods": [round(s, 4) for s in scores]})
     n = len(questions)
-    per_subject = {subject: {"acc": sum(a for a, _ in hits) / len(hits), "acc_norm": sum(b for _, b in hits) / len(hits),
-                             "n": len(hits)} for subject, hits in sorted(by_subject.items())}
+    per_subject = {subject: {"acc": sum(a for a, _ in hits) / len(hits),
+                             "acc_norm": sum(b for _, b in hits) / len(hits), "n": len(hits)}
+                   for subject, hits in sorted(by_subject.items())}
     metrics = {
         "questions": n,
         "acc": sum(row["pick"] == row["answer"] for row in rows) / n,

@@ -123,7 +123,7 @@ class RunLogs:
         self.logs = logs
 
     @classmethod
-    def open(cls, first: Logger, names: str, run_dir: Path, through_step: int) -> "RunLogs":
+    def open(cls, first: Logger, names: str, run_dir: Path, through_step: int) -> RunLogs:
         opened: list[Logger] = [first]
         try:
             for name in parse_loggers(names):
