@@ -28,6 +28,8 @@ SaveEvery = Annotated[Optional[int], typer.Option("--save-every", help="Same as 
 EvalEvery = Annotated[Optional[int], typer.Option("--eval-every", help="Same as --set train.eval_every=N.")]
 Seed = Annotated[Optional[int], typer.Option("--seed", help="Same as --set train.seed=N.")]
 Device = Annotated[Optional[str], device_option("Same as --set train.device=auto|cpu|cuda[:N].")]
+Loggers = Annotated[Optional[list[str]], typer.Option(
+    "--logger", help="Also log to csv, tensorboard or wandb (offline), beside metrics.jsonl; repeatable.")]
 Lora = Annotated[bool, typer.Option("--lora", help="Train a LoRA adapter (peft) instead of every weight.")]
 QLora = Annotated[bool, typer.Option("--qlora", help="LoRA on a 4-bit NF4 base (bitsandbytes; CUDA only).")]
 Rank = Annotated[Optional[int], typer.Option("--rank", help="Same as --set lora.rank=N.")]
@@ -39,7 +41,9 @@ def _overrides(set_: list[str] | None, **flags: Any) -> list[str]:
     """--set items plus the shorthand flags, as section.key=value strings."""
     keys = {"max_steps": "train.max_steps", "save_every": "train.save_every", "eval_every": "train.eval_every",
             "seed": "train.seed", "device": "train.device", "lora": "lora.enabled", "qlora": "lora.qlora",
-            "rank": "lora.rank", "alpha": "lora.alpha", "targets": "lora.targets", "beta": "dpo.beta"}
+            "rank": "lora.rank", "alpha": "lora.alpha", "targets": "lora.targets", "beta": "dpo.beta",
+            "logger": "train.loggers"}
+    flags["logger"] = ",".join(flags.get("logger") or []) or None
     given = [f"{keys[k]}={v}" for k, v in flags.items() if v is not None and v is not False]
     return [*(set_ or []), *given]
 
@@ -62,7 +66,7 @@ def sft(cli: Cli, name: Name, model: Model = None,
         val: Val = None, recipe: Recipe = None, lora: Lora = False, qlora: QLora = False, rank: Rank = None,
         alpha: Alpha = None, targets: Targets = None, resume: Resume = False, set_: Set = None,
         max_steps: MaxSteps = None, save_every: SaveEvery = None, eval_every: EvalEvery = None, seed: Seed = None,
-        device: Device = None) -> Optional[dict]:
+        device: Device = None, logger: Loggers = None) -> Optional[dict]:
     """Supervised fine-tuning on chat JSONL (OpenAI `messages`), loss on assistant tokens only.
 
     Conversations are packed into windows of train.seq_len; checkpoints,
@@ -86,7 +90,7 @@ def sft(cli: Cli, name: Name, model: Model = None,
 
     overrides = _overrides(set_, max_steps=max_steps, save_every=save_every, eval_every=eval_every, seed=seed,
                            device=device, lora=lora or None, qlora=qlora or None, rank=rank, alpha=alpha,
-                           targets=targets)
+                           targets=targets, logger=logger)
     summary = run(cli.home, name=name, base=model, data=data, val=val, recipe=recipe, overrides=overrides,
                   resume=resume, progress=cli.progress_enabled(), log=cli.print)
     return _report(cli, summary, ("val_end_rate",))
@@ -104,7 +108,7 @@ def dpo(cli: Cli, name: Name, model: Model = None, data: Pairs = None, val: Val 
                                                            "the reference.")] = None,
         lora: Lora = False, qlora: QLora = False, rank: Rank = None, alpha: Alpha = None, targets: Targets = None,
         resume: Resume = False, set_: Set = None, max_steps: MaxSteps = None, save_every: SaveEvery = None,
-        eval_every: EvalEvery = None, seed: Seed = None, device: Device = None) -> Optional[dict]:
+        eval_every: EvalEvery = None, seed: Seed = None, device: Device = None, logger: Loggers = None) -> Optional[dict]:
     """Direct preference optimisation: prefer `chosen` over `rejected`, relative to the starting model.
 
     Loss per pair: -log σ(β·((log π(c) − log π(r)) − (log ref(c) − log ref(r))))
@@ -123,7 +127,7 @@ def dpo(cli: Cli, name: Name, model: Model = None, data: Pairs = None, val: Val 
 
     overrides = _overrides(set_, max_steps=max_steps, save_every=save_every, eval_every=eval_every, seed=seed,
                            device=device, lora=lora or None, qlora=qlora or None, rank=rank, alpha=alpha,
-                           targets=targets, beta=beta)
+                           targets=targets, beta=beta, logger=logger)
     summary = run(cli.home, name=name, base=model, data=data, val=val, recipe=recipe, overrides=overrides,
                   resume=resume, progress=cli.progress_enabled(), log=cli.print)
     return _report(cli, summary, ("val_margin", "val_pair_accuracy"))
@@ -132,7 +136,7 @@ def dpo(cli: Cli, name: Name, model: Model = None, data: Pairs = None, val: Val 
 @quark_command(finetune, "reward")
 def reward(cli: Cli, name: Name, model: Model = None, data: Pairs = None, val: Val = None, recipe: Recipe = None,
            resume: Resume = False, set_: Set = None, max_steps: MaxSteps = None, save_every: SaveEvery = None,
-           eval_every: EvalEvery = None, seed: Seed = None, device: Device = None) -> Optional[dict]:
+           eval_every: EvalEvery = None, seed: Seed = None, device: Device = None, logger: Loggers = None) -> Optional[dict]:
     """Train a reward model: a scalar head on the last token's hidden state, Bradley–Terry loss.
 
     The result is models/NAME (the fine-tuned network) with its head in
@@ -149,7 +153,7 @@ def reward(cli: Cli, name: Name, model: Model = None, data: Pairs = None, val: V
     from quark.align.reward import reward as run
 
     overrides = _overrides(set_, max_steps=max_steps, save_every=save_every, eval_every=eval_every, seed=seed,
-                           device=device)
+                           device=device, logger=logger)
     summary = run(cli.home, name=name, base=model, data=data, val=val, recipe=recipe, overrides=overrides,
                   resume=resume, progress=cli.progress_enabled(), log=cli.print)
     return _report(cli, summary, ("val_pair_accuracy",))

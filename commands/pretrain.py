@@ -29,6 +29,7 @@ def pretrain(
     device: Annotated[Optional[str], device_option("Same as --set train.device=auto|cpu|cuda[:N].")] = None,
     strategy: Optional[str] = typer.Option(None, "--strategy", help="Same as --set train.strategy=ddp|fsdp."),
     nproc: int = typer.Option(1, "--nproc", min=1, help="Launch torchrun with this many processes on this machine."),
+    logger: list[str] = typer.Option([], "--logger", help="Also log to csv, tensorboard or wandb (offline), beside metrics.jsonl; repeatable. Same as --set train.loggers=csv,tensorboard."),
 ) -> Optional[dict]:
     """Pretrain a decoder-only transformer on a token set; resumable, single device or torchrun.
 
@@ -43,7 +44,8 @@ def pretrain(
         torchrun --nproc_per_node=8 -m quark pretrain --recipe blueprint-700m --data corpus --name bp
     """
     flags = {"train.max_steps": max_steps, "train.save_every": save_every, "train.eval_every": eval_every,
-             "train.seed": seed, "train.device": device, "train.strategy": strategy}
+             "train.seed": seed, "train.device": device, "train.strategy": strategy,
+             "train.loggers": ",".join(logger) or None}
     overrides = [*set_, *(f"{key}={value}" for key, value in flags.items() if value is not None)]
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         args = ["--name", name, *(["--recipe", recipe] if recipe else []), *(["--data", data] if data else []),

@@ -76,14 +76,15 @@ def test_gpl_sources_are_excluded(planted_ingest) -> None:
     sources = {row["source"] for row in table}
     assert not sources & {str(path) for path in planted.copyleft}
     assert not any("GPL" in row["text"] for row in table)  # the GPL JSONL record too
-    assert summary["dropped"]["copyleft_license"] == len(planted.copyleft) + 1
+    # own tag or notice (2 files + the JSONL record); no licence of their own, in the GPL folder (2)
+    assert summary["dropped"]["copyleft_license"] == 3 and summary["dropped"]["copyleft_folder"] == 2
     assert {row["license"] for row in table if row["source"].endswith("rows.parquet#0")} == {"MIT"}
     # A folder inside the GPL library is under the library's COPYING even when ingested alone.
     alone = CliRunner().invoke(app, ["data", "ingest", str(planted.root / "gpl_lib" / "sub"), "--name", "sub",
                                      "--workers", "1", "--home", str(home), "--json"])
     assert alone.exit_code == 0, alone.output
     summary = json.loads(alone.stdout)["datasets"][0]
-    assert summary["docs"] == 0 and summary["dropped"] == {"copyleft_license": 1}
+    assert summary["docs"] == 0 and summary["dropped"] == {"copyleft_folder": 1}
 
 
 def test_secrets_and_personal_data_are_scrubbed(planted_ingest) -> None:
