@@ -226,7 +226,7 @@ def choice_command(cli: Cli, model: Annotated[str, typer.Option("--model", "-m",
     Example: quark eval choice --model tiny --builtin stdlib   (or --data mmlu-cs.jsonl)
     """
     from quark.evaluation import choice
-    from quark.modelfolder.folder import load_model, load_tokenizer
+    from quark.modelfolder import load_model, load_tokenizer
 
     name, folder = _model(cli, model, False)
     if (data is None) == (builtin is None):
