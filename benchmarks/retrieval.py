@@ -30,18 +30,18 @@ import time
 from pathlib import Path
 
 import torch
-
-from quark.embedding import embed_texts, load_head, pad_texts
-from quark.home import Home
-from quark.inference import Engine, SamplingParams
-from quark.modelio import load_model, load_tokenizer
-from quark.retrieval import metrics
-from quark.retrieval.grounding import citations
-from quark.retrieval.pairs import bm25_ranking, read_text_pairs
-from quark.retrieval.reranker import Reranker
-
 from _results import write_section  # benchmarks/_results.py
 from alignment import TINY, quark, token_set  # benchmarks/alignment.py
+
+from quark.home import Home
+from quark.inference import Engine, SamplingParams
+from quark.modelfolder import load_model, load_tokenizer
+from quark.retrieval import metrics
+from quark.retrieval.embedding import embed_texts, load_head, pad_texts
+from quark.retrieval.grounding import citations
+from quark.retrieval.hybrid import fuse
+from quark.retrieval.pairs import bm25_ranking, read_text_pairs
+from quark.retrieval.reranker import Reranker
 
 SECTION = "## Retrieval"
 PRETRAIN, EMBED, RERANK, RAFT = 300, 300, 200, 150
@@ -75,11 +75,14 @@ def evaluate(home: Path) -> list[tuple[str, float, float]]:
         folder = root.model_dir(name)
         model, tok = load_model(folder), load_tokenizer(folder)
         head = load_head(folder, model.config.n_embd)
-        return metrics.dense_rankings(embed_texts(model, tok, queries, head=head), embed_texts(model, tok, corpus, head=head), 100)
+        return metrics.dense_rankings(embed_texts(model, tok, queries, head=head),
+                                      embed_texts(model, tok, corpus, head=head), 100)
 
-    runs = {"BM25 alone (FTS5)": bm25_ranking(queries, corpus, 100), "untrained pooled states (the base)": dense("base"),
+    runs = {"BM25 alone (FTS5)": bm25_ranking(queries, corpus, 100),
+            "untrained pooled states (the base)": dense("base"),
             "trained embedding (`finetune embed`)": dense("emb")}
-    hybrid = [metrics.fuse([a, b])[:100] for a, b in zip(runs["BM25 alone (FTS5)"], runs["trained embedding (`finetune embed`)"])]
+    hybrid = [[r.id for r in fuse(a, b)][:100]
+              for a, b in zip(runs["BM25 alone (FTS5)"], runs["trained embedding (`finetune embed`)"])]
     runs["hybrid (BM25 + embedding, RRF)"] = hybrid
     reranker = Reranker.load(root.model_dir("rr"))
     reranked = []
@@ -88,7 +91,8 @@ def evaluate(home: Path) -> list[tuple[str, float, float]]:
         order = reranker.rank(query, [corpus[i] for i in pool])
         reranked.append([pool[i] for i in order] + ranking[20:])
     runs["hybrid + reranker (top 20)"] = reranked
-    return [(label, metrics.recall_at_k(r, relevant, 10), metrics.mrr(r, relevant)) for label, r in runs.items()], len(val), len(corpus)
+    table = [(label, metrics.recall_at_k(r, relevant, 10), metrics.mrr(r, relevant)) for label, r in runs.items()]
+    return table, len(val), len(corpus)
 
 
 def throughput(home: Path) -> tuple[float, float]:
@@ -140,10 +144,12 @@ def main() -> None:
         home.mkdir(parents=True, exist_ok=True)
         if not (home / "tokens" / "code").is_dir():
             token_set(home)
-        base, took = stage(home, "base", "pretrain", "--recipe", "tiny-cpu", "--data", "code", "--name", "base", *TINY, *LONG,
+        base, took = stage(home, "base", "pretrain", "--recipe", "tiny-cpu", "--data", "code", "--name", "base",
+                           *TINY, *LONG,
                            "--set", "train.seq_len=64", "--set", "train.micro_batch=8", "--set", "optim.warmup=10",
                            "--max-steps", str(PRETRAIN), "--eval-every", str(PRETRAIN))
-        notes.append(f"`quark pretrain` base (2 layers, hidden 64, {base['parameters']:,} parameters), {PRETRAIN} steps: "
+        notes.append(f"`quark pretrain` base (2 layers, hidden 64, {base['parameters']:,} parameters), "
+                     f"{PRETRAIN} steps: "
                      f"val loss {base['val_loss']:.3f}, {took:.0f} s")
         emb, took = stage(home, "emb", "finetune", "embed", "--model", "base", "--builtin", "stdlib", "--name", "emb",
                           "--set", "train.seq_len=64", "--set", "train.micro_batch=16",
@@ -154,11 +160,13 @@ def main() -> None:
         rr, took = stage(home, "rr", "finetune", "rerank", "--model", "base", "--builtin", "stdlib", "--name", "rr",
                          "--set", "train.seq_len=96", "--max-steps", str(RERANK), "--eval-every", str(RERANK))
         notes.append(f"`quark finetune rerank --builtin stdlib`, {RERANK} steps: held-out supported-over-twin "
-                     f"**{rr['val_twin_accuracy']:.3f}** over {rr['val_twin_questions']} questions with a twin (gate 0.80), "
+                     f"**{rr['val_twin_accuracy']:.3f}** over {rr['val_twin_questions']} questions with a twin "
+                     "(gate 0.80), "
                      f"supported-over-hard-negative {rr['val_negative_accuracy']:.3f}; {took:.0f} s")
         table, n_val, n_corpus = evaluate(home)
         texts_s, bare_s = throughput(home)
-        notes.append(f"embedding throughput {texts_s:.0f} texts/s vs a bare forward pass {bare_s:.0f} texts/s of the same "
+        notes.append(f"embedding throughput {texts_s:.0f} texts/s vs a bare forward pass {bare_s:.0f} texts/s "
+                     "of the same "
                      f"batches: ratio **{texts_s / bare_s:.2f}** (256 texts of 400 characters, batches of 32)")
         lib = Path(sysconfig.get_paths()["stdlib"])
         files = sorted(lib.glob("*.py"))[:40]
@@ -168,7 +176,8 @@ def main() -> None:
             (folder / f.name).write_bytes(f.read_bytes())
         added, took = stage(home, "index", "index", "add", "stdlib", str(folder), "--model", "emb")
         notes.append(f"`quark index add` of {len(files)} stdlib files ({added['chunks_written']:,} chunks): "
-                     f"{len(files) / added['seconds']:.1f} docs/s, {added['chunks_written'] / added['seconds']:.0f} chunks/s "
+                     f"{len(files) / added['seconds']:.1f} docs/s, "
+                     f"{added['chunks_written'] / added['seconds']:.0f} chunks/s "
                      f"(chunking, embedding, writing; {took:.0f} s with start-up)")
         stage(home, "rag", "data", "synth", "--kind", "grounded", "--name", "rag", "--val-fraction", "0.15")
         held_out = [r for r in _rows(home / "data" / "rag" / "val.jsonl")]
@@ -178,11 +187,13 @@ def main() -> None:
                           "--eval-every", str(RAFT))
         after = coverage(home / "models" / "rag", held_out)
         notes.append(f"RA-FT: `quark finetune sft` on `quark data synth --kind grounded` ({RAFT} steps, {took:.0f} s); "
-                     f"citation coverage on {len(held_out)} held-out grounded prompts **{before[0]:.2f} → {after[0]:.2f}** "
+                     f"citation coverage on {len(held_out)} held-out grounded prompts "
+                     f"**{before[0]:.2f} → {after[0]:.2f}** "
                      f"(precision {before[1]:.2f} → {after[1]:.2f}); the blueprint aims at ≥ 0.90")
     text = (f"{SECTION}\n\n`python benchmarks/retrieval.py --write` — 2026-12-01\n\n"
             f"Machine: 2-core CPU, shared ({platform.processor() or platform.machine()}, load average "
-            f"{os.getloadavg()[0]:.1f} at the end), 1 torch thread, torch {torch.__version__}. Held-out built-in pairs: "
+            f"{os.getloadavg()[0]:.1f} at the end), 1 torch thread, torch {torch.__version__}. "
+            "Held-out built-in pairs: "
             f"{n_val} queries (docstring→source, signature→docstring, doc heading→section), each ranking a corpus of "
             f"{n_corpus:,} passages (every pair's, train ones as distractors).\n\n"
             "| retrieval | recall@10 | MRR |\n|---|---:|---:|\n"

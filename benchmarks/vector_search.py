@@ -21,12 +21,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _results import write_section  # benchmarks/_results.py
 
 from quark.db import connect, transaction
 from quark.retrieval.approximate import ApproximateIndex
 from quark.retrieval.metrics import dense_rankings
-
-from _results import write_section  # benchmarks/_results.py
 
 SECTION = "## Document index: vector search"
 DIM, QUERIES, RECALL_QUERIES = 128, 100, 100
@@ -51,7 +50,8 @@ def run(size: int, folder: Path, rng: np.random.Generator) -> dict:
     for start in range(0, size, 50_000):
         with transaction(conn):
             conn.executemany(f"INSERT INTO doc_vec_{DIM}(rowid, embedding, index_id) VALUES (?,?,1)",
-                             [(int(k), v.tobytes()) for k, v in zip(keys[start:start + 50_000], vectors[start:start + 50_000])])
+                             [(int(k), v.tobytes())
+                              for k, v in zip(keys[start:start + 50_000], vectors[start:start + 50_000])])
     fill = time.perf_counter() - started
     started = time.perf_counter()
     approx = ApproximateIndex.build(folder / f"ann-{size}", keys, vectors, generation=1, embedder="bench")
@@ -74,7 +74,8 @@ def run(size: int, folder: Path, rng: np.random.Generator) -> dict:
     conn.close()
     return {"size": size, "fill_s": fill, "build_s": build, "exact_p50": percentile_ms(exact_times, 50),
             "exact_p95": percentile_ms(exact_times, 95), "approx_p50": percentile_ms(approx_times, 50),
-            "approx_p95": percentile_ms(approx_times, 95), "recall": recall, "build_recall": approx.record["recall_at_10"],
+            "approx_p95": percentile_ms(approx_times, 95), "recall": recall,
+            "build_recall": approx.record["recall_at_10"],
             "beam": approx.record["expansion_search"], "exact_check": float(agree)}
 
 
@@ -97,10 +98,12 @@ def main() -> None:
             "Approximate: usearch HNSW (connectivity 16, expansion_add 64) as `quark index add` builds it above 20,000 "
             "chunks, with the search beam the build chose to reach recall 0.95 on its own sample. Recall@10 is against "
             "the exact answer, on the timed queries.\n\n"
-            "| chunks | exact p50 | exact p95 | approx p50 | approx p95 | approx recall@10 | beam | HNSW build | vec0 fill |\n"
+            "| chunks | exact p50 | exact p95 | approx p50 | approx p95 | approx recall@10 | beam | HNSW build "
+            "| vec0 fill |\n"
             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
-            + "".join(f"| {r['size']:,} | {r['exact_p50']:.1f} ms | {r['exact_p95']:.1f} ms | {r['approx_p50']:.2f} ms | "
-                      f"{r['approx_p95']:.2f} ms | {r['recall']:.3f} | {r['beam']} | {r['build_s']:.0f} s | {r['fill_s']:.0f} s |\n"
+            + "".join(f"| {r['size']:,} | {r['exact_p50']:.1f} ms | {r['exact_p95']:.1f} ms | "
+                      f"{r['approx_p50']:.2f} ms | {r['approx_p95']:.2f} ms | {r['recall']:.3f} | {r['beam']} | "
+                      f"{r['build_s']:.0f} s | {r['fill_s']:.0f} s |\n"
                       for r in rows))
     print(text)
     if args.write:

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from quark.commands._cli import Cli, group, quark_command
+from quark.commands._options import model_option
 from quark.errors import QuarkError
 
 index = group("index", "Document indexes for grounded answers: chunk, embed and search files, cite them in chat.")
@@ -28,10 +29,13 @@ def _index(cli: Cli) -> Iterator:
 
 @quark_command(index, "add")
 def add(cli: Cli, name: IndexName,
-        paths: Annotated[Optional[list[Path]], typer.Argument(help="Files and folders to add (folders are walked).")] = None,
-        dataset: Annotated[Optional[str], typer.Option("--dataset", help="Also add every document of this dataset under data/.")] = None,
-        model: Annotated[Optional[str], typer.Option("--model", help="Embedding model (models/NAME, ideally from `quark finetune embed`); "
-                                                     "without one the index is BM25 only. Changing it re-embeds every chunk.")] = None) -> dict:
+        paths: Annotated[Optional[list[Path]], typer.Argument(
+            help="Files and folders to add (folders are walked).")] = None,
+        dataset: Annotated[Optional[str], typer.Option(
+            "--dataset", help="Also add every document of this dataset under data/.")] = None,
+        model: Annotated[Optional[str], model_option("Embedding model (models/NAME, ideally from `quark finetune "
+                                                     "embed`); without one the index is BM25 only. Changing it "
+                                                     "re-embeds every chunk.")] = None) -> dict:
     """Add files, folders or a dataset to index NAME (created on first use).
 
     Files are chunked where their meaning splits (Python and other code at
@@ -55,7 +59,8 @@ def add(cli: Cli, name: IndexName,
             report = docs.add(name, paths or [], dataset=dataset, model=model)
     for skipped in report.skipped:
         cli.err.print(f"[yellow]skipped[/] {skipped['path']}: {skipped['reason']}")
-    cli.print(f"[bold]{name}[/]: {len(report.added)} added, {len(report.replaced)} replaced, {report.unchanged} unchanged, "
+    cli.print(f"[bold]{name}[/]: {len(report.added)} added, {len(report.replaced)} replaced, "
+              f"{report.unchanged} unchanged, "
               f"{len(report.skipped)} skipped; {report.chunks_written} chunks written, {report.chunks_removed} removed "
               f"({report.seconds:.1f} s)")
     return report.as_dict()
@@ -78,7 +83,8 @@ def list_(cli: Cli) -> dict:
 
 @quark_command(index, "stats")
 def stats(cli: Cli, name: IndexName,
-          sources: Annotated[bool, typer.Option("--sources", help="Also list every source with its chunk count.")] = False) -> dict:
+          sources: Annotated[bool, typer.Option("--sources",
+                                                help="Also list every source with its chunk count.")] = False) -> dict:
     """Sizes of an index: sources, chunks by kind, embedding model, vector search mode.
 
     Example: quark index stats docs --sources
@@ -89,7 +95,8 @@ def stats(cli: Cli, name: IndexName,
             result["source_list"] = docs.sources(name)
     approx = result["approximate"]
     cli.print(f"[bold]{name}[/]: {result['sources']} sources, {result['chunks']} chunks "
-              f"({', '.join(f'{k} {v}' for k, v in sorted(result['kinds'].items()))}); model {result['model'] or 'none'}; "
+              f"({', '.join(f'{k} {v}' for k, v in sorted(result['kinds'].items()))}); "
+              f"model {result['model'] or 'none'}; "
               f"vector search {result['vector_search']}"
               + (f" (recall@10 {approx['recall_at_10']:.3f} against exact)" if approx else ""))
     for row in result.get("source_list", []):
@@ -100,9 +107,11 @@ def stats(cli: Cli, name: IndexName,
 @quark_command(index, "search")
 def search(cli: Cli, name: IndexName, query: Annotated[str, typer.Argument(help="What to look for.")],
            k: Annotated[int, typer.Option("--k", "-k", min=1, help="How many chunks to return.")] = 5,
-           reranker: Annotated[Optional[str], typer.Option("--reranker", help="Re-score the top candidates with this reranker "
-                                                           "(models/NAME from `quark finetune rerank`).")] = None,
-           exact: Annotated[bool, typer.Option("--exact", help="Use the exact vector scan even when an approximate index exists.")] = False) -> dict:
+           reranker: Annotated[Optional[str], typer.Option("--reranker", help="Re-score the top candidates with this "
+                                                           "reranker (models/NAME from `quark finetune "
+                                                           "rerank`).")] = None,
+           exact: Annotated[bool, typer.Option("--exact", help="Use the exact vector scan even when an approximate "
+                                                          "index exists.")] = False) -> dict:
     """Hybrid search (BM25 + cosine, fused by reciprocal rank), then the reranker.
 
     Example:

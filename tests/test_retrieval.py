@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from conftest import Quark, make_tiny_model
-from quark.embedding import embed_texts, load_head
 from quark.home import Home
-from quark.modelio import load_model, load_tokenizer
+from quark.modelfolder import load_model, load_tokenizer
 from quark.retrieval.chunking import chunk_text
 from quark.retrieval.contrastive import retrieval_scores
+from quark.retrieval.embedding import embed_texts, load_head
 from quark.retrieval.grounding import citations
 from quark.retrieval.pairs import Corruptor, read_text_pairs, strip_docstring
 
@@ -91,7 +91,8 @@ def test_index_readd_replaces_only_the_changed_file_and_names_skipped_files(quar
     removed = quark.json("index", "remove", "d", "--source", b_path)
     assert removed["chunks_removed"] == 2
     assert {c.path for c in index.chunks("d")} == {a_path}
-    assert index.conn.execute("SELECT count(*) FROM doc_chunks_fts WHERE doc_chunks_fts MATCH 'frobnicator'").fetchone()[0] == 0
+    found = index.conn.execute("SELECT count(*) FROM doc_chunks_fts WHERE doc_chunks_fts MATCH 'frobnicator'")
+    assert found.fetchone()[0] == 0
     assert quark.json("index", "stats", "d")["chunks"] == 3
     index.close()
     assert "no index" in quark("index", "search", "nope", "x", expect=1).output
@@ -106,7 +107,8 @@ def test_short_embed_training_beats_the_untrained_pooled_states(embed_home):
         model, tok = load_model(folder), load_tokenizer(folder)
         head = load_head(folder, model.config.n_embd)
         assert (head is not None) == (name == "emb")
-        scores[name] = retrieval_scores(lambda texts: embed_texts(model, tok, texts, head=head), val)
+        scores[name] = retrieval_scores(lambda texts, model=model, tok=tok, head=head: embed_texts(model, tok, texts,
+                                                                                               head=head), val)
     assert scores["emb"]["recall_at_10"] > scores["tiny"]["recall_at_10"] + 0.1, scores
     assert scores["emb"]["mrr"] > scores["tiny"]["mrr"], scores
 
@@ -114,9 +116,9 @@ def test_short_embed_training_beats_the_untrained_pooled_states(embed_home):
 def test_index_with_embedding_model_and_memory_backfill_on_dimension_change(embed_home, tmp_path):
     """Hybrid search through the trained head; memories embedded by another space get re-embedded."""
     from quark.db import connect
-    from quark.memory.embedder import ModelEmbedder
     from quark.memory.extract import NewMemory
     from quark.memory.store import MemoryStore
+    from quark.retrieval.embedder import ModelEmbedder
 
     home = Home.open(embed_home)
     quark = Quark(embed_home)
@@ -224,7 +226,7 @@ def test_eval_docqa_with_an_index_reports_retrieval_recall(quark, tmp_path):
     folder = tmp_path / "topics"
     folder.mkdir()
     for example in builtin_examples(5):
-        for pid, text in example.passages:
+        for _, text in example.passages:
             (folder / f"{abs(hash(text))}.txt").write_text(text)
     quark.json("index", "add", "topics", str(folder))
     result = quark.json("eval", "docqa", "--builtin", "stdlib", "--limit", "5", "--index", "topics", "--k", "3",

@@ -118,7 +118,8 @@ def load_align_recipe(kind: str, name_or_file: str, overrides: list[str] = ()) -
         raise QuarkError(f"{where}: lora.rank and lora.alpha must be positive and lora.dropout in [0, 1)")
     if recipe.embed.dim < 0 or recipe.embed.temperature <= 0 or recipe.embed.hard_negatives < 0:
         raise QuarkError(f"{where}: embed.dim must be >= 0, embed.temperature > 0, embed.hard_negatives >= 0")
-    if recipe.rerank.hard_negatives < 0 or recipe.rerank.corrupted < 0 or not recipe.rerank.hard_negatives + recipe.rerank.corrupted:
+    rerank = recipe.rerank
+    if rerank.hard_negatives < 0 or rerank.corrupted < 0 or not rerank.hard_negatives + rerank.corrupted:
         raise QuarkError(f"{where}: rerank.hard_negatives and rerank.corrupted must be >= 0, and not both 0")
     if recipe.dpo.beta <= 0:
         raise QuarkError(f"{where}: dpo.beta must be positive, got {recipe.dpo.beta}")

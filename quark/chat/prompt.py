@@ -28,8 +28,8 @@ from quark.chat.store import Message
 from quark.errors import QuarkError
 from quark.memory.store import Memory
 from quark.memory.summary import summary_line
-from quark.memory.text import truncate
 from quark.retrieval.grounding import SHORTER_CHARS, SOURCE_CHARS, Source, renumber, sources_block
+from quark.text import truncate
 from quark.tokenizer import Tokenizer
 
 SOURCE_SHARE = 0.7  # of the tokens left after system prompt, message and reply reserve
@@ -101,7 +101,8 @@ class BuiltPrompt:
                 "sections": self.sections, "checkpoint": self.checkpoint,
                 "memories": [m.as_dict() for m in self.memories],
                 "omitted_memories": [m.memory.ref for m in self.omitted_memories],
-                "sources": [s.as_dict() for s in self.sources], "omitted_sources": [s.ref for s in self.omitted_sources],
+                "sources": [s.as_dict() for s in self.sources],
+                "omitted_sources": [s.ref for s in self.omitted_sources],
                 "summary": self.summary, "omitted_summary_lines": self.omitted_summary_lines,
                 "window_message_ids": [m.id for m in self.window], "summarized": self.summarized(),
                 "messages": self.messages}

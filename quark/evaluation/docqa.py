@@ -34,7 +34,7 @@ from pathlib import Path
 
 from quark.errors import QuarkError
 from quark.evaluation import textmetrics
-from quark.evaluation.jsonl import field, read_jsonl
+from quark.jsonl import field, read_jsonl
 
 _BRACKETS = re.compile(r"\[\s*([\w.-]+(?:\s*,\s*[\w.-]+)*)\s*\]")
 
@@ -154,16 +154,16 @@ def with_retrieved(examples: Sequence[Example], search: Callable[[str, int], Seq
     return out, {"retrieval_k": k, "retrieval_recall_at_k": found / len(examples) if examples else 0.0}
 
 
-def builtin_examples(count: int = 20, *, seed: int = 0, distractors: int = 2, passage_chars: int = 500) -> list[Example]:
+def builtin_examples(count: int = 20, *, seed: int = 0, distractors: int = 2,
+                     passage_chars: int = 500) -> list[Example]:
     """Questions over the documentation topics every Python install ships (pydoc_data.topics).
 
     Each example asks what a topic's section says; the gold passage is that topic's opening and
     the answer its first sentence; `distractors` other topics are shuffled in beside it, so a
     model must pick the right passage to cite. Deterministic for a seed.
     """
-    import random
-
     import pydoc_data.topics
+    import random
 
     topics = []
     for key in sorted(pydoc_data.topics.topics):

@@ -38,7 +38,7 @@ class ApproximateIndex:
 
     @classmethod
     def build(cls, folder: Path, keys: np.ndarray, vectors: np.ndarray, *, generation: int, embedder: str,
-              seed: int = 0) -> "ApproximateIndex":
+              seed: int = 0) -> ApproximateIndex:
         """Build, check recall against the exact scan, and publish atomically."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         keys = np.ascontiguousarray(keys, dtype=np.uint64)
@@ -59,14 +59,15 @@ class ApproximateIndex:
         tmp = folder / f".{GRAPH}.tmp-{os.getpid()}"
         index.save(str(tmp))
         os.replace(tmp, folder / GRAPH)
-        record = {"generation": generation, "embedder": embedder, "vectors": int(len(keys)), "dim": int(vectors.shape[1]),
+        record = {"generation": generation, "embedder": embedder, "vectors": int(len(keys)),
+                  "dim": int(vectors.shape[1]),
                   "connectivity": CONNECTIVITY, "expansion_add": EXPANSION_ADD, "expansion_search": beam,
                   "recall_at_10": recall, "recall_sample": int(len(sample))}
         write_text(folder / RECORD, json.dumps(record, indent=2))
         return cls(index, record)
 
     @classmethod
-    def load(cls, folder: Path, *, generation: int, embedder: str) -> "ApproximateIndex | None":
+    def load(cls, folder: Path, *, generation: int, embedder: str) -> ApproximateIndex | None:
         """The published index when it matches this generation and vector space, else None."""
         record_path, graph = Path(folder) / RECORD, Path(folder) / GRAPH
         try:

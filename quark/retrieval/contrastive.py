@@ -10,7 +10,7 @@ checkpoints, --resume, torchrun and the progress bar are the usual ones.
 
 Each evaluation embeds the held-out queries and held-out positives and reports recall@10 and MRR
 (`val_recall_at_10`, `val_mrr`). The result, models/NAME, is a model folder plus
-`embedding_head.safetensors`; quark.embedding uses the head whenever it is present:
+`embedding_head.safetensors`; quark.retrieval.embedding uses the head whenever it is present:
 
     quark finetune embed --model tiny --builtin stdlib --name tiny-embed
 """
@@ -28,13 +28,13 @@ import torch.nn.functional as F
 from quark.align.batches import _epoch_order
 from quark.align.reward import publish_with_head
 from quark.align.run import Context, Job, run
-from quark.embedding import HEAD_FILE, embed_texts
 from quark.errors import QuarkError
 from quark.home import Home
-from quark.modelio import load_model
+from quark.modelfolder import load_model
 from quark.models.embedding_head import EmbeddingHead
 from quark.models.llm import LLM, LLMConfig, rope_tables
 from quark.retrieval import metrics
+from quark.retrieval.embedding import HEAD_FILE, embed_texts
 from quark.retrieval.pairs import TextPair, mine_negatives, read_text_pairs, write_pairs
 from quark.tokenizer import Tokenizer
 
@@ -44,9 +44,10 @@ BUILTIN = ("stdlib",)
 
 class ContrastiveModel(LLM):
     """An LLM with an embedding head. forward(idx, mask) → (unit vectors, 1/temperature); without
-    a mask it is the plain LLM (so quark.embedding can embed with it during evaluation)."""
+    a mask it is the plain LLM (so quark.retrieval.embedding can embed with it during evaluation)."""
 
-    def __init__(self, cfg: LLMConfig, dim: int = 0, *, temperature: float = 0.05, learn_temperature: bool = True) -> None:
+    def __init__(self, cfg: LLMConfig, dim: int = 0, *, temperature: float = 0.05,
+                 learn_temperature: bool = True) -> None:
         super().__init__(cfg)
         self.embedding_head = EmbeddingHead(cfg.n_embd, dim or cfg.n_embd, temperature=temperature,
                                             learn_temperature=learn_temperature)
@@ -59,7 +60,7 @@ class ContrastiveModel(LLM):
         return self.embedding_head(super().forward(idx, return_hidden=True), mask), self.embedding_head.scale
 
     @classmethod
-    def assemble(cls, llm: LLM, head: EmbeddingHead) -> "ContrastiveModel":
+    def assemble(cls, llm: LLM, head: EmbeddingHead) -> ContrastiveModel:
         cfg = llm.config
         with torch.device("meta"):
             model = cls(cfg, head.dim)
@@ -192,4 +193,5 @@ def resolve_pairs(home: Home, data: str | None, builtin: str | None, resume: boo
 def embed(home: Home, *, name: str, data: str | None = None, builtin: str | None = None, resume: bool = False,
           **kwargs: Any) -> dict[str, Any] | None:
     """`quark finetune embed`: see quark.align.run.run for the other arguments."""
-    return run(home, "embed", build, name=name, data=resolve_pairs(home, data, builtin, resume), resume=resume, **kwargs)
+    return run(home, "embed", build, name=name, data=resolve_pairs(home, data, builtin, resume), resume=resume,
+               **kwargs)

@@ -30,11 +30,10 @@ import numpy as np
 from quark.db import connect, transaction
 from quark.errors import QuarkError
 from quark.home import Home, validate_name
-from quark.memory.embedder import ModelEmbedder, embedder_name
-from quark.memory.store import fts_query
 from quark.retrieval import approximate
 from quark.retrieval.chunking import Chunk, chunk_text
-from quark.retrieval.metrics import fuse
+from quark.retrieval.embedder import ModelEmbedder, embedder_name
+from quark.retrieval.hybrid import fts_query, fuse
 
 APPROX_FROM = 20_000  # chunks; below this the exact scan takes a few ms
 RERANK_POOL = 20
@@ -194,19 +193,22 @@ class DocumentIndex:
                                 "FROM doc_indexes WHERE name = ?", (validate_name(name, "index name"),)).fetchone()
         if row is None:
             known = [r[0] for r in self.conn.execute("SELECT name FROM doc_indexes ORDER BY name")]
-            raise QuarkError(f"no index {name!r} (indexes: {', '.join(known) or 'none yet; quark index add NAME PATH'})")
+            raise QuarkError(f"no index {name!r} "
+                             f"(indexes: {', '.join(known) or 'none yet; quark index add NAME PATH'})")
         return IndexInfo(*row)
 
     def listing(self) -> list[dict]:
         rows = self.conn.execute(
             "SELECT i.name, i.model, i.dim, (SELECT count(*) FROM doc_sources s WHERE s.index_id = i.id), "
-            "(SELECT count(*) FROM doc_chunks c WHERE c.index_id = i.id), i.updated_at FROM doc_indexes i ORDER BY i.name")
-        return [{"name": r[0], "model": r[1], "dim": r[2], "sources": r[3], "chunks": r[4], "updated_at": r[5]} for r in rows]
+            "(SELECT count(*) FROM doc_chunks c WHERE c.index_id = i.id), i.updated_at FROM doc_indexes i "
+            "ORDER BY i.name")
+        return [{"name": r[0], "model": r[1], "dim": r[2], "sources": r[3], "chunks": r[4], "updated_at": r[5]}
+                for r in rows]
 
     def stats(self, name: str) -> dict:
         info = self.info(name)
-        sources, size = self.conn.execute("SELECT count(*), coalesce(sum(bytes), 0) FROM doc_sources WHERE index_id = ?",
-                                          (info.id,)).fetchone()
+        sources, size = self.conn.execute("SELECT count(*), coalesce(sum(bytes), 0) FROM doc_sources "
+                                          "WHERE index_id = ?", (info.id,)).fetchone()
         chunks, chars = self.conn.execute("SELECT count(*), coalesce(sum(length(text)), 0) FROM doc_chunks "
                                           "WHERE index_id = ?", (info.id,)).fetchone()
         kinds = dict(self.conn.execute("SELECT kind, count(*) FROM doc_chunks WHERE index_id = ? GROUP BY kind",
@@ -224,7 +226,8 @@ class DocumentIndex:
     def sources(self, name: str) -> list[dict]:
         info = self.info(name)
         rows = self.conn.execute("SELECT s.path, s.sha256, s.bytes, (SELECT count(*) FROM doc_chunks c WHERE "
-                                 "c.source_id = s.id) FROM doc_sources s WHERE s.index_id = ? ORDER BY s.path", (info.id,))
+                                 "c.source_id = s.id) FROM doc_sources s WHERE s.index_id = ? ORDER BY s.path",
+                                 (info.id,))
         return [{"path": r[0], "sha256": r[1], "bytes": r[2], "chunks": r[3]} for r in rows]
 
     def chunks(self, name: str, *, source: str | None = None) -> list[ChunkRow]:
@@ -276,7 +279,8 @@ class DocumentIndex:
             else:
                 chunks = chunk_text(document.path, document.text)
                 vectors = self._embedder(model).embed([_embedded_text(c) for c in chunks]) if model and chunks else None
-                prepared.append(_Prepared(document, chunks, vectors, int(previous.split(":", 1)[0]) if previous else None))
+                replaces = int(previous.split(":", 1)[0]) if previous else None
+                prepared.append(_Prepared(document, chunks, vectors, replaces))
             if on_progress:
                 on_progress(number, len(documents))
         reembed = existing is not None and space is not None and existing.embedder != space
@@ -284,7 +288,8 @@ class DocumentIndex:
         old_chunks = self.chunks(name) if reembed else []
         old_vectors = embedder.embed([_embedded_text(c) for c in old_chunks]) if reembed and old_chunks else None
         with transaction(self.conn):
-            index_id = existing.id if existing else self._create(name, model, embedder or (self._embedder(model) if model else None))
+            index_id = existing.id if existing else self._create(
+                name, model, embedder or (self._embedder(model) if model else None))
             if reembed:
                 self._drop_vectors(index_id, existing.dim)
                 self.conn.execute("UPDATE doc_indexes SET model = ?, embedder = ?, dim = ? WHERE id = ?",
@@ -313,7 +318,8 @@ class DocumentIndex:
         with transaction(self.conn):
             if source is None:
                 self._drop_vectors(info.id, info.dim)
-                chunks = self.conn.execute("SELECT count(*) FROM doc_chunks WHERE index_id = ?", (info.id,)).fetchone()[0]
+                chunks = self.conn.execute("SELECT count(*) FROM doc_chunks WHERE index_id = ?",
+                                           (info.id,)).fetchone()[0]
                 self.conn.execute("DELETE FROM doc_chunks WHERE index_id = ?", (info.id,))
                 self.conn.execute("DELETE FROM doc_indexes WHERE id = ?", (info.id,))
                 removed = {"index": name, "removed": "index", "chunks_removed": chunks}
@@ -322,7 +328,8 @@ class DocumentIndex:
                 row = self.conn.execute("SELECT id, path FROM doc_sources WHERE index_id = ? AND path IN (?, ?)",
                                         (info.id, source, key)).fetchone()
                 if row is None:
-                    raise QuarkError(f"index {name!r} has no source {source!r} (see quark index stats {name} --sources)")
+                    raise QuarkError(f"index {name!r} has no source {source!r} "
+                                     f"(see quark index stats {name} --sources)")
                 removed = {"index": name, "removed": row[1], "chunks_removed": self._delete_source(row[0])}
                 self._bump(info.id)
         if source is None:
@@ -357,9 +364,9 @@ class DocumentIndex:
         for ordinal, chunk in enumerate(item.chunks):
             ids.append(self.conn.execute(
                 "INSERT INTO doc_chunks(source_id, index_id, ordinal, start_line, end_line, kind, title, text, sha256) "
-                "VALUES (?,?,?,?,?,?,?,?,?)", (source_id, index_id, ordinal, chunk.start_line, chunk.end_line, chunk.kind,
-                                               chunk.title, chunk.text,
-                                               hashlib.sha256(chunk.text.encode()).hexdigest())).lastrowid)
+                "VALUES (?,?,?,?,?,?,?,?,?)",
+                (source_id, index_id, ordinal, chunk.start_line, chunk.end_line, chunk.kind, chunk.title, chunk.text,
+                 hashlib.sha256(chunk.text.encode()).hexdigest())).lastrowid)
         if item.vectors is not None and ids:
             self._write_vectors(index_id, ids, item.vectors)
         return len(ids)
@@ -430,17 +437,15 @@ class DocumentIndex:
         info = self.info(name)
         text_ids = self._text_candidates(info, query, candidates)
         vector_ids = self._vector_candidates(info, query, candidates, exact=exact)
-        fused = fuse([text_ids, vector_ids])
-        text_rank = {c: r for r, c in enumerate(text_ids, 1)}
-        vector_rank = {c: r for r, c in enumerate(vector_ids, 1)}
-        scores = {c: sum(1.0 / (60 + ranks[c]) for ranks in (text_rank, vector_rank) if c in ranks) for c in fused}
-        pool = self.get_chunks(fused[:max(k, RERANK_POOL) if reranker else k])
+        ranked = fuse(text_ids, vector_ids)  # the reciprocal-rank fusion memory's search uses too
+        fused = {r.id: r for r in ranked}
+        pool = self.get_chunks([r.id for r in ranked[:max(k, RERANK_POOL) if reranker else k]])
         if not reranker:
-            return [SearchHit(c, scores[c.id], text_rank.get(c.id), vector_rank.get(c.id)) for c in pool]
+            return [SearchHit(c, fused[c.id].score, fused[c.id].text_rank, fused[c.id].vector_rank) for c in pool]
         judge = self._reranker(reranker)
         rerank_scores = judge.scores(query, [_embedded_text(c) for c in pool])
         order = sorted(range(len(pool)), key=lambda i: -rerank_scores[i])[:k]
-        return [SearchHit(pool[i], rerank_scores[i], text_rank.get(pool[i].id), vector_rank.get(pool[i].id),
+        return [SearchHit(pool[i], rerank_scores[i], fused[pool[i].id].text_rank, fused[pool[i].id].vector_rank,
                           rerank_scores[i]) for i in order]
 
     def _text_candidates(self, info: IndexInfo, query: str, limit: int) -> list[int]:

@@ -23,10 +23,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from quark.atomic import atomic_dir
+from quark.data.synth import DEFAULT_MODULES, EXPLAIN_TEMPLATES, collect_functions, in_validation
 from quark.errors import QuarkError
 from quark.retrieval.chunking import Chunk, chunk_text
 from quark.retrieval.grounding import Source, sources_block
-from quark.synth import DEFAULT_MODULES, EXPLAIN_TEMPLATES, collect_functions, in_validation
 
 DISTRACTORS = 2
 SOURCE_CHARS = 400  # sized for a small model's context

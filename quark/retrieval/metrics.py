@@ -32,12 +32,3 @@ def dense_rankings(queries: np.ndarray, passages: np.ndarray, k: int) -> list[li
     top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     order = np.take_along_axis(scores, top, axis=1).argsort(axis=1)[:, ::-1]
     return np.take_along_axis(top, order, axis=1).tolist()
-
-
-def fuse(rankings: Sequence[Sequence[int]], k: int = 60) -> list[int]:
-    """Reciprocal-rank fusion (Cormack et al.) of several rankings of the same items."""
-    scores: dict[int, float] = {}
-    for ranking in rankings:
-        for rank, item in enumerate(ranking, 1):
-            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
-    return sorted(scores, key=lambda item: (-scores[item], item))

@@ -11,7 +11,7 @@ Built-in (`stdlib_pairs`), three kinds, so the model learns both code and prose 
                   query must not find its passage by copying words out of it);
 - signature-doc:  `module.name(signature)` → the docstring summary;
 - topic-section:  a documentation topic's heading, or a question about it → the section's text.
-The held-out split is by group (the function or topic), as in quark.synth, so no function is on
+The held-out split is by group (the function or topic), as in quark.data.synth, so no function is on
 both sides. Hard negatives are mined by BM25 (`mine_negatives`): the best-scoring passage that is
 not the positive, which is what a lexical first stage would wrongly put on top.
 """
@@ -29,10 +29,10 @@ from pathlib import Path
 import sqlean as sqlite3
 
 from quark.atomic import atomic_dir
+from quark.data.synth import DEFAULT_MODULES, collect_functions, in_validation
 from quark.errors import QuarkError
-from quark.evaluation.jsonl import field as row_field
-from quark.evaluation.jsonl import read_jsonl
-from quark.synth import DEFAULT_MODULES, collect_functions, in_validation
+from quark.jsonl import field as row_field
+from quark.jsonl import read_jsonl
 
 TOPIC_CHARS = 700  # a topic section's passage: its opening, as an index chunk would hold it
 QUESTION_TEMPLATES = ("What does the section \"{title}\" say?", "Where is {title} explained?",
@@ -82,7 +82,8 @@ def strip_docstring(source: str) -> str:
     if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) or not node.body:
         return source
     first = node.body[0]
-    if not (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str)):
+    if not (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+            and isinstance(first.value.value, str)):
         return source
     lines = source.splitlines(keepends=True)
     kept = lines[:first.lineno - 1] + lines[first.end_lineno:]
@@ -131,7 +132,7 @@ def split(pairs: Iterable[TextPair], seed: int, fraction: float) -> tuple[list[T
 def bm25_ranking(queries: Sequence[str], passages: Sequence[str], k: int) -> list[list[int]]:
     """For each query, the indices of its top-k passages by SQLite FTS5's BM25 (porter stemming,
     every content word OR-ed), best first; the same first stage the document index uses."""
-    from quark.memory.store import fts_query
+    from quark.retrieval.hybrid import fts_query
 
     conn = sqlite3.connect(":memory:")
     conn.execute("CREATE VIRTUAL TABLE p USING fts5(text, tokenize='porter unicode61')")
@@ -139,7 +140,8 @@ def bm25_ranking(queries: Sequence[str], passages: Sequence[str], k: int) -> lis
     out = []
     for query in queries:
         match = fts_query(query)
-        rows = conn.execute("SELECT rowid FROM p WHERE p MATCH ? ORDER BY rank LIMIT ?", (match, k)).fetchall() if match else []
+        rows = conn.execute("SELECT rowid FROM p WHERE p MATCH ? ORDER BY rank LIMIT ?",
+                            (match, k)).fetchall() if match else []
         out.append([r[0] for r in rows])
     conn.close()
     return out
@@ -162,8 +164,9 @@ def mine_negatives(pairs: Sequence[TextPair], count: int, *, seed: int = 0) -> l
     rng = random.Random(seed)
     out = []
     for pair, candidates in zip(pairs, ranked):
-        def allowed(text: str) -> bool:
-            return text != pair.positive and text != pair.query and not (pair.group and pair.group in groups.get(text, ()))
+        def allowed(text: str, pair: TextPair = pair) -> bool:
+            return (text != pair.positive and text != pair.query
+                    and not (pair.group and pair.group in groups.get(text, ())))
 
         chosen = [n for n in pair.negatives if n != pair.positive][:count]
         for index in candidates:
@@ -194,7 +197,8 @@ def write_pairs(folder: Path, *, seed: int = 0, val_fraction: float = 0.2) -> di
             with open(tmp / f"{name}.jsonl", "w", encoding="utf-8") as handle:
                 for p in rows:
                     kinds[p.kind] = kinds.get(p.kind, 0) + 1
-                    handle.write(json.dumps({**p.to_dict(), "kind": p.kind, "group": p.group}, ensure_ascii=False) + "\n")
+                    row = {**p.to_dict(), "kind": p.kind, "group": p.group}
+                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         meta = {"format": "pairs", "builtin": "stdlib", "seed": seed, "val_fraction": val_fraction,
                 "counts": {"train": len(train), "val": len(val)}, "kinds": kinds}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
@@ -245,7 +249,7 @@ class Corruptor:
         self.vocabulary = sorted({w for w in self.vocabulary if len(w) >= 3 and w.lower() not in COMMON})
 
     @classmethod
-    def for_passages(cls, passages: Iterable[str], seed: int = 0) -> "Corruptor":
+    def for_passages(cls, passages: Iterable[str], seed: int = 0) -> Corruptor:
         return cls([m.group(0) for p in passages for m in TOKEN.finditer(p) if not m.group(0)[0].isdigit()], seed)
 
     def twin(self, question: str, passage: str) -> str | None:

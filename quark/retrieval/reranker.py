@@ -9,7 +9,8 @@ and the lowest log-probability of the passage's tokens. A swapped entity is a su
 otherwise fluent text, which is what the lowest log-probability sees; a small model learns only
 slowly to compare tokens across question and passage, which is what the lexical features give it.
 The lexical weights start at 1 (SUPPORT_PRIOR: a passage that names what the question names is
-evidence of support), the others at 0; training moves all of them with the network. For each training question the supported passage is scored against a
+evidence of support), the others at 0; training moves all of them with the network. For each
+training question the supported passage is scored against a
 BM25-mined hard negative (topically close, does not answer) and its corrupted twin (the same
 passage with an entity, number or identifier that the question names swapped for another,
 quark.retrieval.pairs.Corruptor; a passage naming nothing the question names has no twin, and a
@@ -40,7 +41,7 @@ from quark.align.reward import RewardModel, publish_with_head
 from quark.align.run import Context, Job, run
 from quark.errors import QuarkError
 from quark.home import Home
-from quark.modelio import check_state, load_model, load_state, load_tokenizer, read_config_json
+from quark.modelfolder import check_state, load_model, load_state, load_tokenizer, read_config_json
 from quark.models.llm import LLM, LLMConfig, rope_tables
 from quark.retrieval.contrastive import resolve_pairs
 from quark.retrieval.pairs import Corruptor, TextPair, mine_negatives, read_text_pairs, support_features
@@ -78,7 +79,7 @@ class RerankModel(RewardModel):
         return score + self.reward_support(features).squeeze(-1)
 
     @classmethod
-    def assemble(cls, llm: LLM, head: dict[str, torch.Tensor] | None = None) -> "RerankModel":
+    def assemble(cls, llm: LLM, head: dict[str, torch.Tensor] | None = None) -> RerankModel:
         """From an LLM's weights and a saved head (`head.*`, `support.*`; zeros when None)."""
         cfg = llm.config
         with torch.device("meta"):
@@ -115,7 +116,8 @@ def groups(pairs: Sequence[TextPair], hard_negatives: int, corrupted: int, *,
     rng = random.Random(seed)
     out = []
     for pair in mined:
-        twins = [t for t in (corruptor.twin(pair.query, pair.positive) for _ in range(corrupted)) if t and t != pair.positive]
+        twins = [t for t in (corruptor.twin(pair.query, pair.positive) for _ in range(corrupted))
+                 if t and t != pair.positive]
         spare = list(pair.negatives[hard_negatives:])
         rng.shuffle(spare)
         out.append(([pair.positive, *pair.negatives[:hard_negatives], *(twins + spare)[:corrupted]],
@@ -207,20 +209,22 @@ def build(ctx: Context) -> Job:
     def publish(step: Path, folder: Path) -> None:
         with torch.device("meta"):
             shapes = {k: tuple(v.shape) for k, v in RerankModel(ctx.config).state_dict().items()}
-        publish_with_head(ctx, step, folder, shapes, _HEAD, HEAD_FILE, {"reranker": HEAD_FILE, "rerank_seq_len": t.seq_len},
-                          "quark-reranker-head")
+        publish_with_head(ctx, step, folder, shapes, _HEAD, HEAD_FILE,
+                          {"reranker": HEAD_FILE, "rerank_seq_len": t.seq_len}, "quark-reranker-head")
 
     info = {"train_questions": len(train), "group_size": train.group_size}
     if val is not None:
         info["val_questions"] = len(val)
     return Job(model, train, listwise_loss, publish, val=val, val_samples=min(t.eval_windows, len(val)) if val else 0,
-               on_eval=(lambda m: group_accuracy(m, val, settings.hard_negatives)) if val is not None else None, info=info)
+               on_eval=(lambda m: group_accuracy(m, val, settings.hard_negatives)) if val is not None else None,
+               info=info)
 
 
 def rerank(home: Home, *, name: str, data: str | None = None, builtin: str | None = None, resume: bool = False,
            **kwargs: Any) -> dict[str, Any] | None:
     """`quark finetune rerank`: see quark.align.run.run for the other arguments."""
-    return run(home, "rerank", build, name=name, data=resolve_pairs(home, data, builtin, resume), resume=resume, **kwargs)
+    return run(home, "rerank", build, name=name, data=resolve_pairs(home, data, builtin, resume), resume=resume,
+               **kwargs)
 
 
 class Reranker:
@@ -231,7 +235,7 @@ class Reranker:
         self.seq_len = min(seq_len, model.config.max_seq_len)
 
     @classmethod
-    def load(cls, folder: Path, *, device: str | torch.device = "cpu") -> "Reranker":
+    def load(cls, folder: Path, *, device: str | torch.device = "cpu") -> Reranker:
         folder = Path(folder)
         config = read_config_json(folder, "reranker")
         if not (folder / HEAD_FILE).is_file() or not config.get("reranker"):
@@ -250,7 +254,8 @@ class Reranker:
         device = self.model.embed_tokens.weight.device
         out: list[float] = []
         for start in range(0, len(rows), self.batch_size):
-            batch = {k: v.to(device) for k, v in pad_scored(rows[start:start + self.batch_size], self.tokenizer.pad_id).items()}
+            padded = pad_scored(rows[start:start + self.batch_size], self.tokenizer.pad_id)
+            batch = {k: v.to(device) for k, v in padded.items()}
             out += self.model(batch["input_ids"], batch["last"], batch["support"], batch["start"]).tolist()
         return out
 
