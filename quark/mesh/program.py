@@ -68,6 +68,7 @@ class _Node(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    type: str  # each node kind narrows this to its literal (kept first, so JSON starts with the kind)
     translate: Optional[Vec3] = None
     rotate: Optional[Angles3] = None
     scale: Optional[Scale3] = None
