@@ -65,9 +65,7 @@ def write_asset(home: Home, program: Program, solid: Solid, *, out: Path | None,
                 faces: int | None, preview: bool, timings: Timings, prompt: str | None = None,
                 seed: int | None = None, model: str | None = None, extra: dict | None = None) -> dict:
     """Finish `solid` (built from `program`), write the mesh (and preview) and record the asset row."""
-    fmt = format_of(out, fmt) if out else (fmt or "glb")
-    if not out:
-        format_of(Path(f"x.{fmt}"))  # an unknown --format fails here, before anything is written
+    fmt = format_of(out, fmt) if out else format_of(Path("asset"), fmt or "glb")  # fails before any work
     solid, data, png, report = finish_solid(solid, fmt, faces=faces, preview=preview, timings=timings)
     if out is None:
         stem = hashlib.sha256(program.to_json().encode() + data).hexdigest()[:10]

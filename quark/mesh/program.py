@@ -279,7 +279,7 @@ def _one_line(exc: ValidationError) -> str:
     for error in exc.errors()[:3]:
         loc = ".".join(str(x) for x in error["loc"] if not (isinstance(x, str) and x in _TAGS))
         message = error["msg"].removeprefix("Value error, ")
-        parts.append(f"{loc or 'program'}: {message}" + (f" (got {error['input']!r})"
+        parts.append((f"{loc}: " if loc else "") + message + (f" (got {error['input']!r})"
                                                           if not isinstance(error["input"], (dict, list)) else ""))
     more = exc.error_count() - len(parts)
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
