@@ -65,5 +65,8 @@ def transfer_groups(source: Solid, mesh: trimesh.Trimesh) -> np.ndarray:
         return np.zeros(len(mesh.faces), dtype=np.int64)
     from scipy.spatial import cKDTree
 
-    _, nearest = cKDTree(source.mesh.triangles_center).query(mesh.triangles_center)
-    return source.face_group[nearest]
+    def centres(m: trimesh.Trimesh) -> np.ndarray:
+        return np.asarray(m.vertices, dtype=np.float32)[m.faces].mean(axis=1)
+
+    tree = cKDTree(centres(source.mesh), balanced_tree=False, compact_nodes=False)  # built once, queried once
+    return source.face_group[tree.query(centres(mesh))[1]]
