@@ -215,6 +215,7 @@ def mesh_command(cli: Cli, model: Model = None,
         name = f"{name}+{adapter}"
     cases = evaluate.read_cases(data, limit) if data else evaluate.held_out(seed, limit=limit)
     with progress_bar(enabled=cli.progress_enabled()) as bar:
+        cut_off = 0
         if reference:
             replies = [c.reference.to_json() for c in cases]
         else:
@@ -222,11 +223,13 @@ def mesh_command(cli: Cli, model: Model = None,
             task = bar.add_task("writing programs", total=len(cases), unit="prompts")
             replies = []
             for case in cases:  # one at a time: the bar moves, and a long batch never pads every row
-                replies.append(generate_programs(engine, [case.prompt], seed=seed, max_tokens=max_new_tokens)[0].text)
+                generated = generate_programs(engine, [case.prompt], seed=seed, max_tokens=max_new_tokens)[0]
+                replies.append(generated.text)
+                cut_off += generated.program is None and generated.finish_reason == "length"
                 bar.advance(task)
         scoring = bar.add_task("building and scoring", total=len(cases), unit="programs")
         metrics, rows = evaluate.score(cases, replies, seed=seed, on_case=lambda: bar.advance(scoring))
-    metrics.update(constrained=constrained() is not None and not reference, adapter=adapter,
+    metrics.update(constrained=constrained() and not reference, adapter=adapter, cut_off=round(cut_off / len(cases), 4),
                    data=str(data) if data else f"builtin:seed={seed}")
     if output:
         with atomic_file(output) as handle:

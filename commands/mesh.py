@@ -99,11 +99,14 @@ def generate(cli: Cli,
     if generated.program is None:
         raise QuarkError(f"{generated.error} — nothing was written ({generated.tokens} tokens sampled; "
                          f"an adapter trained on `quark data synth --kind mesh` writes valid programs)")
-    with timings.stage("build"):
-        solid = build_solid(generated.program)
+    try:
+        with timings.stage("build"):
+            solid = build_solid(generated.program)
+    except QuarkError as exc:
+        raise QuarkError(f"the model's program does not build: {exc} — nothing was written") from None
     result = write_asset(cli.home, generated.program, solid, out=output, fmt=fmt, faces=faces, preview=preview,
                          timings=timings, prompt=prompt, seed=seed, model=model,
-                         extra={"adapter": adapter, "temperature": temperature, "constrained": constrained() is not None,
+                         extra={"adapter": adapter, "temperature": temperature, "constrained": constrained(),
                                 "tokens": generated.tokens})
     result["program"] = generated.program.model_dump(mode="json", exclude_none=True)
     _summary(cli, f"generated {prompt!r}", result)

@@ -153,7 +153,7 @@ def _nested(count: int) -> dict:
     ({"parts": [{"name": "a", "shape": {"type": "intersection", "children": [
         {"type": "box", "size": [1, 1, 1]}, {"type": "box", "size": [1, 1, 1], "translate": [5, 0, 0]}]}}]},
      "leaves nothing"),
-    ({"parts": [{"name": "a", "shape": {"type": "torus", "radius": 1, "tube_radius": 2}}]}, "tube_radius"),
+    ({"parts": [{"name": "a", "shape": {"type": "torus", "radius": 1, "tube_radius": 0}}]}, "tube_radius"),
     ({"parts": [{"name": "a", "shape": {"type": "pyramid", "size": 1}}]}, "parts.0.shape"),
     ({"parts": [{"name": "a", "shape": {"type": "box", "size": [1, 1, 1], "colour": "red"}}]}, "colour"),
     ({"parts": []}, "parts"),
@@ -179,8 +179,9 @@ def test_unreadable_programs_are_refused(quark, tmp_path: Path) -> None:
 def test_same_program_gives_the_same_bytes(quark, tmp_path: Path) -> None:
     program = _write(tmp_path / "mug.json", MUG)
     for fmt in ("glb", "stl", "ply"):
-        quark("mesh", "build", program, "-o", tmp_path / f"a.{fmt}", "--faces", "300")
-        quark("mesh", "build", program, "-o", tmp_path / f"b.{fmt}", "--faces", "300")
+        preview = ["--preview" if fmt == "glb" else "--no-preview"]
+        quark("mesh", "build", program, "-o", tmp_path / f"a.{fmt}", "--faces", "300", *preview)
+        quark("mesh", "build", program, "-o", tmp_path / f"b.{fmt}", "--faces", "300", *preview)
         assert (tmp_path / f"a.{fmt}").read_bytes() == (tmp_path / f"b.{fmt}").read_bytes(), fmt
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
 
@@ -224,9 +225,9 @@ def test_synth_mesh_pairs_hold_out_attribute_combinations(quark) -> None:
 
 
 def test_eval_mesh_reference_scores_perfectly_and_chance_is_lower(quark) -> None:
-    result = quark.json("eval", "mesh", "--reference", "--limit", "12")
+    result = quark.json("eval", "mesh", "--reference", "--limit", "8")
     metrics = result["metrics"]
-    assert metrics["cases"] == 12 and metrics["valid"] == metrics["built"] == 1.0
+    assert metrics["cases"] == 8 and metrics["valid"] == metrics["built"] == 1.0
     assert all(v == 1.0 for v in metrics["adherence"].values() if v is not None)
     assert metrics["chance"]["kinds"] < 1.0 and metrics["chance"]["colors"] < 1.0
     assert metrics["chamfer_p2s"] == pytest.approx(0.0, abs=1e-6)
@@ -253,23 +254,50 @@ def tiny_home(tiny_model_home: Path, tmp_path: Path) -> Path:
 
 
 def test_generate_and_eval_with_a_tiny_model(tiny_home: Path, tmp_path: Path) -> None:
-    """A random model's reply is validated like any program: under the schema constraint it always
-    parses; without one, an invalid reply is refused in one line and nothing is written."""
+    """A random model's reply is validated like any program. Under the schema grammar every reply
+    the model finishes is a valid program (only a reply cut off at --max-tokens can fail to be);
+    without the grammar an invalid reply is refused in one line. Either way nothing half-made is
+    written, and what is written is recorded with its prompt, seed and model."""
     from conftest import Quark
-    from quark.mesh.generate import constrained
+    from quark.inference import Engine
+    from quark.mesh.generate import constrained, generate_programs
 
+    if constrained():
+        from quark.mesh.generate import program_grammar
+        from quark.mesh.synth import mesh_rows
+
+        engine = Engine.load(tiny_home / "models" / "tiny")
+        # what the training pairs teach is in the grammar's language, token by token, to its end...
+        programs = [load_example(n).to_json() for n in example_names()]
+        programs += [row["messages"][1]["content"] for _, row in list(mesh_rows(0))[:6]]
+        for text in programs:
+            matcher = engine.grammars.matcher(program_grammar())
+            for token in engine.tokenizer.encode(text):
+                matcher.accept(token)
+            assert matcher.complete, text
+        # ...and a random model's finished replies are all valid programs
+        replies = generate_programs(engine, ["a red mug"] * 4, temperature=1.0, seed=5, max_tokens=200)
+        assert all(g.program is not None for g in replies if g.finish_reason == "stop"), [g.error for g in replies]
+        assert all("cut off" in g.error for g in replies if g.program is None)
     quark = Quark(tiny_home)
     out = tmp_path / "gen.glb"
-    args = ("mesh", "generate", "a red mug", "--model", "tiny", "--max-tokens", "24" if not constrained() else "400",
-            "-o", out, "--seed", "3")
-    if constrained():
-        assert quark.json(*args)["watertight"] and out.is_file()
+    result = quark("mesh", "generate", "a red mug", "--model", "tiny", "--max-tokens", "200", "--temperature", "1",
+                   "-o", out, "--seed", "5", "--json", expect=None)
+    if result.exit_code == 0:
+        (row,) = _assets(tiny_home)
+        assert (row.prompt, row.seed, row.model, Path(row.path)) == ("a red mug", 5, "tiny", out.resolve())
+        assert row.params["constrained"] is True and out.is_file()
     else:
-        _refused(quark, *args, says="the model's program", unwritten=out)
-        assert not _assets(tiny_home)
-    metrics = quark.json("eval", "mesh", "--model", "tiny", "--limit", "2", "--max-new-tokens", "16")["metrics"]
+        lines = [line for line in result.output.strip().splitlines() if line.strip()]
+        assert result.exit_code == 1 and len(lines) == 1 and "nothing was written" in lines[0], result.output
+        assert not out.exists() and not _assets(tiny_home)
+        assert constrained() or "the model's program" in lines[0]
+    metrics = quark.json("eval", "mesh", "--model", "tiny", "--limit", "2", "--max-new-tokens", "48")["metrics"]
     assert metrics["cases"] == 2 and set(metrics["adherence"]) == {"kinds", "count", "colors", "relation"}
-    assert metrics["valid"] == (1.0 if constrained() else 0.0)
+    if constrained():
+        assert metrics["valid"] + metrics["cut_off"] == 1.0
+    else:
+        assert metrics["valid"] == 0.0 and metrics["constrained"] is False
 
 
 def test_program_limits_are_checked_before_building() -> None:

@@ -18,7 +18,7 @@ import numpy as np
 import trimesh
 
 from quark.errors import QuarkError
-from quark.mesh.program import DEFAULT_FINISH, Boolean, Program, polygon_area, rgba
+from quark.mesh.program import DEFAULT_FINISH, Boolean, Program, polygon_region, rgba
 from quark.mesh.solid import Group, Solid
 
 
@@ -68,9 +68,7 @@ class _Builder:
             cap = mf.Manifold.sphere(node.radius, s)
             m = mf.Manifold.batch_hull([cap.translate((0, 0, -node.height / 2)), cap.translate((0, 0, node.height / 2))])
         else:  # extrude
-            points = node.points if polygon_area(node.points) > 0 else node.points[::-1]
-            m = mf.CrossSection([np.asarray(points, dtype=np.float64)]).extrude(node.height)
-            m = m.translate((0, 0, -node.height / 2))
+            m = polygon_region(node.points).extrude(node.height).translate((0, 0, -node.height / 2))
         if m.is_empty() or m.volume() <= 0:
             raise QuarkError(f"{where} ({node.type}) is not a volume")
         return m

@@ -1,24 +1,24 @@
 """Prompt → scene program with Quark's own LLM (a 3D-prompt LoRA adapter, trained on
 `quark data synth --kind mesh`), then the program is validated like a hand-written one.
 
-The reply is the program's compact JSON and nothing else (that is what the synthetic pairs
-teach). Decoding is held to the program's JSON schema when the engine offers structured
-generation: `sampling_params` passes `program_schema()` through the engine's SamplingParams
-field for it (`json_schema`, from the structured-generation work) when that field exists. On an
-engine without it, the model samples freely and a reply that does not validate is reported as
-such — the check is the same either way, so the constraint only changes how often it passes.
+The reply is the program's JSON and nothing else (that is what the synthetic pairs teach).
+Decoding is held to the program's JSON schema (`program_schema()`, depth unrolled, no nulls)
+through the engine's grammar-constrained sampling (`SamplingParams.grammar`, from
+`quark.inference.grammar`), so a reply always parses and matches the schema; what the schema
+cannot say (total node count, the triangle budget, booleans that leave nothing) is checked after,
+as for any program. On an engine without structured generation the model samples freely and the
+same checks apply: the constraint changes how often a reply passes, never what passing means.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 from quark.errors import QuarkError
 from quark.inference import Engine, SamplingParams
 from quark.mesh.program import Program, parse_program_text, program_schema
-
-SCHEMA_FIELDS = ("json_schema", "schema")  # the SamplingParams field that constrains output, whichever exists
 
 
 def messages_for(prompt: str) -> list[dict]:
@@ -26,17 +26,21 @@ def messages_for(prompt: str) -> list[dict]:
     return [{"role": "user", "content": prompt}]
 
 
-def constrained() -> str | None:
-    """The SamplingParams field that takes a JSON schema, or None if this engine has none."""
-    names = {f.name for f in dataclasses.fields(SamplingParams)}
-    return next((name for name in SCHEMA_FIELDS if name in names), None)
+def constrained() -> bool:
+    """Whether this engine's SamplingParams take a grammar (structured generation is present)."""
+    return "grammar" in {f.name for f in dataclasses.fields(SamplingParams)}
+
+
+@functools.lru_cache(maxsize=1)
+def program_grammar():
+    """The scene program's JSON-schema grammar (built once; the engine compiles it once per tokenizer)."""
+    from quark.inference.grammar import json_schema_grammar
+
+    return json_schema_grammar(program_schema(), what="scene program")
 
 
 def sampling_params(max_tokens: int, temperature: float, seed: int | None) -> SamplingParams:
-    extra = {}
-    schema_field = constrained()
-    if schema_field:
-        extra[schema_field] = program_schema()
+    extra = {"grammar": program_grammar()} if constrained() else {}
     return SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=1.0, seed=seed, **extra)
 
 
@@ -48,6 +52,7 @@ class Generated:
     error: str | None  # why the text is not a valid program
     tokens: int
     seconds: float
+    finish_reason: str  # "length": cut off at max_tokens (under the grammar, the only way to be invalid JSON)
 
 
 def generate_programs(engine: Engine, prompts: list[str], *, temperature: float = 0.0, seed: int = 0,
@@ -66,5 +71,8 @@ def generate_programs(engine: Engine, prompts: list[str], *, temperature: float 
             program, error = parse_program_text(completion.text.strip(), "the model's program"), None
         except QuarkError as exc:
             program, error = None, str(exc)
-        out.append(Generated(prompt, completion.text, program, error, len(completion.token_ids), completion.seconds))
+            if completion.finish_reason == "length":
+                error += f" (cut off at {len(completion.token_ids)} tokens, the most allowed)"
+        out.append(Generated(prompt, completion.text, program, error, len(completion.token_ids), completion.seconds,
+                             completion.finish_reason))
     return out

@@ -19,6 +19,7 @@ and length bounds, string patterns).
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
@@ -104,17 +105,13 @@ class Cone(_Node):
 
 
 class Torus(_Node):
-    """A ring in the XY plane around Z: `radius` to the tube's centre, `tube_radius` of the tube."""
+    """A ring in the XY plane around Z: `radius` to the tube's centre, `tube_radius` of the tube.
+    A tube wider than the radius makes a spindle torus (the part across the axis is dropped), so
+    every pair of positive radii is a solid."""
 
     type: Literal["torus"]
     radius: Length
     tube_radius: Length
-
-    @model_validator(mode="after")
-    def _tube_fits(self) -> "Torus":
-        if self.tube_radius >= self.radius:
-            raise ValueError(f"tube_radius {self.tube_radius} must be smaller than radius {self.radius}")
-        return self
 
 
 class Capsule(_Node):
@@ -126,19 +123,17 @@ class Capsule(_Node):
 
 
 class Extrude(_Node):
-    """A simple polygon in the XY plane extruded along Z by `height`, centred on z = 0."""
+    """A polygon in the XY plane extruded along Z by `height`, centred on z = 0. Its region is
+    what the outline winds around (non-zero rule), so crossing edges are fine; it needs an area."""
 
     type: Literal["extrude"]
     points: Annotated[list[Point2], Field(min_length=3, max_length=MAX_POLYGON_POINTS)]
     height: Length
 
     @model_validator(mode="after")
-    def _simple_polygon(self) -> "Extrude":
-        area = polygon_area(self.points)
-        if abs(area) < 1e-6:
-            raise ValueError("the polygon has no area (its points are collinear or repeated): it is not a volume")
-        if not _is_simple(self.points):
-            raise ValueError("the polygon's edges cross each other")
+    def _has_area(self) -> "Extrude":
+        if polygon_region(self.points).area() < 1e-6:
+            raise ValueError("the polygon encloses no area (its points are collinear or repeated): it is not a volume")
         return self
 
 
@@ -150,14 +145,13 @@ class Boolean(_Node):
     children: Annotated[list["Node"], Field(min_length=2, max_length=MAX_CHILDREN)]
 
 
-Primitive = Union[Box, Sphere, Cylinder, Cone, Torus, Capsule, Extrude]
 Node = Annotated[Union[Box, Sphere, Cylinder, Cone, Torus, Capsule, Extrude, Boolean], Field(discriminator="type")]
 Boolean.model_rebuild()
 
 
 class Part(BaseModel):
     """A named piece of the object; parts are joined (unioned) into one solid, and keep their
-    names and colours in the exported file."""
+    names and colours in the exported file (two parts may share a name: they export as one)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -177,10 +171,6 @@ class Program(BaseModel):
 
     @model_validator(mode="after")
     def _bounded(self) -> "Program":
-        names = [p.name for p in self.parts]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"part names must be unique; repeated: {', '.join(duplicates)}")
         nodes = sum(count_nodes(p.shape) for p in self.parts)
         if nodes > MAX_NODES:
             raise ValueError(f"{nodes} nodes; at most {MAX_NODES}")
@@ -191,9 +181,9 @@ class Program(BaseModel):
         return self
 
     def to_json(self) -> str:
-        """Compact canonical JSON (defaults left out): what the training data and the model write."""
-        return json.dumps(self.model_dump(mode="json", exclude_none=True, exclude_defaults=True),
-                          separators=(",", ":"))
+        """Canonical JSON (defaults left out, json.dumps' separators — those the grammar of
+        quark.inference.grammar requires): what the training data and the model write."""
+        return json.dumps(self.model_dump(mode="json", exclude_none=True, exclude_defaults=True))
 
 
 # --- helpers the validators and the builder share ---------------------------------------------
@@ -216,40 +206,59 @@ def estimate_triangles(leaf: Any, segments: int) -> int:
             "torus": 2 * segments * segments}[leaf.type]
 
 
-def polygon_area(points: list[list[float]]) -> float:
-    """Signed (shoelace) area: positive when the points run counter-clockwise."""
-    return 0.5 * sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(points, points[1:] + points[:1]))
+def polygon_region(points: list[list[float]]):
+    """The region a polygon outline encloses (manifold3d CrossSection, non-zero winding rule): the
+    same call the builder extrudes, so validation and building agree on what has an area."""
+    import manifold3d as mf
+    import numpy as np
+
+    return mf.CrossSection([np.asarray(points, dtype=np.float64)], mf.FillRule.NonZero)
 
 
-def _is_simple(points: list[list[float]]) -> bool:
-    """No two non-adjacent edges touch (O(n²) on at most 64 points)."""
-    edges = list(zip(points, points[1:] + points[:1]))
-    n = len(edges)
-    for i in range(n):
-        for j in range(i + 1, n):
-            if j == i + 1 or (i == 0 and j == n - 1):
-                continue
-            if _segments_touch(*edges[i], *edges[j]):
-                return False
-    return True
-
-
-def _segments_touch(a, b, c, d) -> bool:
-    def orient(p, q, r) -> float:
-        return (q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0])
-
-    def on(p, q, r) -> bool:
-        return min(p[0], q[0]) <= r[0] <= max(p[0], q[0]) and min(p[1], q[1]) <= r[1] <= max(p[1], q[1])
-
-    o1, o2, o3, o4 = orient(a, b, c), orient(a, b, d), orient(c, d, a), orient(c, d, b)
-    if o1 * o2 < 0 and o3 * o4 < 0:
-        return True
-    return any(abs(o) < 1e-12 and on(p, q, r) for o, p, q, r in ((o1, a, b, c), (o2, a, b, d), (o3, c, d, a), (o4, c, d, b)))
+LEAF_MODELS = ("Box", "Sphere", "Cylinder", "Cone", "Torus", "Capsule", "Extrude")
 
 
 def program_schema() -> dict:
-    """The JSON schema of a Program, for constrained decoding and for documentation."""
-    return Program.model_json_schema()
+    """The JSON schema of a Program, for constrained decoding and for documentation.
+
+    pydantic's schema is recursive (a boolean's children are nodes, booleans included). Here the
+    recursion is unrolled into one `BooleanK` per level down to MAX_DEPTH, so the schema itself
+    bounds the depth and a grammar compiler sees no cycle; the discriminated unions become plain
+    `anyOf`s (each node's `type` is a `const`, so only one branch ever matches)."""
+    schema = Program.model_json_schema()
+    defs = schema["$defs"]
+    boolean = defs.pop("Boolean")
+
+    def nodes(depth: int) -> dict:
+        refs = [{"$ref": f"#/$defs/{name}"} for name in LEAF_MODELS]
+        if depth < MAX_DEPTH:
+            refs.append({"$ref": f"#/$defs/Boolean{depth}"})
+        return {"anyOf": refs}
+
+    for depth in range(1, MAX_DEPTH):
+        level = copy.deepcopy(boolean)
+        level["title"] = f"Boolean{depth}"
+        level["properties"]["children"]["items"] = nodes(depth + 1)
+        defs[f"Boolean{depth}"] = level
+    defs["Part"]["properties"]["shape"] = {**nodes(1), "title": "Shape"}
+    return _without_nulls(schema)
+
+
+def _without_nulls(value: Any) -> Any:
+    """`anyOf: [X, null]` → X: an optional field is left out, never written as null (fewer ways
+    to say the same program, and fewer tokens for a grammar to allow)."""
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    value = {k: _without_nulls(v) for k, v in value.items()}
+    options = value.get("anyOf")
+    if isinstance(options, list) and {"type": "null"} in options:
+        rest = [o for o in options if o != {"type": "null"}]
+        value.pop("anyOf")
+        value.pop("default", None)
+        value.update(rest[0] if len(rest) == 1 else {"anyOf": rest})
+    return value
 
 
 # --- reading ----------------------------------------------------------------------------------
