@@ -51,7 +51,7 @@ def machine() -> str:
 def save_preset_model(home: Path, preset: str, name: str = "bench", *, seed: int = 0) -> Path:
     """A model folder `name` in `home` with the preset's shape and random weights (for `quark serve`)."""
     from quark.home import Home
-    from quark.modelio import save_model
+    from quark.modelfolder import save_model
 
     engine = preset_engine(preset, seed=seed)
     tok_file = Path(home) / f"{name}-tokenizer.model"

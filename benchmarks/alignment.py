@@ -37,7 +37,7 @@ from quark.align.sft import end_rate
 from quark.home import Home
 from quark.inference import Engine
 from quark.tokenizer import Tokenizer, train_tokenizer
-from quark.tokens import TokenWriter
+from quark.tokenizer.token_shards import TokenWriter
 
 from _results import RESULTS, write_section  # benchmarks/_results.py
 

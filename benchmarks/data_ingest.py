@@ -12,7 +12,7 @@ import tempfile
 import time
 
 from quark.data.ingest import ingest
-from quark.executors import ExecutorOptions
+from quark.data.executors import ExecutorOptions
 from quark.home import Home
 
 

@@ -22,7 +22,7 @@ from _common import machine, preset_engine
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from quark.inference import Engine, SamplingParams
-from quark.inference.quantize import quantize_int8, weight_bytes
+from quark.modelfolder.quantized import quantize_int8, weight_bytes
 
 # (prompt tokens, new tokens at batch 1, new tokens at batch 16): the small preset is ~125M
 # parameters with a 65,536 vocabulary, so it gets short runs on a 2-core CPU.

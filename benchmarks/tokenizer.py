@@ -22,10 +22,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from quark.encode import encode_datasets
+from quark.tokenizer.encode import encode_datasets
 from quark.home import Home
 from quark.tokenizer import Tokenizer
-from quark.tokenizer_train import train_named_tokenizer
+from quark.tokenizer.training import train_named_tokenizer
 
 DEMO_VOCAB = 8000
 

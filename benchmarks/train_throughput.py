@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from quark.flops import flops_per_token, parameter_counts, peak_flops
+from quark.modelfolder.flops import flops_per_token, parameter_counts, peak_flops
 from quark.models.llm import LLM, PRESETS
 from quark.train.data import TokenWindows
 from quark.train.dist import Dist

@@ -30,7 +30,7 @@ import torch
 from quark.chat import ChatSession
 from quark.home import Home
 from quark.inference import SamplingParams
-from quark.modelio import save_model
+from quark.modelfolder import save_model
 from quark.models.llm import LLM, LLMConfig
 from quark.tokenizer import train_tokenizer
 from quark.tui.app import ChatApp

@@ -6,21 +6,24 @@ from typing import Annotated, Optional
 import typer
 
 from quark.commands._cli import Cli, quark_command
+from quark.commands._options import DeviceOption, QuantizeOption, adapter_option, model_option, quantize_mode
 from quark.errors import QuarkError
 
 
 def chat(
     cli: Cli,
-    message: Annotated[Optional[str], typer.Option("--message", "-m", help="Send one message and print the reply "
+    message: Annotated[Optional[str], typer.Option("--message", help="Send one message and print the reply "
                                                    "(read from stdin when omitted and stdin is not a terminal).")] = None,
     conversation: Annotated[Optional[int], typer.Option("--conversation", "-c",
                                                         help="Continue this conversation (default: a new one).")] = None,
     checkpoint: Annotated[Optional[str], typer.Option("--checkpoint", help="Restore this checkpoint first (into "
                                                       "--conversation, or a new conversation).")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", help="Model to chat with (default: the conversation's, "
+    model: Annotated[Optional[str], model_option("Model to chat with (default: the conversation's, "
                                                  "else the last used, else the only one).")] = None,
-    adapter: Annotated[Optional[str], typer.Option("--adapter", help="A LoRA adapter of --model "
-                                                   "(models/<model>/adapters/<name>).")] = None,
+    adapter: Annotated[Optional[str], adapter_option("A LoRA adapter of --model "
+                                                     "(models/<model>/adapters/<name>).")] = None,
+    quantize: QuantizeOption = None,
+    device: DeviceOption = "auto",
     system: Annotated[Optional[str], typer.Option("--system", help="Set the conversation's system prompt.")] = None,
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Longest reply, in tokens.")] = None,
     temperature: Annotated[Optional[float], typer.Option("--temperature", min=0.0, help="0 is greedy.")] = None,
@@ -43,15 +46,17 @@ def chat(
             raise QuarkError("--json needs --message (or a message on stdin); the TUI has no JSON output")
         from quark.tui.app import run_app
 
-        run_app(cli.home, model=model, conversation_id=conversation, checkpoint=checkpoint, adapter=adapter)
+        run_app(cli.home, model=model, conversation_id=conversation, checkpoint=checkpoint, adapter=adapter,
+                device=device, quantize=quantize_mode(quantize))
         return None
     text = message if message is not None else sys.stdin.read()
     if not text.strip():
         raise QuarkError("the message is empty (pass --message TEXT or pipe text on stdin)")
-    session = ChatSession(cli.home, model=model, adapter=adapter, conversation_id=conversation)
+    session = ChatSession(cli.home, model=model, adapter=adapter, conversation_id=conversation, device=device,
+                          quantize=quantize_mode(quantize))
     try:
         if checkpoint:
-            session.load_checkpoint(checkpoint, into="current" if conversation is not None else "new")
+            session.load_snapshot(checkpoint, into="current" if conversation is not None else "new")
         if system is not None:
             session.set_system(system)
         params = session.params(max_tokens=max_tokens, temperature=temperature, seed=seed)

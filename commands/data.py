@@ -10,7 +10,7 @@ from rich.table import Table
 
 from quark.commands._cli import Cli, group, quark_command
 from quark.commands._executor_options import executor_options
-from quark.executors import ExecutorOptions
+from quark.data.executors import ExecutorOptions
 from quark.progress import progress_bar
 
 data = group("data", "Curate corpora: ingest, stats, mix, remove, export (Parquet datasets + DuckDB catalog).")
@@ -253,7 +253,7 @@ def synth(
       quark finetune sft --model tiny --data chat --name tiny-sft
     """
     from quark.errors import QuarkError
-    from quark.synth import write_dataset
+    from quark.data.synth import write_dataset
 
     folder = cli.home.dataset_dir(name)
     if folder.exists():

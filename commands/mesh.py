@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from quark.commands._cli import Cli, group, quark_command
-from quark.commands._inference import AdapterOption, DeviceOption, ModelOption, load_engine
+from quark.commands._options import AdapterOption, DeviceOption, ModelOption
 from quark.errors import QuarkError
 
 app = group("mesh", "Text to 3D through a validated scene program, and tools for any mesh file.")
@@ -86,6 +86,7 @@ def generate(cli: Cli,
 
       quark mesh generate "a blue table with four legs" --model base --adapter mesh --faces 4000 -o table.glb
     """
+    from quark.inference import Engine
     from quark.mesh.build import build_solid
     from quark.mesh.generate import constrained, generate_programs
     from quark.mesh.pipeline import Timings, write_asset
@@ -93,7 +94,7 @@ def generate(cli: Cli,
     _check_faces(faces)
     timings = Timings()
     with timings.stage("load"):
-        engine, _ = load_engine(cli, model, device, None, adapter)
+        engine = Engine.named(cli.home, model, device=device, adapter=adapter)
     with timings.stage("llm"):
         generated = generate_programs(engine, [prompt], temperature=temperature, seed=seed, max_tokens=max_tokens)[0]
     if generated.program is None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
 from quark.commands._cli import Cli, quark_command
+from quark.commands._options import device_option
 
 
 def pretrain(
@@ -23,7 +24,7 @@ def pretrain(
     save_every: Optional[int] = typer.Option(None, "--save-every", help="Same as --set train.save_every=N."),
     eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Same as --set train.eval_every=N."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Same as --set train.seed=N."),
-    device: Optional[str] = typer.Option(None, "--device", help="Same as --set train.device=auto|cpu|cuda."),
+    device: Annotated[Optional[str], device_option("Same as --set train.device=auto|cpu|cuda[:N].")] = None,
     strategy: Optional[str] = typer.Option(None, "--strategy", help="Same as --set train.strategy=ddp|fsdp."),
     nproc: int = typer.Option(1, "--nproc", min=1, help="Launch torchrun with this many processes on this machine."),
 ) -> Optional[dict]:

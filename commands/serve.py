@@ -1,6 +1,5 @@
 """`quark serve`: the OpenAI-compatible HTTP server, and `quark serve keys` for its API keys."""
 
-import inspect
 import json
 import sys
 import time
@@ -10,9 +9,10 @@ from typing import Annotated, Optional
 import typer
 
 from quark.commands._cli import Cli, group, quark_command
-from quark.commands._inference import AdapterOption, DeviceOption, QuantizeOption, load_engine
+from quark.commands._options import AdapterOption, DeviceOption, OptionalModelOption, QuantizeOption, quantize_mode
 from quark.errors import QuarkError
-from quark.modelio import generation_defaults
+from quark.inference import Engine
+from quark.modelfolder import generation_defaults
 from quark.serving import KeyStore, bind, create_app, is_loopback, parse_rate_limit, read_key_file, run, url_of
 
 serve = group("serve", "Serve a model over an OpenAI-compatible HTTP API; manage its API keys.")
@@ -20,25 +20,11 @@ keys = group("keys", "Create, list and revoke the server's API keys (stored hash
 serve.add_typer(keys)
 
 
-class _AsCallback:
-    """Registers a quark_command as the group's own callback, so `quark serve --model M` serves
-    while `quark serve keys ...` still reaches the subcommands."""
-
-    def __init__(self, app: typer.Typer) -> None:
-        self.app = app
-
-    def command(self, name: Optional[str] = None, **kwargs):
-        def register(fn):  # the group's help would otherwise hide the docstring's example
-            return self.app.callback(invoke_without_command=True, help=inspect.cleandoc(fn.__doc__ or ""), **kwargs)(fn)
-
-        return register
-
-
-@quark_command(_AsCallback(serve))
+@quark_command(serve, group_default=True)
 def serve_command(
     cli: Cli,
     ctx: typer.Context,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name (a folder under the home's models/).")] = None,
+    model: OptionalModelOption = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on; anything but loopback needs an API key.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port; 0 picks a free one (printed).")] = 8000,
     api_key_file: Annotated[Optional[Path], typer.Option("--api-key-file", help="Accept the keys in this file (one per line) besides the home's keys.")] = None,
@@ -70,13 +56,14 @@ def serve_command(
         raise QuarkError(f"refusing to serve on {host} without an API key: create one with `quark serve keys create NAME` "
                          "or pass --api-key-file (or bind 127.0.0.1)")
     sock = bind(host, port)
-    engine, folder = load_engine(cli, model, device, quantize, adapter)
+    engine = Engine.named(cli.home, model, device=device, quantize=quantize_mode(quantize), adapter=adapter)
+    folder = cli.home.model_dir(model)
     app = create_app(engine, keys=store, defaults=generation_defaults(folder), max_batch=max_batch,
                      gather_seconds=batch_window_ms / 1000)
     url = url_of(sock)
     if cli.json:
         print(json.dumps({"model": model, "url": url, "base_url": f"{url}/v1", "auth": auth,
-                          "device": str(engine.device), "quantize": quantize.value if quantize else None}), flush=True)
+                          "device": str(engine.device), "quantize": quantize_mode(quantize)}), flush=True)
     else:
         cli.print(f"serving [bold]{model}[/] on {url}/v1 ({'API key required' if auth else 'no API key needed'}); "
                   "Ctrl-C stops")

@@ -11,12 +11,12 @@ from rich.text import Text
 
 from quark.commands._cli import Cli, group, quark_command
 from quark.commands._executor_options import executor_options
-from quark.encode import DEFAULT_VAL_FRACTION, encode_datasets
-from quark.executors import ExecutorOptions
+from quark.tokenizer.encode import DEFAULT_VAL_FRACTION, encode_datasets
+from quark.data.executors import ExecutorOptions
 from quark.progress import progress_bar
 from quark.tokenizer import Tokenizer
-from quark.tokenizer_inspect import inspect_files, totals
-from quark.tokenizer_train import DEFAULT_MAX_CHARS, train_named_tokenizer
+from quark.tokenizer.roundtrip import inspect_files, totals
+from quark.tokenizer.training import DEFAULT_MAX_CHARS, train_named_tokenizer
 
 tokenize = group("tokenize", "Train a SentencePiece tokenizer, encode datasets into token shards, inspect pieces.")
 

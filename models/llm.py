@@ -16,6 +16,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+# The label of positions that do not count in the loss (prompts, padding): PyTorch's cross_entropy default.
+IGNORE_INDEX = -100
+
+
 @dataclass
 class LLMConfig:
     """Shape of the network. Everything else (optimizer, data, schedule) lives in the recipe."""
@@ -207,7 +211,7 @@ class LLM(nn.Module):
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, *,
                 positions: torch.Tensor | None = None, cache: KVCache | None = None,
-                attention_mask: torch.Tensor | None = None, ignore_index: int = -100,
+                attention_mask: torch.Tensor | None = None, ignore_index: int = IGNORE_INDEX,
                 return_hidden: bool = False) -> torch.Tensor:
         """Logits (B, T, vocab), or the mean cross-entropy when `targets` is given, or the final
         normalised hidden states (B, T, n_embd) with `return_hidden` (embeddings, reward heads).

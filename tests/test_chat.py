@@ -20,7 +20,7 @@ from quark.db import connect
 from quark.errors import QuarkError
 from quark.home import Home
 from quark.memory.store import Memory
-from quark.modelio import load_tokenizer
+from quark.modelfolder import load_tokenizer
 
 
 @pytest.fixture(scope="module")

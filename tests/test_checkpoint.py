@@ -75,10 +75,10 @@ def test_load_into_a_new_conversation_and_the_next_prompt_carries_it(worked: Cha
 
 
 def test_load_into_the_current_conversation_branches_to_the_snapshot(worked: ChatSession) -> None:
-    worked.save_checkpoint("early")
+    worked.save_snapshot("early")
     tip_before = worked.conversation().tip_id
     worked.send("Something said after the checkpoint.", worked.params(**FAST, seed=10))
-    worked.load_checkpoint("early", into="current")
+    worked.load_snapshot("early", into="current")
     thread = worked.thread()
     assert thread[-1].id != tip_before and "Something said after the checkpoint." not in [m.content for m in thread]
     assert len(thread) == len(worked.store.thread(tip_before))

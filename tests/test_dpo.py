@@ -14,7 +14,7 @@ from quark.align.batches import PairBatches
 from quark.align.data import read_pairs
 from quark.align.dpo import dpo_loss, margins, reference_logps, sequence_logps
 from quark.inference import Engine
-from quark.modelio import load_model, load_tokenizer
+from quark.modelfolder import load_model, load_tokenizer
 
 
 def test_dpo_loss_starts_at_log_2_and_follows_the_margin(align_home: Path) -> None:

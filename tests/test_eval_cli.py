@@ -16,10 +16,10 @@ import torch
 
 from quark.atomic import atomic_dir
 from quark.evaluation.perplexity import perplexity
-from quark.modelio import load_model, save_model
+from quark.modelfolder import load_model, save_model
 from quark.models.llm import LLM, LLMConfig
 from quark.tokenizer import Tokenizer, train_tokenizer
-from quark.tokens import TokenWriter
+from quark.tokenizer.token_shards import TokenWriter
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
 

@@ -13,7 +13,8 @@ from _align import align_home, corpus_home, metrics, one_thread, synth_data  # n
 from _train_data import TINY
 from conftest import Quark
 from quark import db
-from quark.align.batches import IGNORE, encode_example, pack
+from quark.align.batches import encode_example, pack
+from quark.models.llm import IGNORE_INDEX
 from quark.align.data import prompts_of, read_chat
 from quark.align.sft import end_rate
 from quark.inference import Engine
@@ -85,10 +86,10 @@ def test_packing_shifts_labels_and_masks_padding(tok: Tokenizer) -> None:
     for start, length in zip(starts, lengths):
         for t in range(length):
             assert inputs[at + t] == stream_ids[start + t]
-            want = stream_ids[start + t + 1] if stream_mask[start + t + 1] else IGNORE
+            want = stream_ids[start + t + 1] if stream_mask[start + t + 1] else IGNORE_INDEX
             assert labels[at + t] == want
         at += length
-    assert set(inputs[at:]) == {tok.pad_id} and set(labels[at:]) == {IGNORE}
+    assert set(inputs[at:]) == {tok.pad_id} and set(labels[at:]) == {IGNORE_INDEX}
     assert packed.trained_tokens == sum(mask_long[1:]) + 2 * sum(mask_short[1:])
     # An example longer than a window is left out, not cut.
     assert pack(tok, [CONVERSATION, short], seq_len=len(ids_short), seed=0).skipped == 1

@@ -15,7 +15,7 @@ from conftest import Quark
 from quark.align.data import prompts_of, read_chat
 from quark.errors import QuarkError
 from quark.inference import Engine, SamplingParams
-from quark.modelio import load_model
+from quark.modelfolder import load_model
 
 
 def _digest(path: Path) -> str:

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from _train_data import corpus_home, one_thread, token_home  # noqa: F401
-from quark.flops import activation_bytes
-from quark.modelio import load_model, save_model
+from quark.modelfolder.flops import activation_bytes
+from quark.modelfolder import load_model, save_model
 from quark.models.llm import LLM, LLMConfig
 from quark.tokenizer import Tokenizer
 
@@ -138,6 +138,6 @@ def test_truncated_safetensors_fail_in_one_line_naming_the_file(token_home: Path
 
 
 def test_library_never_imports_transformers() -> None:
-    code = ("import sys, quark.hf, quark.flops, quark.commands; "
+    code = ("import sys, quark.modelfolder.hf_llama, quark.modelfolder.flops, quark.commands; "
             "assert 'transformers' not in sys.modules, 'transformers imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from quark import synth
+from quark.data import synth
 from quark.errors import QuarkError
 from quark.tokenizer import ROLES
 

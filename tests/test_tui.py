@@ -62,7 +62,7 @@ def test_stream_a_reply_save_quit_then_restart_load_and_the_prompt_carries_it(ch
             assert stored[-1].content == reply and assistant.message_id == stored[-1].id
             await _type(pilot, "/save work", keys=True)
             await pilot.pause()
-            assert [c["name"] for c in app.session.checkpoints()] == ["work"]
+            assert [c["name"] for c in app.session.snapshots()] == ["work"]
             await pilot.press("ctrl+q")
             await pilot.pause()
             return app.session.conversation_id

@@ -25,7 +25,7 @@ from quark.align.data import read_pairs
 from quark.align.run import Context, Job, now, run
 from quark.errors import QuarkError
 from quark.home import Home
-from quark.modelio import check_state, generation_defaults, load_model, load_state, load_tokenizer, save_model
+from quark.modelfolder import check_state, load_model, load_state, load_tokenizer, save_derived
 from quark.models.llm import LLM, LLMConfig, rope_tables
 from quark.tokenizer import Tokenizer
 from quark.train import checkpoint
@@ -117,9 +117,9 @@ def build(ctx: Context) -> Job:
         llm.load_state_dict({k: v for k, v in weights.items() if not k.startswith(_HEAD)}, assign=True)
         if ctx.config.tie_embeddings:
             llm.lm_head.weight = llm.embed_tokens.weight
-        save_model(folder, llm, ctx.base_folder / "tokenizer.model", generation=generation_defaults(ctx.base_folder),
-                   extra_config={"source_run": ctx.name, "base_model": ctx.base, "reward_head": HEAD_FILE,
-                                 "created": now()})
+        save_derived(folder, llm, ctx.base_folder,
+                     extra_config={"source_run": ctx.name, "base_model": ctx.base, "reward_head": HEAD_FILE,
+                                   "created": now()})
         save_file(head, str(folder / HEAD_FILE), metadata={"format": "pt", "kind": "quark-reward-head"})
 
     info = {"train_pairs": len(train), "train_skipped": train.skipped}

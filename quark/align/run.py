@@ -25,16 +25,17 @@ import torch.nn as nn
 
 from quark import db
 from quark.align.data import DataFiles, resolve_data
-from quark.align.adapters import adapter_dir
+from quark.modelfolder.adapters import adapter_dir
 from quark.align.recipe import AlignRecipe, load_align_recipe
 from quark.atomic import atomic_dir
+from quark.device import resolve_device
 from quark.errors import QuarkError
 from quark.home import Home
-from quark.modelio import load_tokenizer, read_config
+from quark.modelfolder import load_tokenizer, read_config
 from quark.models.llm import LLMConfig
 from quark.tokenizer import Tokenizer
 from quark.train import checkpoint
-from quark.train.dist import Dist, resolve_device, setup, teardown
+from quark.train.dist import Dist, setup, teardown
 from quark.train.trainer import Batches, LossFn, Trainer, fit_run
 
 
@@ -115,7 +116,7 @@ def run(home: Home, kind: str, build: Callable[[Context], Job], *, name: str, ba
     if resolved.lora.qlora:
         from quark.align.lora import check_qlora
 
-        check_qlora(resolve_device(t.device))
+        check_qlora(resolve_device(t.device, what="train.device"))
     output = output_of(home, base, name, resolved)
     if output.exists() and not resume:  # a resumed run replaces what it published before
         raise QuarkError(f"{output} already exists: pick another --name")

@@ -90,7 +90,7 @@ class ChatStore:
             rows = self.conn.execute(f"SELECT {_CONVERSATION} FROM conversations ORDER BY updated_at DESC, id DESC "
                                      "LIMIT ?", (limit,)).fetchall()
             return [Conversation.from_row(r) for r in rows]
-        from quark.memory.store import fts_query  # the same word rules as memory search
+        from quark.retrieval.hybrid import fts_query  # the same word rules as memory search
 
         match = fts_query(search)
         rows = self.conn.execute(

@@ -23,7 +23,7 @@ from quark.data.pipeline import STAGE_NAMES, ingest_stages, plan_readers, topics
 from quark.data.shards import list_shards
 from quark.data.sources import BUILTIN_LICENSE, Plan, plan_paths, plan_stdlib
 from quark.errors import QuarkError
-from quark.executors import ExecutorOptions, StageRunner
+from quark.data.executors import ExecutorOptions, StageRunner
 from quark.home import Home, validate_name
 
 BUILTINS = ("stdlib",)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from quark.errors import QuarkError
 from quark.evaluation import textmetrics
-from quark.evaluation.jsonl import field, read_jsonl
+from quark.jsonl import field, read_jsonl
 
 _BRACKETS = re.compile(r"\[\s*([\w.-]+(?:\s*,\s*[\w.-]+)*)\s*\]")
 

@@ -3,7 +3,9 @@ settings and its own seeded generator (the same seed gives the same text whateve
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -30,6 +32,26 @@ class SamplingParams:
         for ok, message in checks:
             if not ok:
                 raise QuarkError(message)
+
+
+def sampling_params(defaults: Mapping[str, Any], *, max_tokens: int | None = None, temperature: float | None = None,
+                    top_k: int | None = None, top_p: float | None = None, repetition_penalty: float | None = None,
+                    stop: Sequence[str] = (), seed: int | None = None, room: int | None = None) -> SamplingParams:
+    """A request's settings over a model's defaults: each override that is None takes the default.
+
+    `defaults` is a generation_config.json (max_new_tokens, temperature, top_k, top_p, and
+    optionally repetition_penalty and seed), or a chat config in the same shape. `room`, the
+    context the prompt leaves, caps the *default* length; an explicit max_tokens is the caller's
+    to check (serve refuses one that does not fit; the engine clamps it otherwise)."""
+    default_max = int(defaults["max_new_tokens"])
+    return SamplingParams(
+        max_tokens=max_tokens if max_tokens is not None else (min(default_max, room) if room is not None else default_max),
+        temperature=float(defaults["temperature"]) if temperature is None else temperature,
+        top_k=int(defaults.get("top_k", 0)) if top_k is None else top_k,
+        top_p=float(defaults.get("top_p", 1.0)) if top_p is None else top_p,
+        repetition_penalty=float(defaults.get("repetition_penalty", 1.0)) if repetition_penalty is None
+        else repetition_penalty,
+        stop=tuple(stop or ()), seed=defaults.get("seed") if seed is None else seed)
 
 
 @dataclass

@@ -3,7 +3,7 @@
 Prompts are templated from attributes: an object family (mug, table, stack, row, pair of shapes,
 nut, ring, bracket), colours, counts (legs, stacked or lined-up shapes, holes), primitive kinds
 and spatial relations ("a red sphere on top of a blue box"). Each example's *group* is its
-combination of attributes other than the free wording; `quark.synth` splits on a hash of the
+combination of attributes other than the free wording; `quark.data.synth` splits on a hash of the
 group, so the held-out prompts are combinations the model never saw in training, made of
 attributes it did see. The reply is the program's compact JSON, which is all the model writes.
 """
@@ -123,7 +123,7 @@ def combinations(rng: random.Random, pairs: int = 1200) -> Iterator[tuple[str, s
 
 
 def mesh_rows(seed: int = 0) -> Iterator[tuple[str, dict]]:
-    """(group, chat row) pairs, in a seed-determined order, for quark.synth's writer."""
+    """(group, chat row) pairs, in a seed-determined order, for quark.data.synth's writer."""
     rng = random.Random(seed)
     rows = [(group, {"messages": [{"role": "user", "content": rng.choice(WORDINGS).format(text)},
                                   {"role": "assistant", "content": program}]})

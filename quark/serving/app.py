@@ -23,9 +23,10 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from quark.embedding import embed_texts
+from quark.retrieval.embedding import embed_texts
 from quark.inference import Engine, SamplingParams, StreamEvent
-from quark.modelio import DEFAULT_GENERATION
+from quark.inference.sampling import sampling_params
+from quark.modelfolder import DEFAULT_GENERATION
 from quark.serving.batcher import FINISHED, Batcher, Job
 from quark.serving.keys import Caller, KeyStore, RateLimiter
 from quark.serving.metrics import Metrics, MetricsMiddleware
@@ -90,14 +91,12 @@ class Service:
                                 f"{prompt_len + requested} tokens ({prompt_len} in the {param}, {requested} in the "
                                 "completion). Please reduce the length of the messages or completion.",
                            param="max_tokens", code="context_length_exceeded")
-        d = self.defaults
-        base = dict(max_tokens=requested or min(int(d["max_new_tokens"]), room),
-                    temperature=d["temperature"] if request.temperature is None else request.temperature,
-                    top_k=int(d.get("top_k", 0)) if request.top_k is None else request.top_k,
-                    top_p=d.get("top_p", 1.0) if request.top_p is None else request.top_p,
-                    repetition_penalty=request.repetition_penalty or 1.0, stop=tuple(request.stop))
         # With a seed, choice j uses seed + j: n identical answers would defeat the point of n.
-        return [SamplingParams(**base, seed=None if request.seed is None else request.seed + j) for j in range(request.n)]
+        return [sampling_params(self.defaults, max_tokens=requested or None, temperature=request.temperature,
+                                top_k=request.top_k, top_p=request.top_p,
+                                repetition_penalty=request.repetition_penalty or None, stop=request.stop,
+                                seed=None if request.seed is None else request.seed + j, room=room)
+                for j in range(request.n)]
 
     def submit(self, rows: list[list[int]], params: list[SamplingParams]) -> list[tuple[Job, int]]:
         """Queue rows as jobs of at most one batch each; returns (job, index of its first row)."""

@@ -30,7 +30,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
 
 from quark.atomic import atomic_dir, write_text
 from quark.errors import QuarkError
-from quark.modelio import check_state, load_state
+from quark.modelfolder import check_state, load_state
 from quark.models.llm import LLM, LLMConfig, rope_tables
 from quark.train.dist import Dist
 

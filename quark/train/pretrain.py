@@ -25,12 +25,12 @@ import torch.nn as nn
 from quark import db
 from quark.atomic import atomic_dir
 from quark.errors import QuarkError
-from quark.flops import flops_per_token, parameter_counts
+from quark.modelfolder.flops import flops_per_token, parameter_counts
 from quark.home import Home
-from quark.modelio import save_model
+from quark.modelfolder import save_model
 from quark.models.llm import LLM, KVCache, LLMConfig
 from quark.tokenizer import Tokenizer
-from quark.tokens import TokenSet
+from quark.tokenizer.token_shards import TokenSet
 from quark.train import checkpoint
 from quark.train.data import TokenWindows
 from quark.train.dist import setup, teardown

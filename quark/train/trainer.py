@@ -32,7 +32,8 @@ import torch.nn.functional as F
 
 from quark import db
 from quark.atomic import write_text
-from quark.flops import peak_flops
+from quark.modelfolder.flops import peak_flops
+from quark.models.llm import IGNORE_INDEX
 from quark.progress import progress_bar
 from quark.train import checkpoint
 from quark.train.dist import Dist, grad_sync, unwrap, wrap
@@ -48,11 +49,11 @@ LossFn = Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, torc
 
 
 def causal_lm_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed next-token cross-entropy over labels that are not -100, and their number."""
+    """Summed next-token cross-entropy over labels that are not IGNORE_INDEX, and their number."""
     logits = model(batch["input_ids"])
     labels = batch["labels"]
-    loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum")
-    return loss, (labels != -100).sum()
+    loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
+    return loss, (labels != IGNORE_INDEX).sum()
 
 
 def build_optimizer(model: nn.Module, optim: OptimConfig, device: torch.device) -> torch.optim.AdamW:

@@ -1,4 +1,4 @@
-"""Reading evaluation data: JSONL with every bad line named by file and line number."""
+"""JSONL data files (alignment, evaluation): every bad line named by file and line number."""
 
 from __future__ import annotations
 

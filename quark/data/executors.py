@@ -62,7 +62,7 @@ def ray_worker_setup() -> None:
 
 
 # Pass to ray.init (ours below, or yours when you start Ray yourself) so every worker runs the setup.
-RAY_RUNTIME_ENV = {"worker_process_setup_hook": "quark.executors.ray_worker_setup"}
+RAY_RUNTIME_ENV = {"worker_process_setup_hook": "quark.data.executors.ray_worker_setup"}
 
 
 def _start_method() -> str:

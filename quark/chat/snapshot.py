@@ -1,4 +1,7 @@
-"""Checkpoints: named snapshots of a conversation's memory state (SPEC §7).
+"""Chat snapshots: a conversation's memory state saved under a name (`quark checkpoint`, `/save`).
+
+The CLI calls them checkpoints; in code they are snapshots, apart from training checkpoints
+(quark.train.checkpoint).
 
 A snapshot holds the summary, the entities (facts learnt in the conversation), pinned memories,
 the documents retrieved into the latest prompt, tool outputs, the message tip, and the messages
@@ -26,6 +29,7 @@ from quark.home import validate_name
 from quark.memory.extract import NewMemory
 from quark.memory.profile import PROFILE_KEY
 from quark.memory.store import Memory, MemoryStore
+from quark.tools.audit import record_checkpoint
 
 FORMAT = "quark-checkpoint"
 
@@ -117,7 +121,7 @@ def take_snapshot(store: ChatStore, memories: MemoryStore, conversation_id: int,
     last_reply = next((m for m in reversed(thread) if m.role == "assistant"), None)
     retrieved = [m for m in (last_reply.meta.get("memories", []) if last_reply else []) if m.get("source") != "pinned"]
     tools = memories.conn.execute("SELECT tool, arguments, result, ok, created_at FROM tool_calls "
-                                  "WHERE conversation_id = ? ORDER BY id", (conversation_id,)).fetchall()
+                                  "WHERE conversation_id = ? AND kind = 'tool' ORDER BY id", (conversation_id,)).fetchall()
     return Snapshot(
         name=name, created_at=time.time(),
         conversation={"id": conversation.id, "title": conversation.title, "model": conversation.model,
@@ -137,7 +141,7 @@ def take_snapshot(store: ChatStore, memories: MemoryStore, conversation_id: int,
     )
 
 
-def restore(store: ChatStore, memories: MemoryStore, snapshot: Snapshot, conversation_id: int | None = None) -> int:
+def restore_snapshot(store: ChatStore, memories: MemoryStore, snapshot: Snapshot, conversation_id: int | None = None) -> int:
     """Restore into a new conversation (None) or an existing one; returns the conversation id.
 
     The snapshot's thread is copied as a new branch and becomes the tip; the summary replaces the
@@ -195,7 +199,7 @@ def _json_or_text(value: str | None) -> Any:
 
 
 # ---- the checkpoints table -------------------------------------------------------------------
-def save(conn, name: str, conversation_id: int, *, force: bool = False) -> Snapshot:
+def save_snapshot(conn, name: str, conversation_id: int, *, force: bool = False) -> Snapshot:
     validate_name(name, "checkpoint name")
     with transaction(conn):
         exists = conn.execute("SELECT 1 FROM checkpoints WHERE name = ?", (name,)).fetchone()
@@ -203,6 +207,8 @@ def save(conn, name: str, conversation_id: int, *, force: bool = False) -> Snaps
             raise QuarkError(f"checkpoint {name!r} already exists (use --force to replace it, or pick another name)")
         snapshot = take_snapshot(ChatStore(conn), MemoryStore(conn), conversation_id, name)
         _store(conn, snapshot, conversation_id)
+        record_checkpoint(conn, "save", name, conversation_id,
+                          {"messages": len(snapshot.messages), "replaced": bool(exists)})
     return snapshot
 
 
@@ -213,7 +219,7 @@ def _store(conn, snapshot: Snapshot, conversation_id: int | None) -> None:
                  (snapshot.name, conversation_id, snapshot.model_dump_json(), snapshot.created_at))
 
 
-def get(conn, name: str) -> Snapshot:
+def get_snapshot(conn, name: str) -> Snapshot:
     validate_name(name, "checkpoint name")
     row = conn.execute("SELECT snapshot FROM checkpoints WHERE name = ?", (name,)).fetchone()
     if row is None:
@@ -222,14 +228,16 @@ def get(conn, name: str) -> Snapshot:
     return Snapshot.model_validate_json(row[0])
 
 
-def load(conn, name: str, conversation_id: int | None = None) -> int:
+def load_snapshot(conn, name: str, conversation_id: int | None = None) -> int:
     """Restore checkpoint `name` into a new conversation (None) or `conversation_id`."""
-    snapshot = get(conn, name)
+    snapshot = get_snapshot(conn, name)
     with transaction(conn):
-        return restore(ChatStore(conn), MemoryStore(conn), snapshot, conversation_id)
+        restored = restore_snapshot(ChatStore(conn), MemoryStore(conn), snapshot, conversation_id)
+        record_checkpoint(conn, "load", name, restored, {"into": "new" if conversation_id is None else "current"})
+        return restored
 
 
-def listing(conn) -> list[dict]:
+def list_snapshots(conn) -> list[dict]:
     out = []
     for name, conversation_id, raw, created in conn.execute(
             "SELECT name, conversation_id, snapshot, created_at FROM checkpoints ORDER BY created_at DESC, name"):
@@ -241,14 +249,14 @@ def listing(conn) -> list[dict]:
     return out
 
 
-def delete(conn, name: str) -> None:
-    get(conn, name)
+def delete_snapshot(conn, name: str) -> None:
+    get_snapshot(conn, name)
     with transaction(conn):
         conn.execute("DELETE FROM checkpoints WHERE name = ?", (name,))
 
 
-def export(conn, name: str, path: Path) -> Path:
-    snapshot = get(conn, name)
+def export_snapshot(conn, name: str, path: Path) -> Path:
+    snapshot = get_snapshot(conn, name)
     path = Path(path)
     if path.is_dir():
         raise QuarkError(f"{path} is a folder; give a file name such as {path / (name + '.json')}")
@@ -256,7 +264,7 @@ def export(conn, name: str, path: Path) -> Path:
     return path
 
 
-def read_file(path: Path) -> Snapshot:
+def read_snapshot_file(path: Path) -> Snapshot:
     """Parse and validate an exported checkpoint; any problem is one line naming file and field."""
     path = Path(path)
     try:
@@ -279,8 +287,8 @@ def read_file(path: Path) -> Snapshot:
         raise QuarkError(f"{path}: field {where}: {message}{more}") from None
 
 
-def import_file(conn, path: Path, *, name: str | None = None, force: bool = False) -> Snapshot:
-    snapshot = read_file(path)
+def import_snapshot_file(conn, path: Path, *, name: str | None = None, force: bool = False) -> Snapshot:
+    snapshot = read_snapshot_file(path)
     if name is not None:
         snapshot = snapshot.model_copy(update={"name": validate_name(name, "checkpoint name")})
     with transaction(conn):
@@ -290,7 +298,7 @@ def import_file(conn, path: Path, *, name: str | None = None, force: bool = Fals
     return snapshot
 
 
-def diff(a: Snapshot, b: Snapshot) -> dict[str, Any]:
+def diff_snapshots(a: Snapshot, b: Snapshot) -> dict[str, Any]:
     """What changed from checkpoint a to checkpoint b, field by field; `same` when nothing did."""
     changes: dict[str, Any] = {}
     for field in ("title", "model", "system_prompt"):

@@ -19,7 +19,7 @@ import numpy as np
 import sentencepiece as spm
 
 from quark.atomic import atomic_dir
-from quark.corpus_text import Shard, dataset_shards, in_holdout, provenance
+from quark.tokenizer.corpus_text import Shard, dataset_shards, in_holdout, provenance
 from quark.errors import QuarkError
 from quark.home import Home, validate_name
 from quark.tokenizer import Tokenizer, save_meta, train_tokenizer

@@ -25,12 +25,12 @@ from datatrove.pipeline.readers import ParquetReader
 from datatrove.utils.batching import batched
 
 from quark.atomic import atomic_dir
-from quark.corpus_text import TEXT_COLUMN, dataset_shards, in_holdout, provenance
+from quark.tokenizer.corpus_text import TEXT_COLUMN, dataset_shards, in_holdout, provenance
 from quark.errors import QuarkError
-from quark.executors import ExecutorOptions, StageRunner
+from quark.data.executors import ExecutorOptions, StageRunner
 from quark.home import Home, validate_name
 from quark.tokenizer import Tokenizer
-from quark.tokens import SPLITS, TokenWriter, shard_name, write_meta
+from quark.tokenizer.token_shards import SPLITS, TokenWriter, shard_name, write_meta
 
 DEFAULT_VAL_FRACTION = 0.01
 _PROGRESS = ".progress"

@@ -1,4 +1,4 @@
-"""Small text helpers shared by extraction, summaries, search and the profile."""
+"""Small text helpers (words, stopwords, sentences, truncation) shared by memory, chat and retrieval."""
 
 from __future__ import annotations
 

@@ -19,12 +19,10 @@ import sentencepiece as spm
 
 from quark.errors import QuarkError
 from quark.home import Home
+from quark.tokenizer import chat_template
+from quark.tokenizer.chat_template import CHAT_SPECIALS, END
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
-# Chat template: <|system|>…<|end|><|user|>…<|end|><|assistant|>…<|end|>; tools call and answer
-# inside an assistant turn with <|tool_call|>{json}<|end|> and a <|tool|> turn carrying the result.
-CHAT_SPECIALS = ["<|system|>", "<|user|>", "<|assistant|>", "<|tool|>", "<|end|>", "<|tool_call|>"]
-ROLES = {"system": "<|system|>", "user": "<|user|>", "assistant": "<|assistant|>", "tool": "<|tool|>"}
 # Line ends and tabs are pieces of their own (never merged with words, never byte-fallback); runs of
 # spaces are learned as whitespace-only pieces (allow_whitespace_only_pieces), so indentation is cheap.
 _WHITESPACE_SYMBOLS = ["\n", "\t", "\r"]
@@ -179,7 +177,7 @@ class Tokenizer:
     @property
     def end_id(self) -> int:
         """<|end|>: closes every chat turn; generation of a reply stops on it."""
-        return self.special_id("<|end|>")
+        return self.special_id(END)
 
     def encode(self, text: str) -> list[int]:
         if _SPACE_MARK in text:
@@ -214,44 +212,16 @@ class Tokenizer:
         return out
 
     def encode_chat(self, messages: Sequence[dict], *, add_generation_prompt: bool = True) -> list[int]:
-        """The chat template as ids: BOS, then <|role|> content <|end|> per message, then
-        <|assistant|> when a reply is wanted."""
-        ids = [self.bos_id]
-        for message in messages:
-            ids += self.encode_turn(message)
-        if add_generation_prompt:
-            ids.append(self.special_id(ROLES["assistant"]))
-        return ids
+        """The chat template as ids (see quark.tokenizer.chat_template)."""
+        return chat_template.encode_chat(self, messages, add_generation_prompt=add_generation_prompt)
 
     def encode_turn(self, message: dict) -> list[int]:
-        role = message.get("role")
-        if role not in ROLES:
-            raise QuarkError(f"unknown chat role {role!r} (expected one of {', '.join(ROLES)})")
-        if role == "assistant" and message.get("tool_calls"):
-            # An assistant turn that calls tools: <|assistant|><|tool_call|>{"name", "arguments"}<|end|>
-            return [self.special_id(ROLES[role]), self.special_id("<|tool_call|>"),
-                    *self.encode(tool_call_text(message["tool_calls"])), self.end_id]
-        return [self.special_id(ROLES[role]), *self.encode(str(message.get("content") or "")), self.end_id]
+        """One message of the chat template as ids: <|role|> content <|end|>."""
+        return chat_template.encode_turn(self, message)
 
     def metadata(self) -> dict:
         return {"vocab_size": self.vocab_size, "pad_id": self.pad_id, "bos_id": self.bos_id, "eos_id": self.eos_id,
                 "end_id": self.end_id, "specials": {p: self.special_id(p) for p in CHAT_SPECIALS}}
-
-
-def tool_call_text(tool_calls: Sequence[dict]) -> str:
-    """OpenAI-style tool_calls as the JSON the model writes after <|tool_call|>: one object per
-    call, newline-separated, with arguments parsed back from their JSON string."""
-    lines = []
-    for call in tool_calls:
-        function = call.get("function", call)
-        arguments = function.get("arguments", {})
-        if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments)
-            except ValueError:
-                raise QuarkError(f"tool call {function.get('name')!r}: arguments are not valid JSON") from None
-        lines.append(json.dumps({"name": function.get("name"), "arguments": arguments}))
-    return "\n".join(lines)
 
 
 def save_meta(folder: Path, tok: Tokenizer, extra: dict) -> None:

@@ -1,6 +1,6 @@
 """The one interface memory uses to turn text into vectors.
 
-Today the vectors are a Quark model's mean-pooled hidden states (`quark.embedding.embed_texts`);
+Today the vectors are a Quark model's mean-pooled hidden states (`quark.retrieval.embedding.embed_texts`);
 a trained embedding head replaces them by being another `Embedder`. The name identifies the vector
 space: memories embedded by one embedder are never compared with queries from another, even when
 the dimensions agree (see quark.memory.store).
@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from quark.embedding import embed_texts
+from quark.retrieval.embedding import embed_texts
 from quark.models.llm import LLM
 from quark.tokenizer import Tokenizer
 

@@ -1,4 +1,5 @@
-"""Model folders (SPEC §3): config.json, model.safetensors, tokenizer.model, generation_config.json.
+"""Model folders: `models/<name>/` holding config.json, model.safetensors, tokenizer.model and
+generation_config.json (and optionally card.md and adapters/<name>/).
 
 Weights are written with safetensors; a tied lm_head is stored once (as `embed_tokens.weight`)
 and re-tied on load. Loading checks shapes against config.json so a corrupt or mismatched file is
@@ -17,6 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from quark.errors import QuarkError
+from quark.home import Home
 from quark.models.llm import LLM, LLMConfig, rope_tables
 from quark.tokenizer import Tokenizer
 
@@ -36,6 +38,14 @@ def save_model(folder: Path, model: LLM, tokenizer_model: Path, *, generation: d
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     (folder / "generation_config.json").write_text(json.dumps({**DEFAULT_GENERATION, **(generation or {})}, indent=2))
     shutil.copyfile(tokenizer_model, folder / "tokenizer.model")
+
+
+def save_derived(folder: Path, model: LLM, base_folder: Path, *, extra_config: dict | None = None) -> None:
+    """A model folder for weights derived from `base_folder` (fine-tuned, merged, quantized): the
+    base's tokenizer and generation defaults, the new weights and config."""
+    base_folder = Path(base_folder)
+    save_model(folder, model, base_folder / "tokenizer.model", generation=generation_defaults(base_folder),
+               extra_config=extra_config)
 
 
 def read_config_json(folder: Path, what: str = "model") -> dict[str, Any]:
@@ -78,14 +88,20 @@ def check_state(state: dict[str, torch.Tensor], expected: dict[str, tuple[int, .
             raise QuarkError(f"{where}: {key} has shape {tuple(state[key].shape)}, expected {shape}")
 
 
-def load_model(folder: Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> LLM:
-    """Build the LLM of a model folder and load its weights, checking every tensor's shape."""
+def saved_quantization(folder: Path) -> dict | None:
+    """The `quantization` entry of a model folder's config.json, or None for full precision."""
+    try:
+        return json.loads((Path(folder) / "config.json").read_text()).get("quantization")
+    except (OSError, ValueError):
+        return None  # read_config reports a missing or broken config.json with the right message
+
+
+def load_full_precision(folder: Path, *, device: str | torch.device = "cpu",
+                        dtype: torch.dtype = torch.float32) -> LLM:
+    """Build the LLM of an unquantized model folder and load its weights, checking every tensor's
+    shape (quark.modelfolder.loading.load_model picks this or the quantized loader)."""
     folder = Path(folder)
     config = read_config(folder)
-    from quark.inference import quantize  # imports this module: a top-level import would be circular
-
-    if quantize.saved_quantization(folder):
-        return quantize.load_quantized(folder, device=device, dtype=dtype)
     with torch.device("meta"):
         model = LLM(config)
     state = load_state(folder / "model.safetensors")
@@ -110,3 +126,9 @@ def load_tokenizer(folder: Path) -> Tokenizer:
 def generation_defaults(folder: Path) -> dict:
     path = Path(folder) / "generation_config.json"
     return {**DEFAULT_GENERATION, **(json.loads(path.read_text()) if path.is_file() else {})}
+
+
+def list_models(home: Home) -> list[Path]:
+    """The model folders of a home: every `models/<name>/` that has a config.json, by name."""
+    root = home.root / "models"
+    return sorted(p for p in root.iterdir() if (p / "config.json").is_file()) if root.is_dir() else []
