@@ -361,6 +361,7 @@ class SynthKind(str, Enum):
     tools = "tools"
     refusals = "refusals"
     preferences = "preferences"
+    mesh = "mesh"
     all = "all"
 
 
@@ -371,8 +372,8 @@ def synth(
                                       help="Dataset name: writes data/NAME/train.jsonl, val.jsonl, meta.json.")],
     kind: Annotated[SynthKind, typer.Option("--kind",
                                             help="instructions, dialogues, tools, refusals (chat JSONL), all (every "
-                                                 "chat kind), or preferences (prompt/chosen/rejected)."
-                                            )] = SynthKind.all,
+                                                 "chat kind), preferences (prompt/chosen/rejected), or mesh (prompt → "
+                                                 "scene program).")] = SynthKind.all,
     seed: Annotated[int, typer.Option("--seed", help="Same seed, same data (on a given Python version).")] = 0,
     val_fraction: Annotated[float, typer.Option("--val-fraction",
                                                 help="Share held out in val.jsonl, split by function/template so none "
@@ -391,6 +392,8 @@ def synth(
       quark data synth --kind all --name chat
 
       quark data synth --kind preferences --name prefs --seed 1
+
+      quark data synth --kind mesh --name mesh   (3D prompts → scene programs)
 
       quark finetune sft --model tiny --data chat --name tiny-sft
     """

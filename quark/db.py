@@ -158,6 +158,25 @@ MIGRATIONS: list[str] = [
         validated_at  REAL NOT NULL
     );
     """,
+    # 4: generated assets (SPEC §3 `assets/`): meshes and images, each with what made it. `path` is
+    # where the file was written (under assets/ unless the user chose another place); `params`
+    # holds the rest as JSON (meshes: the scene program, face budget, format, checks, adapter,
+    # preview path; images: steps, size, guidance, ...).
+    """
+    CREATE TABLE assets (
+        id              INTEGER PRIMARY KEY,
+        kind            TEXT NOT NULL CHECK (kind IN ('mesh', 'image')),
+        path            TEXT NOT NULL,
+        sha256          TEXT NOT NULL,            -- of the file's bytes as written
+        prompt          TEXT,                     -- NULL for a hand-written program
+        negative_prompt TEXT,
+        seed            INTEGER,
+        model           TEXT,                     -- the model folder that generated it, NULL if none
+        params          TEXT NOT NULL DEFAULT '{}',
+        created_at      REAL NOT NULL
+    );
+    CREATE INDEX assets_kind ON assets(kind, created_at);
+    """,
 ]
 
 
