@@ -362,6 +362,7 @@ class SynthKind(str, Enum):
     refusals = "refusals"
     preferences = "preferences"
     grounded = "grounded"
+    mesh = "mesh"
     all = "all"
 
 
@@ -372,9 +373,9 @@ def synth(
                                       help="Dataset name: writes data/NAME/train.jsonl, val.jsonl, meta.json.")],
     kind: Annotated[SynthKind, typer.Option("--kind",
                                             help="instructions, dialogues, tools, refusals (chat JSONL), all (every "
-                                                 "chat kind), preferences (prompt/chosen/rejected), or grounded "
+                                                 "chat kind), preferences (prompt/chosen/rejected), grounded "
                                                  "(numbered sources, cited answers, and preferences/ against "
-                                                 "made-up references)."
+                                                 "made-up references), or mesh (prompt → scene program)."
                                             )] = SynthKind.all,
     seed: Annotated[int, typer.Option("--seed", help="Same seed, same data (on a given Python version).")] = 0,
     val_fraction: Annotated[float, typer.Option("--val-fraction",
@@ -397,6 +398,8 @@ def synth(
       quark data synth --kind all --name chat
 
       quark data synth --kind preferences --name prefs --seed 1
+
+      quark data synth --kind mesh --name mesh   (3D prompts → scene programs)
 
       quark finetune sft --model tiny --data chat --name tiny-sft
 

@@ -47,6 +47,7 @@ def stages(fast: bool, steps: int | None) -> list[tuple[str, list[str]]]:
                          "--max-new-tokens", "32" if fast else "64"]),
         ("one chat turn", ["chat", "--model", "demo", "--message", "What does `shlex.quote` do?", "--max-tokens", "48",
                            "--temperature", "0"]),
+        ("build, simplify and render a mesh", ["mesh", "build", "--example", "mug", "--faces", "800"]),
     ]
 
 

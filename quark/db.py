@@ -158,7 +158,26 @@ MIGRATIONS: list[str] = [
         validated_at  REAL NOT NULL
     );
     """,
-    # 4: document indexes for grounded answers (quark.retrieval.documents). A source is one file (or
+    # 4: generated assets (SPEC §3 `assets/`): meshes and images, each with what made it. `path` is
+    # where the file was written (under assets/ unless the user chose another place); `params`
+    # holds the rest as JSON (meshes: the scene program, face budget, format, checks, adapter,
+    # preview path; images: steps, size, guidance, ...).
+    """
+    CREATE TABLE assets (
+        id              INTEGER PRIMARY KEY,
+        kind            TEXT NOT NULL CHECK (kind IN ('mesh', 'image')),
+        path            TEXT NOT NULL,
+        sha256          TEXT NOT NULL,            -- of the file's bytes as written
+        prompt          TEXT,                     -- NULL for a hand-written program
+        negative_prompt TEXT,
+        seed            INTEGER,
+        model           TEXT,                     -- the model folder that generated it, NULL if none
+        params          TEXT NOT NULL DEFAULT '{}',
+        created_at      REAL NOT NULL
+    );
+    CREATE INDEX assets_kind ON assets(kind, created_at);
+    """,
+    # 5: document indexes for grounded answers (quark.retrieval.documents). A source is one file (or
     # dataset document) with the sha256 of its content, so re-adding it unchanged is a no-op and
     # re-adding it changed replaces its chunks only. Chunk ids never repeat (AUTOINCREMENT): they
     # are the keys of the approximate index kept beside quark.db. Vectors live in one vec0 table per

@@ -358,7 +358,7 @@ def write_preferences(folder: Path, *, seed: int = 0, val_fraction: float = 0.05
 # What `quark data synth --kind` offers: groups of chat kinds, or preference pairs.
 DATASET_KINDS: dict[str, tuple[str, ...]] = {
     "instructions": ("write", "explain"), "dialogues": ("dialogue",), "tools": ("tool",), "refusals": ("refusal",),
-    "all": KINDS, "preferences": (),
+    "all": KINDS, "preferences": (), "mesh": (),
 }
 
 
@@ -369,4 +369,10 @@ def write_dataset(folder: Path, kind: str, *, seed: int = 0, val_fraction: float
         raise QuarkError(f"unknown synthetic data kind {kind!r} (kinds: {', '.join(DATASET_KINDS)})")
     if kind == "preferences":
         return write_preferences(folder, seed=seed, val_fraction=val_fraction)
+    if kind == "mesh":  # prompt -> scene program pairs, held out by attribute combination
+        from quark.mesh.synth import mesh_rows
+
+        _check_fraction(val_fraction)
+        rows = list(mesh_rows(seed))
+        return _write_split(Path(folder), rows, seed, val_fraction, {"format": "chat", "kinds": {"mesh": len(rows)}})
     return write_chat(folder, seed=seed, val_fraction=val_fraction, kinds=DATASET_KINDS[kind])

@@ -59,7 +59,7 @@ def model_run(model_folder: Path) -> str | None:
 
 HEADLINE = {"perplexity": ("perplexity",), "humaneval": ("pass@1",), "mbpp": ("pass@1",),
             "docqa": ("exact_match", "f1", "citation_coverage"), "choice": ("acc", "acc_norm"),
-            "redteam": ("helpful_harmless", "unsupported_rate")}
+            "redteam": ("helpful_harmless", "unsupported_rate"), "mesh": ("built", "chamfer_p2s", "chamfer_p2p")}
 _SCORES = "## Evaluation"
 
 
