@@ -33,7 +33,7 @@ def ingest(
     name: Annotated[Optional[str], typer.Option("--name", help="Dataset name (default: the first path's name).")] = None,
     builtin: Annotated[Optional[Builtin], typer.Option("--builtin", help="Ingest the built-in corpus instead: stdlib-code + stdlib-text.")] = None,
     text_field: Annotated[str, typer.Option("--text-field", help="JSONL field / Parquet column holding the text.")] = "text",
-    limit: Annotated[Optional[int], typer.Option("--limit", help="Read at most N files per folder (and N doc topics), spread evenly: a quick trial.")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Read at most N files per folder (and N doc topics), spread evenly: a quick trial.")] = None,
     *,
     executor: ExecutorOptions,
 ) -> dict[str, Any]:
@@ -129,8 +129,8 @@ def mix(
     cli: Cli,
     ratio: Annotated[Optional[list[str]], typer.Option("--ratio", help="DATASET=SHARE of characters; repeat per dataset (shares are normalised).")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Name of the blend (a dataset folder).")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for document order and sampling.")] = 0,
-    chars: Annotated[Optional[int], typer.Option("--chars", help="Character budget (default: the largest blend that repeats no document).")] = None,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed for document order and sampling.")] = 0,
+    chars: Annotated[Optional[int], typer.Option("--chars", min=1, help="Character budget (default: the largest blend that repeats no document).")] = None,
     from_manifest: Annotated[Optional[Path], typer.Option("--from-manifest", help="Rebuild the blend a manifest.json describes (inputs must be unchanged).")] = None,
 ) -> dict[str, Any]:
     """Blend datasets by share of characters into data/<name>/train.
@@ -230,8 +230,8 @@ def synth(
     cli: Cli,
     name: Annotated[str, typer.Option("--name", help="Dataset name: writes data/NAME/train.jsonl, val.jsonl, meta.json.")],
     kind: Annotated[SynthKind, typer.Option("--kind", help="instructions, dialogues, tools, refusals (chat JSONL), all (every chat kind), or preferences (prompt/chosen/rejected).")] = SynthKind.all,
-    seed: Annotated[int, typer.Option("--seed", help="Same seed, same data (on a given Python version).")] = 0,
-    val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share held out in val.jsonl, split by function/template so none leaks.")] = 0.05,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Same seed, same data (on a given Python version).")] = 0,
+    val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.9, help="Share held out in val.jsonl, split by function/template so none leaks.")] = 0.05,
 ) -> dict[str, Any]:
     """Write built-in synthetic alignment data from this Python's standard library.
 
