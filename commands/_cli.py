@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.models import ParameterInfo
 
+from quark.atomic import DISK_FULL
 from quark.errors import QuarkError
 from quark.home import Home
 
@@ -73,6 +74,23 @@ def one_line(message: str) -> str:
     return message.replace("\r", "\\r").replace("\n", "\\n")
 
 
+_FULL_WORDS = ("disk is full", "no space left", "file too large", "filetoolarge", "storagefull", "disk i/o error")
+
+
+def disk_full(exc: BaseException) -> bool:
+    """A full disk or a file-size limit, however it surfaced: an OSError, or SQLite's, DuckDB's,
+    Arrow's or safetensors' own words for it (each wraps the errno in its own exception type)."""
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+        return True
+    return any(word in str(exc).lower() for word in _FULL_WORDS)
+
+
+def _internal(err: Console, exc: BaseException) -> None:
+    err.print(f"[bold red]error:[/] internal error: {type(exc).__name__}: {escape(one_line(str(exc)))} "
+              "(rerun with --debug for the traceback)", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
 def run_guarded(fn: Callable[[], Any], debug: bool, err: Console | None = None) -> Any:
     """Run fn, turning user errors into one line and exit 1; Ctrl-C into exit 130."""
     err = err or Console(stderr=True)
@@ -88,13 +106,14 @@ def run_guarded(fn: Callable[[], Any], debug: bool, err: Console | None = None) 
         raise typer.Exit(130)
     except (typer.Exit, typer.Abort, SystemExit):
         raise
-    except Exception as exc:  # a bug: keep the traceback behind --debug
+    except Exception as exc:  # a bug (keep the traceback behind --debug), or a full disk
         if debug:
             raise
-        err.print(f"[bold red]error:[/] internal error: {type(exc).__name__}: {escape(one_line(str(exc)))} "
-                  "(rerun with --debug for the traceback)",
-                  highlight=False, soft_wrap=True)
-        raise typer.Exit(1)
+        if disk_full(exc):
+            err.print(f"[bold red]error:[/] the disk refused a write: full, or over a file-size limit "
+                      f"({escape(one_line(str(exc)))}); nothing half-written was kept", highlight=False, soft_wrap=True)
+            raise typer.Exit(1)
+        _internal(err, exc)
 
 
 INT_MAX = 2 ** 63 - 1  # what SQLite, numpy and torch can hold: a larger count is a usage error, not an OverflowError

@@ -46,7 +46,7 @@ DIR_PARAMS = {"folder", "workspace", "dir", "directory", "images"}
 # Inputs where any readable text is valid (ingest sources, files to inspect): only the files that
 # are not text at all, or not there, are bad.
 SOURCE_PARAMS = {"paths", "files", "sources"}
-SOURCE_BAD = {"missing", "folder", "fifo", "devzero", "nonutf8", "traversal", "unicode"}
+SOURCE_BAD = {"missing", "fifo", "devzero", "nonutf8", "traversal", "unicode"}
 # Options that only filter a listing (an unknown value lists nothing, which is not an error) or
 # only matter together with another option: (command, parameter).
 IGNORED = {(("tools", "log"), "tool"), (("tools", "log"), "workspace")}

@@ -97,7 +97,7 @@ def _resolve(home: Home, kind: str, name: str, base: str | None, data: str | Non
         return load_align_recipe(kind, str(run_dir / "recipe.yaml"), overrides), recorded["base"], files
     if not base or not data:
         raise QuarkError("a new run needs --model and --data (or --resume to continue an existing run)")
-    if run_dir.exists():
+    if (run_dir / "run.json").exists():  # a folder without run.json is a run killed before it started
         raise QuarkError(f"run {name!r} already exists ({run_dir}): add --resume to continue it, or pick another --name")
     return load_align_recipe(kind, recipe or kind, overrides), base, resolve_data(home, data, val)
 

@@ -53,7 +53,7 @@ def _resolve(home: Home, name: str, recipe: str | None, data: str | None, overri
         return load_recipe(run_dir / "recipe.yaml", overrides), recorded
     if not recipe or not data:
         raise QuarkError("a new run needs --recipe and --data (or --resume to continue an existing run)")
-    if run_dir.exists():
+    if (run_dir / "run.json").exists():  # a folder without run.json is a run killed before it started
         raise QuarkError(f"run {name!r} already exists ({run_dir}): add --resume to continue it, or pick another --name")
     if model_dir.exists():
         raise QuarkError(f"model {name!r} already exists ({model_dir}): pick another --name")
