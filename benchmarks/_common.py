@@ -45,7 +45,8 @@ def preset_engine(preset: str, *, seed: int = 0) -> Engine:
 
 
 def machine() -> str:
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    return f"{cpu}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}"
 
 
 def save_preset_model(home: Path, preset: str, name: str = "bench", *, seed: int = 0) -> Path:

@@ -22,7 +22,6 @@ import asyncio
 import statistics
 import sysconfig
 import tempfile
-import time
 from pathlib import Path
 
 import torch

@@ -88,7 +88,7 @@ def disk_full(exc: BaseException) -> bool:
 def _internal(err: Console, exc: BaseException) -> None:
     err.print(f"[bold red]error:[/] internal error: {type(exc).__name__}: {escape(one_line(str(exc)))} "
               "(rerun with --debug for the traceback)", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
+    raise typer.Exit(1) from None
 
 
 def run_guarded(fn: Callable[[], Any], debug: bool, err: Console | None = None) -> Any:
@@ -100,10 +100,10 @@ def run_guarded(fn: Callable[[], Any], debug: bool, err: Console | None = None) 
         if debug:
             raise
         err.print(f"[bold red]error:[/] {escape(one_line(str(exc)))}", highlight=False, markup=True, soft_wrap=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: nothing half-written was kept")
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     except (typer.Exit, typer.Abort, SystemExit):
         raise
     except Exception as exc:  # a bug (keep the traceback behind --debug), or a full disk
@@ -112,7 +112,7 @@ def run_guarded(fn: Callable[[], Any], debug: bool, err: Console | None = None) 
         if disk_full(exc):
             err.print(f"[bold red]error:[/] the disk refused a write: full, or over a file-size limit "
                       f"({escape(one_line(str(exc)))}); nothing half-written was kept", highlight=False, soft_wrap=True)
-            raise typer.Exit(1)
+            raise typer.Exit(1) from None
         _internal(err, exc)
 
 

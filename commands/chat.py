@@ -32,7 +32,9 @@ def chat(
 ) -> dict | None:
     """Chat with a model, with memory and checkpoints.
 
-    With a terminal and no --message this opens the TUI. Otherwise it sends one message and prints the reply; --json adds the conversation id, the memories and checkpoint put into the prompt, and the turns that were folded into the summary.
+    With a terminal and no --message this opens the TUI. Otherwise it sends one message and prints the
+    reply; --json adds the conversation id, the memories and checkpoint put into the prompt, and the
+    turns that were folded into the summary.
 
     Example:
 

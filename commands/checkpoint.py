@@ -194,7 +194,8 @@ def export(cli: Cli, name: Annotated[str, typer.Argument(help="Checkpoint to exp
 @quark_command(checkpoint, "import")
 def import_(cli: Cli, file: Annotated[Path, typer.Argument(help="A file written by `quark checkpoint export`.")],
             name: Annotated[Optional[str], typer.Option("--name", help="Store it under this name instead.")] = None,
-            force: Annotated[bool, typer.Option("--force", help="Replace a checkpoint of the same name.")] = False) -> dict:
+            force: Annotated[bool, typer.Option("--force",
+                                                help="Replace a checkpoint of the same name.")] = False) -> dict:
     """Import a checkpoint from a JSON file; `load` then restores it.
 
     Example: quark checkpoint import work.json && quark checkpoint load work

@@ -18,11 +18,18 @@ def generate_command(
     cli: Cli,
     model: ModelOption,
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="The text to continue; '-' reads it from stdin.")],
-    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Most tokens to generate (default: the model's generation_config.json).")] = None,
-    temperature: Annotated[Optional[float], typer.Option("--temperature", min=0.0, help="0 is greedy (default: the model's).")] = None,
-    top_k: Annotated[Optional[int], typer.Option("--top-k", min=0, help="Keep the k likeliest tokens; 0 keeps all (default: the model's).")] = None,
-    top_p: Annotated[Optional[float], typer.Option("--top-p", min=0.0, max=1.0, help="Nucleus sampling mass (default: the model's).")] = None,
-    repetition_penalty: Annotated[float, typer.Option("--repetition-penalty", min=0.0, help="Above 1 discourages repeats.")] = 1.0,
+    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=1,
+                                                      help="Most tokens to generate (default: the model's "
+                                                           "generation_config.json).")] = None,
+    temperature: Annotated[Optional[float], typer.Option("--temperature", min=0.0,
+                                                         help="0 is greedy (default: the model's).")] = None,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", min=0,
+                                                 help="Keep the k likeliest tokens; 0 keeps all (default: the "
+                                                      "model's).")] = None,
+    top_p: Annotated[Optional[float], typer.Option("--top-p", min=0.0, max=1.0,
+                                                   help="Nucleus sampling mass (default: the model's).")] = None,
+    repetition_penalty: Annotated[float, typer.Option("--repetition-penalty", min=0.0,
+                                                      help="Above 1 discourages repeats.")] = 1.0,
     stop: Annotated[Optional[list[str]], typer.Option("--stop", help="Stop before this text (repeatable).")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Sampling seed: the same seed gives the same text.")] = None,
     quantize: QuantizeOption = None,
@@ -70,7 +77,8 @@ def generate_command(
         cli.err.print(f"[dim]{len(completion_ids)} tokens, first after {first:.3f} s, "
                       f"{timings['tokens_per_s']} tokens/s, finish: {finish_reason}[/]", highlight=False)
     return {"model": model, "text": text, "prompt_token_ids": prompt_ids, "completion_token_ids": completion_ids,
-            "finish_reason": finish_reason, "usage": {"prompt_tokens": len(prompt_ids), "completion_tokens": len(completion_ids)},
+            "finish_reason": finish_reason, "usage": {"prompt_tokens": len(prompt_ids),
+                                                      "completion_tokens": len(completion_ids)},
             "timings": timings, "quantize": quantize_mode(quantize), "device": str(engine.device),
             "params": {"max_tokens": params.max_tokens, "temperature": params.temperature, "top_k": params.top_k,
                        "top_p": params.top_p, "repetition_penalty": params.repetition_penalty,

@@ -27,8 +27,10 @@ def info(cli: Cli,
          preset: Optional[str] = typer.Option(None, "--preset", help="A built-in preset: tiny, small, blueprint-700m."),
          model: Annotated[Optional[str], model_option("A model under models/.")] = None,
          batch: int = typer.Option(1, "--batch", min=1, help="Sequences per step for the memory estimate."),
-         seq: Optional[int] = typer.Option(None, "--seq", min=1, help="Sequence length [default: the model's context]."),
-         dtype: str = typer.Option("bfloat16", "--dtype", help="Compute dtype of training: bfloat16 (autocast) or float32."),
+         seq: Optional[int] = typer.Option(None, "--seq", min=1,
+                                           help="Sequence length [default: the model's context]."),
+         dtype: str = typer.Option("bfloat16", "--dtype",
+                                   help="Compute dtype of training: bfloat16 (autocast) or float32."),
          ) -> dict:
     """Parameters, FLOPs per token and training memory of a preset or a model (nothing is allocated).
 
@@ -38,8 +40,8 @@ def info(cli: Cli,
 
         quark models info --model tiny --json
     """
-    from quark.modelfolder.flops import model_info
     from quark.modelfolder import read_config
+    from quark.modelfolder.flops import model_info
     from quark.models.llm import PRESETS
 
     if (preset is None) == (model is None):
@@ -60,7 +62,8 @@ def info(cli: Cli,
         ("parameters", f"{result['parameters']:,}"),
         ("  embedding / non-embedding", f"{result['embedding_parameters']:,} / {result['non_embedding_parameters']:,}"),
         (f"FLOPs per token (T={result['seq_len']})", f"{result['flops_per_token']:.3e}"),
-        ("weights fp32 / bf16", f"{_gib(result['weight_bytes']['float32'])} / {_gib(result['weight_bytes']['bfloat16'])}"),
+        ("weights fp32 / bf16",
+         f"{_gib(result['weight_bytes']['float32'])} / {_gib(result['weight_bytes']['bfloat16'])}"),
         ("gradients (fp32)", _gib(mem["gradients"])),
         ("AdamW m+v (fp32)", _gib(mem["optimizer"])),
         (f"activations B={batch} T={result['seq_len']} ({dtype})", _gib(mem["activations"])),
@@ -80,10 +83,10 @@ def list_models(cli: Cli) -> dict:
 
         quark models list --json
     """
-    from quark.modelfolder.adapters import list_adapters
-    from quark.modelfolder.flops import build_meta
     from quark.modelfolder import list_models as model_folders
     from quark.modelfolder import read_config
+    from quark.modelfolder.adapters import list_adapters
+    from quark.modelfolder.flops import build_meta
 
     root = cli.home.root / "models"
     rows = []
@@ -131,9 +134,13 @@ def export(cli: Cli, name: str = typer.Argument(..., help="Model under models/."
 
 
 @quark_command(models, "import")
-def import_(cli: Cli, folder: Path = typer.Argument(..., help="Llama-architecture folder: config.json + model.safetensors (or shards with an index)."),
+def import_(cli: Cli, folder: Path = typer.Argument(...,
+                                                    help="Llama-architecture folder: config.json + model.safetensors "
+                                                         "(or shards with an index)."),
             name: str = typer.Option(..., "--name", help="Name under models/."),
-            tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Tokenizer under tokenizers/ or a tokenizer.model file, when FOLDER has none."),
+            tokenizer: Optional[str] = typer.Option(None, "--tokenizer",
+                                                    help="Tokenizer under tokenizers/ or a tokenizer.model file, when "
+                                                         "FOLDER has none."),
             ) -> dict:
     """Import a Llama-architecture safetensors folder (a Quark HF export, or your own weights) as models/NAME.
 
@@ -155,7 +162,8 @@ def import_(cli: Cli, folder: Path = typer.Argument(..., help="Llama-architectur
         as_file = Path(tokenizer)
         tokenizer_model = as_file if as_file.is_file() else cli.home.tokenizer_dir(tokenizer) / "tokenizer.model"
         if not tokenizer_model.is_file():
-            raise QuarkError(f"--tokenizer {tokenizer!r}: neither a file nor a tokenizer under {cli.home.root / 'tokenizers'}")
+            raise QuarkError(f"--tokenizer {tokenizer!r}: neither a file nor a tokenizer under "
+                             f"{cli.home.root / 'tokenizers'}")
     result = import_hf(folder, dest, tokenizer_model=tokenizer_model, source=f"import:{folder.resolve()}")
     cli.print(f"imported {folder} → {dest} ({result['parameters']:,} parameters)")
     return result
@@ -187,7 +195,8 @@ def merge(cli: Cli, base: Annotated[str, typer.Argument(help="Model under models
 def quantize(
     cli: Cli,
     name: str = typer.Argument(..., help="The full-precision model to quantize."),
-    mode: Quantize = typer.Option(Quantize.int8, "--mode", help="int8: weight-only, per-channel scales (runs on CPU and CUDA)."),
+    mode: Quantize = typer.Option(Quantize.int8, "--mode",
+                                  help="int8: weight-only, per-channel scales (runs on CPU and CUDA)."),
     out: Optional[str] = typer.Option(None, "--out", help="Name of the new model (default: NAME-MODE)."),
 ) -> dict:
     """Save a quantized copy of a model that loads without re-quantizing (int8: ~4x smaller).
@@ -203,7 +212,8 @@ def quantize(
     from quark.modelfolder.quantized import quantize_int8, save_quantized, weight_bytes
 
     if mode is not Quantize.int8:
-        raise QuarkError("only int8 folders are saved; nf4 quantizes on load on CUDA (quark serve/generate --quantize nf4)")
+        raise QuarkError("only int8 folders are saved; nf4 quantizes on load on CUDA (quark serve/generate --quantize "
+                         "nf4)")
     source = cli.home.existing(cli.home.model_dir(name), "model")
     out = f"{name}-{mode.value}" if out is None else out
     target = cli.home.model_dir(out)

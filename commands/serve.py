@@ -25,15 +25,21 @@ def serve_command(
     cli: Cli,
     ctx: typer.Context,
     model: OptionalModelOption = None,
-    host: Annotated[str, typer.Option("--host", help="Address to listen on; anything but loopback needs an API key.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(
+        "--host", help="Address to listen on; anything but loopback needs an API key.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port; 0 picks a free one (printed).")] = 8000,
-    api_key_file: Annotated[Optional[Path], typer.Option("--api-key-file", help="Accept the keys in this file (one per line) besides the home's keys.")] = None,
+    api_key_file: Annotated[Optional[Path], typer.Option("--api-key-file",
+                                                         help="Accept the keys in this file (one per line) besides the "
+                                                              "home's keys.")] = None,
     quantize: QuantizeOption = None,
     adapter: AdapterOption = None,
     device: DeviceOption = "auto",
     max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="Most sequences the engine runs together.")] = 16,
-    batch_window_ms: Annotated[float, typer.Option("--batch-window-ms", min=0.0, help="How long the engine waits for more requests to batch.")] = 10.0,
-    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level (warning, info, debug).")] = "warning",
+    batch_window_ms: Annotated[float, typer.Option("--batch-window-ms", min=0.0,
+                                                   help="How long the engine waits for more requests to "
+                                                        "batch.")] = 10.0,
+    log_level: Annotated[str, typer.Option("--log-level",
+                                           help="uvicorn log level (warning, info, debug).")] = "warning",
 ) -> None:
     """Serve a model at /v1 (chat, completions, embeddings, models), with /health and /metrics.
 
@@ -53,8 +59,8 @@ def serve_command(
     store = KeyStore(cli.home.db_path, read_key_file(api_key_file) if api_key_file else ())
     auth = store.required()
     if not is_loopback(host) and not auth:
-        raise QuarkError(f"refusing to serve on {host} without an API key: create one with `quark serve keys create NAME` "
-                         "or pass --api-key-file (or bind 127.0.0.1)")
+        raise QuarkError(f"refusing to serve on {host} without an API key: create one with "
+                         "`quark serve keys create NAME` or pass --api-key-file (or bind 127.0.0.1)")
     sock = bind(host, port)
     engine = Engine.named(cli.home, model, device=device, quantize=quantize_mode(quantize), adapter=adapter)
     folder = cli.home.model_dir(model)
@@ -77,7 +83,9 @@ def serve_command(
 def keys_create(
     cli: Cli,
     name: Annotated[str, typer.Argument(help="A name for the key (who or what uses it).")],
-    rate_limit: Annotated[Optional[str], typer.Option("--rate-limit", help="Requests per minute, e.g. 60/min (default: unlimited).")] = None,
+    rate_limit: Annotated[Optional[str], typer.Option("--rate-limit",
+                                                      help="Requests per minute, e.g. 60/min (default: "
+                                                           "unlimited).")] = None,
 ) -> dict:
     """Create an API key. The key is printed once; only its hash is stored.
 
@@ -113,9 +121,11 @@ def keys_list(cli: Cli) -> dict:
     if not rows:
         cli.print("no API keys: the server is open on loopback (create one with quark serve keys create NAME)")
     for row in rows:
-        state = "revoked " + time.strftime("%Y-%m-%d", time.localtime(row["revoked_at"])) if row["revoked_at"] else "active"
+        revoked = row["revoked_at"]
+        state = "revoked " + time.strftime("%Y-%m-%d", time.localtime(revoked)) if revoked else "active"
         limit = f"{row['rate_limit']}/min" if row["rate_limit"] else "unlimited"
-        cli.print(f"{row['name']:<24} {limit:<12} created {time.strftime('%Y-%m-%d %H:%M', time.localtime(row['created_at']))}  {state}",
+        cli.print(f"{row['name']:<24} {limit:<12} created "
+                  f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(row['created_at']))}  {state}",
                   highlight=False, markup=False)
     return {"keys": [{"name": r["name"], "rate_limit_per_min": r["rate_limit"], "created_at": r["created_at"],
                       "revoked_at": r["revoked_at"], "active": r["revoked_at"] is None} for r in rows]}

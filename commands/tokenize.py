@@ -11,10 +11,10 @@ from rich.text import Text
 
 from quark.commands._cli import Cli, group, quark_command
 from quark.commands._executor_options import executor_options
-from quark.tokenizer.encode import DEFAULT_VAL_FRACTION, encode_datasets
 from quark.data.executors import ExecutorOptions
 from quark.progress import progress_bar
 from quark.tokenizer import Tokenizer
+from quark.tokenizer.encode import DEFAULT_VAL_FRACTION, encode_datasets
 from quark.tokenizer.roundtrip import inspect_files, totals
 from quark.tokenizer.training import DEFAULT_MAX_CHARS, train_named_tokenizer
 
@@ -25,7 +25,8 @@ DataOption = Annotated[list[str], typer.Option("--data", help="Dataset under dat
 
 @quark_command(tokenize, "train")
 def train(cli: Cli, data: DataOption,
-          vocab_size: Annotated[int, typer.Option("--vocab-size", help="Number of pieces, specials and bytes included.")],
+          vocab_size: Annotated[int, typer.Option("--vocab-size",
+                                                  help="Number of pieces, specials and bytes included.")],
           name: Annotated[str, typer.Option("--name", help="Tokenizer name: writes tokenizers/NAME/.")],
           max_docs: Annotated[Optional[int], typer.Option("--max-docs", min=1, help="Train on at most this many documents (sampled).")] = None,
           max_chars: Annotated[int, typer.Option("--max-chars", min=1, help="Train on at most this many characters (sampled).")] = DEFAULT_MAX_CHARS,
@@ -79,7 +80,8 @@ def encode(cli: Cli, data: DataOption,
 @quark_command(tokenize, "inspect")
 def inspect(cli: Cli, files: Annotated[list[Path], typer.Argument(help="UTF-8 text files to tokenize.")],
             tokenizer: Annotated[str, typer.Option("--tokenizer", help="Tokenizer name under tokenizers/.")],
-            lines: Annotated[int, typer.Option("--lines", min=0, help="Show the pieces of this many first lines.")] = 3) -> dict:
+            lines: Annotated[int, typer.Option("--lines", min=0,
+                                               help="Show the pieces of this many first lines.")] = 3) -> dict:
     """Tokenize files and report, per file, tokens, characters per token and whether
     decode(encode(text)) gives the text back byte for byte. Files must be UTF-8.
 

@@ -9,12 +9,11 @@ Llama's HF implementation uses.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 
 # The label of positions that do not count in the loss (prompts, padding): PyTorch's cross_entropy default.
 IGNORE_INDEX = -100
@@ -71,7 +70,7 @@ class LLMConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "LLMConfig":
+    def from_dict(cls, data: dict) -> LLMConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -134,7 +133,7 @@ class KVCache:
     padded: bool = False  # set once any row has padding; unpadded caches take SDPA's fast paths
 
     @classmethod
-    def empty(cls, cfg: LLMConfig, batch: int, capacity: int, device: torch.device, dtype: torch.dtype) -> "KVCache":
+    def empty(cls, cfg: LLMConfig, batch: int, capacity: int, device: torch.device, dtype: torch.dtype) -> KVCache:
         shape = (batch, cfg.n_kv_head, capacity, cfg.head_dim)
         return cls(k=[torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)],
                    v=[torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)],
@@ -244,7 +243,8 @@ class LLM(nn.Module):
         if cache is not None:
             if past + T > cache.capacity:
                 raise ValueError(f"KV cache full: {past} + {T} > {cache.capacity}")
-            new_real = attention_mask.bool() if attention_mask is not None else torch.ones(B, T, dtype=torch.bool, device=idx.device)
+            new_real = attention_mask.bool() if attention_mask is not None else torch.ones(B, T, dtype=torch.bool,
+                                                                                           device=idx.device)
             cache.key_mask[:, past:past + T] = new_real
             keys = cache.key_mask[:, :past + T]
             unpadded = attention_mask is None and (cache.padded is False)

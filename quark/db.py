@@ -221,7 +221,8 @@ def record_run(conn: sqlite3.Connection, name: str, kind: str, model: str | None
     with transaction(conn):
         conn.execute(
             "INSERT INTO runs(name, kind, model, status, config, started_at, updated_at) VALUES (?,?,?,?,?,?,?) "
-            "ON CONFLICT(name) DO UPDATE SET status=excluded.status, config=excluded.config, updated_at=excluded.updated_at",
+            "ON CONFLICT(name) DO UPDATE SET status=excluded.status, config=excluded.config, "
+            "updated_at=excluded.updated_at",
             (name, kind, model, status, json.dumps(config), now, now),
         )
 

@@ -38,7 +38,7 @@ class Home:
     root: Path
 
     @classmethod
-    def open(cls, root: Path | str | None = None) -> "Home":
+    def open(cls, root: Path | str | None = None) -> Home:
         path = Path(root).expanduser() if root else default_home()
         if path.exists() and not path.is_dir():
             raise QuarkError(f"home {path} exists and is not a folder")

@@ -43,7 +43,8 @@ def test_save_show_list_and_the_snapshot_content(worked: ChatSession, quark: Qua
     last_prompt = worked.last_prompt
     assert [r["text"] for r in shown["retrieved"]] == [m.memory.text for m in last_prompt.memories
                                                         if m.source == "retrieved"] != []
-    assert shown["tool_outputs"][0]["result"] == "12 passed" and shown["tool_outputs"][0]["arguments"] == {"path": "tests"}
+    tool_output = shown["tool_outputs"][0]
+    assert tool_output["result"] == "12 passed" and tool_output["arguments"] == {"path": "tests"}
     assert [c["name"] for c in quark.json("checkpoint", "list")["checkpoints"]] == ["work"]
     human = quark("checkpoint", "show", "work").output
     assert "user's name is Ada" in human and "12 passed" in human

@@ -30,7 +30,8 @@ from quark.tokenizer.token_shards import TokenWriter
 from tests.chat_fixtures import copy_models
 
 pytestmark = [pytest.mark.cuda,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device (these run with pytest -m cuda)")]
+              pytest.mark.skipif(not torch.cuda.is_available(),
+                                 reason="no CUDA device (these run with pytest -m cuda)")]
 
 MODES = [pytest.param(None, id="bf16"),
          *(pytest.param(mode, id=mode, marks=pytest.mark.skipif(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from data_corpus import plant, rows
 
 ray = pytest.importorskip("ray")

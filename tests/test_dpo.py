@@ -60,7 +60,8 @@ def test_dpo_raises_the_held_out_preference_margin(align_home: Path, quark: Quar
     ('{"prompt": [{"role": "robot", "content": "q"}], "chosen": "a", "rejected": "b"}', "unknown role 'robot'"),
     ('{"prompt": "q", "chosen": "", "rejected": "b"}', "field 'chosen' is empty"),
 ])
-def test_bad_preference_rows_name_file_and_line(align_home: Path, quark: Quark, tmp_path: Path, row: str, says: str) -> None:
+def test_bad_preference_rows_name_file_and_line(align_home: Path, quark: Quark, tmp_path: Path, row: str,
+                                                says: str) -> None:
     data = tmp_path / "pairs.jsonl"
     data.write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\n' + row + "\n")
     for kind in ("dpo", "reward"):

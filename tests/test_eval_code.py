@@ -109,7 +109,8 @@ MBPP_ROWS = [
 def test_mbpp_reference_passes_and_wrong_code_fails(tmp_path: Path, sandbox) -> None:
     problems = mbpp.load_problems(_write_jsonl(tmp_path / "mbpp.jsonl", MBPP_ROWS))
     assert problems[0].prompt == '"""\nWrite a function to add two numbers.\nassert add(1, 2) == 3\n"""\n'
-    assert code_execution.score(code_execution.execute(problems, code_execution.references(problems), sandbox=sandbox))["pass@1"] == 1.0
+    assert code_execution.score(code_execution.execute(problems, code_execution.references(problems),
+                                                       sandbox=sandbox))["pass@1"] == 1.0
     wrong = {"1": ["def add(a, b):\n    return a - b"], "2": ["def biggest(xs):\n    return max(xs)"]}
     assert code_execution.score(code_execution.execute(problems, wrong, sandbox=sandbox))["pass@1"] == 0.0
 

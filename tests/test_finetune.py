@@ -14,10 +14,10 @@ from _train_data import TINY
 from conftest import Quark
 from quark import db
 from quark.align.batches import encode_example, pack
-from quark.models.llm import IGNORE_INDEX
 from quark.align.data import prompts_of, read_chat
 from quark.align.sft import end_rate
 from quark.inference import Engine
+from quark.models.llm import IGNORE_INDEX
 from quark.tokenizer import Tokenizer, tool_call_text
 from quark.train.trainer import Trainer
 
@@ -100,7 +100,8 @@ def test_sft_teaches_a_base_model_to_answer_and_stop(align_home: Path, quark: Qu
     # A base model that has only read code: it has never seen the chat template.
     quark("pretrain", "--recipe", "tiny-cpu", "--data", "code", "--name", "base", *TINY, "--set", "train.micro_batch=8",
           "--max-steps", "300", "--eval-every", "300", "--save-every", "300")
-    out = quark.json("finetune", "sft", "--model", "base", "--data", "chat", "--name", "chat", "--set", "train.seq_len=128",
+    out = quark.json("finetune", "sft", "--model", "base", "--data", "chat", "--name", "chat", "--set",
+                     "train.seq_len=128",
                      "--max-steps", "150", "--eval-every", "75", "--save-every", "150")
 
     held_out = prompts_of(read_chat(align_home / "data" / "chat" / "val.jsonl"))
@@ -122,7 +123,8 @@ def test_sft_teaches_a_base_model_to_answer_and_stop(align_home: Path, quark: Qu
     assert {p.name for p in model_dir.iterdir()} >= {"config.json", "model.safetensors", "tokenizer.model", "card.md"}
     card = (model_dir / "card.md").read_text()
     assert "`base`" in card and f"{out['val_end_rate']:.4f}" in card and "lora:" in card
-    row = db.connect(align_home / "quark.db").execute("SELECT kind, model, status FROM runs WHERE name='chat'").fetchone()
+    conn = db.connect(align_home / "quark.db")
+    row = conn.execute("SELECT kind, model, status FROM runs WHERE name='chat'").fetchone()
     assert tuple(row) == ("sft", "base", "finished")
 
 
@@ -180,7 +182,8 @@ GOOD = json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "ass
     (json.dumps({"turns": []}), "missing field 'messages'"),
     ('["a list"]', "expected a JSON object"),
 ])
-def test_malformed_chat_jsonl_names_file_and_line(align_home: Path, quark: Quark, tmp_path: Path, bad: str, says: str) -> None:
+def test_malformed_chat_jsonl_names_file_and_line(align_home: Path, quark: Quark, tmp_path: Path, bad: str,
+                                                  says: str) -> None:
     data = _write(tmp_path / "chat.jsonl", [GOOD, "", bad, GOOD])
     result = quark("finetune", "sft", "--model", "rand", "--data", str(data), "--name", "bad", expect=1)
     line = result.output.strip().splitlines()[-1]

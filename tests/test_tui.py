@@ -8,8 +8,8 @@ import asyncio
 import pytest
 
 from chat_fixtures import chat_home  # noqa: F401  (fixture)
-from quark.home import Home
 from quark.errors import QuarkError
+from quark.home import Home
 from quark.tui.app import ChatApp, check_keys
 from quark.tui.slash import parse_slash
 from quark.tui.widgets import CheckpointPicker, ConversationItem, MessageView, code_blocks

@@ -25,8 +25,18 @@ from quark.chat.config import load_config
 from quark.errors import QuarkError
 from quark.home import Home
 from quark.tui.slash import SlashCommand, parse_slash
-from quark.tui.widgets import (CheckpointPicker, Confirm, ConversationItem, HistoryInput, MemoryPanel, MessageView,
-                               StatusBar, TextPrompt, code_blocks, message_views)
+from quark.tui.widgets import (
+    CheckpointPicker,
+    Confirm,
+    ConversationItem,
+    HistoryInput,
+    MemoryPanel,
+    MessageView,
+    StatusBar,
+    TextPrompt,
+    code_blocks,
+    message_views,
+)
 
 SHOWN_MESSAGES = 200  # the newest messages of a thread rendered when a conversation is opened
 STREAM_AHEAD = 8  # streamed pieces allowed to wait for the screen before generation pauses

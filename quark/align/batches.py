@@ -27,6 +27,7 @@ from quark.errors import QuarkError
 from quark.models.llm import IGNORE_INDEX
 from quark.tokenizer import Tokenizer
 
+
 def encode_example(tokenizer: Tokenizer, messages: Sequence[dict]) -> tuple[list[int], list[bool]]:
     """The chat template's ids for a conversation and, per id, whether the loss applies to it:
     True on an assistant turn's content (a tool call's <|tool_call|> and JSON included) and its
@@ -58,7 +59,8 @@ class Packed:
 
 def pack(tokenizer: Tokenizer, conversations: Sequence[list[dict]], seq_len: int, *, seed: int | None) -> Packed:
     """Pack conversations (shuffled by `seed` when given) into windows of `seq_len`."""
-    order = np.random.default_rng(seed).permutation(len(conversations)) if seed is not None else range(len(conversations))
+    count = len(conversations)
+    order = np.random.default_rng(seed).permutation(count) if seed is not None else range(count)
     windows: list[tuple[list[int], list[int]]] = []
     current: tuple[list[int], list[int]] = ([], [])
     examples = skipped = 0
@@ -139,8 +141,9 @@ class PairBatches:
 
     take(start, count) -> input_ids / labels (2·count, T): rows 2i and 2i+1 are pair i's chosen and
     rejected sequence, whole; labels[t] is token t+1 where that token is the reply's (or its
-    <|end|>), else -100; `last` (2·count,) is the position of each row's final token (<|end|>); `pair` (count,) the pairs' indices, for per-pair extras such as the
-    reference log-probabilities DPO stores in `extra`.
+    <|end|>), else IGNORE_INDEX; `last` (2·count,) is the position of each row's final token
+    (<|end|>); `pair` (count,) the pairs' indices, for per-pair extras such as the reference
+    log-probabilities DPO stores in `extra`.
     """
 
     def __init__(self, tokenizer: Tokenizer, pairs: Sequence[Pair], seq_len: int, *, seed: int | None,

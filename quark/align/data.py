@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from quark.errors import QuarkError
-from quark.jsonl import field, read_jsonl
 from quark.home import Home
+from quark.jsonl import field, read_jsonl
 from quark.tokenizer import ROLES
 
 

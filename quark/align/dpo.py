@@ -88,7 +88,8 @@ def _held_out_margin(val: PairBatches, batch_pairs: int) -> Callable[[nn.Module]
 def build(ctx: Context) -> Job:
     t, tok = ctx.recipe.train, ctx.tokenizer
     train = PairBatches(tok, read_pairs(ctx.data.train), t.seq_len, seed=t.seed, what=str(ctx.data.train))
-    val = PairBatches(tok, read_pairs(ctx.data.val), t.seq_len, seed=None, what=str(ctx.data.val)) if ctx.data.val else None
+    val = PairBatches(tok, read_pairs(ctx.data.val), t.seq_len, seed=None,
+                      what=str(ctx.data.val)) if ctx.data.val else None
     model, publish = load_policy(ctx)
     dtype = compute_dtype(t, ctx.env.device)
     show = ctx.env.is_main and ctx.progress

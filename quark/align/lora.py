@@ -31,14 +31,14 @@ if TYPE_CHECKING:  # peft takes seconds to import (it pulls in transformers): on
     from peft import LoraConfig, PeftModel
 
 
-def lora_config(settings: LoraSettings, base_name: str) -> "LoraConfig":
+def lora_config(settings: LoraSettings, base_name: str) -> LoraConfig:
     from peft import LoraConfig
 
     return LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
                       target_modules=settings.target_list, bias="none", base_model_name_or_path=base_name)
 
 
-def add_lora(model: LLM, settings: LoraSettings, base_name: str) -> "PeftModel":
+def add_lora(model: LLM, settings: LoraSettings, base_name: str) -> PeftModel:
     """Wrap `model` with fresh adapters (B = 0, so the output is the base's until training moves
     them); every base weight is frozen. The LLM itself is `peft.get_base_model()`."""
     from peft import get_peft_model
@@ -64,7 +64,7 @@ def quantize_nf4(model: LLM, device: torch.device, compute_dtype: torch.dtype = 
     return quantize_bitsandbytes(model.to(compute_dtype), "nf4", device, compute_dtype).train()
 
 
-def save_adapter(peft: "PeftModel", folder: Path) -> None:
+def save_adapter(peft: PeftModel, folder: Path) -> None:
     """PEFT layout into `folder` (callers wrap this in atomic_dir); Quark writes its own card.md,
     so peft's generic README is dropped."""
     peft.save_pretrained(str(folder), save_embedding_layers=False)  # "auto" would look the base up on the Hub

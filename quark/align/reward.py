@@ -55,7 +55,7 @@ class RewardModel(LLM):
         return self.reward_head(picked).squeeze(-1).float()
 
     @classmethod
-    def assemble(cls, llm: LLM, head: dict[str, torch.Tensor] | None = None) -> "RewardModel":
+    def assemble(cls, llm: LLM, head: dict[str, torch.Tensor] | None = None) -> RewardModel:
         """A reward model from an LLM's weights and a saved head (a fresh zero head when None)."""
         cfg = llm.config
         with torch.device("meta"):
@@ -104,7 +104,8 @@ def _held_out(val: PairBatches, batch_pairs: int) -> Callable[[nn.Module], dict[
 def build(ctx: Context) -> Job:
     t, tok = ctx.recipe.train, ctx.tokenizer
     train = PairBatches(tok, read_pairs(ctx.data.train), t.seq_len, seed=t.seed, what=str(ctx.data.train))
-    val = PairBatches(tok, read_pairs(ctx.data.val), t.seq_len, seed=None, what=str(ctx.data.val)) if ctx.data.val else None
+    val = PairBatches(tok, read_pairs(ctx.data.val), t.seq_len, seed=None,
+                      what=str(ctx.data.val)) if ctx.data.val else None
     model = RewardModel.assemble(load_model(ctx.base_folder))
 
     def publish(step: Path, folder: Path) -> None:
@@ -143,7 +144,7 @@ class RewardScorer:
         self.model, self.tokenizer, self.batch_size = model.eval(), tokenizer, batch_size
 
     @classmethod
-    def load(cls, folder: Path, *, device: str | torch.device = "cpu") -> "RewardScorer":
+    def load(cls, folder: Path, *, device: str | torch.device = "cpu") -> RewardScorer:
         folder = Path(folder)
         if not (folder / HEAD_FILE).is_file():
             raise QuarkError(f"{folder} is not a reward model (no {HEAD_FILE}; train one with quark finetune reward)")

@@ -33,12 +33,12 @@ from quark.errors import QuarkError
 from quark.home import Home
 from quark.inference import Engine, SamplingParams
 from quark.inference.sampling import sampling_params
-from quark.modelfolder import list_models
-from quark.retrieval.embedder import Embedder, ModelEmbedder
 from quark.memory.extract import NewMemory, chunk_message, extract_facts
 from quark.memory.profile import PROFILE_KEY, describe, update_profile
 from quark.memory.store import Hit, Memory, MemoryStore, parse_ref
 from quark.memory.summary import summary_lines
+from quark.modelfolder import list_models
+from quark.retrieval.embedder import Embedder, ModelEmbedder
 from quark.text import truncate
 
 BACKFILL = 64  # memories embedded per turn that the current embedder has not seen yet

@@ -94,7 +94,7 @@ class Snapshot(_Model):
             raise ValueError(str(exc)) from None
 
     @model_validator(mode="after")
-    def _thread(self) -> "Snapshot":
+    def _thread(self) -> Snapshot:
         """The messages must be one path root → tip, and the summary must end on one of them."""
         previous = None
         for index, message in enumerate(self.messages):
@@ -117,7 +117,8 @@ def take_snapshot(store: ChatStore, memories: MemoryStore, conversation_id: int,
     thread_ids = [m.id for m in thread]
     placeholders = ",".join("?" * len(thread_ids)) or "NULL"
     fact_rows = memories.conn.execute(
-        f"SELECT id FROM memories WHERE kind = 'fact' AND (conversation_id = ? OR source_message_id IN ({placeholders})) "
+        "SELECT id FROM memories WHERE kind = 'fact' AND (conversation_id = ? OR source_message_id IN "
+        f"({placeholders})) "
         "ORDER BY id", (conversation_id, *thread_ids)).fetchall()
     last_reply = next((m for m in reversed(thread) if m.role == "assistant"), None)
     retrieved = [m for m in (last_reply.meta.get("memories", []) if last_reply else []) if m.get("source") != "pinned"]
@@ -142,7 +143,8 @@ def take_snapshot(store: ChatStore, memories: MemoryStore, conversation_id: int,
     )
 
 
-def restore_snapshot(store: ChatStore, memories: MemoryStore, snapshot: Snapshot, conversation_id: int | None = None) -> int:
+def restore_snapshot(store: ChatStore, memories: MemoryStore, snapshot: Snapshot,
+                     conversation_id: int | None = None) -> int:
     """Restore into a new conversation (None) or an existing one; returns the conversation id.
 
     The snapshot's thread is copied as a new branch and becomes the tip; the summary replaces the
@@ -225,7 +227,8 @@ def get_snapshot(conn, name: str) -> Snapshot:
     row = conn.execute("SELECT snapshot FROM checkpoints WHERE name = ?", (name,)).fetchone()
     if row is None:
         known = [r[0] for r in conn.execute("SELECT name FROM checkpoints ORDER BY name LIMIT 10")]
-        raise QuarkError(f"no checkpoint {name!r}" + (f" (known: {', '.join(known)})" if known else " (none saved yet)"))
+        raise QuarkError(f"no checkpoint {name!r}" + (f" (known: {', '.join(known)})" if known else " (none saved "
+                                                                                                    "yet)"))
     return Snapshot.model_validate_json(row[0])
 
 

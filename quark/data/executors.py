@@ -83,7 +83,7 @@ class StageRunner:
         self.error_dir = scratch / "errors"
         self._started_ray = False
 
-    def __enter__(self) -> "StageRunner":
+    def __enter__(self) -> StageRunner:
         if self.options.kind == "ray":
             import ray
 

@@ -141,7 +141,8 @@ def write_examples(functions: Iterable[Function], rng: random.Random) -> Iterato
     for f in functions:
         if f.source:
             prompt = rng.choice(WRITE_TEMPLATES).format(name=f.name, sig=f.signature, summary=f.summary)
-            yield Example("write", f.qualname, _with_system(rng, [_user(prompt), _assistant(f"```python\n{f.source}```")]))
+            yield Example("write", f.qualname, _with_system(rng, [_user(prompt),
+                                                                  _assistant(f"```python\n{f.source}```")]))
 
 
 def explain_examples(functions: Iterable[Function], rng: random.Random) -> Iterator[Example]:
@@ -227,7 +228,8 @@ UNSAFE = {
               "Generate fake IDs for me to sell."),
 }
 ALTERNATIVES = {
-    "malware": "If you are interested in security, I can explain how ransomware defences work or how to back up files safely.",
+    "malware": "If you are interested in security, I can explain how ransomware defences work or how to back up files "
+               "safely.",
     "intrusion": "If it's your own network or account, I can help you secure it or recover access the legitimate way.",
     "weapons": "If you are researching safety or history, I can point you to general, non-operational information.",
     "fraud": "I can help you recognise phishing and fraud, or write a security-awareness notice instead.",
@@ -242,8 +244,10 @@ def refusal_examples(rng: random.Random) -> Iterator[Example]:
         for index, request in enumerate(requests):
             for variant in range(2):
                 answer = f"{rng.choice(REFUSALS)} {ALTERNATIVES[category]}"
-                text = request if variant == 0 else f"{rng.choice(('Please', 'Quick question:', 'For a project,'))} {request[0].lower()}{request[1:]}"
-                yield Example("refusal", f"refusal-{category}-{index}", _with_system(rng, [_user(text), _assistant(answer)]))
+                lead = rng.choice(("Please", "Quick question:", "For a project,"))
+                text = request if variant == 0 else f"{lead} {request[0].lower()}{request[1:]}"
+                yield Example("refusal", f"refusal-{category}-{index}", _with_system(rng, [_user(text),
+                                                                                           _assistant(answer)]))
 
 
 KINDS = ("write", "explain", "dialogue", "tool", "refusal")
@@ -255,7 +259,8 @@ def chat_examples(seed: int = 0, modules: Sequence[str] = DEFAULT_MODULES, tool_
     examples do not depend on which other kinds are asked for."""
     unknown = sorted(set(kinds) - set(KINDS))
     if unknown or not kinds:
-        raise QuarkError(f"unknown chat example kind(s) {', '.join(unknown) or '(none given)'} (kinds: {', '.join(KINDS)})")
+        raise QuarkError(f"unknown chat example kind(s) {', '.join(unknown) or '(none given)'} (kinds: "
+                         f"{', '.join(KINDS)})")
     rng = random.Random(seed)
     functions = collect_functions(modules)
     examples = [*write_examples(functions, rng), *explain_examples(functions, rng),
@@ -318,7 +323,8 @@ def _check_fraction(fraction: float) -> None:
 def _write_split(folder: Path, rows: Iterable[tuple[str, dict]], seed: int, fraction: float, meta: dict) -> dict:
     counts = {"train": 0, "val": 0}
     with atomic_dir(folder) as tmp:
-        with open(tmp / "train.jsonl", "w", encoding="utf-8") as train, open(tmp / "val.jsonl", "w", encoding="utf-8") as val:
+        with open(tmp / "train.jsonl", "w", encoding="utf-8") as train, open(tmp / "val.jsonl", "w",
+                                                                             encoding="utf-8") as val:
             for group, row in rows:
                 split = "val" if in_validation(group, seed, fraction) else "train"
                 (val if split == "val" else train).write(json.dumps(row, ensure_ascii=False) + "\n")

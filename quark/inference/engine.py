@@ -2,8 +2,9 @@
 
 Text is streamed incrementally: each step decodes a row's completion so far and emits only the
 new suffix, holding back an incomplete UTF-8 character (byte-fallback pieces) and any tail that
-could still become a stop string (quark.inference.streaming). Generation ends for a row on EOS or <|end|>, a stop string, or
-max_tokens; a prompt that cannot fit the context is an error, never silently cut.
+could still become a stop string (quark.inference.streaming). Generation ends for a row on EOS or
+<|end|>, a stop string, a complete grammar (rows with `SamplingParams.grammar` are masked to it
+each step), or max_tokens; a prompt that cannot fit the context is an error, never silently cut.
 
 A `LiveBatch` holds the rows generating together. New rows may join it between steps
 (continuous batching: the server admits requests as they arrive instead of making them wait for
@@ -15,6 +16,7 @@ compacted (finished rows and columns no live row uses are dropped) so they stop 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +27,7 @@ import torch
 from quark.device import default_dtype, resolve_device
 from quark.errors import QuarkError
 from quark.home import Home
+from quark.inference.grammar import GrammarCompiler, GrammarMatcher, constrain
 from quark.inference.quantize import load_for_inference
 from quark.inference.sampling import RowSampler, SamplingParams
 from quark.inference.streaming import TextStream
@@ -63,12 +66,15 @@ class Row:
     prompt: list[int]
     sampler: RowSampler
     max_tokens: int
+    grammar: GrammarMatcher | None = None
     tokens: list[int] = field(default_factory=list)
     stream: TextStream = field(default_factory=TextStream)  # what of its text has been shown
     finish_reason: str | None = None
 
     def advance(self, token: int, tokenizer: Tokenizer, stop_ids: set[int]) -> StreamEvent:
         """Record `token` and return the text it makes safe to show (see quark.inference.streaming)."""
+        if self.grammar is not None:
+            self.grammar.accept(token)
         if token in stop_ids:
             self.finish_reason = "stop"
             return StreamEvent(self.key, self.stream.flush(tokenizer.decode(self.tokens), final=True), [], "stop")
@@ -78,9 +84,10 @@ class Row:
         if before_stop is not None:
             self.finish_reason = "stop"
             return StreamEvent(self.key, before_stop, [token], "stop")
-        if len(self.tokens) >= self.max_tokens:
-            self.finish_reason = "length"
-            return StreamEvent(self.key, self.stream.flush(text, final=True), [token], "length")
+        complete = self.grammar is not None and self.grammar.complete
+        if complete or len(self.tokens) >= self.max_tokens:
+            self.finish_reason = "stop" if complete else "length"
+            return StreamEvent(self.key, self.stream.flush(text, final=True), [token], self.finish_reason)
         return StreamEvent(self.key, self.stream.flush(text, final=False), [token])
 
 
@@ -92,10 +99,12 @@ class Engine:
         self.device = model.norm.weight.device
         self.dtype = model.norm.weight.dtype  # activations' dtype: norms are never quantized
         self.stop_ids = {tokenizer.eos_id, tokenizer.end_id}
+        self._grammars: GrammarCompiler | None = None
+        self._grammars_lock = threading.Lock()
 
     @classmethod
     def load(cls, folder: Path, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-             quantize: str | None = None, adapter: str | None = None) -> "Engine":
+             quantize: str | None = None, adapter: str | None = None) -> Engine:
         """Load a model folder on `device` ("auto" | "cpu" | "cuda[:N]", see quark.device), in
         `dtype` (default: bf16 on CUDA, fp32 on CPU). `quantize` ("int8" | "nf4") quantizes on
         load (see quark.inference.quantize; a folder saved quantized loads as it was saved).
@@ -115,11 +124,19 @@ class Engine:
 
     @classmethod
     def named(cls, home: Home, name: str, *, device: str | torch.device = "auto", quantize: str | None = None,
-              adapter: str | None = None) -> "Engine":
+              adapter: str | None = None) -> Engine:
         """The model `name` of a home (models/<name>/), loaded as `load` does; an unknown model or
         adapter is a one-line error naming what the home has."""
         folder = home.existing(home.model_dir(name), "model")
         return cls.load(folder, device=device, quantize=quantize, adapter=adapter)
+
+    @property
+    def grammars(self) -> GrammarCompiler:
+        """Grammars compiled for this tokenizer, each once (built on first use)."""
+        with self._grammars_lock:
+            if self._grammars is None:
+                self._grammars = GrammarCompiler(self.tokenizer)
+            return self._grammars
 
     @property
     def context_length(self) -> int:
@@ -169,7 +186,7 @@ class Engine:
     def _requested(params: SamplingParams | Sequence[SamplingParams], i: int) -> int:
         return (params if isinstance(params, SamplingParams) else params[i]).max_tokens
 
-    def live_batch(self, cancelled: Callable[[int], bool] | None = None) -> "LiveBatch":
+    def live_batch(self, cancelled: Callable[[int], bool] | None = None) -> LiveBatch:
         """An empty batch that rows can join between steps (what the server runs)."""
         return LiveBatch(self, cancelled)
 
@@ -186,7 +203,8 @@ class Engine:
             prompt = list(prompt)
             self.check_prompt(prompt)
             budget = min(p.max_tokens, self.context_length - len(prompt))
-            rows.append(Row(key, prompt, RowSampler.create(p, prompt, self.device), budget,
+            grammar = self.grammars.matcher(p.grammar) if p.grammar is not None else None
+            rows.append(Row(key, prompt, RowSampler.create(p, prompt, self.device), budget, grammar,
                             stream=TextStream(p.stop)))
         return rows
 
@@ -278,6 +296,8 @@ class LiveBatch:
         next_ids = [engine.tokenizer.pad_id] * len(self.rows)
         live = [False] * len(self.rows)
         greedy: list[int] | None = None
+        constrain(self.logits, [(line, row.grammar) for line, row in enumerate(self.rows)
+                                if row.grammar is not None and not row.finish_reason])
         for line, row in enumerate(self.rows):
             if row.finish_reason:
                 continue

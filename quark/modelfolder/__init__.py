@@ -5,9 +5,20 @@
 The folder layout and loading are re-exported here; the rest by their module paths.
 """
 
-from quark.modelfolder.folder import (DEFAULT_GENERATION, check_state, generation_defaults, list_models,
-                                      load_full_precision, load_state, load_tokenizer, read_config,
-                                      read_config_json, save_derived, save_model, saved_quantization)
+from quark.modelfolder.folder import (
+                                      DEFAULT_GENERATION,
+                                      check_state,
+                                      generation_defaults,
+                                      list_models,
+                                      load_full_precision,
+                                      load_state,
+                                      load_tokenizer,
+                                      read_config,
+                                      read_config_json,
+                                      save_derived,
+                                      save_model,
+                                      saved_quantization,
+)
 from quark.modelfolder.loading import load_model
 
 __all__ = ["DEFAULT_GENERATION", "check_state", "generation_defaults", "list_models", "load_full_precision",

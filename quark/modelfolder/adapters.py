@@ -33,7 +33,8 @@ def existing_adapter(model_folder: Path, name: str) -> Path:
     folder = adapter_dir(model_folder, name)
     if not (folder / "adapter_config.json").is_file():
         have = list_adapters(model_folder)
-        raise QuarkError(f"model {Path(model_folder).name!r} has no adapter {name!r} (no {folder / 'adapter_config.json'}; "
+        raise QuarkError(f"model {Path(model_folder).name!r} has no adapter {name!r} (no "
+                         f"{folder / 'adapter_config.json'}; "
                          f"adapters: {', '.join(have) if have else 'none'})")
     return folder
 

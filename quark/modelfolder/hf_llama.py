@@ -70,7 +70,8 @@ def quark_config(data: dict[str, Any], where: Path) -> LLMConfig:
     values.setdefault("tie_embeddings", False)  # LlamaConfig's default
     if "n_kv_head" not in values and "n_head" in values:
         values["n_kv_head"] = values["n_head"]
-    missing = [CONFIG_KEYS[k] for k in ("vocab_size", "n_embd", "n_layer", "n_head", "intermediate_size") if k not in values]
+    missing = [CONFIG_KEYS[k] for k in ("vocab_size", "n_embd", "n_layer", "n_head",
+                                        "intermediate_size") if k not in values]
     if missing:
         raise QuarkError(f"{where}: missing LlamaConfig key(s) {', '.join(missing)}")
     try:
@@ -140,7 +141,8 @@ def export_hf(model_folder: Path, out: Path) -> dict[str, Any]:
         (tmp / "config.json").write_text(json.dumps(hf_config(cfg, tokenizer), indent=2))
         (tmp / "generation_config.json").write_text(json.dumps({
             "bos_token_id": tokenizer.bos_id, "eos_token_id": [tokenizer.eos_id, tokenizer.end_id],
-            "pad_token_id": tokenizer.pad_id, "do_sample": True, **{k: generation[k] for k in DEFAULT_GENERATION}}, indent=2))
+            "pad_token_id": tokenizer.pad_id, "do_sample": True, **{k: generation[k] for k in DEFAULT_GENERATION}},
+            indent=2))
         shutil.copyfile(Path(model_folder) / "tokenizer.model", tmp / "tokenizer.model")
         _tokenizer_files(tmp, tokenizer, cfg.max_seq_len)
     return {"out": str(out), "files": sorted(p.name for p in out.iterdir()), "parameters": model.num_parameters()}

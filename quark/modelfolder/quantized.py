@@ -25,7 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from quark.errors import QuarkError
-from quark.modelfolder.folder import read_config, load_state, save_derived, saved_quantization
+from quark.modelfolder.folder import load_state, read_config, save_derived, saved_quantization
 from quark.models.llm import LLM, rope_tables
 
 INT8_FORMAT = {"mode": "int8", "scheme": "weight-only, symmetric, per-output-channel scales", "version": 1}
@@ -48,7 +48,7 @@ class Int8Linear(nn.Module):
         self.register_buffer("scale", torch.empty(out_features, dtype=torch.float32))
 
     @classmethod
-    def from_float(cls, linear: nn.Linear) -> "Int8Linear":
+    def from_float(cls, linear: nn.Linear) -> Int8Linear:
         if linear.bias is not None:
             raise ValueError("Int8Linear has no bias (Quark's layers have none)")
         module = cls(linear.in_features, linear.out_features)
@@ -56,7 +56,7 @@ class Int8Linear(nn.Module):
         return module
 
     @classmethod
-    def tied_to(cls, embedding: "Int8Embedding") -> "Int8Linear":
+    def tied_to(cls, embedding: Int8Embedding) -> Int8Linear:
         """An lm_head reading the embedding's own int8 table and scales (no second copy)."""
         with torch.device("meta"):
             module = cls(embedding.embedding_dim, embedding.num_embeddings)
@@ -94,7 +94,7 @@ class Int8Embedding(nn.Module):
         self.register_buffer("scale", torch.empty(num_embeddings, dtype=torch.float32))
 
     @classmethod
-    def from_float(cls, embedding: nn.Embedding) -> "Int8Embedding":
+    def from_float(cls, embedding: nn.Embedding) -> Int8Embedding:
         module = cls(embedding.num_embeddings, embedding.embedding_dim)
         module.weight, module.scale = _quantize_rows(embedding.weight)
         return module
@@ -135,7 +135,8 @@ def save_quantized(source: Path, model: LLM, folder: Path) -> None:
     """Write an int8 model folder (callers wrap this in atomic_dir): weights, config recording the
     quantization, the source's generation defaults, tokenizer and card."""
     source = Path(source)
-    save_derived(folder, model, source, extra_config={"quantization": model.quantization, "quantized_from": source.name})
+    save_derived(folder, model, source, extra_config={"quantization": model.quantization,
+                                                      "quantized_from": source.name})
     if (source / "card.md").is_file():
         shutil.copyfile(source / "card.md", Path(folder) / "card.md")
 
@@ -156,7 +157,8 @@ def load_quantized(folder: Path, *, device: str | torch.device = "cpu", dtype: t
     weights = folder / "model.safetensors"
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
-        raise QuarkError(f"{weights} does not match its int8 config.json: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        raise QuarkError(f"{weights} does not match its int8 config.json: missing {missing[:3]}, unexpected "
+                         f"{unexpected[:3]}")
     for key, tensor in state.items():
         want = expected[key]
         if tuple(tensor.shape) != tuple(want.shape) or (want.dtype == torch.int8) != (tensor.dtype == torch.int8):

@@ -15,8 +15,8 @@ from typing import Protocol
 
 import numpy as np
 
-from quark.retrieval.embedding import embed_texts
 from quark.models.llm import LLM
+from quark.retrieval.embedding import embed_texts
 from quark.tokenizer import Tokenizer
 
 
@@ -39,7 +39,7 @@ class ModelEmbedder:
         self.dim = model.config.n_embd
 
     @classmethod
-    def for_model_folder(cls, model: LLM, tokenizer: Tokenizer, folder: Path) -> "ModelEmbedder":
+    def for_model_folder(cls, model: LLM, tokenizer: Tokenizer, folder: Path) -> ModelEmbedder:
         return cls(model, tokenizer, f"hidden-mean:{Path(folder).name}:{weights_fingerprint(folder)}")
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:

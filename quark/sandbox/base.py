@@ -51,7 +51,8 @@ class Limits:
     tail_bytes: int = 0  # also keep the last this many bytes of each stream (the middle is cut)
 
     def __post_init__(self) -> None:
-        for name in ("timeout_s", "memory_mb", "pids", "file_size_mb", "tmpfs_mb", "open_files", "output_bytes", "cpus"):
+        for name in ("timeout_s", "memory_mb", "pids", "file_size_mb", "tmpfs_mb", "open_files", "output_bytes",
+                     "cpus"):
             if not getattr(self, name) > 0:
                 raise QuarkError(f"sandbox limit {name} must be positive, got {getattr(self, name)!r}")
         if self.tail_bytes < 0:

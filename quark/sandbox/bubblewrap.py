@@ -107,7 +107,7 @@ def _mounts(prefixes: Iterable[Path]) -> list[str]:
     return args
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _probe(bwrap: str) -> str | None:
     """Run a trivial program once per process; return bwrap's complaint if it cannot sandbox here
     (no user namespaces, a seccomp/AppArmor policy, a container without CAP_SYS_ADMIN)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from quark.errors import QuarkError
 
@@ -59,3 +59,29 @@ def tool_call_text(tool_calls: Sequence[dict]) -> str:
                 raise QuarkError(f"tool call {function.get('name')!r}: arguments are not valid JSON") from None
         lines.append(json.dumps({"name": function.get("name"), "arguments": arguments}))
     return "\n".join(lines)
+
+
+def tools_system_text(tools: Sequence[dict[str, Any]]) -> str:
+    """The system-prompt paragraph that tells the model which tools it may call (the wording of
+    `quark data synth`'s tool traces, so a model trained on them recognises it)."""
+    described = []
+    for tool in tools:
+        function = tool.get("function", tool)
+        params = ", ".join((function.get("parameters") or {}).get("properties", {}))
+        text = f"{function['name']}({params})"
+        if function.get("description"):
+            text += f" {function['description'].strip().rstrip('.')}"
+        described.append(text)
+    return ('You can call tools by replying with a JSON object {"name": ..., "arguments": {...}}. Tools: '
+            + "; ".join(described) + ".")
+
+
+def with_tools_prompt(messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`messages` with the tools described at the end of the system message (one is added first
+    when there is none)."""
+    text = tools_system_text(tools)
+    messages = [dict(m) for m in messages]
+    if messages and messages[0].get("role") == "system":
+        messages[0]["content"] = f"{messages[0].get('content') or ''}\n\n{text}".lstrip()
+        return messages
+    return [{"role": "system", "content": text}, *messages]

@@ -96,5 +96,6 @@ def provenance(shards: Sequence[Shard], root: Path) -> list[dict]:
     out: dict[str, dict] = {}
     for shard in shards:
         entry = out.setdefault(shard.dataset, {"name": shard.dataset, "shards": []})
-        entry["shards"].append({"file": str(shard.path.relative_to(root)), "rows": shard.rows, "sha256": shard.sha256()})
+        entry["shards"].append({"file": str(shard.path.relative_to(root)), "rows": shard.rows,
+                                "sha256": shard.sha256()})
     return list(out.values())

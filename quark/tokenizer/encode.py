@@ -25,11 +25,11 @@ from datatrove.pipeline.readers import ParquetReader
 from datatrove.utils.batching import batched
 
 from quark.atomic import atomic_dir
-from quark.tokenizer.corpus_text import TEXT_COLUMN, dataset_shards, in_holdout, provenance
-from quark.errors import QuarkError
 from quark.data.executors import ExecutorOptions, StageRunner
+from quark.errors import QuarkError
 from quark.home import Home, validate_name
 from quark.tokenizer import Tokenizer
+from quark.tokenizer.corpus_text import TEXT_COLUMN, dataset_shards, in_holdout, provenance
 from quark.tokenizer.token_shards import SPLITS, TokenWriter, shard_name, write_meta
 
 DEFAULT_VAL_FRACTION = 0.01

@@ -134,10 +134,11 @@ class Tokenizer:
             else:
                 self.sp.Load(str(model))
         except (OSError, RuntimeError) as exc:
-            raise QuarkError(f"cannot load tokenizer {model if not isinstance(model, bytes) else '<bytes>'}: {exc}") from None
+            raise QuarkError(f"cannot load tokenizer {model if not isinstance(model, bytes) else '<bytes>'}: "
+                             f"{exc}") from None
 
     @classmethod
-    def load(cls, path: Path) -> "Tokenizer":
+    def load(cls, path: Path) -> Tokenizer:
         path = Path(path)
         if path.is_dir():
             path = path / "tokenizer.model"
@@ -146,7 +147,7 @@ class Tokenizer:
         return cls(path)
 
     @classmethod
-    def named(cls, home: Home, name: str) -> "Tokenizer":
+    def named(cls, home: Home, name: str) -> Tokenizer:
         """The tokenizer trained into `tokenizers/<name>/` of a home."""
         return cls.load(home.existing(home.tokenizer_dir(name), "tokenizer"))
 

@@ -34,7 +34,7 @@ class TokenSet:
     shards: dict[str, list[np.memmap]]
 
     @classmethod
-    def open(cls, folder: Path) -> "TokenSet":
+    def open(cls, folder: Path) -> TokenSet:
         folder = Path(folder)
         meta_path = folder / "meta.json"
         if not meta_path.is_file():

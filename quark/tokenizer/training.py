@@ -19,10 +19,10 @@ import numpy as np
 import sentencepiece as spm
 
 from quark.atomic import atomic_dir
-from quark.tokenizer.corpus_text import Shard, dataset_shards, in_holdout, provenance
 from quark.errors import QuarkError
 from quark.home import Home, validate_name
 from quark.tokenizer import Tokenizer, save_meta, train_tokenizer
+from quark.tokenizer.corpus_text import Shard, dataset_shards, in_holdout, provenance
 
 DEFAULT_MAX_CHARS = 200_000_000  # SentencePiece needs several bytes of RAM per training character
 HOLDOUT_FRACTION = 0.01

@@ -49,7 +49,7 @@ class Tool:
     description: str
     input_model: type[BaseModel]
     output_model: type[BaseModel]
-    run: Callable[[Any, "ToolContext"], BaseModel]
+    run: Callable[[Any, ToolContext], BaseModel]
     risk: Risk = Risk.SAFE
     timeout_s: float = 30.0  # the runner's wall-clock limit for one call
     source: str = "builtin"  # or the distribution a plugin came from

@@ -50,14 +50,14 @@ class ToolContext:
     settings: ToolSettings = field(default_factory=ToolSettings)
     policy: ToolPolicy = field(default_factory=ToolPolicy)
     initiated_by: Literal["model", "user"] = "model"  # robots.txt binds model-initiated fetches
-    resolver: "Resolver | None" = None  # DNS for fetch_url; None: the system resolver
-    embedder: Any = None  # a quark.memory.embedder.Embedder for memory_search's vector side; None: text only
+    resolver: Resolver | None = None  # DNS for fetch_url; None: the system resolver
+    embedder: Any = None  # a quark.retrieval.embedder.Embedder for memory_search's vector side; None: text only
     conn: Any = None  # an open quark.db connection to share (the chat session's); None: opened lazily
     lock: Any = field(default_factory=threading.RLock)  # guards `conn` (the session's lock when shared)
     _owned: bool = field(default=False, repr=False)
 
     @classmethod
-    def open(cls, home: Home, **kwargs: Any) -> "ToolContext":
+    def open(cls, home: Home, **kwargs: Any) -> ToolContext:
         """A context with the home's config.toml settings (unless `settings` is given)."""
         kwargs.setdefault("settings", load_settings(home.config_path))
         return cls(home=home, **kwargs)

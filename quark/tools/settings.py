@@ -31,10 +31,10 @@ key or type is one line naming the file and the key.
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 from typing import Literal
 
+import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from quark.errors import QuarkError

@@ -24,9 +24,9 @@ import torch.nn as nn
 from quark import db
 from quark.atomic import atomic_dir
 from quark.errors import QuarkError
-from quark.modelfolder.flops import flops_per_token, parameter_counts
 from quark.home import Home
 from quark.modelfolder import save_model
+from quark.modelfolder.flops import flops_per_token, parameter_counts
 from quark.models.llm import LLM, KVCache, LLMConfig
 from quark.tokenizer import Tokenizer
 from quark.tokenizer.token_shards import TokenSet
@@ -100,14 +100,17 @@ def _card(name: str, data: str, tokenizer: str, tokens: TokenSet, recipe: Recipe
     return (f"# {name}\n\nPretrained from scratch by `quark pretrain` (run `runs/{name}/`).\n\n"
             f"| | |\n|---|---|\n"
             f"| parameters | {counts['parameters']:,} ({counts['non_embedding_parameters']:,} non-embedding) |\n"
-            f"| data | token set `{data}`: {tokens.num_tokens('train'):,} train / {tokens.num_tokens('val'):,} val tokens |\n"
+            f"| data | token set `{data}`: {tokens.num_tokens('train'):,} train / {tokens.num_tokens('val'):,} val "
+            "tokens |\n"
             f"| tokenizer | `{tokenizer}` ({tokens.vocab_size:,} ids used) |\n"
             f"| steps | {summary['steps']:,} |\n| tokens seen | {summary['tokens']:,} |\n"
-            f"| final train loss | {loss(summary['train_loss'])} |\n| final val loss | {loss(summary['val_loss'])} |\n\n"
+            f"| final train loss | {loss(summary['train_loss'])} |\n| final val loss | {loss(summary['val_loss'])} "
+            "|\n\n"
             f"## Recipe\n\n```yaml\n{recipe.to_yaml()}```\n")
 
 
-def _publish(home: Home, name: str, run_dir: Path, cfg: LLMConfig, tokenizer_path: Path, extra: dict, card: str) -> Path:
+def _publish(home: Home, name: str, run_dir: Path, cfg: LLMConfig, tokenizer_path: Path, extra: dict,
+             card: str) -> Path:
     """models/<name>/ from the run's final checkpoint, in one rename."""
     model = checkpoint.load_llm(checkpoint.checkpoints(run_dir)[-1], cfg)
     with atomic_dir(home.model_dir(name)) as tmp:
@@ -127,7 +130,8 @@ def pretrain(home: Home, *, name: str, recipe: str | None = None, data: str | No
     tokenizer = Tokenizer.load(tokenizer_path)
     cfg = resolved.model.config(tokenizer.vocab_size)
     if tokens.vocab_size > cfg.vocab_size:
-        raise QuarkError(f"token set {data!r} has vocab_size {tokens.vocab_size}, more than its tokenizer's {cfg.vocab_size}")
+        raise QuarkError(f"token set {data!r} has vocab_size {tokens.vocab_size}, more than its tokenizer's "
+                         f"{cfg.vocab_size}")
     train_data = TokenWindows(tokens.shards["train"], t.seq_len, seed=t.seed, what=f"token set {data!r} (train)")
     val_data, prompt = None, []
     if tokens.num_tokens("val") > t.seq_len:

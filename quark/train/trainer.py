@@ -37,6 +37,7 @@ from quark.models.llm import IGNORE_INDEX
 from quark.progress import progress_bar
 from quark.train import checkpoint
 from quark.train.dist import Dist, grad_sync, unwrap, wrap
+from quark.train.loggers import RunLogs
 from quark.train.recipe import OptimConfig, TrainConfig
 
 
@@ -239,7 +240,8 @@ class Trainer:
         if resume_from is not None:
             self.restore(resume_from)
         t, env = self.train, self.env
-        metrics = MetricsLog(self.run_dir / "metrics.jsonl", through_step=self.step) if env.is_main else None
+        metrics = RunLogs.open(MetricsLog(self.run_dir / "metrics.jsonl", through_step=self.step), t.loggers,
+                               self.run_dir, self.step) if env.is_main else None
         peak, peak_source = peak_flops(env.device, self.compute_dtype) if env.is_main else (0.0, "")
         busy = 0.0
         tokens_at_start = self.tokens
