@@ -10,6 +10,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from quark.errors import QuarkError
+from quark.home import validate_name
+
 MODEL_HELP = "Model name (a folder under the home's models/)."
 DEVICE_HELP = "auto, cpu, cuda or cuda:N (auto: the first CUDA GPU when present, else the CPU)."
 
@@ -19,8 +22,19 @@ class Quantize(str, Enum):
     nf4 = "nf4"
 
 
+def name_value(value: Optional[str]) -> Optional[str]:
+    """Callback for an option that names something in the home: a bad name is a usage error at
+    the flag ('' would otherwise read as "not given" and quietly pick a default)."""
+    if value is None:
+        return value
+    try:
+        return validate_name(value)
+    except QuarkError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
 def model_option(help: str = MODEL_HELP) -> typer.models.OptionInfo:
-    return typer.Option("--model", "-m", help=help)
+    return typer.Option("--model", "-m", help=help, callback=name_value)
 
 
 def device_option(help: str = DEVICE_HELP) -> typer.models.OptionInfo:
@@ -29,7 +43,7 @@ def device_option(help: str = DEVICE_HELP) -> typer.models.OptionInfo:
 
 def adapter_option(help: str = "A LoRA adapter of the model (models/<model>/adapters/<name>), merged in on load."
                    ) -> typer.models.OptionInfo:
-    return typer.Option("--adapter", help=help)
+    return typer.Option("--adapter", help=help, callback=name_value)
 
 
 ModelOption = Annotated[str, model_option()]

@@ -8,16 +8,15 @@ import typer
 from quark.commands._cli import Cli, quark_command
 from quark.commands._options import DeviceOption, QuantizeOption, adapter_option, model_option, quantize_mode
 from quark.errors import QuarkError
+from quark.inputs import read_stdin_text
 
 
 def chat(
     cli: Cli,
     message: Annotated[Optional[str], typer.Option("--message", help="Send one message and print the reply "
-                                                   "(read from stdin when omitted and stdin is not a "
-                                                   "terminal).")] = None,
-    conversation: Annotated[Optional[int], typer.Option("--conversation", "-c",
-                                                        help="Continue this conversation (default: a new "
-                                                             "one).")] = None,
+                                                   "('-', or omitted when stdin is not a terminal: read from stdin).")] = None,
+    conversation: Annotated[Optional[int], typer.Option("--conversation", "-c", min=1,
+                                                        help="Continue this conversation (default: a new one).")] = None,
     checkpoint: Annotated[Optional[str], typer.Option("--checkpoint", help="Restore this checkpoint first (into "
                                                       "--conversation, or a new conversation).")] = None,
     model: Annotated[Optional[str], model_option("Model to chat with (default: the conversation's, "
@@ -33,7 +32,7 @@ def chat(
     system: Annotated[Optional[str], typer.Option("--system", help="Set the conversation's system prompt.")] = None,
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Longest reply, in tokens.")] = None,
     temperature: Annotated[Optional[float], typer.Option("--temperature", min=0.0, help="0 is greedy.")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Sampling seed, for a reproducible reply.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Sampling seed, for a reproducible reply.")] = None,
 ) -> dict | None:
     """Chat with a model, with memory and checkpoints.
 
@@ -58,7 +57,7 @@ def chat(
         run_app(cli.home, model=model, conversation_id=conversation, checkpoint=checkpoint, adapter=adapter,
                 device=device, quantize=quantize_mode(quantize), index=index, reranker=reranker)
         return None
-    text = message if message is not None else sys.stdin.read()
+    text = read_stdin_text() if message in (None, "-") else message
     if not text.strip():
         raise QuarkError("the message is empty (pass --message TEXT or pipe text on stdin)")
     session = ChatSession(cli.home, model=model, adapter=adapter, conversation_id=conversation, device=device,

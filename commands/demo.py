@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.panel import Panel
@@ -57,10 +57,8 @@ def register(root: typer.Typer) -> None:
 
 def demo(cli: Cli,
          force: Annotated[bool, typer.Option("--force", help="Redo the demo in a home an earlier demo made.")] = False,
-         fast: Annotated[bool, typer.Option("--fast",
-                                            help="Seconds per stage instead of minutes (smoke test).")] = False,
-         steps: Annotated[int, typer.Option("--steps",
-                                            help="Pretraining steps [default: the tiny-cpu recipe's 600].")] = 0,
+         fast: Annotated[bool, typer.Option("--fast", help="Seconds per stage instead of minutes (smoke test).")] = False,
+         steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="Pretraining steps [default: the tiny-cpu recipe's 600].")] = None,
          ) -> dict:
     """Run the whole pipeline on the built-in corpus: data → tokenizer → pretrain → SFT → eval → chat.
 
@@ -73,7 +71,7 @@ def demo(cli: Cli,
     home = cli.home.root
     _prepare(home, force)
     timings: list[dict] = []
-    for number, (title, argv) in enumerate(stages(fast, steps or None), 1):
+    for number, (title, argv) in enumerate(stages(fast, steps), 1):
         cli.print(Panel(f"[bold]{number}. {title}[/]\n[dim]$ quark {' '.join(argv)}[/]", expand=False))
         start = time.perf_counter()
         code = app([*argv, "--home", str(home), *(["--debug"] if cli.debug else [])], standalone_mode=False)

@@ -27,8 +27,8 @@ Reference = Annotated[bool, typer.Option("--reference", help="Score the referenc
                                                              "(checks the data and the harness).")]
 Run = Annotated[Optional[str], typer.Option("--run", help="Training run to file the result under "
                                                           "\\[default: the model's config.json 'run'].")]
-Limit = Annotated[Optional[int], typer.Option("--limit", help="Evaluate only the first N problems.")]
-MaxNew = Annotated[int, typer.Option("--max-new-tokens", help="Longest completion to generate.")]
+Limit = Annotated[Optional[int], typer.Option("--limit", min=1, help="Evaluate only the first N problems.")]
+MaxNew = Annotated[int, typer.Option("--max-new-tokens", min=1, help="Longest completion to generate.")]
 Output = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write per-sample results here (JSONL).")]
 
 
@@ -59,13 +59,11 @@ def perplexity(cli: Cli,
                model: ModelOption,
                data: Annotated[str, typer.Option("--data", "-d", help="Token set name under the home's tokens/.")],
                split: Annotated[str, typer.Option("--split", help="Split to score: train or val.")] = "val",
-               window: Annotated[Optional[int],
-                                 typer.Option(help="Tokens per window \\[default: the model's context].")] = None,
-               stride: Annotated[Optional[int], typer.Option(help="Targets scored per window after the first "
+               window: Annotated[Optional[int], typer.Option(min=1, help="Tokens per window \\[default: the model's context].")] = None,
+               stride: Annotated[Optional[int], typer.Option(min=1, help="Targets scored per window after the first "
                                                                   "\\[default: the window, no overlap].")] = None,
-               max_tokens: Annotated[Optional[int], typer.Option("--max-tokens",
-                                                                 help="Score only the first N tokens.")] = None,
-               batch_size: Annotated[int, typer.Option("--batch-size", help="Windows per forward pass.")] = 8,
+               max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Score only the first N tokens.")] = None,
+               batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Windows per forward pass.")] = 8,
                run: Run = None, device: DeviceOption = "auto", quantize: QuantizeOption = None) -> dict:
     """Perplexity of a model on a token set's split, over windows of its context.
 
@@ -120,10 +118,10 @@ def _code_benchmark(cli: Cli, task: str, problems: list[CodeProblem], stops: tup
     return _store(cli, name, folder, run, task, metrics)
 
 
-Samples = Annotated[int, typer.Option("--samples", "-n", help="Completions per problem (pass@k for every k <= n).")]
+Samples = Annotated[int, typer.Option("--samples", "-n", min=1, help="Completions per problem (pass@k for every k <= n).")]
 Temperature = Annotated[float, typer.Option("--temperature", "-t", help="Sampling temperature; 0 is greedy.")]
-Workers = Annotated[Optional[int], typer.Option("--workers", help="Programs run at once \\[default: cores + 2].")]
-Timeout = Annotated[float, typer.Option("--timeout", help="Seconds each test program may run.")]
+Workers = Annotated[Optional[int], typer.Option("--workers", min=1, help="Programs run at once \\[default: cores + 2].")]
+Timeout = Annotated[float, typer.Option("--timeout", min=0.001, help="Seconds each test program may run.")]
 Backend = Annotated[str, typer.Option("--sandbox", help=f"Sandbox backend: {', '.join(BACKENDS)}.")]
 Unsandboxed = Annotated[bool, typer.Option("--allow-unsandboxed", help="Run model-written code WITHOUT isolation "
                                                                        "if no sandbox is available. Dangerous.")]

@@ -16,26 +16,21 @@ Name = Annotated[str, typer.Option("--name",
                                    help="Run name; the result is models/NAME (or models/MODEL/adapters/NAME with "
                                         "--lora).")]
 Model = Annotated[Optional[str], model_option("Base model under models/ (not needed with --resume).")]
-Recipe = Annotated[Optional[str], typer.Option("--recipe",
-                                               help="Shipped recipe (sft, dpo, reward) or a YAML file \\[default: the "
-                                                    "command's].")]
-Val = Annotated[Optional[str], typer.Option("--val",
-                                            help="Held-out JSONL file \\[default: val.jsonl beside train.jsonl].")]
-Resume = Annotated[bool, typer.Option("--resume",
-                                      help="Continue runs/NAME from its last checkpoint, with its own recipe.")]
-Set = Annotated[Optional[list[str]], typer.Option("--set",
-                                                  help="Override a recipe value: section.key=value (repeatable).")]
-MaxSteps = Annotated[Optional[int], typer.Option("--max-steps", help="Same as --set train.max_steps=N.")]
-SaveEvery = Annotated[Optional[int], typer.Option("--save-every", help="Same as --set train.save_every=N.")]
-EvalEvery = Annotated[Optional[int], typer.Option("--eval-every", help="Same as --set train.eval_every=N.")]
-Seed = Annotated[Optional[int], typer.Option("--seed", help="Same as --set train.seed=N.")]
+Recipe = Annotated[Optional[str], typer.Option("--recipe", help="Shipped recipe (sft, dpo, reward) or a YAML file \\[default: the command's].")]
+Val = Annotated[Optional[str], typer.Option("--val", help="Held-out JSONL file \\[default: val.jsonl beside train.jsonl].")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue runs/NAME from its last checkpoint, with its own recipe.")]
+Set = Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe value: section.key=value (repeatable).")]
+MaxSteps = Annotated[Optional[int], typer.Option("--max-steps", min=1, help="Same as --set train.max_steps=N.")]
+SaveEvery = Annotated[Optional[int], typer.Option("--save-every", min=0, help="Same as --set train.save_every=N (0: only the last step is saved).")]
+EvalEvery = Annotated[Optional[int], typer.Option("--eval-every", min=0, help="Same as --set train.eval_every=N (0: no validation).")]
+Seed = Annotated[Optional[int], typer.Option("--seed", min=0, help="Same as --set train.seed=N.")]
 Device = Annotated[Optional[str], device_option("Same as --set train.device=auto|cpu|cuda[:N].")]
 Loggers = Annotated[Optional[list[str]], typer.Option(
     "--logger", help="Also log to csv, tensorboard or wandb (offline), beside metrics.jsonl; repeatable.")]
 Lora = Annotated[bool, typer.Option("--lora", help="Train a LoRA adapter (peft) instead of every weight.")]
 QLora = Annotated[bool, typer.Option("--qlora", help="LoRA on a 4-bit NF4 base (bitsandbytes; CUDA only).")]
-Rank = Annotated[Optional[int], typer.Option("--rank", help="Same as --set lora.rank=N.")]
-Alpha = Annotated[Optional[int], typer.Option("--alpha", help="Same as --set lora.alpha=N.")]
+Rank = Annotated[Optional[int], typer.Option("--rank", min=1, help="Same as --set lora.rank=N.")]
+Alpha = Annotated[Optional[int], typer.Option("--alpha", min=1, help="Same as --set lora.alpha=N.")]
 Targets = Annotated[Optional[str], typer.Option("--targets", help="Same as --set lora.targets=q_proj,v_proj,...")]
 
 
@@ -105,9 +100,7 @@ Pairs = Annotated[Optional[str], typer.Option("--data",
 
 @quark_command(finetune, "dpo")
 def dpo(cli: Cli, name: Name, model: Model = None, data: Pairs = None, val: Val = None, recipe: Recipe = None,
-        beta: Annotated[Optional[float], typer.Option("--beta",
-                                                      help="Same as --set dpo.beta=X: how far the policy may move from "
-                                                           "the reference.")] = None,
+        beta: Annotated[Optional[float], typer.Option("--beta", min=0.0, help="Same as --set dpo.beta=X: how far the policy may move from the reference.")] = None,
         lora: Lora = False, qlora: QLora = False, rank: Rank = None, alpha: Alpha = None, targets: Targets = None,
         resume: Resume = False, set_: Set = None, max_steps: MaxSteps = None, save_every: SaveEvery = None,
         eval_every: EvalEvery = None, seed: Seed = None, device: Device = None, logger: Loggers = None) -> Optional[dict]:

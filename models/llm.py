@@ -36,12 +36,31 @@ class LLMConfig:
     init_std: float = 0.02
 
     def __post_init__(self) -> None:
+        self._check_types()
         if self.intermediate_size <= 0:
             self.intermediate_size = 64 * math.ceil(8 * self.n_embd / 3 / 64)
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if self.n_head % self.n_kv_head:
             raise ValueError(f"n_head ({self.n_head}) must be divisible by n_kv_head ({self.n_kv_head})")
+
+    def _check_types(self) -> None:
+        """Refuse a wrong type or a size below one, naming the field, before any arithmetic (a
+        string n_embd would otherwise surface as a formatting error, a negative one inside torch)."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type == "bool":
+                ok = isinstance(value, bool)
+                want = "true or false"
+            elif f.type == "int":
+                low = 0 if f.name == "intermediate_size" else 1
+                ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
+                want = f"an integer >= {low}"
+            else:
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+                want = "a positive number"
+            if not ok:
+                raise ValueError(f"field {f.name} must be {want}, got {value!r}")
 
     @property
     def head_dim(self) -> int:

@@ -295,6 +295,20 @@ def record_run(conn: sqlite3.Connection, name: str, kind: str, model: str | None
         )
 
 
+@contextlib.contextmanager
+def run_outcome(conn: sqlite3.Connection | None, name: str) -> Iterator[None]:
+    """Mark run `name` failed (or interrupted, for Ctrl-C) if the block raises, so that `runs`
+    never shows as running a run that died between its row and its first step, or while
+    publishing. `conn` is None on processes other than rank 0."""
+    try:
+        yield
+    except BaseException as exc:
+        if conn is not None:
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            finish_run(conn, name, status, {"error": str(exc) or type(exc).__name__})
+        raise
+
+
 def finish_run(conn: sqlite3.Connection, name: str, status: str, summary: dict[str, Any]) -> None:
     with transaction(conn):
         conn.execute("UPDATE runs SET status=?, summary=?, updated_at=? WHERE name=?",

@@ -14,12 +14,12 @@ from pathlib import Path
 
 from quark.errors import QuarkError
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # used with fullmatch: "$" would accept "q\n"
 
 
 def validate_name(name: str, what: str = "name") -> str:
     """Refuse names that could escape the home (separators, '..', control characters)."""
-    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
         raise QuarkError(
             f"invalid {what} {name!r}: use letters, digits, '.', '_' or '-' "
             "(no path separators, no '..', at most 128 characters)"

@@ -85,3 +85,9 @@ def tiny_model_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("tiny-home")
     make_tiny_model(home)
     return home
+
+
+def pytest_report_header(config) -> list[str]:
+    """The fuzz suite's seed, for replay (tests/test_fuzz_cli.py)."""
+    seed = os.environ.get("QUARK_FUZZ_SEED")
+    return [f"fuzz: QUARK_FUZZ_SEED={seed}" if seed else "fuzz: seed drawn per run (printed in every fuzz failure)"]
