@@ -274,7 +274,7 @@ def synth(
     folder = cli.home.dataset_dir(name)
     if folder.exists():
         raise QuarkError(f"dataset {name!r} already exists ({folder}); pick another --name")
-    meta = write_dataset(folder, kind.value, seed=seed, val_fraction=val_fraction)
+    meta = write_dataset(folder, kind.value, seed=seed, val_fraction=val_fraction, home=cli.home.root)
     counts = meta["counts"]
     cli.print(f"wrote {counts['train']:,} train / {counts['val']:,} val {kind.value} examples to {folder}")
     return {"name": name, "kind": kind.value, "path": str(folder), **meta}

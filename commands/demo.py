@@ -18,6 +18,7 @@ from quark.commands._cli import Cli, quark_command
 from quark.errors import QuarkError
 
 MARKER = ".quark-demo"  # marks a home the demo made, so --force only ever clears its own
+TOOL_QUESTION = "What is 37 * 41? Use Python."  # only a tool answers it well: the tiny model cannot multiply
 
 
 def stages(fast: bool, steps: int | None) -> list[tuple[str, list[str]]]:
@@ -47,6 +48,9 @@ def stages(fast: bool, steps: int | None) -> list[tuple[str, list[str]]]:
                          "--max-new-tokens", "32" if fast else "64"]),
         ("one chat turn", ["chat", "--model", "demo", "--message", "What does `shlex.quote` do?", "--max-tokens", "48",
                            "--temperature", "0"]),
+        # The model chooses (tool_choice auto) to call run_code, the sandbox answers, the reply quotes it.
+        ("a chat turn that calls a tool", ["chat", "--model", "demo", "--tools", "code", "--message", TOOL_QUESTION,
+                                           "--max-tokens", "64", "--temperature", "0"]),
     ]
 
 
