@@ -4,7 +4,6 @@ import sys
 from typing import Annotated, Optional
 
 import typer
-
 from rich.markup import escape
 
 from quark.agent.events import ToolCallFinished

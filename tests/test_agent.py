@@ -5,18 +5,15 @@ an end-to-end turn on loopback searches, fetches and cites the page."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
-import torch
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from conftest import make_tiny_model
+from agent_fixtures import agent_home, agent_model_home, audit_rows  # noqa: F401  (fixtures)
 from quark.agent.events import ToolCallFinished, ToolCallStarted
 from quark.agent.grounding import SOURCES_HEADER, grounded_tools, seen_urls
 from quark.chat import ChatSession
-from quark.db import connect
 from quark.errors import QuarkError
 from quark.home import Home
 from quark.tools import tracing
@@ -24,33 +21,6 @@ from quark.tools.runner import registry
 from web_fixtures import Site, serve
 
 RUN_CODE = {"type": "function", "function": {"name": "run_code"}}
-
-
-@pytest.fixture(scope="module")
-def agent_model_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Model `tiny` with a 2,048-token context: tool descriptions and results need room."""
-    home = tmp_path_factory.mktemp("agent-home")
-    make_tiny_model(home, max_seq_len=2048)
-    return home
-
-
-@pytest.fixture
-def agent_home(agent_model_home: Path, tmp_path: Path):
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    shutil.copytree(agent_model_home / "models", tmp_path / "home" / "models")
-    home = Home.open(tmp_path / "home")
-    home.config_path.write_text("[chat]\nmax_tokens = 40\ntemperature = 1.0\nseed = 3\n")
-    yield home
-    torch.set_num_threads(before)
-
-
-def _audit(home: Home) -> list[tuple]:
-    conn = connect(home.db_path)
-    try:
-        return conn.execute("SELECT tool, outcome, conversation_id FROM tool_calls ORDER BY id").fetchall()
-    finally:
-        conn.close()
 
 
 def test_a_forced_run_code_call_is_validated_run_audited_and_stored_in_the_tree(agent_home: Home,
@@ -79,8 +49,8 @@ def test_a_forced_run_code_call_is_validated_run_audited_and_stored_in_the_tree(
     assert thread[1].as_chat()["tool_calls"] and thread[2].as_chat()["tool_call_id"]
     assert json.loads(thread[2].content)["ok"] == (call.outcome == "ok")
     assert thread[-1].meta["agent"]["tool_calls"][0]["name"] == "run_code"
-    assert [row[0] for row in _audit(agent_home)][:1] == ["run_code"]
-    assert _audit(agent_home)[0][2] == result.conversation_id
+    assert [row[0] for row in audit_rows(agent_home)][:1] == ["run_code"]
+    assert audit_rows(agent_home)[0][2] == result.conversation_id
 
 
 def test_risky_tools_are_refused_without_the_flag_and_asked_with_a_confirm_callback(agent_home: Home,
@@ -102,7 +72,7 @@ def test_risky_tools_are_refused_without_the_flag_and_asked_with_a_confirm_callb
     assert "--allow-risky" in refused.tool_calls[0].result.error
     assert asked == ["write_file"] and declined.tool_calls[0].result.error == "the user declined to run write_file"
     assert not any(workspace.iterdir())  # nothing was written
-    assert [row[1] for row in _audit(agent_home)] == ["denied", "denied"]
+    assert [row[1] for row in audit_rows(agent_home)] == ["denied", "denied"]
 
 
 def test_a_call_cut_off_by_max_tokens_goes_back_to_the_model_as_a_tool_error(agent_home: Home) -> None:
@@ -216,7 +186,8 @@ def test_end_to_end_on_loopback_search_then_fetch_and_the_answer_cites_the_page(
     assert "Rottnest Island" in fetch.result.output["content"]
     assert "/quokka" in site.paths() and "/search" in site.paths()
     assert f"{SOURCES_HEADER}\n[1] Quokka facts — {site.url('/quokka')}" in result.reply
-    assert [(tool, outcome) for tool, outcome, _ in _audit(agent_home)] == [("web_search", "ok"), ("fetch_url", "ok")]
+    audited = [(tool, outcome) for tool, outcome, _ in audit_rows(agent_home)]
+    assert audited == [("web_search", "ok"), ("fetch_url", "ok")]
 
 
 def test_without_the_loopback_setting_the_fetch_is_refused_and_the_turn_still_ends(agent_home: Home) -> None:

@@ -481,8 +481,12 @@ class ChatSession:
             self.store.append(turn.conversation_id, "assistant", tool_call_text(message["tool_calls"]),
                               reply_to=turn.user_message.id, meta={"tool_calls": message["tool_calls"]})
         else:
+            call = next((c for c in turn.agent.calls if c.call_id == message.get("tool_call_id")), None)
+            meta = {"name": message.get("name"), "tool_call_id": message.get("tool_call_id")}
+            if call is not None:
+                meta.update(outcome=call.outcome, duration_s=round(call.duration_s, 4), audit_id=call.result.call_id)
             self.store.append(turn.conversation_id, "tool", message["content"], reply_to=turn.user_message.id,
-                              meta={"name": message.get("name"), "tool_call_id": message.get("tool_call_id")})
+                              meta=meta)
 
     def send(self, text: str, params: SamplingParams | None = None, *, on_text: Callable[[str], None] | None = None,
              on_event: Callable[[AgentEvent], None] | None = None, cancel: threading.Event | None = None,

@@ -182,7 +182,8 @@ def dialogue_examples(functions: Sequence[Function], rng: random.Random) -> Iter
 
 
 def _tool_call(index: int, name: str, arguments: dict) -> dict:
-    calls = [{"id": f"call_{index}", "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}]
+    function = {"name": name, "arguments": json.dumps(arguments)}
+    calls = [{"id": f"call_{index}", "type": "function", "function": function}]
     return {"role": "assistant", "content": tool_call_text(calls), "tool_calls": calls}
 
 
