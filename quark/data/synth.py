@@ -218,10 +218,16 @@ def _program(rng: random.Random) -> Program:
         expr = f"{a} {op} {b}"
         value = str(eval(expr))  # our own two integer literals
         question = rng.choice(COMPUTE_QUESTIONS).format(expr=expr, word=word, a=a, b=b)
-        return Program(question, f"print({expr})", value + "\n", f"{expr} = {value}.", f"arith-{expr}")
+        return Program(question, f"print({expr})", value + "\n", f"{expr} = {value}.", program_group(f"print({expr})"))
     w = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(4, 16)))
-    return Program(rng.choice(LENGTH_QUESTIONS).format(w=w), f"print(len({w!r}))", f"{len(w)}\n",
-                   f"'{w}' has {len(w)} characters.", f"len-{w}")
+    code = f"print(len({w!r}))"
+    return Program(rng.choice(LENGTH_QUESTIONS).format(w=w), code, f"{len(w)}\n", f"'{w}' has {len(w)} characters.",
+                   program_group(code))
+
+
+def program_group(code: str) -> str:
+    """A computation's split group: its code (the same program never lands in two splits)."""
+    return f"run_code:{code}"
 
 
 RunCode = Callable[[list[str]], list[str]]  # programs -> the tool message content of running each
@@ -257,6 +263,12 @@ def sandbox_runner(home: Path | None = None) -> RunCode:
     return run
 
 
+def _not_run(codes: list[str]) -> list[str]:
+    """The runner when tool traces are not wanted: they are still drawn (so every other kind's
+    examples stay those of a full run with the seed) but nothing runs."""
+    return ["" for _ in codes]
+
+
 def tool_examples(functions: Sequence[Function], rng: random.Random, count: int,
                   run_code: RunCode | None = None) -> Iterator[Example]:
     """`count` traces: three quarters call run_code for a computation, one quarter offer the tools
@@ -276,8 +288,10 @@ def tool_examples(functions: Sequence[Function], rng: random.Random, count: int,
     programs = [_program(rng) for _ in range(count - count // 4)]
     real = list({p.code: p for p in programs}.values())[:REAL_PROGRAMS]
     contents = dict(zip((p.code for p in real), (run_code or sandbox_runner())([p.code for p in real])))
-    envelope = json.loads(next(iter(contents.values()))) if contents else None
-    for p in real:
+    if run_code is _not_run:  # the traces are generated for the seed's sake and thrown away
+        contents = {}
+    envelope = json.loads(next(iter(contents.values()))) if contents else {"ok": True, "result": {}}
+    for p in real if contents else []:
         printed = json.loads(contents[p.code])["result"]["stdout"]
         if printed != p.printed:
             raise QuarkError(f"the sandbox printed {printed!r} for {p.code!r}, Python {p.printed!r}")
@@ -353,7 +367,7 @@ def chat_examples(seed: int = 0, modules: Sequence[str] = DEFAULT_MODULES, tool_
     functions = collect_functions(modules)
     examples = [*write_examples(functions, rng), *explain_examples(functions, rng),
                 *dialogue_examples(functions, rng),
-                *(tool_examples(functions, rng, tool_traces, run_code) if "tool" in kinds else ()),
+                *tool_examples(functions, rng, tool_traces, run_code if "tool" in kinds else _not_run),
                 *refusal_examples(rng)]
     rng.shuffle(examples)
     return [e for e in examples if e.kind in kinds]
