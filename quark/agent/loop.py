@@ -57,6 +57,8 @@ class AgentState:
     model_calls: int = 0
     first_text_seconds: float | None = None
     seconds: dict[str, float] = field(default_factory=lambda: {"prompt": 0.0, "model": 0.0, "tools": 0.0})
+    timeline: list[tuple[str, float]] = field(default_factory=list)  # (stage, seconds) in order: prompt,
+    # model_call, tool:NAME … (what benchmarks/agent_turn.py breaks a turn down by)
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -111,7 +113,7 @@ class AgentLoop:
         (the text was yielded as it came)."""
         began = time.perf_counter()
         ids = self.engine.chat_prompt(state.messages)
-        state.seconds["prompt"] += time.perf_counter() - began
+        self._time(state, "prompt", began)
         offered = grounded_tools(self.tools, self._turn_urls(state)) if self.ground_urls else self.tools
         step_params = dataclasses.replace(params, grammar=choices.grammar(choice, offered) if self.tools else None)
         calling: bool | None = None
@@ -144,7 +146,7 @@ class AgentLoop:
                 events.close()
             span.set_attribute("agent.completion_tokens", len(tokens))
             span.set_attribute("agent.called_tools", bool(calling))
-        state.seconds["model"] += time.perf_counter() - began
+        self._time(state, "model", began, "model_call")
         if not calling or state.finish_reason == "cancelled":
             return None
         reader = ToolCallReader()
@@ -164,17 +166,23 @@ class AgentLoop:
                      "tool_calls": [_openai_call(c) for c in calls]}
         state.messages.append(assistant)
         state.added.append(assistant)
-        began = time.perf_counter()
         for call in calls:
             yield ToolCallStarted(step, call.id, call.name, call.arguments)
+            began = time.perf_counter()
             result = run_tool_call(call.name, call.arguments, self.context)
+            self._time(state, "tools", began, f"tool:{call.name}")
             finished = ToolCallFinished(step, call.id, call.name, call.arguments, result)
             state.calls.append(finished)
             message = self._fit(state, result.message(call.id))
             state.messages.append(message)
             state.added.append(message)
             yield finished
-        state.seconds["tools"] += time.perf_counter() - began
+
+    @staticmethod
+    def _time(state: AgentState, kind: str, began: float, stage: str | None = None) -> None:
+        seconds = time.perf_counter() - began
+        state.seconds[kind] += seconds
+        state.timeline.append((stage or kind, seconds))
 
     @staticmethod
     def _turn_urls(state: AgentState) -> list[str]:
