@@ -42,6 +42,9 @@ def chat(
                                               "otherwise.")] = False,
     max_steps: Annotated[int, typer.Option("--max-steps", min=1, help="Tool-calling steps per turn before the "
                                            "answer.")] = 4,
+    tool_choice: Annotated[str, typer.Option("--tool-choice", help="The first step's tool choice (OpenAI "
+                                             "semantics): auto (the model decides), required (some tool), none, "
+                                             "or a tool's name; later steps are auto.")] = "auto",
 ) -> dict | None:
     """Chat with a model, with memory and checkpoints.
 
@@ -56,6 +59,7 @@ def chat(
         quark chat --checkpoint work --message "Where were we?"
         quark chat --tools code --message "What is 37 * 41? Use Python." --json
         quark chat --tools web,files --workspace ./notes --allow-risky --message "Save a summary of ..."
+        quark chat --tools web --tool-choice web_search --message "Find the SQLite WAL docs"
 
     With --tools the model may call tools before it answers; each call (name, arguments, outcome,
     result, duration) is printed as a line, and listed under "tool_calls" with --json.
@@ -96,7 +100,11 @@ def chat(
             if not cli.json and isinstance(event, ToolCallFinished):
                 cli.err.print(f"[dim]tool {escape(event.summary())}[/]")
 
-        result = session.send(text, params, on_text=show, on_event=called)
+        first = tool_choice if tool_choice in ("auto", "required", "none") else {
+            "type": "function", "function": {"name": tool_choice}}
+        if tool_choice != "auto" and not tools:
+            raise QuarkError("--tool-choice goes with --tools (which tools the model may call)")
+        result = session.send(text, params, on_text=show, on_event=called, tool_choice=[first])
     finally:
         session.close()
     if not cli.json:
