@@ -49,7 +49,7 @@ def stages(fast: bool, steps: int | None) -> list[tuple[str, list[str]]]:
         ("one chat turn", ["chat", "--model", "demo", "--message", "What does `shlex.quote` do?", "--max-tokens", "48",
                            "--temperature", "0"]),
         # The model chooses (tool_choice auto) to call run_code, the sandbox answers, the reply quotes it.
-        ("a chat turn that calls a tool", ["chat", "--model", "demo", "--tools", "code", "--message", TOOL_QUESTION,
+        ("a chat turn that calls a tool", ["chat", "--model", "demo", "--tools", "run_code", "--message", TOOL_QUESTION,
                                            "--max-tokens", "64", "--temperature", "0"]),
     ]
 

@@ -50,9 +50,11 @@ SYSTEM_PROMPTS = (
     "You are a concise, accurate coding assistant.",
     "You are Quark. Answer clearly and say when you are unsure.",
 )
-# The tools a trace offers (registry groups), mostly `code`: what `quark chat --tools code` offers, and
-# short enough for the tiny model's 256-token context with the call, the result and the answer.
-TOOL_SETS = ("code", "code", "code", "web,code")
+# The tools a trace offers (registry groups or tool names), mostly run_code alone: what the demo's
+# `quark chat --tools run_code` offers. A trace must fit the tiny model's 256-token context with the
+# call, the result and the answer (SFT leaves longer ones out), and the `code` group's description
+# alone (run_code and run_tests) takes ~190 of them with the demo's tokenizer.
+TOOL_SETS = ("run_code", "run_code", "run_code", "web_search,run_code")
 REAL_PROGRAMS = 24  # distinct programs run in the sandbox per dataset (see tool_examples)
 MAX_SOURCE_LINES = 40
 

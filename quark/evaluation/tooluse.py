@@ -3,9 +3,10 @@ write arguments that validate, and answer correctly from the result?
 
 Tasks come from the same generator as `quark data synth`'s tool traces (`synth._program` for
 computations, the explain templates for questions that need no tool), drawn with a seed of their
-own, and any task whose computation appears in the model's SFT data is dropped, so none was seen
-in training. Each task is one agent turn through `quark.agent.loop.AgentLoop` — the model
-chooses (tool_choice "auto"), the call really runs in the sandbox through `run_tool_call`, and
+own; with --data, any task whose computation appears in the model's SFT data is dropped, so
+none was seen in training. run_code is offered alone, as the demo's chat offers it. Each task
+is one agent turn through `quark.agent.loop.AgentLoop` — the model chooses (tool_choice
+"auto"), the call really runs in the sandbox through `run_tool_call`, and
 the answer is read from the turn.
 
 Scores per task: `right_tool` (run_code for a computation; no call for the rest), `valid_arguments`
@@ -81,7 +82,7 @@ class TaskResult:
                 "success": self.success}
 
 
-def run_task(engine: Engine, context: ToolContext, task: ToolTask, *, tools_spec: str = "code",
+def run_task(engine: Engine, context: ToolContext, task: ToolTask, *, tools_spec: str = "run_code",
              max_tokens: int = 64, max_steps: int = 2, seed: int = 0) -> TaskResult:
     """One agent turn on `task` (greedy), scored."""
     schemas = registry().schemas(registry().select(tools_spec))
@@ -116,6 +117,6 @@ def score(results: list[TaskResult]) -> dict:
             "direct_tasks": len(direct), "no_call_when_not_needed": rate(direct, "right_tool")}
 
 
-def open_context(home, *, policy_spec: str = "code") -> ToolContext:
+def open_context(home, *, policy_spec: str = "run_code") -> ToolContext:
     """The eval's tool context: the tools of `policy_spec`, audited in the home's quark.db."""
     return ToolContext.open(home, policy=ToolPolicy(allowed=registry().select(policy_spec)))
