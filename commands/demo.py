@@ -34,12 +34,15 @@ def stages(fast: bool, steps: int | None) -> list[tuple[str, list[str]]]:
                                  "--name", "demo"]),
         ("encode the blend", ["tokenize", "encode", "--tokenizer", "demo", "--data", "demo", "--name", "demo",
                               "--val-fraction", "0.05"]),
+        # A 512-token context (trained on 128-token windows, as before): the closing tool turn's system
+        # prompt, tool call, sandbox result and answer take ~270 tokens, more than the preset's 256.
         ("pretrain the tiny model", ["pretrain", "--recipe", "tiny-cpu", "--data", "demo", "--name", "demo-base",
-                                     "--max-steps", pretrain_steps, *(["--eval-every", "20", "--save-every",
-                                                                       "20"] if fast else [])]),
+                                     "--max-steps", pretrain_steps, "--set", "model.max_seq_len=512",
+                                     *(["--eval-every", "20", "--save-every", "20"] if fast else [])]),
         ("make synthetic chat data", ["data", "synth", "--kind", "all", "--name", "demo-chat"]),
+        # 384-token windows, so the tool traces (~230-350 tokens) are trained on, not left out.
         ("supervised fine-tuning", ["finetune", "sft", "--model", "demo-base", "--data", "demo-chat", "--name", "demo",
-                                    "--max-steps", sft_steps]),
+                                    "--max-steps", sft_steps, "--set", "train.seq_len=384"]),
         ("perplexity", ["eval", "perplexity", "--model", "demo", "--data", "demo", "--max-tokens",
                         "4096" if fast else "65536"]),
         ("HumanEval slice", ["eval", "humaneval", "--model", "demo", "--limit", "4" if fast else "20",
