@@ -4,7 +4,9 @@ import sys
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
+from quark.agent.events import ToolCallFinished
 from quark.commands._cli import Cli, quark_command
 from quark.commands._options import DeviceOption, QuantizeOption, adapter_option, model_option, quantize_mode
 from quark.errors import QuarkError
@@ -33,6 +35,19 @@ def chat(
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Longest reply, in tokens.")] = None,
     temperature: Annotated[Optional[float], typer.Option("--temperature", min=0.0, help="0 is greedy.")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Sampling seed, for a reproducible reply.")] = None,
+    tools: Annotated[Optional[str], typer.Option("--tools", help="Let the model call these tools: groups "
+                                                 "(web, code, files, memory, all) or tool names, comma-separated "
+                                                 "(see `quark tools list`).")] = None,
+    workspace: Annotated[Optional[str], typer.Option("--workspace", help="The folder file tools and run_tests "
+                                                     "work in (nothing outside it).")] = None,
+    allow_risky: Annotated[bool, typer.Option("--allow-risky", help="Run risky tools (write_file, checkpoint "
+                                              "save/load) without asking; scripted chat refuses them "
+                                              "otherwise.")] = False,
+    max_steps: Annotated[int, typer.Option("--max-steps", min=1, help="Tool-calling steps per turn before the "
+                                           "answer.")] = 4,
+    tool_choice: Annotated[str, typer.Option("--tool-choice", help="The first step's tool choice (OpenAI "
+                                             "semantics): auto (the model decides), required (some tool), none, "
+                                             "or a tool's name; later steps are auto.")] = "auto",
 ) -> dict | None:
     """Chat with a model, with memory and checkpoints.
 
@@ -46,6 +61,12 @@ def chat(
         echo "What did we decide?" | quark chat --conversation 1
         quark chat --checkpoint work --message "Where were we?"
         quark chat --index docs --message "How is a checkpoint written?" --json   # sources and citations
+        quark chat --tools code --message "What is 37 * 41? Use Python." --json
+        quark chat --tools web,files --workspace ./notes --allow-risky --message "Save a summary of ..."
+        quark chat --tools web --tool-choice web_search --message "Find the SQLite WAL docs"
+
+    With --tools the model may call tools before it answers; each call (name, arguments, outcome,
+    result, duration) is printed as a line, and listed under "tool_calls" with --json.
     """
     from quark.chat import ChatSession  # torch loads here, not for `quark --help`
 
@@ -55,7 +76,8 @@ def chat(
         from quark.tui.app import run_app
 
         run_app(cli.home, model=model, conversation_id=conversation, checkpoint=checkpoint, adapter=adapter,
-                device=device, quantize=quantize_mode(quantize), index=index, reranker=reranker)
+                device=device, quantize=quantize_mode(quantize), index=index, reranker=reranker, tools=tools,
+                workspace=workspace, allow_risky=allow_risky, max_steps=max_steps)
         return None
     text = read_stdin_text() if message in (None, "-") else message
     if not text.strip():
@@ -63,6 +85,10 @@ def chat(
     session = ChatSession(cli.home, model=model, adapter=adapter, conversation_id=conversation, device=device,
                           quantize=quantize_mode(quantize), index=index, reranker=reranker)
     try:
+        if tools:
+            session.enable_tools(tools, workspace=workspace, allow_risky=allow_risky, max_steps=max_steps)
+        elif workspace or allow_risky:
+            raise QuarkError("--workspace and --allow-risky go with --tools (which tools the model may call)")
         if checkpoint:
             session.load_snapshot(checkpoint, into="current" if conversation is not None else "new")
         if system is not None:
@@ -74,7 +100,15 @@ def chat(
                 sys.stdout.write(piece)
                 sys.stdout.flush()
 
-        result = session.send(text, params, on_text=show)
+        def called(event) -> None:  # a line per call; the answer's text follows the calls
+            if not cli.json and isinstance(event, ToolCallFinished):
+                cli.err.print(f"[dim]tool {escape(event.summary())}[/]")
+
+        first = tool_choice if tool_choice in ("auto", "required", "none") else {
+            "type": "function", "function": {"name": tool_choice}}
+        if tool_choice != "auto" and not tools:
+            raise QuarkError("--tool-choice goes with --tools (which tools the model may call)")
+        result = session.send(text, params, on_text=show, on_event=called, tool_choice=[first])
     finally:
         session.close()
     if not cli.json:

@@ -416,7 +416,7 @@ def synth(
 
         meta = write_grounded(folder, seed=seed, val_fraction=val_fraction)
     else:
-        meta = write_dataset(folder, kind.value, seed=seed, val_fraction=val_fraction)
+        meta = write_dataset(folder, kind.value, seed=seed, val_fraction=val_fraction, home=cli.home.root)
     counts = meta["counts"]
     cli.print(f"wrote {counts['train']:,} train / {counts['val']:,} val {kind.value} examples to {folder}")
     return {"name": name, "kind": kind.value, "path": str(folder), **meta}

@@ -19,7 +19,8 @@ from quark.evaluation.results import model_run, query_results, save_result, upda
 from quark.progress import progress_bar
 from quark.sandbox import BACKENDS, Limits, open_sandbox
 
-app = group("eval", "Evaluate models: perplexity, HumanEval, MBPP, document QA, multiple choice; report stored results.")
+app = group("eval", "Evaluate models: perplexity, HumanEval, MBPP, document QA, multiple choice, red team, tool "
+                   "use, image, mesh; report stored results.")
 REFERENCE = "(reference)"
 
 Model = OptionalModelOption
@@ -352,6 +353,60 @@ def mesh_command(cli: Cli, model: Model = None,
     stored = _store(cli, name, folder, run, "mesh", metrics)
     cli.print("adherence (chance): " + ", ".join(f"{k} {v} ({metrics['chance'][k]})" for k, v in metrics["adherence"].items()))
     return stored
+
+
+@quark_command(app, "tooluse")
+def tooluse_command(cli: Cli, model: ModelOption, limit: Annotated[int, typer.Option(
+                        "--limit", help="Number of held-out tasks (3 computations to 1 direct question).")] = 20,
+                    data: Annotated[Optional[str], typer.Option(
+                        "--data", "-d", help="The model's SFT dataset (quark data synth): tasks it trained on "
+                                             "are left out.")] = None,
+                    max_new_tokens: MaxNew = 64, run: Run = None, output: Output = None,
+                    device: DeviceOption = "auto", quantize: QuantizeOption = None) -> dict:
+    """Tool use: right tool, valid arguments, correct final answer, on held-out synthetic tasks.
+
+    Each task is one agent turn (the model chooses whether to call run_code, which runs in the
+    sandbox); greedy decoding.
+
+    Example: quark eval tooluse --model demo --data demo-chat --limit 20
+    """
+    from quark.evaluation import tooluse
+    from quark.inference import Engine
+
+    folder = cli.home.existing(cli.home.model_dir(model), "model")
+    seen = _trained_groups(cli, data) if data else set()
+    tasks = tooluse.tool_tasks(limit, exclude=seen)
+    engine = Engine.load(folder, device=device, quantize=quantize_mode(quantize))
+    context = tooluse.open_context(cli.home)
+    results = []
+    try:
+        with progress_bar(enabled=cli.progress_enabled()) as bar:
+            task = bar.add_task("tool tasks", total=len(tasks), unit="tasks")
+            for item in tasks:
+                results.append(tooluse.run_task(engine, context, item, max_tokens=max_new_tokens))
+                bar.advance(task)
+    finally:
+        context.close()
+    metrics = tooluse.score(results)
+    if output:
+        with atomic_file(output) as handle:
+            handle.writelines(json.dumps(r.as_dict()) + "\n" for r in results)
+    return _store(cli, model, folder, run, "tooluse", metrics)
+
+
+def _trained_groups(cli: Cli, data: str) -> set[str]:
+    """The computations a synth dataset's train split calls run_code for (their split groups)."""
+    from quark.data.synth import program_group
+
+    path = cli.home.existing(cli.home.dataset_dir(data), "dataset") / "train.jsonl"
+    groups: set[str] = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        for message in json.loads(line).get("messages", []):
+            for call in message.get("tool_calls") or []:
+                code = json.loads(call["function"]["arguments"]).get("code")
+                if code:
+                    groups.add(program_group(code))
+    return groups
 
 
 @quark_command(app, "report")

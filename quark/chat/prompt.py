@@ -15,6 +15,11 @@ Budget, in order of priority (the reply's reserve comes off the context first):
 5. the summary: its newest lines that fit in the remainder; older lines left out of this prompt
    are counted in `omitted_summary_lines` (their messages stay searchable as memories).
 
+Tools count like the system prompt: when a conversation offers tools, their description (the
+chat template's tools paragraph) is part of the system message and of the fixed cost, and the
+window's assistant tool calls and `tool` results are measured as the template renders them (a
+long tool result is a long turn: it folds into one summary line like any other).
+
 The builder is pure (no database), so the same function serves the TUI, the scripted chat and
 tests; the session persists the folding it reports.
 """
@@ -31,6 +36,7 @@ from quark.memory.summary import summary_line
 from quark.retrieval.grounding import SHORTER_CHARS, SOURCE_CHARS, Source, renumber, sources_block
 from quark.text import truncate
 from quark.tokenizer import Tokenizer
+from quark.tokenizer.chat_template import tools_system_text
 
 SOURCE_SHARE = 0.7  # of the tokens left after system prompt, message and reply reserve
 MEMORY_SHARE = 0.4  # of the tokens left after system prompt, message, reply reserve and sources
@@ -65,6 +71,7 @@ class PromptInputs:
     window: Sequence[Message] = ()  # unsummarized turns before the new message, oldest first
     checkpoint: str | None = None  # the checkpoint whose restore this prompt carries
     sources: Sequence[Source] = ()  # retrieved document chunks, best first
+    tools: Sequence[dict] = ()  # OpenAI tool schemas offered this turn (described in the system message)
 
 
 @dataclass
@@ -118,10 +125,12 @@ def build_prompt(tokenizer: Tokenizer, inputs: PromptInputs, *, context_length: 
     """Assemble the prompt under the budget described in the module docstring."""
     limit = context_length - reply_tokens
     measure = _Measure(tokenizer)
-    fixed = len(tokenizer.encode_chat([{"role": "system", "content": inputs.system_prompt},
+    tools_text = tools_system_text(inputs.tools) if inputs.tools else ""
+    fixed = len(tokenizer.encode_chat([{"role": "system", "content": _join(inputs.system_prompt, tools_text)},
                                        {"role": "user", "content": inputs.user_message}]))
     if fixed > limit:
-        raise QuarkError(f"the message and system prompt take {fixed} tokens, but the model's context of "
+        raise QuarkError(f"the message and system prompt{' with the tools' if tools_text else ''} take {fixed} "
+                         "tokens, but the model's context of "
                          f"{context_length} tokens leaves {limit} after reserving {reply_tokens} for the reply; "
                          "shorten the message (nothing was cut)")
     available = limit - fixed
@@ -185,8 +194,8 @@ def build_prompt(tokenizer: Tokenizer, inputs: PromptInputs, *, context_length: 
     # Assemble; section costs are additive in practice, the loop is a guard against a merge of
     # pieces across a section boundary costing a token more than measured.
     while True:
-        system = _system_text(inputs.system_prompt, sources_block(chosen_sources, source_chars), lead, chosen,
-                              lines[start:])
+        system = _join(_system_text(inputs.system_prompt, sources_block(chosen_sources, source_chars), lead, chosen,
+                                    lines[start:]), tools_text)
         messages = [{"role": "system", "content": system}, *(m.as_chat() for m in window),
                     {"role": "user", "content": inputs.user_message}]
         ids = tokenizer.encode_chat(messages)
@@ -202,12 +211,19 @@ def build_prompt(tokenizer: Tokenizer, inputs: PromptInputs, *, context_length: 
             raise QuarkError(f"prompt of {len(ids)} tokens does not fit in {limit}")
 
     user_cost = len(tokenizer.encode_turn({"role": "user", "content": inputs.user_message}))
-    sections = {"system_prompt": fixed - user_cost - 2,  # 2: BOS and the <|assistant|> that opens the reply
+    tools_cost = measure._cost(tools_text)
+    sections = {"system_prompt": fixed - user_cost - 2 - tools_cost,  # 2: BOS and the reply's <|assistant|>
+                "tools": tools_cost,
                 "memories": measure.block(lead, [m.line() for m in chosen]), "summary": measure.summary(lines[start:]),
                 "window": sum(costs[keep_from:]), "user_message": user_cost, "reply_reserved": reply_tokens,
                 "sources": measure.text(sources_block(chosen_sources, source_chars))}
     return BuiltPrompt(ids, messages, chosen, omitted, lines[start:], start, window, folded, folded_lines,
                        inputs.checkpoint, context_length, reply_tokens, sections, chosen_sources, omitted_sources)
+
+
+def _join(system: str, tools_text: str) -> str:
+    """The system message with the tools paragraph last (as chat_template.with_tools_prompt puts it)."""
+    return f"{system}\n\n{tools_text}".lstrip() if tools_text else system
 
 
 def _system_text(system_prompt: str, sources: str, lead: list[str], memories: list[PromptMemory],
