@@ -28,6 +28,7 @@ from quark.device import default_dtype, resolve_device
 from quark.errors import QuarkError
 from quark.home import Home
 from quark.inference.grammar import GrammarCompiler, GrammarMatcher, constrain
+from quark.inference.prefix_cache import PrefixCache
 from quark.inference.quantize import load_for_inference
 from quark.inference.sampling import RowSampler, SamplingParams
 from quark.inference.streaming import TextStream
@@ -94,22 +95,30 @@ class Row:
 class Engine:
     """A model and its tokenizer, ready to generate. Not thread-safe: one batch at a time."""
 
-    def __init__(self, model: LLM, tokenizer: Tokenizer, name: str = "model") -> None:
+    def __init__(self, model: LLM, tokenizer: Tokenizer, name: str = "model", *, quantize: str | None = None,
+                 prefix_cache: PrefixCache | None = None) -> None:
         self.model, self.tokenizer, self.name = model.eval(), tokenizer, name
         self.device = model.norm.weight.device
         self.dtype = model.norm.weight.dtype  # activations' dtype: norms are never quantized
+        # What a prefix cache keys this engine's KV by: the same prompt under other weights
+        # (another model or adapter, another quantization, dtype or device) has other keys and values.
+        quantized = quantize or str(getattr(model, "quantization", None) or "full")
+        self.identity = f"{name}|{quantized}|{self.dtype}|{self.device}|{id(model)}"
+        self.prefix_cache = prefix_cache
         self.stop_ids = {tokenizer.eos_id, tokenizer.end_id}
         self._grammars: GrammarCompiler | None = None
         self._grammars_lock = threading.Lock()
 
     @classmethod
     def load(cls, folder: Path, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-             quantize: str | None = None, adapter: str | None = None) -> Engine:
+             quantize: str | None = None, adapter: str | None = None,
+             prefix_cache: PrefixCache | None = None) -> Engine:
         """Load a model folder on `device` ("auto" | "cpu" | "cuda[:N]", see quark.device), in
         `dtype` (default: bf16 on CUDA, fp32 on CPU). `quantize` ("int8" | "nf4") quantizes on
         load (see quark.inference.quantize; a folder saved quantized loads as it was saved).
         `adapter` names one of its LoRA adapters (models/<m>/adapters/<name>), merged into the
-        weights on load so generation costs what the base costs."""
+        weights on load so generation costs what the base costs. `prefix_cache` (see
+        quark.inference.prefix_cache) lets prompts reuse the KV of prefixes already computed."""
         folder = Path(folder)
         device = resolve_device(device)
         dtype = dtype or default_dtype(device)
@@ -118,17 +127,17 @@ class Engine:
                 raise QuarkError("an adapter cannot be quantized on load: fold it in with `quark models merge`, "
                                  "then quantize the merged model")
             return cls(load_merged(folder, adapter, device=device, dtype=dtype), load_tokenizer(folder),
-                       f"{folder.name}+{adapter}")
+                       f"{folder.name}+{adapter}", prefix_cache=prefix_cache)
         model = load_for_inference(folder, device=device, dtype=dtype, mode=quantize)
-        return cls(model, load_tokenizer(folder), folder.name)
+        return cls(model, load_tokenizer(folder), folder.name, quantize=quantize, prefix_cache=prefix_cache)
 
     @classmethod
     def named(cls, home: Home, name: str, *, device: str | torch.device = "auto", quantize: str | None = None,
-              adapter: str | None = None) -> Engine:
+              adapter: str | None = None, prefix_cache: PrefixCache | None = None) -> Engine:
         """The model `name` of a home (models/<name>/), loaded as `load` does; an unknown model or
         adapter is a one-line error naming what the home has."""
         folder = home.existing(home.model_dir(name), "model")
-        return cls.load(folder, device=device, quantize=quantize, adapter=adapter)
+        return cls.load(folder, device=device, quantize=quantize, adapter=adapter, prefix_cache=prefix_cache)
 
     @property
     def grammars(self) -> GrammarCompiler:
@@ -215,6 +224,44 @@ class Engine:
             events, _ = batch.step()
             yield from events
 
+    def prefill(self, rows: Sequence[Row], room: int = 0) -> tuple[KVCache, torch.Tensor]:
+        """Prefill `rows` into one left-padded cache (every prompt ends in its last filled column,
+        `room` free columns after it) and return it with each row's next-token logits.
+
+        With a prefix cache each row is prefilled on its own from the longest cached prefix of its
+        prompt (so a row sharing a prefix with an earlier row of the same batch reuses it too) and
+        its whole blocks are stored back; without one the rows go through one batched forward."""
+        config, width = self.model.config, max(len(r.prompt) for r in rows)
+        cache = KVCache.empty(config, len(rows), width + room, self.device, self.dtype)
+        if self.prefix_cache is None:
+            idx = torch.full((len(rows), width), self.tokenizer.pad_id, dtype=torch.long, device=self.device)
+            mask = torch.zeros(len(rows), width, dtype=torch.bool, device=self.device)
+            for i, row in enumerate(rows):  # left padding: every row's last prompt token is in the last column
+                idx[i, width - len(row.prompt):] = torch.tensor(row.prompt, device=self.device)
+                mask[i, width - len(row.prompt):] = True
+            return cache, self.last_logits(idx, cache, None if bool(mask.all()) else mask)
+        logits = []
+        for i, row in enumerate(rows):
+            own = KVCache.empty(config, 1, len(row.prompt), self.device, self.dtype)
+            cached, kv = self.prefix_cache.lookup(self.identity, row.prompt)
+            if kv is not None:
+                for layer in range(config.n_layer):
+                    own.k[layer][0, :, :cached] = kv[layer, 0]
+                    own.v[layer][0, :, :cached] = kv[layer, 1]
+                own.key_mask[:, :cached] = True
+                own.length = cached
+            suffix = torch.tensor([row.prompt[cached:]], dtype=torch.long, device=self.device)
+            logits.append(self.last_logits(suffix, own, None))
+            self.prefix_cache.store(self.identity, row.prompt,
+                                    torch.stack([torch.stack([own.k[n][0], own.v[n][0]]) for n in range(config.n_layer)]))
+            start = width - len(row.prompt)
+            for layer in range(config.n_layer):
+                cache.k[layer][i, :, start:width] = own.k[layer][0]
+                cache.v[layer][i, :, start:width] = own.v[layer][0]
+            cache.key_mask[i, start:width] = True
+        cache.length, cache.padded = width, any(len(r.prompt) < width for r in rows)
+        return cache, torch.cat(logits)
+
     def last_logits(self, idx: torch.Tensor, cache: KVCache, mask: torch.Tensor | None) -> torch.Tensor:
         """Float32 logits of the last position only: at prefill, projecting every prompt position
         onto the vocabulary would cost prompt-length times the lm_head for nothing."""
@@ -255,20 +302,12 @@ class LiveBatch:
             return
         engine, config = self.engine, self.engine.model.config
         width = max(len(r.prompt) for r in rows)
-        idx = torch.full((len(rows), width), engine.tokenizer.pad_id, dtype=torch.long, device=engine.device)
-        mask = torch.zeros(len(rows), width, dtype=torch.bool, device=engine.device)
-        for i, row in enumerate(rows):  # left padding: every row's last prompt token is in the last column
-            idx[i, width - len(row.prompt):] = torch.tensor(row.prompt, device=engine.device)
-            mask[i, width - len(row.prompt):] = True
-        prompt_mask = None if bool(mask.all()) else mask
         alive = [line for line, row in enumerate(self.rows) if not row.finish_reason]
         if not alive:  # nothing running: prefill straight into a cache with room for every budget
-            self.cache = KVCache.empty(config, len(rows), width + max(r.max_tokens for r in rows), engine.device,
-                                       engine.dtype)
-            self.logits, self.rows = engine.last_logits(idx, self.cache, prompt_mask), list(rows)
+            self.cache, self.logits = engine.prefill(rows, max(r.max_tokens for r in rows))
+            self.rows = list(rows)
             return
-        joining = KVCache.empty(config, len(rows), width, engine.device, engine.dtype)
-        logits = engine.last_logits(idx, joining, prompt_mask)
+        joining, logits = engine.prefill(rows)
         old, keep = self.cache, torch.tensor(alive, dtype=torch.long, device=engine.device)
         start = self._first_used_column(old.key_mask.index_select(0, keep)[:, :old.length])
         used = old.length - start

@@ -1,0 +1,147 @@
+"""The prefix cache: greedy output with it is the output without it, whatever the batch, the
+eviction, the adapter or the quantization; and the cache really skips the prefix it holds."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from quark.inference import Engine, PrefixCache, SamplingParams
+
+GREEDY = SamplingParams(max_tokens=12, temperature=0)
+MB = 2**20
+
+
+@pytest.fixture(scope="module")
+def folder(tiny_model_home: Path) -> Path:
+    return tiny_model_home / "models" / "tiny"
+
+
+@pytest.fixture(scope="module")
+def plain(folder: Path) -> Engine:
+    return Engine.load(folder)
+
+
+def _system(engine: Engine, n: int = 0) -> list[int]:
+    """A long shared prefix (~80 tokens), different for each n."""
+    text = f"You are assistant number {n}. " + "Answer briefly and cite the file you read. " * 6
+    return [engine.tokenizer.bos_id, *engine.tokenizer.encode(text)]
+
+
+def _turns(engine: Engine) -> list[list[int]]:
+    tok, system = engine.tokenizer, _system(engine)
+    return [system + tok.encode(q) for q in ("def foo(x):", "import os\nimport sys", "class Loader:\n    pass")]
+
+
+def _tokens(engine: Engine, prompts, params=GREEDY) -> list[list[int]]:
+    return [c.token_ids for c in engine.generate(prompts, params)]
+
+
+def test_single_requests_reuse_the_prefix_and_give_the_same_tokens(folder: Path, plain: Engine) -> None:
+    cached = Engine.load(folder, prefix_cache=PrefixCache(64 * MB))
+    turns = _turns(plain)
+    for prompt in turns:
+        assert _tokens(cached, [prompt]) == _tokens(plain, [prompt])
+    stats = cached.prefix_cache.stats
+    shared = len(_system(plain)) // 16 * 16
+    assert stats.lookups == 3 and stats.hits == 2 and stats.tokens_saved >= 2 * shared
+    # The same prompt again reuses all its whole blocks, leaving at least one token to prefill.
+    before = stats.tokens_saved
+    assert _tokens(cached, [turns[0]]) == _tokens(plain, [turns[0]])
+    assert stats.tokens_saved - before == (len(turns[0]) - 1) // 16 * 16
+    assert cached.prefix_cache.nbytes > 0
+
+
+def test_a_batch_sharing_a_prefix_and_a_batch_of_distinct_prefixes(folder: Path, plain: Engine) -> None:
+    cached = Engine.load(folder, prefix_cache=PrefixCache(64 * MB))
+    shared = _turns(plain)
+    assert _tokens(cached, shared) == _tokens(plain, shared)
+    assert cached.prefix_cache.stats.hits == 2  # the batch's later rows reuse the first row's prefix
+    tok = plain.tokenizer
+    distinct = [_system(plain, n) + tok.encode(f"print({n})") for n in range(3)] + [tok.encode("x = 1")]
+    assert _tokens(cached, distinct) == _tokens(plain, distinct)
+    mixed = [*shared[:2], *distinct[:2]]  # some rows hit, some miss, lengths differ
+    sampled = SamplingParams(max_tokens=12, temperature=1.0, top_k=40, seed=5)
+    assert _tokens(cached, mixed) == _tokens(plain, mixed)
+    assert _tokens(cached, mixed, sampled) == _tokens(plain, mixed, sampled)
+
+
+def test_after_eviction_under_a_tiny_budget(folder: Path, plain: Engine) -> None:
+    config = plain.model.config
+    block_bytes = config.n_layer * 2 * config.n_kv_head * 16 * config.head_dim * 4
+    cache = PrefixCache(3 * block_bytes)  # three blocks: less than one system prompt
+    cached = Engine.load(folder, prefix_cache=cache)
+    tok = plain.tokenizer
+    prompts = [_system(plain, n) + tok.encode("def f():") for n in range(3)] + _turns(plain)
+    for prompt in prompts:
+        assert _tokens(cached, [prompt]) == _tokens(plain, [prompt])
+        assert cache.nbytes <= cache.budget_bytes
+    assert cache.stats.evictions > 0 and cache.blocks == 3
+    assert _tokens(cached, prompts[:3]) == _tokens(plain, prompts[:3])
+
+
+def test_an_adapter_has_its_own_entries_and_int8_matches_int8(folder: Path, plain: Engine, tmp_path: Path) -> None:
+    from quark.align.lora import add_lora, save_adapter
+    from quark.align.recipe import LoraSettings
+
+    base = tmp_path / "tiny"
+    shutil.copytree(folder, base)
+    peft = add_lora(Engine.load(base).model.train(), LoraSettings(enabled=True, rank=4, alpha=8), "tiny")
+    torch.manual_seed(1)
+    for name, p in peft.named_parameters():
+        if "lora_B" in name:
+            p.data.normal_(0, 0.5)  # a trained adapter: its outputs differ from the base's
+    save_adapter(peft, base / "adapters" / "moved")
+
+    shared = PrefixCache(64 * MB)  # one cache for both engines: entries are keyed by identity
+    base_engine = Engine.load(base, prefix_cache=shared)
+    tuned = Engine.load(base, adapter="moved", prefix_cache=shared)
+    tuned_alone = Engine.load(base, adapter="moved")
+    turns = _turns(plain)
+    assert _tokens(base_engine, turns) == _tokens(plain, turns)
+    assert shared.stats.hits == 2
+    assert _tokens(tuned, turns) == _tokens(tuned_alone, turns) != _tokens(plain, turns)
+    assert shared.stats.hits == 4  # the adapter's first row missed: base entries are not its own
+
+    int8_cached = Engine.load(base, quantize="int8", prefix_cache=shared)
+    int8_plain = Engine.load(base, quantize="int8")
+    assert _tokens(int8_cached, turns) == _tokens(int8_plain, turns)
+    assert _tokens(int8_cached, turns[::-1]) == _tokens(int8_plain, turns[::-1])
+
+
+def test_live_batch_admits_a_row_with_a_cached_prefix_mid_batch(folder: Path, plain: Engine) -> None:
+    cached = Engine.load(folder, prefix_cache=PrefixCache(64 * MB))
+    turns = _turns(plain)
+    params = SamplingParams(max_tokens=10, temperature=0)
+    expected = _tokens(plain, turns, params)
+    cached.generate([turns[0]], SamplingParams(max_tokens=1, temperature=0))  # the prefix is now cached
+    batch = cached.live_batch()
+    got: dict[int, list[int]] = {}
+    first = batch.add([turns[1]], params)[0]
+    for _ in range(3):
+        for event in batch.step()[0]:
+            got.setdefault(event.index, []).extend(event.token_ids)
+    saved = cached.prefix_cache.stats.tokens_saved
+    joined = batch.add([turns[0], turns[2]], params)
+    assert cached.prefix_cache.stats.tokens_saved > saved
+    while batch:
+        for event in batch.step()[0]:
+            got.setdefault(event.index, []).extend(event.token_ids)
+    assert [got[first], got[joined[0]], got[joined[1]]] == [expected[1], expected[0], expected[2]]
+
+
+def test_cache_lookup_never_claims_the_whole_prompt() -> None:
+    cache = PrefixCache(MB, block=4)
+    kv = torch.randn(2, 2, 1, 8, 4)
+    cache.store("m", list(range(8)), kv)
+    assert cache.blocks == 2
+    length, got = cache.lookup("m", list(range(8)))  # the last token must still be prefilled
+    assert length == 4 and torch.equal(got, kv[:, :, :, :4])
+    length, got = cache.lookup("m", [*range(8), 9])
+    assert length == 8 and torch.equal(got, kv)
+    assert cache.lookup("other", list(range(9)))[0] == 0
+    assert cache.lookup("m", [0, 1, 2, 4, 4, 5, 6, 7, 8])[0] == 0  # one token differs in the first block
+    assert PrefixCache.from_megabytes(0) is None
