@@ -92,9 +92,10 @@ class ChatApp(App):
 
     def __init__(self, home: Home, *, model: str | None = None, conversation_id: int | None = None,
                  checkpoint: str | None = None, adapter: str | None = None, device: str = "auto",
-                 quantize: str | None = None) -> None:
+                 quantize: str | None = None, prefix_cache_mb: float = 512.0) -> None:
         super().__init__()
-        self.session = ChatSession(home, model=model, adapter=adapter, device=device, quantize=quantize)
+        self.session = ChatSession(home, model=model, adapter=adapter, device=device, quantize=quantize,
+                                   prefix_cache_mb=prefix_cache_mb)
         self._start_conversation, self._start_checkpoint = conversation_id, checkpoint
         self._engine_lock = threading.Lock()  # one model load or turn at a time
         self._cancel: threading.Event | None = None
@@ -434,8 +435,8 @@ def check_keys(keys: dict[str, str], source: Path) -> None:
 
 def run_app(home: Home, *, model: str | None = None, conversation_id: int | None = None,
             checkpoint: str | None = None, adapter: str | None = None, device: str = "auto",
-            quantize: str | None = None) -> None:
+            quantize: str | None = None, prefix_cache_mb: float = 512.0) -> None:
     # A bad config.toml is a one-line error before the screen opens.
     check_keys(load_config(home.config_path).keys, home.config_path)
     ChatApp(home, model=model, conversation_id=conversation_id, checkpoint=checkpoint, adapter=adapter, device=device,
-            quantize=quantize).run()
+            quantize=quantize, prefix_cache_mb=prefix_cache_mb).run()

@@ -31,7 +31,7 @@ from quark.db import connect, transaction
 from quark.device import resolve_device
 from quark.errors import QuarkError
 from quark.home import Home
-from quark.inference import Engine, SamplingParams
+from quark.inference import Engine, PrefixCache, SamplingParams
 from quark.inference.sampling import sampling_params
 from quark.memory.extract import NewMemory, chunk_message, extract_facts
 from quark.memory.profile import PROFILE_KEY, describe, update_profile
@@ -95,7 +95,7 @@ class ChatSession:
 
     def __init__(self, home: Home, *, config: ChatConfig | None = None, conversation_id: int | None = None,
                  model: str | None = None, adapter: str | None = None, embedder: Embedder | None = None,
-                 device: str = "auto", quantize: str | None = None) -> None:
+                 device: str = "auto", quantize: str | None = None, prefix_cache_mb: float = 512.0) -> None:
         self.home = home
         self.config = config or load_config(home.config_path)
         self.conn = connect(home.db_path)
@@ -111,6 +111,9 @@ class ChatSession:
         self.adapter = adapter  # a LoRA adapter of the model, merged in when the engine loads
         self.device = resolve_device(device)  # checked now: a bad --device fails before the first turn
         self.quantize = quantize
+        # Consecutive turns re-send the conversation: its KV is kept across turns and model switches
+        # (entries are keyed by model), so a turn prefills little more than its new message.
+        self.prefix_cache = PrefixCache.from_megabytes(prefix_cache_mb)
         self.conversation_id: int | None = None
         self.last_prompt: BuiltPrompt | None = None
         if conversation_id is not None:
@@ -160,7 +163,7 @@ class ChatSession:
         loaded = f"{name}+{self.adapter}" if self.adapter else name
         if self.engine is None or self.engine.name != loaded:
             self.engine = Engine.named(self.home, name, device=self.device, quantize=self.quantize,
-                                       adapter=self.adapter)
+                                       adapter=self.adapter, prefix_cache=self.prefix_cache)
             folder = self.home.model_dir(name)
             if not self._own_embedder:
                 self.embedder = ModelEmbedder.for_model_folder(self.engine.model, self.engine.tokenizer, folder)

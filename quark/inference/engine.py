@@ -16,6 +16,7 @@ compacted (finished rows and columns no live row uses are dropped) so they stop 
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -36,6 +37,8 @@ from quark.modelfolder import load_tokenizer
 from quark.modelfolder.adapters import load_merged
 from quark.models.llm import LLM, KVCache
 from quark.tokenizer import Tokenizer
+
+_ENGINE_SERIAL = itertools.count(1)
 
 
 @dataclass
@@ -101,9 +104,10 @@ class Engine:
         self.device = model.norm.weight.device
         self.dtype = model.norm.weight.dtype  # activations' dtype: norms are never quantized
         # What a prefix cache keys this engine's KV by: the same prompt under other weights
-        # (another model or adapter, another quantization, dtype or device) has other keys and values.
+        # (another model or adapter, another quantization, dtype or device) has other keys and
+        # values. The serial number keeps two loads apart (weights may differ under one name).
         quantized = quantize or str(getattr(model, "quantization", None) or "full")
-        self.identity = f"{name}|{quantized}|{self.dtype}|{self.device}|{id(model)}"
+        self.identity = f"{name}|{quantized}|{self.dtype}|{self.device}|{next(_ENGINE_SERIAL)}"
         self.prefix_cache = prefix_cache
         self.stop_ids = {tokenizer.eos_id, tokenizer.end_id}
         self._grammars: GrammarCompiler | None = None
