@@ -145,3 +145,28 @@ def test_cache_lookup_never_claims_the_whole_prompt() -> None:
     assert cache.lookup("other", list(range(9)))[0] == 0
     assert cache.lookup("m", [0, 1, 2, 4, 4, 5, 6, 7, 8])[0] == 0  # one token differs in the first block
     assert PrefixCache.from_megabytes(0) is None
+
+
+def test_consecutive_chat_turns_share_everything_up_to_the_last_window(plain: Engine) -> None:
+    from quark.chat.prompt import PromptInputs, PromptMemory, build_prompt
+    from quark.chat.store import Message
+    from quark.memory.store import Memory
+
+    def memory(i: int, source: str) -> PromptMemory:
+        return PromptMemory(Memory(i, "fact", "note", f"fact number {i} about the project", None, 1, 0.0), source)
+
+    turns = [Message(i + 1, 1, i or None, ("user", "assistant")[i % 2], f"Turn {i}: we discussed topic {i}.", None)
+             for i in range(6)]
+
+    def prompt(n: int, retrieved: int):
+        inputs = PromptInputs(system_prompt="You are Quark.", user_message=turns[n].content,
+                              profile_line="User profile: tone neutral.",
+                              memories=[memory(1, "pinned"), memory(retrieved, "retrieved")], window=turns[:n])
+        return build_prompt(plain.tokenizer, inputs, context_length=256, reply_tokens=16)
+
+    first, second = prompt(2, retrieved=7), prompt(4, retrieved=8)  # other memories are retrieved each turn
+    assert "fact number 1" in first.messages[0]["content"] and "fact number 7" not in first.messages[0]["content"]
+    assert "fact number 7" in first.system and first.messages[-2]["role"] == "system"
+    shared = next(i for i, (a, b) in enumerate(zip(first.ids, second.ids)) if a != b)
+    window_end = len(plain.tokenizer.encode_chat(first.messages[:-2], add_generation_prompt=False))
+    assert shared >= window_end > 0.6 * len(first.ids)  # system, pinned and the whole window are reused

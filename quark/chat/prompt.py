@@ -12,6 +12,14 @@ Budget, in order of priority (the reply's reserve comes off the context first):
 4. the summary: its newest lines that fit in the remainder; older lines left out of this prompt
    are counted in `omitted_summary_lines` (their messages stay searchable as memories).
 
+Order in the prompt: what changes least comes first, so consecutive turns share a long prefix
+and the engine's prefix cache (quark.inference.prefix_cache) prefills little more than the new
+turn. The system message holds the system prompt, the checkpoint note, the profile, pinned and
+checkpoint-restored memories and the summary; then the window, oldest first; then the memories
+retrieved for this message (they change every turn) in a second system message, just before the
+new user message. The window of turn N+1 starts with turn N's window, so everything up to there
+is reused.
+
 The builder is pure (no database), so the same function serves the TUI, the scripted chat and
 tests; the session persists the folding it reports.
 """
@@ -79,7 +87,8 @@ class BuiltPrompt:
 
     @property
     def system(self) -> str:
-        return self.messages[0]["content"]
+        """All the system text of the prompt (the leading system message and the retrieved memories')."""
+        return "\n\n".join(m["content"] for m in self.messages if m["role"] == "system")
 
     @property
     def tokens(self) -> int:
@@ -161,8 +170,11 @@ def build_prompt(tokenizer: Tokenizer, inputs: PromptInputs, *, context_length: 
     # Assemble; section costs are additive in practice, the loop is a guard against a merge of
     # pieces across a section boundary costing a token more than measured.
     while True:
-        system = _system_text(inputs.system_prompt, lead, chosen, lines[start:])
-        messages = [{"role": "system", "content": system}, *(m.as_chat() for m in window),
+        system = _system_text(inputs.system_prompt, lead, [m for m in chosen if m.source != "retrieved"],
+                              lines[start:])
+        retrieved = [m for m in chosen if m.source == "retrieved"]
+        recalled = [{"role": "system", "content": _memory_text(retrieved)}] if retrieved else []
+        messages = [{"role": "system", "content": system}, *(m.as_chat() for m in window), *recalled,
                     {"role": "user", "content": inputs.user_message}]
         ids = tokenizer.encode_chat(messages)
         if len(ids) <= limit:
@@ -182,11 +194,15 @@ def build_prompt(tokenizer: Tokenizer, inputs: PromptInputs, *, context_length: 
                        inputs.checkpoint, context_length, reply_tokens, sections)
 
 
+def _memory_text(memories: list[PromptMemory]) -> str:
+    return "\n".join([MEMORY_HEADER, *(m.line() for m in memories)])
+
+
 def _system_text(system_prompt: str, lead: list[str], memories: list[PromptMemory], summary: list[str]) -> str:
     parts = [system_prompt] if system_prompt else []
     parts += lead
     if memories:
-        parts.append("\n".join([MEMORY_HEADER, *(m.line() for m in memories)]))
+        parts.append(_memory_text(memories))
     if summary:
         parts.append("\n".join([SUMMARY_HEADER, *summary]))
     return "\n\n".join(parts)

@@ -28,6 +28,7 @@ import torch
 from quark.device import default_dtype, resolve_device
 from quark.errors import QuarkError
 from quark.home import Home
+from quark.inference.compiled import CompiledDecode, compile_enabled, round_capacity, static_step
 from quark.inference.grammar import GrammarCompiler, GrammarMatcher, constrain
 from quark.inference.prefix_cache import PrefixCache
 from quark.inference.quantize import load_for_inference
@@ -99,7 +100,7 @@ class Engine:
     """A model and its tokenizer, ready to generate. Not thread-safe: one batch at a time."""
 
     def __init__(self, model: LLM, tokenizer: Tokenizer, name: str = "model", *, quantize: str | None = None,
-                 prefix_cache: PrefixCache | None = None) -> None:
+                 prefix_cache: PrefixCache | None = None, compile: str = "auto") -> None:
         self.model, self.tokenizer, self.name = model.eval(), tokenizer, name
         self.device = model.norm.weight.device
         self.dtype = model.norm.weight.dtype  # activations' dtype: norms are never quantized
@@ -109,6 +110,9 @@ class Engine:
         quantized = quantize or str(getattr(model, "quantization", None) or "full")
         self.identity = f"{name}|{quantized}|{self.dtype}|{self.device}|{next(_ENGINE_SERIAL)}"
         self.prefix_cache = prefix_cache
+        compile_enabled(compile, self.device)  # a bad mode fails at load, not at the first step
+        self.compile = compile  # "auto" | "on" | "off": see quark.inference.compiled
+        self._compiled: CompiledDecode | None = None
         self.stop_ids = {tokenizer.eos_id, tokenizer.end_id}
         self._grammars: GrammarCompiler | None = None
         self._grammars_lock = threading.Lock()
@@ -116,13 +120,14 @@ class Engine:
     @classmethod
     def load(cls, folder: Path, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
              quantize: str | None = None, adapter: str | None = None,
-             prefix_cache: PrefixCache | None = None) -> Engine:
+             prefix_cache: PrefixCache | None = None, compile: str = "auto") -> Engine:
         """Load a model folder on `device` ("auto" | "cpu" | "cuda[:N]", see quark.device), in
         `dtype` (default: bf16 on CUDA, fp32 on CPU). `quantize` ("int8" | "nf4") quantizes on
         load (see quark.inference.quantize; a folder saved quantized loads as it was saved).
         `adapter` names one of its LoRA adapters (models/<m>/adapters/<name>), merged into the
         weights on load so generation costs what the base costs. `prefix_cache` (see
-        quark.inference.prefix_cache) lets prompts reuse the KV of prefixes already computed."""
+        quark.inference.prefix_cache) lets prompts reuse the KV of prefixes already computed;
+        `compile` ("auto" | "on" | "off") compiles the decode step (quark.inference.compiled)."""
         folder = Path(folder)
         device = resolve_device(device)
         dtype = dtype or default_dtype(device)
@@ -131,17 +136,19 @@ class Engine:
                 raise QuarkError("an adapter cannot be quantized on load: fold it in with `quark models merge`, "
                                  "then quantize the merged model")
             return cls(load_merged(folder, adapter, device=device, dtype=dtype), load_tokenizer(folder),
-                       f"{folder.name}+{adapter}", prefix_cache=prefix_cache)
+                       f"{folder.name}+{adapter}", prefix_cache=prefix_cache, compile=compile)
         model = load_for_inference(folder, device=device, dtype=dtype, mode=quantize)
-        return cls(model, load_tokenizer(folder), folder.name, quantize=quantize, prefix_cache=prefix_cache)
+        return cls(model, load_tokenizer(folder), folder.name, quantize=quantize, prefix_cache=prefix_cache,
+                   compile=compile)
 
     @classmethod
     def named(cls, home: Home, name: str, *, device: str | torch.device = "auto", quantize: str | None = None,
-              adapter: str | None = None, prefix_cache: PrefixCache | None = None) -> Engine:
+              adapter: str | None = None, prefix_cache: PrefixCache | None = None, compile: str = "auto") -> Engine:
         """The model `name` of a home (models/<name>/), loaded as `load` does; an unknown model or
         adapter is a one-line error naming what the home has."""
         folder = home.existing(home.model_dir(name), "model")
-        return cls.load(folder, device=device, quantize=quantize, adapter=adapter, prefix_cache=prefix_cache)
+        return cls.load(folder, device=device, quantize=quantize, adapter=adapter, prefix_cache=prefix_cache,
+                        compile=compile)
 
     @property
     def grammars(self) -> GrammarCompiler:
@@ -236,7 +243,7 @@ class Engine:
         prompt (so a row sharing a prefix with an earlier row of the same batch reuses it too) and
         its whole blocks are stored back; without one the rows go through one batched forward."""
         config, width = self.model.config, max(len(r.prompt) for r in rows)
-        cache = KVCache.empty(config, len(rows), width + room, self.device, self.dtype)
+        cache = KVCache.empty(config, len(rows), self.capacity(width + room), self.device, self.dtype)
         if self.prefix_cache is None:
             idx = torch.full((len(rows), width), self.tokenizer.pad_id, dtype=torch.long, device=self.device)
             mask = torch.zeros(len(rows), width, dtype=torch.bool, device=self.device)
@@ -265,6 +272,24 @@ class Engine:
             cache.key_mask[i, start:width] = True
         cache.length, cache.padded = width, any(len(r.prompt) < width for r in rows)
         return cache, torch.cat(logits)
+
+    @property
+    def compiled(self) -> bool:
+        return compile_enabled(self.compile, self.device)
+
+    def capacity(self, columns: int) -> int:
+        """KV columns to allocate for `columns`: rounded up when decoding is compiled, so batches
+        of nearby lengths share one compiled shape."""
+        return round_capacity(columns, self.context_length) if self.compiled else columns
+
+    def decode(self, idx: torch.Tensor, cache: KVCache, live: list[bool]) -> torch.Tensor:
+        """Next-token logits after one decode step of `idx` (B, 1); `live` marks real rows."""
+        if self.compiled:
+            if self._compiled is None:
+                self._compiled = CompiledDecode(self.model)
+            return static_step(self._compiled, idx, cache, live)
+        mask = None if all(live) else torch.tensor(live, device=self.device)[:, None]
+        return self.last_logits(idx, cache, mask)
 
     def last_logits(self, idx: torch.Tensor, cache: KVCache, mask: torch.Tensor | None) -> torch.Tensor:
         """Float32 logits of the last position only: at prefill, projecting every prompt position
@@ -317,7 +342,8 @@ class LiveBatch:
         used = old.length - start
         length = max(used, width)
         budget = max(r.max_tokens - len(r.tokens) for r in [*(self.rows[i] for i in alive), *rows])
-        merged = KVCache.empty(config, len(alive) + len(rows), length + budget, engine.device, engine.dtype)
+        merged = KVCache.empty(config, len(alive) + len(rows), engine.capacity(length + budget), engine.device,
+                               engine.dtype)
         n = len(alive)
         for layer in range(config.n_layer):
             for new, before, fresh in ((merged.k, old.k, joining.k), (merged.v, old.v, joining.v)):
@@ -367,8 +393,7 @@ class LiveBatch:
             self._compact(keep)
             next_ids, live = [next_ids[k] for k in keep], [True] * len(keep)
         step = torch.tensor(next_ids, dtype=torch.long, device=engine.device)[:, None]
-        step_mask = None if all(live) else torch.tensor(live, device=engine.device)[:, None]
-        self.logits = engine.last_logits(step, self.cache, step_mask)
+        self.logits = engine.decode(step, self.cache, live)
         return events, ended
 
     def fail(self) -> list[int]:
