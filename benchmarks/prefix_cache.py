@@ -14,6 +14,7 @@ shared machine only the ratios are comparable across runs.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import time
@@ -23,11 +24,10 @@ from _common import machine, preset_engine
 from _results import write_section
 
 from quark.inference import Engine, PrefixCache, SamplingParams
-from quark.inference.compiled import CompiledDecode
 
 NEW_MESSAGE = 24  # tokens of the new user message
 LAST_REPLY = 24  # tokens of the previous reply, now part of the window
-REPLY = 32  # tokens of the reply whose whole-turn latency is measured
+REPLY = 16  # tokens of the reply whose whole-turn latency is measured
 PLAN_SECONDS = 2.0  # SPEC §10: under 2 s response latency
 
 
@@ -36,7 +36,9 @@ def load() -> str:
 
 
 def turn(engine: Engine, context: int) -> tuple[list[int], list[int]]:
-    """(previous turn's prompt, this turn's prompt of `context` tokens) as token ids."""
+    """(previous turn's prompt, this turn's prompt of `context` tokens, less the reply's room
+    where the model's context would not hold it) as token ids."""
+    context = min(context, engine.context_length - REPLY)
     g = torch.Generator().manual_seed(context)
     ids = torch.randint(1000, engine.model.config.vocab_size, (context,), generator=g).tolist()
     ids[0] = engine.tokenizer.bos_id
@@ -84,23 +86,25 @@ def main() -> None:
              f"Load average at start: {load()}.", "",
              "| context | TTFT without cache | TTFT with cache | speed-up | whole turn with cache "
              f"({REPLY} tokens) | vs {PLAN_SECONDS:.0f} s plan | load |", "|---:|---:|---:|---:|---:|---|---|"]
-    for context in map(int, args.contexts.split(",")):
+    for context in (int(c) for c in args.contexts.split(",") if c):
         previous, prompt = turn(engine, context)
         first_token(engine, previous, prompt, cached=True)  # warm-up: allocator, kernels
-        plain, cached = interleaved(lambda: first_token(engine, previous, prompt, cached=False),
-                                    lambda: first_token(engine, previous, prompt, cached=True), args.rounds)
+        ttft = functools.partial(first_token, engine, previous, prompt)
+        plain, cached = interleaved(functools.partial(ttft, cached=False), functools.partial(ttft, cached=True),
+                                    args.rounds)
         whole = first_token(engine, previous, prompt, cached=True, tokens=REPLY)
         verdict = "under" if whole < PLAN_SECONDS else "over"
-        row = (f"| {context:,} | {plain:.3f} s | {cached:.3f} s | **{plain / cached:.1f}×** | {whole:.2f} s | "
+        row = (f"| {len(prompt):,} | {plain:.3f} s | {cached:.3f} s | **{plain / cached:.1f}×** | {whole:.2f} s | "
                f"{verdict} | {load()} |")
         print(row, flush=True)
         lines.append(row)
     if not args.no_compile:
-        lines += ["", "| decode | eager tokens/s | compiled tokens/s | compiled / eager | load |", "|---|---:|---:|---:|---|"]
+        lines += ["", "| decode | eager tokens/s | compiled tokens/s | compiled / eager | load |",
+                  "|---|---:|---:|---:|---|"]
         for batch, new in ((1, 24), (16, 12)):
             decode_rate(engine, batch, 4, "on")  # compile (and warm) outside the timing
-            eager, compiled = interleaved(lambda: decode_rate(engine, batch, new, "off"),
-                                          lambda: decode_rate(engine, batch, new, "on"), args.rounds)
+            rate = functools.partial(decode_rate, engine, batch, new)
+            eager, compiled = interleaved(functools.partial(rate, "off"), functools.partial(rate, "on"), args.rounds)
             row = f"| batch {batch} | {eager:.1f} | {compiled:.1f} | **{compiled / eager:.2f}×** | {load()} |"
             print(row, flush=True)
             lines.append(row)
@@ -109,8 +113,8 @@ def main() -> None:
             a for a in (f"--contexts {args.contexts}", f"--rounds {args.rounds}", f"--threads {args.threads}",
                         "--no-compile" if args.no_compile else "") if a)
         write_section("## Prefix cache and compiled decode",
-                      f"## Prefix cache and compiled decode\n\n`{command} --write` — 2026-12-01, 2-core CPU, shared.\n\n"
-                      + "\n".join(lines) + "\n")
+                      f"## Prefix cache and compiled decode\n\n`{command} --write` — 2026-12-01, 2-core CPU, "
+                      "shared.\n\n" + "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

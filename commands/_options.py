@@ -47,6 +47,17 @@ PrefixCacheOption = Annotated[float, typer.Option(
 DEFAULT_PREFIX_CACHE_MB = 512.0
 
 
+class Compile(str, Enum):
+    auto = "auto"
+    on = "on"
+    off = "off"
+
+
+CompileOption = Annotated[Compile, typer.Option(
+    "--compile", help="torch.compile the decode step (CUDA graphs on CUDA): auto turns it on only where it was "
+                      "measured faster (nowhere yet: not on a CPU), on forces it (the first steps compile, minutes).")]
+
+
 def quantize_mode(quantize: Optional[Quantize]) -> Optional[str]:
     """The --quantize choice as the library takes it ("int8", "nf4" or None)."""
     return quantize.value if quantize else None

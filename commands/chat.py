@@ -6,8 +6,17 @@ from typing import Annotated, Optional
 import typer
 
 from quark.commands._cli import Cli, quark_command
-from quark.commands._options import (DEFAULT_PREFIX_CACHE_MB, DeviceOption, PrefixCacheOption, QuantizeOption,
-                                     adapter_option, model_option, quantize_mode)
+from quark.commands._options import (
+    DEFAULT_PREFIX_CACHE_MB,
+    Compile,
+    CompileOption,
+    DeviceOption,
+    PrefixCacheOption,
+    QuantizeOption,
+    adapter_option,
+    model_option,
+    quantize_mode,
+)
 from quark.errors import QuarkError
 
 
@@ -28,6 +37,7 @@ def chat(
     quantize: QuantizeOption = None,
     device: DeviceOption = "auto",
     prefix_cache_mb: PrefixCacheOption = DEFAULT_PREFIX_CACHE_MB,
+    compile: CompileOption = Compile.auto,
     system: Annotated[Optional[str], typer.Option("--system", help="Set the conversation's system prompt.")] = None,
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Longest reply, in tokens.")] = None,
     temperature: Annotated[Optional[float], typer.Option("--temperature", min=0.0, help="0 is greedy.")] = None,
@@ -53,13 +63,15 @@ def chat(
         from quark.tui.app import run_app
 
         run_app(cli.home, model=model, conversation_id=conversation, checkpoint=checkpoint, adapter=adapter,
-                device=device, quantize=quantize_mode(quantize), prefix_cache_mb=prefix_cache_mb)
+                device=device, quantize=quantize_mode(quantize), prefix_cache_mb=prefix_cache_mb,
+                compile=compile.value)
         return None
     text = message if message is not None else sys.stdin.read()
     if not text.strip():
         raise QuarkError("the message is empty (pass --message TEXT or pipe text on stdin)")
     session = ChatSession(cli.home, model=model, adapter=adapter, conversation_id=conversation, device=device,
-                          quantize=quantize_mode(quantize), prefix_cache_mb=prefix_cache_mb)
+                          quantize=quantize_mode(quantize), prefix_cache_mb=prefix_cache_mb,
+                          compile=compile.value)
     try:
         if checkpoint:
             session.load_snapshot(checkpoint, into="current" if conversation is not None else "new")

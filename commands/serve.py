@@ -9,8 +9,17 @@ from typing import Annotated, Optional
 import typer
 
 from quark.commands._cli import Cli, group, quark_command
-from quark.commands._options import (DEFAULT_PREFIX_CACHE_MB, AdapterOption, DeviceOption, OptionalModelOption,
-                                     PrefixCacheOption, QuantizeOption, quantize_mode)
+from quark.commands._options import (
+    DEFAULT_PREFIX_CACHE_MB,
+    AdapterOption,
+    Compile,
+    CompileOption,
+    DeviceOption,
+    OptionalModelOption,
+    PrefixCacheOption,
+    QuantizeOption,
+    quantize_mode,
+)
 from quark.errors import QuarkError
 from quark.inference import Engine, PrefixCache
 from quark.modelfolder import generation_defaults
@@ -40,13 +49,15 @@ def serve_command(
                                                    help="How long the engine waits for more requests to "
                                                         "batch.")] = 10.0,
     prefix_cache_mb: PrefixCacheOption = DEFAULT_PREFIX_CACHE_MB,
+    compile: CompileOption = Compile.auto,
     log_level: Annotated[str, typer.Option("--log-level",
                                            help="uvicorn log level (warning, info, debug).")] = "warning",
 ) -> None:
     """Serve a model at /v1 (chat, completions, embeddings, models), with /health and /metrics.
 
-    Concurrent requests are batched; prompts sharing a prefix with an earlier one (a system prompt)
-    reuse its KV (--prefix-cache-mb; hits and tokens saved are on /metrics). Once a key exists (or --api-key-file), /v1 needs a Bearer key.
+    Concurrent requests are batched; a prompt sharing a prefix with an earlier one (a system
+    prompt) reuses its KV (--prefix-cache-mb). Once a key exists (or --api-key-file), /v1 needs a
+    Bearer key.
 
     Example:
 
@@ -66,7 +77,7 @@ def serve_command(
                          "`quark serve keys create NAME` or pass --api-key-file (or bind 127.0.0.1)")
     sock = bind(host, port)
     engine = Engine.named(cli.home, model, device=device, quantize=quantize_mode(quantize), adapter=adapter,
-                          prefix_cache=PrefixCache.from_megabytes(prefix_cache_mb))
+                          prefix_cache=PrefixCache.from_megabytes(prefix_cache_mb), compile=compile.value)
     folder = cli.home.model_dir(model)
     app = create_app(engine, keys=store, defaults=generation_defaults(folder), max_batch=max_batch,
                      gather_seconds=batch_window_ms / 1000)

@@ -170,3 +170,30 @@ def test_consecutive_chat_turns_share_everything_up_to_the_last_window(plain: En
     shared = next(i for i, (a, b) in enumerate(zip(first.ids, second.ids)) if a != b)
     window_end = len(plain.tokenizer.encode_chat(first.messages[:-2], add_generation_prompt=False))
     assert shared >= window_end > 0.6 * len(first.ids)  # system, pinned and the whole window are reused
+
+
+def test_static_shape_decode_gives_the_eager_tokens(folder: Path, plain: Engine) -> None:
+    """The compiled path's static cache (traced by dynamo; backend "eager" keeps the test fast:
+    inductor's code generation takes minutes on this CPU) decodes exactly what the eager path does,
+    padded batches, rows joining mid-batch and prefix-cache hits included."""
+    from quark.inference.compiled import CAPACITY_STEP, CompiledDecode
+
+    static = Engine.load(folder, compile="on", prefix_cache=PrefixCache(64 * MB))
+    static.compiled_decode = CompiledDecode(static.model, backend="eager")
+    turns = _turns(plain)
+    mixed = [turns[0], plain.tokenizer.encode("x = 1"), turns[2]]
+    assert _tokens(static, mixed) == _tokens(plain, mixed)
+    batch = static.live_batch()
+    got: dict[int, list[int]] = {}
+    first = batch.add([turns[1]], GREEDY)[0]
+    for _ in range(3):
+        for event in batch.step()[0]:
+            got.setdefault(event.index, []).extend(event.token_ids)
+    assert batch.cache.capacity % CAPACITY_STEP == 0  # shapes shared across nearby lengths
+    joined = batch.add([turns[0]], GREEDY)[0]
+    while batch:
+        for event in batch.step()[0]:
+            got.setdefault(event.index, []).extend(event.token_ids)
+    assert [got[first], got[joined]] == _tokens(plain, [turns[1], turns[0]])
+    with pytest.raises(Exception, match="--compile must be one of"):
+        Engine.load(folder, compile="maybe")

@@ -92,10 +92,10 @@ class ChatApp(App):
 
     def __init__(self, home: Home, *, model: str | None = None, conversation_id: int | None = None,
                  checkpoint: str | None = None, adapter: str | None = None, device: str = "auto",
-                 quantize: str | None = None, prefix_cache_mb: float = 512.0) -> None:
+                 quantize: str | None = None, prefix_cache_mb: float = 512.0, compile: str = "auto") -> None:
         super().__init__()
         self.session = ChatSession(home, model=model, adapter=adapter, device=device, quantize=quantize,
-                                   prefix_cache_mb=prefix_cache_mb)
+                                   prefix_cache_mb=prefix_cache_mb, compile=compile)
         self._start_conversation, self._start_checkpoint = conversation_id, checkpoint
         self._engine_lock = threading.Lock()  # one model load or turn at a time
         self._cancel: threading.Event | None = None
@@ -435,8 +435,9 @@ def check_keys(keys: dict[str, str], source: Path) -> None:
 
 def run_app(home: Home, *, model: str | None = None, conversation_id: int | None = None,
             checkpoint: str | None = None, adapter: str | None = None, device: str = "auto",
-            quantize: str | None = None, prefix_cache_mb: float = 512.0) -> None:
+            quantize: str | None = None, prefix_cache_mb: float = 512.0, compile: str = "auto") -> None:
     # A bad config.toml is a one-line error before the screen opens.
     check_keys(load_config(home.config_path).keys, home.config_path)
     ChatApp(home, model=model, conversation_id=conversation_id, checkpoint=checkpoint, adapter=adapter, device=device,
-            quantize=quantize, prefix_cache_mb=prefix_cache_mb).run()
+            quantize=quantize, prefix_cache_mb=prefix_cache_mb,
+            compile=compile).run()

@@ -95,7 +95,8 @@ class ChatSession:
 
     def __init__(self, home: Home, *, config: ChatConfig | None = None, conversation_id: int | None = None,
                  model: str | None = None, adapter: str | None = None, embedder: Embedder | None = None,
-                 device: str = "auto", quantize: str | None = None, prefix_cache_mb: float = 512.0) -> None:
+                 device: str = "auto", quantize: str | None = None, prefix_cache_mb: float = 512.0,
+                 compile: str = "auto") -> None:
         self.home = home
         self.config = config or load_config(home.config_path)
         self.conn = connect(home.db_path)
@@ -114,6 +115,7 @@ class ChatSession:
         # Consecutive turns re-send the conversation: its KV is kept across turns and model switches
         # (entries are keyed by model), so a turn prefills little more than its new message.
         self.prefix_cache = PrefixCache.from_megabytes(prefix_cache_mb)
+        self.compile = compile  # see quark.inference.compiled
         self.conversation_id: int | None = None
         self.last_prompt: BuiltPrompt | None = None
         if conversation_id is not None:
@@ -163,7 +165,7 @@ class ChatSession:
         loaded = f"{name}+{self.adapter}" if self.adapter else name
         if self.engine is None or self.engine.name != loaded:
             self.engine = Engine.named(self.home, name, device=self.device, quantize=self.quantize,
-                                       adapter=self.adapter, prefix_cache=self.prefix_cache)
+                                       adapter=self.adapter, prefix_cache=self.prefix_cache, compile=self.compile)
             folder = self.home.model_dir(name)
             if not self._own_embedder:
                 self.embedder = ModelEmbedder.for_model_folder(self.engine.model, self.engine.tokenizer, folder)

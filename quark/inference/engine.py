@@ -112,7 +112,7 @@ class Engine:
         self.prefix_cache = prefix_cache
         compile_enabled(compile, self.device)  # a bad mode fails at load, not at the first step
         self.compile = compile  # "auto" | "on" | "off": see quark.inference.compiled
-        self._compiled: CompiledDecode | None = None
+        self.compiled_decode: CompiledDecode | None = None  # built at the first compiled step
         self.stop_ids = {tokenizer.eos_id, tokenizer.end_id}
         self._grammars: GrammarCompiler | None = None
         self._grammars_lock = threading.Lock()
@@ -263,8 +263,8 @@ class Engine:
                 own.length = cached
             suffix = torch.tensor([row.prompt[cached:]], dtype=torch.long, device=self.device)
             logits.append(self.last_logits(suffix, own, None))
-            self.prefix_cache.store(self.identity, row.prompt,
-                                    torch.stack([torch.stack([own.k[n][0], own.v[n][0]]) for n in range(config.n_layer)]))
+            layers = [torch.stack([own.k[n][0], own.v[n][0]]) for n in range(config.n_layer)]
+            self.prefix_cache.store(self.identity, row.prompt, torch.stack(layers))
             start = width - len(row.prompt)
             for layer in range(config.n_layer):
                 cache.k[layer][i, :, start:width] = own.k[layer][0]
@@ -285,9 +285,9 @@ class Engine:
     def decode(self, idx: torch.Tensor, cache: KVCache, live: list[bool]) -> torch.Tensor:
         """Next-token logits after one decode step of `idx` (B, 1); `live` marks real rows."""
         if self.compiled:
-            if self._compiled is None:
-                self._compiled = CompiledDecode(self.model)
-            return static_step(self._compiled, idx, cache, live)
+            if self.compiled_decode is None:
+                self.compiled_decode = CompiledDecode(self.model)
+            return static_step(self.compiled_decode, idx, cache, live)
         mask = None if all(live) else torch.tensor(live, device=self.device)[:, None]
         return self.last_logits(idx, cache, mask)
 
@@ -348,9 +348,9 @@ class LiveBatch:
         for layer in range(config.n_layer):
             for new, before, fresh in ((merged.k, old.k, joining.k), (merged.v, old.v, joining.v)):
                 new[layer][:n, :, length - used:length] = before[layer][:, :, start:old.length].index_select(0, keep)
-                new[layer][n:, :, length - width:length] = fresh[layer]
+                new[layer][n:, :, length - width:length] = fresh[layer][:, :, :width]
         merged.key_mask[:n, length - used:length] = old.key_mask[:, start:old.length].index_select(0, keep)
-        merged.key_mask[n:, length - width:length] = joining.key_mask
+        merged.key_mask[n:, length - width:length] = joining.key_mask[:, :width]
         merged.length, merged.padded = length, True
         self.cache = merged
         self.logits = torch.cat([self.logits.index_select(0, keep), logits])
