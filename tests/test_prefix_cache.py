@@ -197,3 +197,15 @@ def test_static_shape_decode_gives_the_eager_tokens(folder: Path, plain: Engine)
     assert [got[first], got[joined]] == _tokens(plain, [turns[1], turns[0]])
     with pytest.raises(Exception, match="--compile must be one of"):
         Engine.load(folder, compile="maybe")
+
+
+def test_the_next_turn_reuses_the_previous_reply_too(folder: Path, plain: Engine) -> None:
+    cached = Engine.load(folder, prefix_cache=PrefixCache(64 * MB))
+    first = _turns(plain)[0]
+    params = SamplingParams(max_tokens=40, temperature=0)
+    reply = _tokens(cached, [first], params)[0]
+    assert reply == _tokens(plain, [first], params)[0]
+    follow_up = [*first, *reply, *plain.tokenizer.encode("and then?")]
+    saved = cached.prefix_cache.stats.tokens_saved
+    assert _tokens(cached, [follow_up]) == _tokens(plain, [follow_up])
+    assert cached.prefix_cache.stats.tokens_saved - saved == (len(first) + len(reply) - 1) // 16 * 16

@@ -273,6 +273,17 @@ class Engine:
         cache.length, cache.padded = width, any(len(r.prompt) < width for r in rows)
         return cache, torch.cat(logits)
 
+    def remember(self, row: Row, cache: KVCache, line: int) -> None:
+        """Keep a finished row's prompt and reply in the prefix cache: a chat's next turn re-sends
+        both. The row's real columns are its prompt and every generated token fed back so far."""
+        if self.prefix_cache is None:
+            return
+        columns = cache.key_mask[line, :cache.length].nonzero().squeeze(1)
+        tokens = [*row.prompt, *row.tokens][:len(columns)]  # the last sampled token was never fed back
+        layers = [torch.stack([k[line].index_select(1, columns), v[line].index_select(1, columns)])
+                  for k, v in zip(cache.k, cache.v)]
+        self.prefix_cache.store(self.identity, tokens, torch.stack(layers))
+
     @property
     def compiled(self) -> bool:
         return compile_enabled(self.compile, self.device)
@@ -383,6 +394,7 @@ class LiveBatch:
             events.append(row.advance(token, engine.tokenizer, engine.stop_ids))
             if row.finish_reason:
                 ended.append(row.key)
+                engine.remember(row, self.cache, line)
             else:
                 next_ids[line], live[line] = token, True
         if not any(live):
