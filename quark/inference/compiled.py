@@ -7,8 +7,9 @@ it is compiled with mode "reduce-overhead" (CUDA graphs: one launch per step ins
 kernel), the cache tensors marked as static addresses so the graphs may write them.
 
 `--compile auto` turns it on only where it was measured faster (benchmarks/prefix_cache.py):
-on this project's 2-core CPU it was not (see benchmarks/RESULTS.md), and no CUDA machine has
-measured it yet, so auto means off everywhere until one does; `on` forces it.
+on this project's 2-core CPU `small` decoded 1.16× faster at batch 1 but 0.96× at batch 16, and
+each new batch shape compiles for minutes first (benchmarks/RESULTS.md), so not there; no CUDA
+machine has measured it yet, so auto means off everywhere until one does; `on` forces it.
 """
 
 from __future__ import annotations
