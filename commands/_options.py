@@ -1,4 +1,5 @@
-"""The options several commands share, declared once: --model/-m, --device, --adapter, --quantize.
+"""The options several commands share, declared once: --model/-m, --device, --adapter, --quantize,
+--prefix-cache-mb.
 
 `-m` is `--model` in every command. Each option comes as a ready Annotated type; a command whose
 option means something narrower (a base model for fine-tuning, a recipe's device override) builds
@@ -52,6 +53,23 @@ DeviceOption = Annotated[str, device_option()]
 AdapterOption = Annotated[Optional[str], adapter_option()]
 QuantizeOption = Annotated[Optional[Quantize], typer.Option(
     "--quantize", help="Quantize on load: int8 (weight-only on CPU; bitsandbytes on CUDA) or nf4 (CUDA only).")]
+
+
+PrefixCacheOption = Annotated[float, typer.Option(
+    "--prefix-cache-mb", min=0.0, help="Memory for the KV of prompt prefixes already computed (a repeated system "
+                                       "prompt or conversation is not prefilled again); 0 disables it.")]
+DEFAULT_PREFIX_CACHE_MB = 512.0
+
+
+class Compile(str, Enum):
+    auto = "auto"
+    on = "on"
+    off = "off"
+
+
+CompileOption = Annotated[Compile, typer.Option(
+    "--compile", help="torch.compile the decode step (CUDA graphs on CUDA): auto turns it on only where it was "
+                      "measured faster (nowhere yet: not on a CPU), on forces it (the first steps compile, minutes).")]
 
 
 def quantize_mode(quantize: Optional[Quantize]) -> Optional[str]:

@@ -8,7 +8,17 @@ from rich.markup import escape
 
 from quark.agent.events import ToolCallFinished
 from quark.commands._cli import Cli, quark_command
-from quark.commands._options import DeviceOption, QuantizeOption, adapter_option, model_option, quantize_mode
+from quark.commands._options import (
+    DEFAULT_PREFIX_CACHE_MB,
+    Compile,
+    CompileOption,
+    DeviceOption,
+    PrefixCacheOption,
+    QuantizeOption,
+    adapter_option,
+    model_option,
+    quantize_mode,
+)
 from quark.errors import QuarkError
 from quark.inputs import read_stdin_text
 
@@ -31,6 +41,8 @@ def chat(
                                                  "chunks go into the prompt as numbered sources, cited [n].")] = None,
     reranker: Annotated[Optional[str], typer.Option("--reranker", help="Rerank --index's candidates with this "
                                                     "reranker (from quark finetune rerank).")] = None,
+    prefix_cache_mb: PrefixCacheOption = DEFAULT_PREFIX_CACHE_MB,
+    compile: CompileOption = Compile.auto,
     system: Annotated[Optional[str], typer.Option("--system", help="Set the conversation's system prompt.")] = None,
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Longest reply, in tokens.")] = None,
     temperature: Annotated[Optional[float], typer.Option("--temperature", min=0.0, help="0 is greedy.")] = None,
@@ -77,13 +89,15 @@ def chat(
 
         run_app(cli.home, model=model, conversation_id=conversation, checkpoint=checkpoint, adapter=adapter,
                 device=device, quantize=quantize_mode(quantize), index=index, reranker=reranker, tools=tools,
-                workspace=workspace, allow_risky=allow_risky, max_steps=max_steps)
+                workspace=workspace, allow_risky=allow_risky, max_steps=max_steps, prefix_cache_mb=prefix_cache_mb,
+                compile=compile.value)
         return None
     text = read_stdin_text() if message in (None, "-") else message
     if not text.strip():
         raise QuarkError("the message is empty (pass --message TEXT or pipe text on stdin)")
     session = ChatSession(cli.home, model=model, adapter=adapter, conversation_id=conversation, device=device,
-                          quantize=quantize_mode(quantize), index=index, reranker=reranker)
+                          quantize=quantize_mode(quantize), index=index, reranker=reranker,
+                          prefix_cache_mb=prefix_cache_mb, compile=compile.value)
     try:
         if tools:
             session.enable_tools(tools, workspace=workspace, allow_risky=allow_risky, max_steps=max_steps)

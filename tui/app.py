@@ -116,10 +116,10 @@ class ChatApp(App):
                  checkpoint: str | None = None, adapter: str | None = None, device: str = "auto",
                  quantize: str | None = None, index: str | None = None, reranker: str | None = None,
                  tools: str | None = None, workspace: str | None = None, allow_risky: bool = False,
-                 max_steps: int = 4) -> None:
+                 max_steps: int = 4, prefix_cache_mb: float = 512.0, compile: str = "auto") -> None:
         super().__init__()
         self.session = ChatSession(home, model=model, adapter=adapter, device=device, quantize=quantize, index=index,
-                                   reranker=reranker)
+                                   reranker=reranker, prefix_cache_mb=prefix_cache_mb, compile=compile)
         if tools:
             self.session.enable_tools(tools, workspace=workspace, allow_risky=allow_risky, confirm=self._confirm_tool,
                                       max_steps=max_steps)
@@ -542,9 +542,9 @@ def run_app(home: Home, *, model: str | None = None, conversation_id: int | None
             checkpoint: str | None = None, adapter: str | None = None, device: str = "auto",
             quantize: str | None = None, index: str | None = None, reranker: str | None = None,
             tools: str | None = None, workspace: str | None = None, allow_risky: bool = False,
-            max_steps: int = 4) -> None:
+            max_steps: int = 4, prefix_cache_mb: float = 512.0, compile: str = "auto") -> None:
     # A bad config.toml is a one-line error before the screen opens.
     check_keys(load_config(home.config_path).keys, home.config_path)
     ChatApp(home, model=model, conversation_id=conversation_id, checkpoint=checkpoint, adapter=adapter, device=device,
             quantize=quantize, index=index, reranker=reranker, tools=tools, workspace=workspace,
-            allow_risky=allow_risky, max_steps=max_steps).run()
+            allow_risky=allow_risky, max_steps=max_steps, prefix_cache_mb=prefix_cache_mb, compile=compile).run()

@@ -15,6 +15,14 @@ Budget, in order of priority (the reply's reserve comes off the context first):
 5. the summary: its newest lines that fit in the remainder; older lines left out of this prompt
    are counted in `omitted_summary_lines` (their messages stay searchable as memories).
 
+Order in the prompt: what changes least comes first, so consecutive turns share a long prefix
+and the engine's prefix cache (quark.inference.prefix_cache) prefills little more than the new
+turn. The system message holds the system prompt, the checkpoint note, the profile, pinned and
+checkpoint-restored memories and the summary; then the window, oldest first; then the memories
+retrieved for this message (they change every turn) in a second system message, just before the
+new user message. The window of turn N+1 starts with turn N's window, so everything up to there
+is reused.
+
 Tools count like the system prompt: when a conversation offers tools, their description (the
 chat template's tools paragraph) is part of the system message and of the fixed cost, and the
 window's assistant tool calls and `tool` results are measured as the template renders them (a
@@ -94,7 +102,8 @@ class BuiltPrompt:
 
     @property
     def system(self) -> str:
-        return self.messages[0]["content"]
+        """All the system text of the prompt (the leading system message and the retrieved memories')."""
+        return "\n\n".join(m["content"] for m in self.messages if m["role"] == "system")
 
     @property
     def tokens(self) -> int:
@@ -194,9 +203,11 @@ def build_prompt(tokenizer: Tokenizer, inputs: PromptInputs, *, context_length: 
     # Assemble; section costs are additive in practice, the loop is a guard against a merge of
     # pieces across a section boundary costing a token more than measured.
     while True:
-        system = _join(_system_text(inputs.system_prompt, sources_block(chosen_sources, source_chars), lead, chosen,
-                                    lines[start:]), tools_text)
-        messages = [{"role": "system", "content": system}, *(m.as_chat() for m in window),
+        system = _join(_system_text(inputs.system_prompt, sources_block(chosen_sources, source_chars), lead,
+                                    [m for m in chosen if m.source != "retrieved"], lines[start:]), tools_text)
+        retrieved = [m for m in chosen if m.source == "retrieved"]
+        recalled = [{"role": "system", "content": _memory_text(retrieved)}] if retrieved else []
+        messages = [{"role": "system", "content": system}, *(m.as_chat() for m in window), *recalled,
                     {"role": "user", "content": inputs.user_message}]
         ids = tokenizer.encode_chat(messages)
         if len(ids) <= limit:
@@ -226,6 +237,10 @@ def _join(system: str, tools_text: str) -> str:
     return f"{system}\n\n{tools_text}".lstrip() if tools_text else system
 
 
+def _memory_text(memories: list[PromptMemory]) -> str:
+    return "\n".join([MEMORY_HEADER, *(m.line() for m in memories)])
+
+
 def _system_text(system_prompt: str, sources: str, lead: list[str], memories: list[PromptMemory],
                  summary: list[str]) -> str:
     parts = [system_prompt] if system_prompt else []
@@ -233,7 +248,7 @@ def _system_text(system_prompt: str, sources: str, lead: list[str], memories: li
         parts.append(sources)
     parts += lead
     if memories:
-        parts.append("\n".join([MEMORY_HEADER, *(m.line() for m in memories)]))
+        parts.append(_memory_text(memories))
     if summary:
         parts.append("\n".join([SUMMARY_HEADER, *summary]))
     return "\n\n".join(parts)

@@ -42,7 +42,7 @@ from quark.db import connect, transaction
 from quark.device import resolve_device
 from quark.errors import QuarkError
 from quark.home import Home
-from quark.inference import Engine, SamplingParams
+from quark.inference import Engine, PrefixCache, SamplingParams
 from quark.inference.sampling import sampling_params
 from quark.memory.extract import NewMemory, chunk_message, extract_facts
 from quark.memory.profile import PROFILE_KEY, describe, update_profile
@@ -126,7 +126,7 @@ class ChatSession:
     def __init__(self, home: Home, *, config: ChatConfig | None = None, conversation_id: int | None = None,
                  model: str | None = None, adapter: str | None = None, embedder: Embedder | None = None,
                  device: str = "auto", quantize: str | None = None, index: str | None = None,
-                 reranker: str | None = None) -> None:
+                 reranker: str | None = None, prefix_cache_mb: float = 512.0, compile: str = "auto") -> None:
         self.home = home
         self.config = config or load_config(home.config_path)
         self.conn = connect(home.db_path)
@@ -142,6 +142,10 @@ class ChatSession:
         self.adapter = adapter  # a LoRA adapter of the model, merged in when the engine loads
         self.device = resolve_device(device)  # checked now: a bad --device fails before the first turn
         self.quantize = quantize
+        # Consecutive turns re-send the conversation: its KV is kept across turns and model switches
+        # (entries are keyed by model), so a turn prefills little more than its new message.
+        self.prefix_cache = PrefixCache.from_megabytes(prefix_cache_mb)
+        self.compile = compile  # see quark.inference.compiled
         self.conversation_id: int | None = None
         self.last_prompt: BuiltPrompt | None = None
         self.documents = None  # quark.retrieval.documents.DocumentIndex, opened by use_index
@@ -198,7 +202,7 @@ class ChatSession:
         loaded = f"{name}+{self.adapter}" if self.adapter else name
         if self.engine is None or self.engine.name != loaded:
             self.engine = Engine.named(self.home, name, device=self.device, quantize=self.quantize,
-                                       adapter=self.adapter)
+                                       adapter=self.adapter, prefix_cache=self.prefix_cache, compile=self.compile)
             folder = self.home.model_dir(name)
             if not self._own_embedder:
                 self.embedder = ModelEmbedder.for_model_folder(self.engine.model, self.engine.tokenizer, folder)

@@ -53,7 +53,7 @@ class Service:
     def __init__(self, engine: Engine, *, keys: KeyStore | None, defaults: dict[str, Any], max_batch: int,
                  gather_seconds: float) -> None:
         self.engine, self.keys, self.defaults = engine, keys, {**DEFAULT_GENERATION, **defaults}
-        self.metrics = Metrics()
+        self.metrics = Metrics(engine.prefix_cache)
         self.batcher = Batcher(engine, max_batch=max_batch, gather_seconds=gather_seconds,
                                stats=self.metrics.batch_stats())
         self.limiter = RateLimiter()
