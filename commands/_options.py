@@ -24,14 +24,12 @@ class Quantize(str, Enum):
 
 
 def name_value(value: Optional[str]) -> Optional[str]:
-    """Callback for an option that names something in the home: a bad name is a usage error at
-    the flag ('' would otherwise read as "not given" and quietly pick a default)."""
-    if value is None:
-        return value
-    try:
-        return validate_name(value)
-    except QuarkError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    """Callback for an option that names something in the home: an empty name is a usage error at
+    the flag ('' would otherwise read as "not given" and quietly pick a default). Other bad names
+    are user errors (exit 1) raised where the name is looked up, with what the home has."""
+    if value is not None and not value.strip():
+        raise typer.BadParameter("the name is empty")
+    return value
 
 
 def model_option(help: str = MODEL_HELP) -> typer.models.OptionInfo:
