@@ -11,9 +11,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from quark.errors import QuarkError
-from quark.home import validate_name
-
 MODEL_HELP = "Model name (a folder under the home's models/)."
 DEVICE_HELP = "auto, cpu, cuda or cuda:N (auto: the first CUDA GPU when present, else the CPU)."
 
