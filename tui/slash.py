@@ -12,7 +12,7 @@ COMMANDS = {
     "pin": "/pin TEXT              keep TEXT in every prompt of this conversation",
     "system": "/system TEXT           set this conversation's system prompt (empty clears it)",
     "model": "/model NAME            switch model",
-    "search": "/search QUERY          search memories (shown in the memory panel)",
+    "search": "/search [--all] QUERY  search this conversation's memories (--all: every conversation)",
     "fork": "/fork ID               continue from message #ID (the other branch is kept)",
     "help": "/help                  this list",
 }

@@ -38,6 +38,7 @@ from quark.memory.store import Hit, Memory, MemoryStore, parse_ref
 from quark.memory.summary import summary_lines
 from quark.memory.text import truncate
 
+SEMANTIC_ONLY = 3  # vector-only /search hits shown when no memory shares a word with the query
 BACKFILL = 64  # memories embedded per turn that the current embedder has not seen yet
 MODEL_PREFERENCE = "model"
 
@@ -173,6 +174,12 @@ class ChatSession:
         self.conversation_id = conversation.id
         return conversation
 
+    def start_new(self) -> None:
+        """Begin a new conversation lazily: it is stored with its first message (or /system,
+        /pin), so opening and leaving a new chat leaves no empty row behind."""
+        self.conversation_id = None
+        self.last_prompt = None
+
     def select(self, conversation_id: int) -> Conversation:
         with self._read():
             conversation = self.store.conversation(conversation_id)
@@ -227,23 +234,40 @@ class ChatSession:
 
     # ---- memory ------------------------------------------------------------------------------
     def forget(self, ref: str | int) -> Memory:
+        """Delete a memory. Forgetting a fact also deletes the chunks of the message it came
+        from: otherwise the same words would still come back from /search and retrieval."""
         with self._write():
-            return self.memories.forget(parse_ref(ref))
+            memory = self.memories.forget(parse_ref(ref))
+            if memory.kind == "fact" and memory.source_message_id is not None:
+                for chunk in self.memories.of_message(memory.source_message_id, kind="chunk"):
+                    self.memories.forget(chunk.id)
+            return memory
 
     def pin(self, text: str) -> Memory:
         text = " ".join(text.split())
         if not text:
             raise QuarkError("nothing to pin: give the text to keep in every prompt")
+        if self.conversation_id is None:
+            self.new_conversation()
         with self._write():
-            return self.memories.add([NewMemory("pinned", text)], conversation_id=self._require_conversation(),
+            return self.memories.add([NewMemory("pinned", text)], conversation_id=self.conversation_id,
                                      source_message_id=None)[0]
 
-    def search(self, query: str, k: int = 10) -> list[Hit]:
-        """Hybrid search over all memories (facts, chunks and pinned) — what /search shows."""
+    def search(self, query: str, k: int = 10, *, everywhere: bool = False) -> list[Hit]:
+        """Hybrid search over memories (facts, chunks and pinned) — what /search shows: this
+        conversation's, or every conversation's with `everywhere`.
+
+        Relevance cut-off: the vector side always returns its nearest neighbours, however far, so
+        a hit must share a word with the query (BM25 found it); only when no memory does are the
+        SEMANTIC_ONLY nearest by vector shown, as the best there is."""
         vector = self._embed([query])[0] if self.embedder is not None else None
         with self._read():
-            return self.memories.search(query, vector, self.embedder.name if self.embedder else None, k=k,
+            hits = self.memories.search(query, vector, self.embedder.name if self.embedder else None, k=k * 5,
                                         kinds=("fact", "chunk", "pinned"))
+        if not everywhere:
+            hits = [h for h in hits if h.memory.conversation_id == self.conversation_id]
+        worded = [h for h in hits if h.text_rank is not None]
+        return worded[:k] if worded else [h for h in hits if (h.vector_rank or SEMANTIC_ONLY + 1) <= SEMANTIC_ONLY]
 
     def memory_list(self, limit: int = 50) -> list[Memory]:
         with self._read():
@@ -290,6 +314,15 @@ class ChatSession:
         chunks = [NewMemory("chunk", c, "user") for c in chunk_message(text)]
         vectors = self._embed([text, *(m.text for m in facts), *(m.text for m in chunks)])
         self._backfill()
+        before = self.conversation_id
+        try:
+            return self._begin(text, params, engine, facts, chunks, vectors, started)
+        except BaseException:
+            self.conversation_id = before  # a conversation created by the rolled-back transaction is gone
+            raise
+
+    def _begin(self, text: str, params: SamplingParams, engine: Engine, facts: list[NewMemory],
+               chunks: list[NewMemory], vectors, started: float) -> Turn:
         with self._write():
             if self.conversation_id is None:
                 conversation = self.store.create_conversation(
