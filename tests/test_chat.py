@@ -194,3 +194,33 @@ def test_python_m_quark_chat_reads_the_message_from_stdin(chat_home: Home) -> No
     assert conn.execute("SELECT content FROM messages WHERE role = 'user'").fetchone()[0] == "My name is Grace.\n"
     assert conn.execute("SELECT text FROM memories WHERE kind = 'fact'").fetchone()[0] == "user's name is Grace"
     conn.close()
+
+
+def test_pinned_and_checkpoint_facts_come_before_summary_lines(tokenizer) -> None:
+    ada = PromptMemory(Memory(1, "fact", "name", "user's name is Ada", None, 1, 0.0), "checkpoint")
+    pinned = PromptMemory(Memory(2, "pinned", None, "answer in English, briefly and precisely", None, 1, 0.0), "pinned")
+    retrieved = [PromptMemory(Memory(i, "chunk", "user", f"an older chunk of text number {i} about many things",
+                                     None, 1, 0.0), "retrieved") for i in range(3, 9)]
+    summary = [f"- user: Turn {i}: we talked about topic {i} and its many details." for i in range(12)]
+    inputs = PromptInputs("You are Quark.", "Who am I?", memories=[pinned, ada, *retrieved], summary=summary,
+                          checkpoint="ada")
+    prompt = build_prompt(tokenizer, inputs, context_length=256, reply_tokens=64)
+    assert [m.memory.id for m in prompt.memories[:2]] == [2, 1]  # both kept, in their order
+    assert "[m1] user's name is Ada" in prompt.system
+    assert prompt.omitted_summary_lines > 0  # the summary gave way, not the checkpoint's fact
+    assert prompt.tokens <= 256 - 64
+
+
+def test_a_checkpoint_fact_survives_a_tight_budget_in_scripted_chat(chat_home: Home, quark) -> None:
+    """The issue's case: the tiny model's 256-token context, a long conversation saved as 'ada',
+    then `quark chat --checkpoint ada --message "Who am I?"` keeps "user's name is Ada"."""
+    chat = ChatSession(chat_home)
+    chat.send("My name is Ada.", chat.params(**FAST, seed=0))
+    for i in range(14):
+        chat.send(f"Turn {i}: we talked about topic {i} and its many details at length.", chat.params(**FAST, seed=i))
+    chat.save_checkpoint("ada")
+    chat.close()
+    answer = quark.json("chat", "--checkpoint", "ada", "--message", "Who am I?", "--max-tokens", "3", "--seed", "1")
+    kept = {m["text"]: m["source"] for m in answer["memories"]}
+    assert kept.get("user's name is Ada") == "checkpoint", answer["memories"]
+    assert answer["usage"]["sections"]["summary"] >= 0 and answer["usage"]["prompt_tokens"] <= 256

@@ -477,7 +477,7 @@ class ChatApp(App):
 
 def check_keys(keys: dict[str, str], source: Path) -> None:
     """Refuse [keys] entries that name no binding (Textual would ignore them silently)."""
-    known = sorted(b.id for b in ChatApp.BINDINGS if isinstance(b, Binding) and b.id)
+    known = sorted(b.id for b in [*ChatApp.BINDINGS, *Composer.BINDINGS] if isinstance(b, Binding) and b.id)
     unknown = sorted(set(keys) - set(known))
     if unknown:
         raise QuarkError(f"{source}: unknown key binding keys.{unknown[0]} (bindings: {', '.join(known)})")
