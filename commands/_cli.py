@@ -64,27 +64,37 @@ _SHARED = [
 ]
 
 
-def run_guarded(fn: Callable[[], Any], debug: bool, err: Console | None = None) -> Any:
-    """Run fn, turning user errors into one line and exit 1; Ctrl-C into exit 130."""
+def run_guarded(fn: Callable[[], Any], debug: bool, err: Console | None = None, json_out: bool = False) -> Any:
+    """Run fn, turning user errors into one line and exit 1; Ctrl-C into exit 130. With
+    `json_out` a failure also prints {"error": "..."} on stdout, so a script parsing --json
+    output reads every outcome (the line on stderr stays for people)."""
     err = err or Console(stderr=True)
+
+    def fail(message: str, code: int) -> typer.Exit:
+        if json_out:
+            sys.stdout.write(json.dumps({"error": message, "exit_code": code}) + "\n")
+            sys.stdout.flush()
+        return typer.Exit(code)
+
     try:
         return fn()
     except QuarkError as exc:
         if debug:
             raise
         err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
-        raise typer.Exit(1)
+        raise fail(str(exc), 1)
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: nothing half-written was kept")
-        raise typer.Exit(130)
+        raise fail("interrupted", 130)
     except (typer.Exit, typer.Abort, SystemExit):
         raise
     except Exception as exc:  # a bug: keep the traceback behind --debug
         if debug:
             raise
-        err.print(f"[bold red]error:[/] internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
-                  highlight=False, soft_wrap=True)
-        raise typer.Exit(1)
+        message = f"internal error: {type(exc).__name__}: {exc}"
+        err.print(f"[bold red]error:[/] {message} (rerun with --debug for the traceback)", highlight=False,
+                  soft_wrap=True)
+        raise fail(message, 1)
 
 
 def quark_command(group: typer.Typer, name: str | None = None, **kwargs: Any) -> Callable:
@@ -98,7 +108,7 @@ def quark_command(group: typer.Typer, name: str | None = None, **kwargs: Any) ->
         def command(*args: Any, home: Optional[Path] = None, json_out: bool = False, debug: bool = False,
                     **params: Any) -> None:
             cli = Cli(home_arg=home, json=json_out, debug=debug)
-            result = run_guarded(lambda: fn(cli, *args, **params), debug, cli.err)
+            result = run_guarded(lambda: fn(cli, *args, **params), debug, cli.err, json_out)
             if json_out and result is not None:
                 sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
 

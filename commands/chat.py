@@ -1,5 +1,6 @@
 """`quark chat`: the Textual TUI, or one scripted turn with --message / stdin."""
 
+import json
 import sys
 from typing import Annotated, Optional
 
@@ -56,15 +57,28 @@ def chat(
             session.set_system(system)
         params = session.params(max_tokens=max_tokens, temperature=temperature, seed=seed)
 
+        held: list[str] = []  # a reply that opens like a tool call is held back until it is whole
+
         def show(piece: str) -> None:
-            if not cli.json:
-                sys.stdout.write(piece)
-                sys.stdout.flush()
+            if cli.json:
+                return
+            if held or (not "".join(held).strip() and piece.lstrip().startswith("{")):
+                held.append(piece)
+                return
+            sys.stdout.write(piece)
+            sys.stdout.flush()
 
         result = session.send(text, params, on_text=show)
     finally:
         session.close()
     if not cli.json:
+        calls = result.tool_calls
+        if calls:
+            for call in calls:
+                cli.print(f"[yellow]tool call (not run):[/] {call['name']}({json.dumps(call['arguments'])})",
+                          highlight=False, soft_wrap=True)
+        else:
+            sys.stdout.write("".join(held))
         sys.stdout.write("\n")
         notes = [f"conversation {result.conversation_id}", f"{len(result.prompt.memories)} memories"]
         if result.prompt.checkpoint:

@@ -224,3 +224,24 @@ def test_a_checkpoint_fact_survives_a_tight_budget_in_scripted_chat(chat_home: H
     kept = {m["text"]: m["source"] for m in answer["memories"]}
     assert kept.get("user's name is Ada") == "checkpoint", answer["memories"]
     assert answer["usage"]["sections"]["summary"] >= 0 and answer["usage"]["prompt_tokens"] <= 256
+
+
+def test_a_reply_that_is_a_tool_call_is_reported_as_one() -> None:
+    from quark.chat.session import tool_calls_in
+
+    call = '{"name": "run_python", "arguments": {"code": "print(1)"}}'
+    assert tool_calls_in(call) == [{"name": "run_python", "arguments": {"code": "print(1)"}}]
+    assert tool_calls_in(f"{call}\n{call}\n") and len(tool_calls_in(f"{call}\n{call}")) == 2
+    for text in ("Hello {there}", '{"name": 3}', '{"name": "x", "other": 1}', "", '{"name": "x"} and more'):
+        assert tool_calls_in(text) is None, text
+
+
+def test_json_errors_also_print_a_json_object_on_stdout(chat_home: Home, quark) -> None:
+    import json
+
+    result = quark("chat", "--message", "  ", "--json", expect=1)
+    assert json.loads(result.stdout) == {"error": "the message is empty (pass --message TEXT or pipe text on stdin)",
+                                         "exit_code": 1}
+    assert "error:" in result.stderr
+    missing = quark("checkpoint", "show", "nope", "--json", expect=1)
+    assert "nope" in json.loads(missing.stdout)["error"]

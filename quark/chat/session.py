@@ -17,6 +17,7 @@ call from a UI thread and a generation worker.
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -59,6 +60,28 @@ class Turn:
     started: float = field(default_factory=time.perf_counter)
 
 
+def tool_calls_in(reply: str) -> list[dict] | None:
+    """The tool calls a reply consists of, or None when it is ordinary text.
+
+    The chat template writes a call as <|tool_call|>{"name", "arguments"}<|end|>; the control
+    token is not decoded, so a reply that is a call is one such JSON object per line. Until the
+    agent loop runs calls, front ends report them as calls instead of printing them as the answer."""
+    lines = [line for line in reply.strip().splitlines() if line.strip()]
+    if not lines or not lines[0].lstrip().startswith("{"):
+        return None
+    calls = []
+    for line in lines:
+        try:
+            call = json.loads(line)
+        except ValueError:
+            return None
+        if not (isinstance(call, dict) and isinstance(call.get("name"), str) and set(call) <= {"name", "arguments"}
+                and isinstance(call.get("arguments", {}), dict)):
+            return None
+        calls.append({"name": call["name"], "arguments": call.get("arguments", {})})
+    return calls
+
+
 @dataclass
 class TurnResult:
     reply: str
@@ -72,8 +95,14 @@ class TurnResult:
     first_token_seconds: float | None
     prompt: BuiltPrompt
 
+    @property
+    def tool_calls(self) -> list[dict] | None:
+        return tool_calls_in(self.reply)
+
     def as_dict(self) -> dict[str, Any]:
-        return {"reply": self.reply, "conversation_id": self.conversation_id,
+        calls = self.tool_calls
+        return {"reply": self.reply, "tool_call": calls[0] if calls else None, "tool_calls": calls or [],
+                "conversation_id": self.conversation_id,
                 "user_message_id": self.user_message_id, "assistant_message_id": self.assistant_message_id,
                 "model": self.model, "finish_reason": self.finish_reason,
                 "checkpoint": self.prompt.checkpoint,
