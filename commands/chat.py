@@ -14,8 +14,10 @@ def chat(
     cli: Cli,
     message: Annotated[Optional[str], typer.Option("--message", "-m", help="Send one message and print the reply "
                                                    "(read from stdin when omitted and stdin is not a terminal).")] = None,
-    conversation: Annotated[Optional[int], typer.Option("--conversation", "-c",
+    conversation: Annotated[Optional[int], typer.Option("--conversation",
                                                         help="Continue this conversation (default: a new one).")] = None,
+    continue_last: Annotated[bool, typer.Option("--continue", "-c", help="Continue the most recent conversation "
+                                                "(as `llm -c`).")] = False,
     checkpoint: Annotated[Optional[str], typer.Option("--checkpoint", help="Restore this checkpoint first (into "
                                                       "--conversation, or a new conversation).")] = None,
     model: Annotated[Optional[str], typer.Option("--model", help="Model to chat with (default: the conversation's, "
@@ -36,8 +38,14 @@ def chat(
         quark chat --message "My name is Ada; we decided to use SQLite." --json
         echo "What did we decide?" | quark chat --conversation 1
         quark chat --checkpoint work --message "Where were we?"
+        quark chat -c --message "And then?"
     """
     from quark.chat import ChatSession  # torch loads here, not for `quark --help`
+
+    if continue_last:
+        if conversation is not None:
+            raise QuarkError("--continue and --conversation both pick a conversation: give one of them")
+        conversation = _latest_conversation(cli)
 
     if message is None and sys.stdin.isatty():
         if cli.json:
@@ -87,6 +95,20 @@ def chat(
             notes.append(f"{len(result.prompt.folded)} turns summarized")
         cli.err.print(f"[dim]{' · '.join(notes)}[/]")
     return result.as_dict()
+
+
+def _latest_conversation(cli: Cli) -> int:
+    from quark.chat.store import ChatStore
+    from quark.db import connect
+
+    conn = connect(cli.home.db_path)
+    try:
+        latest = ChatStore(conn).latest_conversation()
+    finally:
+        conn.close()
+    if latest is None:
+        raise QuarkError("--continue: there is no conversation yet (start one with quark chat --message TEXT)")
+    return latest.id
 
 
 def register(root: typer.Typer) -> None:

@@ -155,6 +155,13 @@ def test_quark_chat_json_reports_reply_conversation_memories_and_summary(chat_ho
                        "--seed", "2")
     assert again["conversation_id"] == 1 and again["usage"]["prompt_tokens"] > first["usage"]["prompt_tokens"]
     assert quark.json("chat", "--message", "x", "--max-tokens", "2", "--seed", "3")["conversation_id"] == 2
+    assert quark.json("chat", "-c", "--message", "y", "--max-tokens", "2")["conversation_id"] == 2  # the last one
+    assert "give one of them" in quark("chat", "-c", "--conversation", "1", "--message", "z", expect=1).output
+
+
+def test_continue_without_any_conversation_is_one_line(chat_home: Home, quark) -> None:
+    result = quark("chat", "--continue", "--message", "hi", expect=1)
+    assert "there is no conversation yet" in result.output and len(result.output.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("args, message", [

@@ -72,6 +72,9 @@ def test_stream_a_reply_save_quit_then_restart_load_and_the_prompt_carries_it(ch
         app = ChatApp(chat_home)
         async with app.run_test(size=SIZE) as pilot:
             await _ready(app, pilot)
+            assert app.session.conversation_id == saved_from  # reopened where the last run quit
+            assert _views(app)[0].text == "My name is Ada and we decided to use sqlite."
+            await pilot.press("ctrl+n")
             await _type(pilot, "/load work")
             await pilot.pause()
             assert [v.text for v in _views(app)][0] == "My name is Ada and we decided to use sqlite."

@@ -31,6 +31,7 @@ from quark.tui.widgets import (CheckpointPicker, Composer, Confirm, Conversation
 SHOWN_MESSAGES = 200  # the newest messages of a thread rendered when a conversation is opened
 STREAM_AHEAD = 8  # streamed pieces allowed to wait for the screen before generation pauses
 WIDE = 120  # columns from which the memory panel is shown at start
+OPEN_CONVERSATION = "tui.open_conversation"  # preference: reopened at the next start
 
 
 class TurnStarted(Message):
@@ -123,6 +124,8 @@ class ChatApp(App):
                 self.session.select(self._start_conversation)
             elif self._start_checkpoint:
                 self.session.load_checkpoint(self._start_checkpoint, into="new")
+            elif (last := self.session.preference(OPEN_CONVERSATION)) is not None:
+                self._reopen(last)  # the conversation that was open when the app last quit
         except QuarkError as exc:
             self.notify(str(exc), severity="error")
         await self._show_conversation()
@@ -467,7 +470,14 @@ class ChatApp(App):
             self._cancel.set()
         self.exit()
 
+    def _reopen(self, conversation_id: int) -> None:
+        try:
+            self.session.select(conversation_id)
+        except QuarkError:  # deleted since (by another process, or the CLI): start afresh
+            self.session.start_new()
+
     def on_unmount(self) -> None:
+        self.session.set_preference(OPEN_CONVERSATION, self.session.conversation_id)
         if self._cancel is not None:  # however the app ends, a streaming turn stops (and stores what it has)
             self._cancel.set()
         if self._engine_lock.acquire(timeout=30):  # let a stopped turn store its partial reply first

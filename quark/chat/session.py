@@ -302,6 +302,14 @@ class ChatSession:
         with self._read():
             return self.memories.list(conversation_id=self.conversation_id, limit=limit)
 
+    def preference(self, key: str, default: Any = None) -> Any:
+        with self._read():
+            return self.store.preference(key, default)
+
+    def set_preference(self, key: str, value: Any) -> None:
+        with self._write():
+            self.store.set_preference(key, value)
+
     def profile(self) -> dict:
         with self._read():
             return self.store.preference(PROFILE_KEY, {}) or {}
