@@ -1,7 +1,10 @@
 """`quark chat`: the Textual TUI, or one scripted turn with --message / stdin."""
 
+import inspect
 import json
 import sys
+from enum import Enum
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -9,9 +12,28 @@ import typer
 from quark.commands._cli import Cli, quark_command
 from quark.errors import QuarkError
 
+# `quark chat` chats (TUI or scripted) and `quark chat export …` is a subcommand: the chat
+# command is the group's own callback, so it runs when no subcommand is named.
+chat_group = typer.Typer(name="chat", help="Chat with a model (TUI or scripted); export conversations.",
+                         no_args_is_help=False, add_completion=False, rich_markup_mode="rich",
+                         pretty_exceptions_enable=False)
 
+
+class _AsCallback:
+    def __init__(self, app: typer.Typer) -> None:
+        self.app = app
+
+    def command(self, name: Optional[str] = None, **kwargs):
+        def register(fn):
+            return self.app.callback(invoke_without_command=True, help=inspect.cleandoc(fn.__doc__ or ""), **kwargs)(fn)
+
+        return register
+
+
+@quark_command(_AsCallback(chat_group))
 def chat(
     cli: Cli,
+    ctx: typer.Context,
     message: Annotated[Optional[str], typer.Option("--message", "-m", help="Send one message and print the reply "
                                                    "(read from stdin when omitted and stdin is not a terminal).")] = None,
     conversation: Annotated[Optional[int], typer.Option("--conversation",
@@ -40,6 +62,8 @@ def chat(
         quark chat --checkpoint work --message "Where were we?"
         quark chat -c --message "And then?"
     """
+    if ctx.invoked_subcommand is not None:
+        return None
     from quark.chat import ChatSession  # torch loads here, not for `quark --help`
 
     if continue_last:
@@ -111,5 +135,38 @@ def _latest_conversation(cli: Cli) -> int:
     return latest.id
 
 
+class ExportFormat(str, Enum):
+    md = "md"
+    json = "json"
+
+
+@quark_command(chat_group, "export")
+def chat_export(
+    cli: Cli,
+    conversation: Annotated[int, typer.Argument(help="The conversation's id (quark chat --json prints it).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The file to write.")],
+    fmt: Annotated[Optional[ExportFormat], typer.Option("--format", help="md (the thread) or json (the whole "
+                                                        "message tree); default: from -o's suffix.")] = None,
+) -> dict:
+    """Export a conversation as Markdown or JSON.
+
+    Example:
+
+        quark chat export 3 -o ada.md
+        quark chat export 3 -o ada.json --format json
+    """
+    from quark.chat.export import export
+    from quark.chat.store import ChatStore
+    from quark.db import connect
+
+    conn = connect(cli.home.db_path)
+    try:
+        done = export(ChatStore(conn), conversation, output, fmt.value if fmt else None)
+    finally:
+        conn.close()
+    cli.print(f"wrote conversation {conversation} to {done['path']} ({done['format']}, {done['bytes']} bytes)")
+    return done
+
+
 def register(root: typer.Typer) -> None:
-    quark_command(root, "chat")(chat)
+    root.add_typer(chat_group)

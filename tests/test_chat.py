@@ -252,3 +252,19 @@ def test_json_errors_also_print_a_json_object_on_stdout(chat_home: Home, quark) 
     assert "error:" in result.stderr
     missing = quark("checkpoint", "show", "nope", "--json", expect=1)
     assert "nope" in json.loads(missing.stdout)["error"]
+
+
+def test_quark_chat_export_markdown_and_json(chat_home: Home, quark, tmp_path: Path) -> None:
+    import json
+
+    first = quark.json("chat", "--message", "My name is Ada.", "--max-tokens", "3", "--seed", "1")
+    cid = first["conversation_id"]
+    done = quark.json("chat", "export", str(cid), "-o", str(tmp_path / "ada.md"))
+    text = (tmp_path / "ada.md").read_text()
+    assert done["format"] == "md" and text.startswith("# My name is Ada.")
+    assert f"**user** (#{first['user_message_id']})\n\nMy name is Ada." in text
+    quark("chat", "export", str(cid), "-o", str(tmp_path / "ada.txt"), "--format", "json")
+    tree = json.loads((tmp_path / "ada.txt").read_text())
+    assert [m["role"] for m in tree["messages"]] == ["user", "assistant"] and tree["messages"][1]["on_thread"]
+    assert "no conversation 99" in quark("chat", "export", "99", "-o", str(tmp_path / "x.md"), expect=1).output
+    assert "does not exist" in quark("chat", "export", str(cid), "-o", str(tmp_path / "no" / "x.md"), expect=1).output

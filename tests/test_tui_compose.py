@@ -99,6 +99,9 @@ def test_new_conversation_focus_search_and_no_empty_rows(chat_home: Home) -> Non
             await _send(app, pilot, "My name is Ada and I like sailing boats.")
             first = app.session.conversation_id
             assert "nothing yet" not in str(app.query_one("#memory").render())
+            await pilot.press("ctrl+e")  # export as Markdown
+            exported = chat_home.root / "exports" / f"conversation-{first}.md"
+            assert "My name is Ada and I like sailing boats." in exported.read_text()
             app.query_one("#conversations").focus()
             for _ in range(3):
                 await pilot.press("ctrl+n")

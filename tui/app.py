@@ -84,6 +84,7 @@ class ChatApp(App):
         Binding("f8", "delete_conversation", "Delete", id="delete_conversation", priority=True, show=False),
         Binding("ctrl+y", "copy_message", "Copy message", id="copy_message", priority=True, show=False),
         Binding("ctrl+b", "copy_code", "Copy code", id="copy_code", priority=True, show=False),
+        Binding("ctrl+e", "export", "Export as Markdown", id="export", priority=True, show=False),
     ]
 
     def __init__(self, home: Home, *, model: str | None = None, conversation_id: int | None = None,
@@ -464,6 +465,20 @@ class ChatApp(App):
             return
         self.copy_to_clipboard("\n".join(blocks))
         self.notify(f"copied {len(blocks)} code block{'s' if len(blocks) > 1 else ''}")
+
+    def action_export(self) -> None:
+        """Write this conversation to <home>/exports/conversation-ID.md (as `quark chat export`)."""
+        if self.session.conversation_id is None:
+            self.notify("nothing to export yet: send a message first", severity="warning")
+            return
+        folder = self.session.home.root / "exports"
+        folder.mkdir(exist_ok=True)
+        try:
+            done = self.session.export(folder / f"conversation-{self.session.conversation_id}.md")
+        except QuarkError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.notify(f"exported to {done['path']}")
 
     async def action_quit(self) -> None:
         if self._cancel is not None:

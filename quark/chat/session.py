@@ -302,6 +302,13 @@ class ChatSession:
         with self._read():
             return self.memories.list(conversation_id=self.conversation_id, limit=limit)
 
+    def export(self, path, fmt: str | None = None) -> dict:
+        """Write the current conversation to `path` (quark.chat.export)."""
+        from quark.chat.export import export
+
+        with self._read():
+            return export(self.store, self._require_conversation(), path, fmt)
+
     def preference(self, key: str, default: Any = None) -> Any:
         with self._read():
             return self.store.preference(key, default)
