@@ -134,8 +134,8 @@ MIGRATIONS: list[str] = [
         updated_at REAL NOT NULL
     );
     """,
-    # 3: serve auth that stays on once keys existed (`quark serve keys auth on|off`), per-key
-    # tokens-per-minute limits, per-conversation sampling settings, and ratings of replies.
+    # 3: serve auth that stays on once keys existed (`quark serve keys auth on|off`) and per-key
+    # tokens-per-minute limits.
     """
     CREATE TABLE serve_settings (
         key        TEXT PRIMARY KEY,                  -- auth: 'on' | 'off' (set by the user)
@@ -144,13 +144,6 @@ MIGRATIONS: list[str] = [
     );
     -- generated tokens per minute, NULL for none
     ALTER TABLE api_keys ADD COLUMN token_limit INTEGER;
-    -- JSON: temperature, top_p, max_tokens, adapter (the system prompt has its own column)
-    ALTER TABLE conversations ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';
-    CREATE TABLE feedback (
-        message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,  -- an assistant reply
-        rating     INTEGER NOT NULL CHECK (rating IN (-1, 1)),
-        created_at REAL NOT NULL
-    );
     """,
 ]
 
