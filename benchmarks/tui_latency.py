@@ -23,7 +23,6 @@ import os
 import statistics
 import sysconfig
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -31,7 +30,7 @@ import torch
 from quark.chat import ChatSession
 from quark.home import Home
 from quark.inference import SamplingParams
-from quark.modelio import save_model
+from quark.modelfolder import save_model
 from quark.models.llm import LLM, LLMConfig
 from quark.tokenizer import train_tokenizer
 from quark.tui.app import ChatApp

@@ -1,6 +1,5 @@
 """`quark chat`: the Textual TUI, or one scripted turn with --message / stdin."""
 
-import inspect
 import json
 import sys
 from enum import Enum
@@ -10,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from quark.commands._cli import Cli, quark_command
+from quark.commands._options import DeviceOption, QuantizeOption, adapter_option, model_option, quantize_mode
 from quark.errors import QuarkError
 
 # `quark chat` chats (TUI or scripted) and `quark chat export …` is a subcommand: the chat
@@ -19,33 +19,26 @@ chat_group = typer.Typer(name="chat", help="Chat with a model (TUI or scripted);
                          pretty_exceptions_enable=False)
 
 
-class _AsCallback:
-    def __init__(self, app: typer.Typer) -> None:
-        self.app = app
-
-    def command(self, name: Optional[str] = None, **kwargs):
-        def register(fn):
-            return self.app.callback(invoke_without_command=True, help=inspect.cleandoc(fn.__doc__ or ""), **kwargs)(fn)
-
-        return register
-
-
-@quark_command(_AsCallback(chat_group))
+@quark_command(chat_group, group_default=True)
 def chat(
     cli: Cli,
     ctx: typer.Context,
-    message: Annotated[Optional[str], typer.Option("--message", "-m", help="Send one message and print the reply "
-                                                   "(read from stdin when omitted and stdin is not a terminal).")] = None,
+    message: Annotated[Optional[str], typer.Option("--message", help="Send one message and print the reply "
+                                                   "(read from stdin when omitted and stdin is not a "
+                                                   "terminal).")] = None,
     conversation: Annotated[Optional[int], typer.Option("--conversation",
-                                                        help="Continue this conversation (default: a new one).")] = None,
+                                                        help="Continue this conversation (default: a new "
+                                                             "one).")] = None,
     continue_last: Annotated[bool, typer.Option("--continue", "-c", help="Continue the most recent conversation "
                                                 "(as `llm -c`).")] = False,
     checkpoint: Annotated[Optional[str], typer.Option("--checkpoint", help="Restore this checkpoint first (into "
                                                       "--conversation, or a new conversation).")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", help="Model to chat with (default: the conversation's, "
+    model: Annotated[Optional[str], model_option("Model to chat with (default: the conversation's, "
                                                  "else the last used, else the only one).")] = None,
-    adapter: Annotated[Optional[str], typer.Option("--adapter", help="A LoRA adapter of --model "
-                                                   "(models/<model>/adapters/<name>).")] = None,
+    adapter: Annotated[Optional[str], adapter_option("A LoRA adapter of --model "
+                                                     "(models/<model>/adapters/<name>).")] = None,
+    quantize: QuantizeOption = None,
+    device: DeviceOption = "auto",
     system: Annotated[Optional[str], typer.Option("--system", help="Set the conversation's system prompt.")] = None,
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Longest reply, in tokens.")] = None,
     temperature: Annotated[Optional[float], typer.Option("--temperature", min=0.0, help="0 is greedy.")] = None,
@@ -53,7 +46,9 @@ def chat(
 ) -> dict | None:
     """Chat with a model, with memory and checkpoints.
 
-    With a terminal and no --message this opens the TUI. Otherwise it sends one message and prints the reply; --json adds the conversation id, the memories and checkpoint put into the prompt, and the turns that were folded into the summary.
+    With a terminal and no --message this opens the TUI. Otherwise it sends one message and prints the
+    reply; --json adds the conversation id, the memories and checkpoint put into the prompt, and the
+    turns that were folded into the summary.
 
     Example:
 
@@ -76,15 +71,17 @@ def chat(
             raise QuarkError("--json needs --message (or a message on stdin); the TUI has no JSON output")
         from quark.tui.app import run_app
 
-        run_app(cli.home, model=model, conversation_id=conversation, checkpoint=checkpoint, adapter=adapter)
+        run_app(cli.home, model=model, conversation_id=conversation, checkpoint=checkpoint, adapter=adapter,
+                device=device, quantize=quantize_mode(quantize))
         return None
     text = message if message is not None else sys.stdin.read()
     if not text.strip():
         raise QuarkError("the message is empty (pass --message TEXT or pipe text on stdin)")
-    session = ChatSession(cli.home, model=model, adapter=adapter, conversation_id=conversation)
+    session = ChatSession(cli.home, model=model, adapter=adapter, conversation_id=conversation, device=device,
+                          quantize=quantize_mode(quantize))
     try:
         if checkpoint:
-            session.load_checkpoint(checkpoint, into="current" if conversation is not None else "new")
+            session.load_snapshot(checkpoint, into="current" if conversation is not None else "new")
         if system is not None:
             session.set_system(system)
         params = session.params(max_tokens=max_tokens, temperature=temperature, seed=seed)

@@ -58,11 +58,11 @@ MIGRATIONS: list[str] = [
         created_at  REAL NOT NULL
     );
     """,
-    # 2: chat store and long-term memory (SPEC §3, §7). A conversation's messages form a tree
+    # 2: chat store, long-term memory and conversation snapshots. A conversation's messages form a tree
     # (parent_id); `tip_id` picks the branch the next message continues, so setting it back to an
     # earlier message forks there. Deleting a conversation deletes what was learnt from it.
     # Embeddings live in one vec0 table per dimension, `memory_vec_<dim>`, created on first use
-    # (quark.memory.store); `memory_embeddings` maps their rowids to memories and embedders.
+    # (quark.retrieval.hybrid); `memory_embeddings` maps their rowids to memories and embedders.
     """
     CREATE TABLE conversations (
         id                 INTEGER PRIMARY KEY,
@@ -125,7 +125,7 @@ MIGRATIONS: list[str] = [
         id              INTEGER PRIMARY KEY,
         name            TEXT NOT NULL UNIQUE,
         conversation_id INTEGER REFERENCES conversations(id) ON DELETE SET NULL,
-        snapshot        TEXT NOT NULL,                -- JSON, quark.chat.checkpoint.Snapshot
+        snapshot        TEXT NOT NULL,                -- JSON, quark.chat.snapshot.Snapshot
         created_at      REAL NOT NULL
     );
     CREATE TABLE preferences (
@@ -134,7 +134,31 @@ MIGRATIONS: list[str] = [
         updated_at REAL NOT NULL
     );
     """,
-    # 3: serve auth that stays on once keys existed (`quark serve keys auth on|off`) and per-key
+    # 3: tools (quark.tools). The audit log gains what a call's outcome was and how long it took,
+    # and a digest of its result (a replay is compared by digest); `kind` tells tool calls from
+    # checkpoint saves/restores. `fetch_cache` keeps fetched pages for ETag/Last-Modified
+    # revalidation (quark.tools.web.cache).
+    """
+    ALTER TABLE tool_calls ADD COLUMN kind TEXT NOT NULL DEFAULT 'tool';
+    ALTER TABLE tool_calls ADD COLUMN outcome TEXT;
+    ALTER TABLE tool_calls ADD COLUMN error TEXT;
+    ALTER TABLE tool_calls ADD COLUMN result_digest TEXT;
+    ALTER TABLE tool_calls ADD COLUMN duration_s REAL;
+    UPDATE tool_calls SET outcome = CASE WHEN ok THEN 'ok' ELSE 'error' END;
+    CREATE INDEX tool_calls_conversation ON tool_calls(conversation_id, id);
+    CREATE TABLE fetch_cache (
+        url           TEXT PRIMARY KEY,              -- the URL as requested
+        final_url     TEXT NOT NULL,                 -- after redirects
+        content_type  TEXT NOT NULL,
+        charset       TEXT NOT NULL,
+        etag          TEXT,
+        last_modified TEXT,
+        body          BLOB NOT NULL,
+        fetched_at    REAL NOT NULL,
+        validated_at  REAL NOT NULL
+    );
+    """,
+    # 4: serve auth that stays on once keys existed (`quark serve keys auth on|off`) and per-key
     # tokens-per-minute limits.
     """
     CREATE TABLE serve_settings (
@@ -208,7 +232,8 @@ def record_run(conn: sqlite3.Connection, name: str, kind: str, model: str | None
     with transaction(conn):
         conn.execute(
             "INSERT INTO runs(name, kind, model, status, config, started_at, updated_at) VALUES (?,?,?,?,?,?,?) "
-            "ON CONFLICT(name) DO UPDATE SET status=excluded.status, config=excluded.config, updated_at=excluded.updated_at",
+            "ON CONFLICT(name) DO UPDATE SET status=excluded.status, config=excluded.config, "
+            "updated_at=excluded.updated_at",
             (name, kind, model, status, json.dumps(config), now, now),
         )
 

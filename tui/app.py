@@ -25,8 +25,19 @@ from quark.chat.config import load_config
 from quark.errors import QuarkError
 from quark.home import Home
 from quark.tui.slash import SlashCommand, parse_slash
-from quark.tui.widgets import (CheckpointPicker, Composer, Confirm, ConversationItem, HelpScreen, MemoryPanel,
-                               MessageView, StatusBar, TextPrompt, code_blocks, message_views)
+from quark.tui.widgets import (
+    CheckpointPicker,
+    Composer,
+    Confirm,
+    ConversationItem,
+    HelpScreen,
+    MemoryPanel,
+    MessageView,
+    StatusBar,
+    TextPrompt,
+    code_blocks,
+    message_views,
+)
 
 SHOWN_MESSAGES = 200  # the newest messages of a thread rendered when a conversation is opened
 STREAM_AHEAD = 8  # streamed pieces allowed to wait for the screen before generation pauses
@@ -88,9 +99,10 @@ class ChatApp(App):
     ]
 
     def __init__(self, home: Home, *, model: str | None = None, conversation_id: int | None = None,
-                 checkpoint: str | None = None, adapter: str | None = None) -> None:
+                 checkpoint: str | None = None, adapter: str | None = None, device: str = "auto",
+                 quantize: str | None = None) -> None:
         super().__init__()
-        self.session = ChatSession(home, model=model, adapter=adapter)
+        self.session = ChatSession(home, model=model, adapter=adapter, device=device, quantize=quantize)
         self._start_conversation, self._start_checkpoint = conversation_id, checkpoint
         self._engine_lock = threading.Lock()  # one model load or turn at a time
         self._cancel: threading.Event | None = None
@@ -124,7 +136,7 @@ class ChatApp(App):
             if self._start_conversation is not None:
                 self.session.select(self._start_conversation)
             elif self._start_checkpoint:
-                self.session.load_checkpoint(self._start_checkpoint, into="new")
+                self.session.load_snapshot(self._start_checkpoint, into="new")
             elif (last := self.session.preference(OPEN_CONVERSATION)) is not None:
                 self._reopen(last)  # the conversation that was open when the app last quit
         except QuarkError as exc:
@@ -287,12 +299,12 @@ class ChatApp(App):
         session, arg = self.session, command.argument
         if command.name == "save":
             name, _, flag = arg.partition(" ")
-            snapshot = session.save_checkpoint(name.strip(), force=flag.strip() == "--force")
+            snapshot = session.save_snapshot(name.strip(), force=flag.strip() == "--force")
             self.notify(f"saved checkpoint {snapshot.name} ({len(snapshot.messages)} messages)")
         elif command.name == "load":
             name, _, into = arg.partition(" ")
             self._require_idle()
-            session.load_checkpoint(name.strip(), into=into.strip() or "current")
+            session.load_snapshot(name.strip(), into=into.strip() or "current")
             await self._show_conversation()
             self.refresh_conversations()
             self.notify(f"loaded checkpoint {name.strip()}: the next prompt carries it")
@@ -438,7 +450,7 @@ class ChatApp(App):
             if name:
                 await self.run_slash(SlashCommand("load", name))
 
-        self.push_screen(CheckpointPicker(self.session.checkpoints()), done)
+        self.push_screen(CheckpointPicker(self.session.snapshots()), done)
 
     def action_toggle_memory(self) -> None:
         panel = self.query_one("#memory")
@@ -509,7 +521,9 @@ def check_keys(keys: dict[str, str], source: Path) -> None:
 
 
 def run_app(home: Home, *, model: str | None = None, conversation_id: int | None = None,
-            checkpoint: str | None = None, adapter: str | None = None) -> None:
+            checkpoint: str | None = None, adapter: str | None = None, device: str = "auto",
+            quantize: str | None = None) -> None:
     # A bad config.toml is a one-line error before the screen opens.
     check_keys(load_config(home.config_path).keys, home.config_path)
-    ChatApp(home, model=model, conversation_id=conversation_id, checkpoint=checkpoint, adapter=adapter).run()
+    ChatApp(home, model=model, conversation_id=conversation_id, checkpoint=checkpoint, adapter=adapter, device=device,
+            quantize=quantize).run()

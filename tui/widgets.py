@@ -21,7 +21,8 @@ from quark.memory.store import Hit
 
 def code_blocks(markdown: str) -> list[str]:
     """The fenced and indented code blocks of a markdown text, in order (for 'copy code')."""
-    return [token.content for token in MarkdownIt("commonmark").parse(markdown) if token.type in ("fence", "code_block")]
+    return [token.content for token in MarkdownIt("commonmark").parse(markdown) if token.type in ("fence",
+                                                                                                  "code_block")]
 
 
 class MessageView(Vertical, can_focus=True):
@@ -75,12 +76,12 @@ class Composer(TextArea):
     class Submitted(UIMessage):
         """Enter was pressed: `text` is the box's whole content (still in the box)."""
 
-        def __init__(self, composer: "Composer", text: str) -> None:
+        def __init__(self, composer: Composer, text: str) -> None:
             super().__init__()
             self.composer, self.text = composer, text
 
         @property
-        def control(self) -> "Composer":
+        def control(self) -> Composer:
             return self.composer
 
     def __init__(self, **kwargs) -> None:

@@ -24,20 +24,24 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from quark.chat import checkpoint as checkpoints
+from quark.chat import snapshot
 from quark.chat.config import ChatConfig, load_config
 from quark.chat.prompt import BuiltPrompt, PromptInputs, PromptMemory, build_prompt, reply_reserve
 from quark.chat.store import NEW_TITLE, ChatStore, Conversation, Message
 from quark.db import connect, transaction
+from quark.device import resolve_device
 from quark.errors import QuarkError
 from quark.home import Home
 from quark.inference import Engine, SamplingParams
-from quark.memory.embedder import Embedder, ModelEmbedder
+from quark.inference.sampling import sampling_params
+from quark.inference.tool_calls import read_tool_calls
 from quark.memory.extract import NewMemory, chunk_message, extract_facts
 from quark.memory.profile import PROFILE_KEY, describe, update_profile
 from quark.memory.store import Hit, Memory, MemoryStore, parse_ref
 from quark.memory.summary import summary_lines
-from quark.memory.text import truncate
+from quark.modelfolder import list_models
+from quark.retrieval.embedder import Embedder, ModelEmbedder
+from quark.text import truncate
 
 SEMANTIC_ONLY = 3  # vector-only /search hits shown when no memory shares a word with the query
 BACKFILL = 64  # memories embedded per turn that the current embedder has not seen yet
@@ -64,22 +68,11 @@ def tool_calls_in(reply: str) -> list[dict] | None:
     """The tool calls a reply consists of, or None when it is ordinary text.
 
     The chat template writes a call as <|tool_call|>{"name", "arguments"}<|end|>; the control
-    token is not decoded, so a reply that is a call is one such JSON object per line. Until the
-    agent loop runs calls, front ends report them as calls instead of printing them as the answer."""
-    lines = [line for line in reply.strip().splitlines() if line.strip()]
-    if not lines or not lines[0].lstrip().startswith("{"):
-        return None
-    calls = []
-    for line in lines:
-        try:
-            call = json.loads(line)
-        except ValueError:
-            return None
-        if not (isinstance(call, dict) and isinstance(call.get("name"), str) and set(call) <= {"name", "arguments"}
-                and isinstance(call.get("arguments", {}), dict)):
-            return None
-        calls.append({"name": call["name"], "arguments": call.get("arguments", {})})
-    return calls
+    token is not decoded, so a reply that is a call is one such JSON object per line, read by
+    quark.inference.tool_calls. Until the agent loop runs calls, front ends report them as calls
+    instead of printing them as the answer."""
+    calls = read_tool_calls(reply) if reply.lstrip().startswith("{") else None
+    return [{"name": call.name, "arguments": json.loads(call.arguments)} for call in calls] if calls else None
 
 
 @dataclass
@@ -121,7 +114,8 @@ class ChatSession:
     memory (a trained embedding head, say); without it, memory embeds with the loaded model."""
 
     def __init__(self, home: Home, *, config: ChatConfig | None = None, conversation_id: int | None = None,
-                 model: str | None = None, adapter: str | None = None, embedder: Embedder | None = None) -> None:
+                 model: str | None = None, adapter: str | None = None, embedder: Embedder | None = None,
+                 device: str = "auto", quantize: str | None = None) -> None:
         self.home = home
         self.config = config or load_config(home.config_path)
         self.conn = connect(home.db_path)
@@ -135,6 +129,8 @@ class ChatSession:
         if adapter and not model:
             raise QuarkError("--adapter needs --model: an adapter belongs to one base model")
         self.adapter = adapter  # a LoRA adapter of the model, merged in when the engine loads
+        self.device = resolve_device(device)  # checked now: a bad --device fails before the first turn
+        self.quantize = quantize
         self.conversation_id: int | None = None
         self.last_prompt: BuiltPrompt | None = None
         if conversation_id is not None:
@@ -156,8 +152,7 @@ class ChatSession:
 
     # ---- model -------------------------------------------------------------------------------
     def available_models(self) -> list[str]:
-        root = self.home.root / "models"
-        return sorted(p.name for p in root.iterdir() if (p / "config.json").is_file()) if root.is_dir() else []
+        return [folder.name for folder in list_models(self.home)]
 
     def resolve_model(self) -> str:
         """The model to chat with: chosen explicitly, else the conversation's, else the last used,
@@ -184,8 +179,9 @@ class ChatSession:
             self.adapter = None  # adapters belong to one base model
         loaded = f"{name}+{self.adapter}" if self.adapter else name
         if self.engine is None or self.engine.name != loaded:
-            folder = self.home.existing(self.home.model_dir(name), "model")
-            self.engine = Engine.load(folder, adapter=self.adapter)
+            self.engine = Engine.named(self.home, name, device=self.device, quantize=self.quantize,
+                                       adapter=self.adapter)
+            folder = self.home.model_dir(name)
             if not self._own_embedder:
                 self.embedder = ModelEmbedder.for_model_folder(self.engine.model, self.engine.tokenizer, folder)
         self.model_name = name
@@ -321,32 +317,32 @@ class ChatSession:
         with self._read():
             return self.store.preference(PROFILE_KEY, {}) or {}
 
-    # ---- checkpoints -------------------------------------------------------------------------
-    def save_checkpoint(self, name: str, *, force: bool = False) -> checkpoints.Snapshot:
+    # ---- snapshots (`quark checkpoint`) ---------------------------------------------------------------------
+    def save_snapshot(self, name: str, *, force: bool = False) -> snapshot.Snapshot:
         with self._lock:
-            return checkpoints.save(self.conn, name, self._require_conversation(), force=force)
+            return snapshot.save_snapshot(self.conn, name, self._require_conversation(), force=force)
 
-    def load_checkpoint(self, name: str, *, into: str = "current") -> Conversation:
+    def load_snapshot(self, name: str, *, into: str = "current") -> Conversation:
         """Restore into the current conversation (a new branch becomes its tip) or a new one."""
         if into not in ("current", "new"):
             raise QuarkError(f"--into must be 'current' or 'new', not {into!r}")
         with self._lock:
             target = self.conversation_id if into == "current" else None
-            self.conversation_id = checkpoints.load(self.conn, name, target)
+            self.conversation_id = snapshot.load_snapshot(self.conn, name, target)
         self._covered = None  # restored memories have no vectors yet
         return self.select(self.conversation_id)
 
-    def checkpoints(self) -> list[dict]:
+    def snapshots(self) -> list[dict]:
         with self._read():
-            return checkpoints.listing(self.conn)
+            return snapshot.list_snapshots(self.conn)
 
     # ---- a turn ------------------------------------------------------------------------------
     def params(self, *, max_tokens: int | None = None, temperature: float | None = None,
                seed: int | None = None) -> SamplingParams:
-        return SamplingParams(max_tokens=max_tokens if max_tokens is not None else self.config.max_tokens,
-                              temperature=self.config.temperature if temperature is None else temperature,
-                              top_k=self.config.top_k, top_p=self.config.top_p,
-                              seed=self.config.seed if seed is None else seed)
+        c = self.config
+        defaults = {"max_new_tokens": c.max_tokens, "temperature": c.temperature, "top_k": c.top_k, "top_p": c.top_p,
+                    "seed": c.seed}
+        return sampling_params(defaults, max_tokens=max_tokens, temperature=temperature, seed=seed)
 
     def begin(self, text: str, params: SamplingParams | None = None) -> Turn:
         started = time.perf_counter()
