@@ -1,6 +1,7 @@
 """`quark chat`: the Textual TUI, or one scripted turn with --message / stdin."""
 
 import json
+import shlex
 import sys
 from enum import Enum
 from pathlib import Path
@@ -43,6 +44,14 @@ def chat(
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Longest reply, in tokens.")] = None,
     temperature: Annotated[Optional[float], typer.Option("--temperature", min=0.0, help="0 is greedy.")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Sampling seed, for a reproducible reply.")] = None,
+    web: Annotated[bool, typer.Option("--web", help="Serve the TUI to a browser (textual-serve) instead of the "
+                                      "terminal.")] = False,
+    host: Annotated[str, typer.Option("--host", help="With --web: address to listen on; anything but loopback "
+                                      "needs a serve key (quark serve keys create NAME).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="With --web: port; 0 picks a free one "
+                                      "(printed).")] = 8000,
+    tui: Annotated[bool, typer.Option("--tui", hidden=True, help="Open the TUI even without a terminal (what "
+                                      "each --web browser tab runs).")] = False,
 ) -> dict | None:
     """Chat with a model, with memory and checkpoints.
 
@@ -56,6 +65,7 @@ def chat(
         echo "What did we decide?" | quark chat --conversation 1
         quark chat --checkpoint work --message "Where were we?"
         quark chat -c --message "And then?"
+        quark chat --web --port 8001        # the same TUI at http://127.0.0.1:8001
     """
     if ctx.invoked_subcommand is not None:
         return None
@@ -66,7 +76,10 @@ def chat(
             raise QuarkError("--continue and --conversation both pick a conversation: give one of them")
         conversation = _latest_conversation(cli)
 
-    if message is None and sys.stdin.isatty():
+    if web:
+        return _serve_web(cli, host, port, model=model, conversation=conversation, checkpoint=checkpoint,
+                          adapter=adapter, quantize=quantize, device=device)
+    if message is None and (tui or sys.stdin.isatty()):
         if cli.json:
             raise QuarkError("--json needs --message (or a message on stdin); the TUI has no JSON output")
         from quark.tui.app import run_app
@@ -116,6 +129,25 @@ def chat(
             notes.append(f"{len(result.prompt.folded)} turns summarized")
         cli.err.print(f"[dim]{' · '.join(notes)}[/]")
     return result.as_dict()
+
+
+def _serve_web(cli: Cli, host: str, port: int, **options: object) -> None:
+    """`quark chat --web`: each browser tab runs `quark chat --tui` with the same options."""
+    from quark.tui.web import open_web_chat
+
+    command = [sys.executable, "-m", "quark", "chat", "--tui", "--home", str(cli.home.root)]
+    for name, value in options.items():
+        if value is not None:
+            command += [f"--{name}", str(getattr(value, "value", value))]  # an enum option by its value
+    server, auth = open_web_chat(shlex.join(command), cli.home.db_path, host, port)
+    if cli.json:
+        print(json.dumps({"url": server.public_url, "auth": auth}), flush=True)
+    else:
+        cli.print(f"quark chat on {server.public_url}"
+                  f"{'/?key=KEY (a serve key is required)' if auth else ''}; Ctrl-C stops")
+        sys.stdout.flush()
+    server.serve()
+    return None
 
 
 def _latest_conversation(cli: Cli) -> int:
