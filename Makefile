@@ -21,6 +21,10 @@ $(STAMP): pyproject.toml Makefile
 	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 	  && (apt-get update -qq && apt-get install -y -qq bubblewrap) >/dev/null 2>&1; } \
 	  || echo "note: install bubblewrap (apt-get install bubblewrap) for sandboxed code execution"
+	@# The browser test of `quark chat --web` drives Debian's headless Chromium (tests/test_chat_web.py).
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1; } \
+	  || echo "note: install chromium (apt-get install chromium) for the browser test of quark chat --web"
 	@touch $(STAMP)
 	@echo "installed: $$($(VENV)/bin/quark --version) in $(VENV)"
 

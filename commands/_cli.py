@@ -85,35 +85,41 @@ def disk_full(exc: BaseException) -> bool:
     return any(word in str(exc).lower() for word in _FULL_WORDS)
 
 
-def _internal(err: Console, exc: BaseException) -> None:
-    err.print(f"[bold red]error:[/] internal error: {type(exc).__name__}: {escape(one_line(str(exc)))} "
-              "(rerun with --debug for the traceback)", highlight=False, soft_wrap=True)
-    raise typer.Exit(1) from None
-
-
-def run_guarded(fn: Callable[[], Any], debug: bool, err: Console | None = None) -> Any:
-    """Run fn, turning user errors into one line and exit 1; Ctrl-C into exit 130."""
+def run_guarded(fn: Callable[[], Any], debug: bool, err: Console | None = None, json_out: bool = False) -> Any:
+    """Run fn, turning user errors into one line and exit 1; Ctrl-C into exit 130. With
+    `json_out` a failure also prints {"error": "..."} on stdout, so a script parsing --json
+    output reads every outcome (the line on stderr stays for people)."""
     err = err or Console(stderr=True)
+
+    def fail(message: str, code: int) -> typer.Exit:
+        if json_out:
+            sys.stdout.write(json.dumps({"error": message, "exit_code": code}) + "\n")
+            sys.stdout.flush()
+        return typer.Exit(code)
+
     try:
         return fn()
     except QuarkError as exc:
         if debug:
             raise
-        err.print(f"[bold red]error:[/] {escape(one_line(str(exc)))}", highlight=False, markup=True, soft_wrap=True)
-        raise typer.Exit(1) from None
+        message = one_line(str(exc))
+        err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
+        raise fail(message, 1) from None
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: nothing half-written was kept")
-        raise typer.Exit(130) from None
+        raise fail("interrupted", 130) from None
     except (typer.Exit, typer.Abort, SystemExit):
         raise
     except Exception as exc:  # a bug (keep the traceback behind --debug), or a full disk
         if debug:
             raise
         if disk_full(exc):
-            err.print(f"[bold red]error:[/] the disk refused a write: full, or over a file-size limit "
-                      f"({escape(one_line(str(exc)))}); nothing half-written was kept", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
-        _internal(err, exc)
+            message = (f"the disk refused a write: full, or over a file-size limit ({one_line(str(exc))}); "
+                       "nothing half-written was kept")
+        else:
+            message = f"internal error: {type(exc).__name__}: {one_line(str(exc))} (rerun with --debug for the traceback)"
+        err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+        raise fail(message, 1) from None
 
 
 INT_MAX = 2 ** 63 - 1  # what SQLite, numpy and torch can hold: a larger count is a usage error, not an OverflowError
@@ -165,7 +171,7 @@ def quark_command(group: typer.Typer, name: str | None = None, *, group_default:
         def command(*args: Any, home: Optional[Path] = None, json_out: bool = False, debug: bool = False,
                     **params: Any) -> None:
             cli = Cli(home_arg=home, json=json_out, debug=debug)
-            result = run_guarded(lambda: fn(cli, *args, **params), debug, cli.err)
+            result = run_guarded(lambda: fn(cli, *args, **params), debug, cli.err, json_out)
             if json_out and result is not None:
                 sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
 

@@ -1,6 +1,10 @@
 """`quark chat`: the Textual TUI, or one scripted turn with --message / stdin."""
 
+import json
+import shlex
 import sys
+from enum import Enum
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -22,13 +26,23 @@ from quark.commands._options import (
 from quark.errors import QuarkError
 from quark.inputs import read_stdin_text
 
+# `quark chat` chats (TUI or scripted) and `quark chat export …` is a subcommand: the chat
+# command is the group's own callback, so it runs when no subcommand is named.
+chat_group = typer.Typer(name="chat", help="Chat with a model (TUI or scripted); export conversations.",
+                         no_args_is_help=False, add_completion=False, rich_markup_mode="rich",
+                         pretty_exceptions_enable=False)
 
+
+@quark_command(chat_group, group_default=True)
 def chat(
     cli: Cli,
+    ctx: typer.Context,
     message: Annotated[Optional[str], typer.Option("--message", help="Send one message and print the reply "
                                                    "('-', or omitted when stdin is not a terminal: read from stdin).")] = None,
-    conversation: Annotated[Optional[int], typer.Option("--conversation", "-c", min=1,
+    conversation: Annotated[Optional[int], typer.Option("--conversation", min=1,
                                                         help="Continue this conversation (default: a new one).")] = None,
+    continue_last: Annotated[bool, typer.Option("--continue", "-c", help="Continue the most recent conversation "
+                                                "(as `llm -c`).")] = False,
     checkpoint: Annotated[Optional[str], typer.Option("--checkpoint", help="Restore this checkpoint first (into "
                                                       "--conversation, or a new conversation).")] = None,
     model: Annotated[Optional[str], model_option("Model to chat with (default: the conversation's, "
@@ -60,6 +74,14 @@ def chat(
     tool_choice: Annotated[str, typer.Option("--tool-choice", help="The first step's tool choice (OpenAI "
                                              "semantics): auto (the model decides), required (some tool), none, "
                                              "or a tool's name; later steps are auto.")] = "auto",
+    web: Annotated[bool, typer.Option("--web", help="Serve the TUI to a browser (textual-serve) instead of the "
+                                      "terminal.")] = False,
+    host: Annotated[str, typer.Option("--host", help="With --web: address to listen on; anything but loopback "
+                                      "needs a serve key (quark serve keys create NAME).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="With --web: port; 0 picks a free one "
+                                      "(printed).")] = 8000,
+    tui: Annotated[bool, typer.Option("--tui", hidden=True, help="Open the TUI even without a terminal (what "
+                                      "each --web browser tab runs).")] = False,
 ) -> dict | None:
     """Chat with a model, with memory and checkpoints.
 
@@ -79,10 +101,22 @@ def chat(
 
     With --tools the model may call tools before it answers; each call (name, arguments, outcome,
     result, duration) is printed as a line, and listed under "tool_calls" with --json.
+        quark chat -c --message "And then?"
+        quark chat --web --port 8001        # the same TUI at http://127.0.0.1:8001
     """
+    if ctx.invoked_subcommand is not None:
+        return None
     from quark.chat import ChatSession  # torch loads here, not for `quark --help`
 
-    if message is None and sys.stdin.isatty():
+    if continue_last:
+        if conversation is not None:
+            raise QuarkError("--continue and --conversation both pick a conversation: give one of them")
+        conversation = _latest_conversation(cli)
+
+    if web:
+        return _serve_web(cli, host, port, model=model, conversation=conversation, checkpoint=checkpoint,
+                          adapter=adapter, quantize=quantize, device=device)
+    if message is None and (tui or sys.stdin.isatty()):
         if cli.json:
             raise QuarkError("--json needs --message (or a message on stdin); the TUI has no JSON output")
         from quark.tui.app import run_app
@@ -109,10 +143,16 @@ def chat(
             session.set_system(system)
         params = session.params(max_tokens=max_tokens, temperature=temperature, seed=seed)
 
+        held: list[str] = []  # a reply that opens like a tool call is held back until it is whole
+
         def show(piece: str) -> None:
-            if not cli.json:
-                sys.stdout.write(piece)
-                sys.stdout.flush()
+            if cli.json:
+                return
+            if held or (not "".join(held).strip() and piece.lstrip().startswith("{")):
+                held.append(piece)
+                return
+            sys.stdout.write(piece)
+            sys.stdout.flush()
 
         def called(event) -> None:  # a line per call; the answer's text follows the calls
             if not cli.json and isinstance(event, ToolCallFinished):
@@ -126,6 +166,13 @@ def chat(
     finally:
         session.close()
     if not cli.json:
+        calls = result.unrun_tool_calls
+        if calls:
+            for call in calls:
+                cli.print(f"[yellow]tool call (not run):[/] {call['name']}({json.dumps(call['arguments'])})",
+                          highlight=False, soft_wrap=True)
+        else:
+            sys.stdout.write("".join(held))
         sys.stdout.write("\n")
         notes = [f"conversation {result.conversation_id}", f"{len(result.prompt.memories)} memories"]
         if result.prompt.checkpoint:
@@ -138,5 +185,71 @@ def chat(
     return result.as_dict()
 
 
+def _serve_web(cli: Cli, host: str, port: int, **options: object) -> None:
+    """`quark chat --web`: each browser tab runs `quark chat --tui` with the same options."""
+    from quark.tui.web import open_web_chat
+
+    command = [sys.executable, "-m", "quark", "chat", "--tui", "--home", str(cli.home.root)]
+    for name, value in options.items():
+        if value is not None:
+            command += [f"--{name}", str(getattr(value, "value", value))]  # an enum option by its value
+    server, auth = open_web_chat(shlex.join(command), cli.home.db_path, host, port)
+    if cli.json:
+        print(json.dumps({"url": server.public_url, "auth": auth}), flush=True)
+    else:
+        cli.print(f"quark chat on {server.public_url}"
+                  f"{'/?key=KEY (a serve key is required)' if auth else ''}; Ctrl-C stops")
+        sys.stdout.flush()
+    server.serve()
+    return None
+
+
+def _latest_conversation(cli: Cli) -> int:
+    from quark.chat.store import ChatStore
+    from quark.db import connect
+
+    conn = connect(cli.home.db_path)
+    try:
+        latest = ChatStore(conn).latest_conversation()
+    finally:
+        conn.close()
+    if latest is None:
+        raise QuarkError("--continue: there is no conversation yet (start one with quark chat --message TEXT)")
+    return latest.id
+
+
+class ExportFormat(str, Enum):
+    md = "md"
+    json = "json"
+
+
+@quark_command(chat_group, "export")
+def chat_export(
+    cli: Cli,
+    conversation: Annotated[int, typer.Argument(help="The conversation's id (quark chat --json prints it).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The file to write.")],
+    fmt: Annotated[Optional[ExportFormat], typer.Option("--format", help="md (the thread) or json (the whole "
+                                                        "message tree); default: from -o's suffix.")] = None,
+) -> dict:
+    """Export a conversation as Markdown or JSON.
+
+    Example:
+
+        quark chat export 3 -o ada.md
+        quark chat export 3 -o ada.json --format json
+    """
+    from quark.chat.export import export
+    from quark.chat.store import ChatStore
+    from quark.db import connect
+
+    conn = connect(cli.home.db_path)
+    try:
+        done = export(ChatStore(conn), conversation, output, fmt.value if fmt else None)
+    finally:
+        conn.close()
+    cli.print(f"wrote conversation {conversation} to {done['path']} ({done['format']}, {done['bytes']} bytes)")
+    return done
+
+
 def register(root: typer.Typer) -> None:
-    quark_command(root, "chat")(chat)
+    root.add_typer(chat_group)

@@ -3,6 +3,7 @@
 import json
 import sys
 import time
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -71,18 +72,20 @@ def serve_command(
         raise QuarkError("quark serve needs --model NAME (see quark serve --help)")
     cli.home.existing(cli.home.model_dir(model), "model")
     store = KeyStore(cli.home.db_path, read_key_file(api_key_file) if api_key_file else ())
-    auth = store.required()
-    if not is_loopback(host) and not auth:
+    public = not is_loopback(host)
+    if public and not (store.active_count() or api_key_file):
         raise QuarkError(f"refusing to serve on {host} without an API key: create one with "
                          "`quark serve keys create NAME` or pass --api-key-file (or bind 127.0.0.1)")
+    auth = public or store.required()
     sock = bind(host, port)
     engine = Engine.named(cli.home, model, device=device, quantize=quantize_mode(quantize), adapter=adapter,
                           prefix_cache=PrefixCache.from_megabytes(prefix_cache_mb), compile=compile.value)
     folder = cli.home.model_dir(model)
     from quark.retrieval.embedding import load_head
 
+    # A public server requires a key on every request, even after its last key is revoked.
     app = create_app(engine, keys=store, defaults=generation_defaults(folder), max_batch=max_batch,
-                     gather_seconds=batch_window_ms / 1000,
+                     gather_seconds=batch_window_ms / 1000, require_key=public,
                      embedding_head=load_head(folder, engine.model.config.n_embd, device=engine.device))
     url = url_of(sock)
     if cli.json:
@@ -104,23 +107,32 @@ def keys_create(
     rate_limit: Annotated[Optional[str], typer.Option("--rate-limit",
                                                       help="Requests per minute, e.g. 60/min (default: "
                                                            "unlimited).")] = None,
+    token_limit: Annotated[Optional[str], typer.Option("--token-limit",
+                                                       help="Generated tokens per minute, e.g. 20000/min "
+                                                            "(default: unlimited).")] = None,
 ) -> dict:
     """Create an API key. The key is printed once; only its hash is stored.
 
+    From the first key on, the server needs a key on every request, even after every key is
+    revoked, until `quark serve keys auth off`.
+
     Example:
 
-        quark serve keys create laptop --rate-limit 120/min
+        quark serve keys create laptop --rate-limit 120/min --token-limit 20000/min
     """
     limit = parse_rate_limit(rate_limit) if rate_limit is not None else None
+    tokens = parse_rate_limit(token_limit, "--token-limit", "tokens") if token_limit is not None else None
     store = KeyStore(cli.home.db_path)
     try:
-        key = store.create(name, limit)
+        key = store.create(name, limit, tokens)
     finally:
         store.close()
-    cli.print(f"created API key [bold]{name}[/]{f' ({limit} requests/min)' if limit else ''}:")
+    limits = [f"{limit} requests/min" if limit else "", f"{tokens} tokens/min" if tokens else ""]
+    shown = ", ".join(filter(None, limits))
+    cli.print(f"created API key [bold]{name}[/]{f' ({shown})' if shown else ''}:")
     cli.print(key, highlight=False, markup=False)
     cli.print("[dim]shown once: store it now. Clients send it as 'Authorization: Bearer KEY'.[/]")
-    return {"name": name, "key": key, "rate_limit_per_min": limit}
+    return {"name": name, "key": key, "rate_limit_per_min": limit, "token_limit_per_min": tokens}
 
 
 @quark_command(keys, "list")
@@ -134,19 +146,24 @@ def keys_list(cli: Cli) -> dict:
     store = KeyStore(cli.home.db_path)
     try:
         rows = store.list()
+        required = store.required()
     finally:
         store.close()
+    cli.print(f"auth: {'on: requests need a key' if required else 'off: the server is open on loopback'}")
     if not rows:
-        cli.print("no API keys: the server is open on loopback (create one with quark serve keys create NAME)")
+        cli.print("no API keys (create one with quark serve keys create NAME)")
     for row in rows:
         revoked = row["revoked_at"]
         state = "revoked " + time.strftime("%Y-%m-%d", time.localtime(revoked)) if revoked else "active"
         limit = f"{row['rate_limit']}/min" if row["rate_limit"] else "unlimited"
-        cli.print(f"{row['name']:<24} {limit:<12} created "
+        tokens = f"{row['token_limit']} tok/min" if row["token_limit"] else "unlimited tokens"
+        cli.print(f"{row['name']:<24} {limit:<12} {tokens:<18} created "
                   f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(row['created_at']))}  {state}",
                   highlight=False, markup=False)
-    return {"keys": [{"name": r["name"], "rate_limit_per_min": r["rate_limit"], "created_at": r["created_at"],
-                      "revoked_at": r["revoked_at"], "active": r["revoked_at"] is None} for r in rows]}
+    return {"auth": required,
+            "keys": [{"name": r["name"], "rate_limit_per_min": r["rate_limit"], "token_limit_per_min": r["token_limit"],
+                      "created_at": r["created_at"], "revoked_at": r["revoked_at"], "active": r["revoked_at"] is None}
+                     for r in rows]}
 
 
 @quark_command(keys, "revoke")
@@ -162,8 +179,34 @@ def keys_revoke(cli: Cli, name: Annotated[str, typer.Argument(help="The key's na
         store.revoke(name)
     finally:
         store.close()
-    cli.print(f"revoked API key [bold]{name}[/]")
+    cli.print(f"revoked API key [bold]{name}[/] (auth stays on; `quark serve keys auth off` opens a loopback server)")
     return {"name": name, "revoked": True}
+
+
+class AuthState(str, Enum):
+    on = "on"
+    off = "off"
+
+
+@quark_command(keys, "auth")
+def keys_auth(cli: Cli, state: Annotated[AuthState, typer.Argument(help="on: every request needs a key; off: "
+                                                                   "a loopback server is open.")]) -> dict:
+    """Turn API-key auth on or off for this home (kept in quark.db).
+
+    Auth turns on with the first key and stays on after the last is revoked; off is refused
+    while a key is active. A server bound beyond loopback needs a key whatever this says.
+
+    Example:
+
+        quark serve keys revoke laptop && quark serve keys auth off
+    """
+    store = KeyStore(cli.home.db_path)
+    try:
+        store.set_auth(state is AuthState.on)
+    finally:
+        store.close()
+    cli.print(f"auth {state.value}")
+    return {"auth": state is AuthState.on}
 
 
 def register(root: typer.Typer) -> None:

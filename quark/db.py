@@ -226,6 +226,17 @@ MIGRATIONS: list[str] = [
         INSERT INTO doc_chunks_fts(doc_chunks_fts, rowid, title, text) VALUES ('delete', old.id, old.title, old.text);
     END;
     """,
+    # 6: serve auth that stays on once keys existed (`quark serve keys auth on|off`) and per-key
+    # tokens-per-minute limits.
+    """
+    CREATE TABLE serve_settings (
+        key        TEXT PRIMARY KEY,                  -- auth: 'on' | 'off' (set by the user)
+        value      TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    -- generated tokens per minute, NULL for none
+    ALTER TABLE api_keys ADD COLUMN token_limit INTEGER;
+    """,
 ]
 
 

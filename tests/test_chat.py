@@ -157,6 +157,13 @@ def test_quark_chat_json_reports_reply_conversation_memories_and_summary(chat_ho
                        "--seed", "2")
     assert again["conversation_id"] == 1 and again["usage"]["prompt_tokens"] > first["usage"]["prompt_tokens"]
     assert quark.json("chat", "--message", "x", "--max-tokens", "2", "--seed", "3")["conversation_id"] == 2
+    assert quark.json("chat", "-c", "--message", "y", "--max-tokens", "2")["conversation_id"] == 2  # the last one
+    assert "give one of them" in quark("chat", "-c", "--conversation", "1", "--message", "z", expect=1).output
+
+
+def test_continue_without_any_conversation_is_one_line(chat_home: Home, quark) -> None:
+    result = quark("chat", "--continue", "--message", "hi", expect=1)
+    assert "there is no conversation yet" in result.output and len(result.output.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("args, message", [
@@ -196,3 +203,70 @@ def test_python_m_quark_chat_reads_the_message_from_stdin(chat_home: Home) -> No
     assert conn.execute("SELECT content FROM messages WHERE role = 'user'").fetchone()[0] == "My name is Grace.\n"
     assert conn.execute("SELECT text FROM memories WHERE kind = 'fact'").fetchone()[0] == "user's name is Grace"
     conn.close()
+
+
+def test_pinned_and_checkpoint_facts_come_before_summary_lines(tokenizer) -> None:
+    ada = PromptMemory(Memory(1, "fact", "name", "user's name is Ada", None, 1, 0.0), "checkpoint")
+    pinned = PromptMemory(Memory(2, "pinned", None, "answer in English, briefly and precisely", None, 1, 0.0), "pinned")
+    retrieved = [PromptMemory(Memory(i, "chunk", "user", f"an older chunk of text number {i} about many things",
+                                     None, 1, 0.0), "retrieved") for i in range(3, 9)]
+    summary = [f"- user: Turn {i}: we talked about topic {i} and its many details." for i in range(12)]
+    inputs = PromptInputs("You are Quark.", "Who am I?", memories=[pinned, ada, *retrieved], summary=summary,
+                          checkpoint="ada")
+    prompt = build_prompt(tokenizer, inputs, context_length=256, reply_tokens=64)
+    assert [m.memory.id for m in prompt.memories[:2]] == [2, 1]  # both kept, in their order
+    assert "[m1] user's name is Ada" in prompt.system
+    assert prompt.omitted_summary_lines > 0  # the summary gave way, not the checkpoint's fact
+    assert prompt.tokens <= 256 - 64
+
+
+def test_a_checkpoint_fact_survives_a_tight_budget_in_scripted_chat(chat_home: Home, quark) -> None:
+    """The issue's case: the tiny model's 256-token context, a long conversation saved as 'ada',
+    then `quark chat --checkpoint ada --message "Who am I?"` keeps "user's name is Ada"."""
+    chat = ChatSession(chat_home)
+    chat.send("My name is Ada.", chat.params(**FAST, seed=0))
+    for i in range(14):
+        chat.send(f"Turn {i}: we talked about topic {i} and its many details at length.", chat.params(**FAST, seed=i))
+    chat.save_snapshot("ada")
+    chat.close()
+    answer = quark.json("chat", "--checkpoint", "ada", "--message", "Who am I?", "--max-tokens", "3", "--seed", "1")
+    kept = {m["text"]: m["source"] for m in answer["memories"]}
+    assert kept.get("user's name is Ada") == "checkpoint", answer["memories"]
+    assert answer["usage"]["sections"]["summary"] >= 0 and answer["usage"]["prompt_tokens"] <= 256
+
+
+def test_a_reply_that_is_a_tool_call_is_reported_as_one() -> None:
+    from quark.chat.session import tool_calls_in
+
+    call = '{"name": "run_python", "arguments": {"code": "print(1)"}}'
+    assert tool_calls_in(call) == [{"name": "run_python", "arguments": {"code": "print(1)"}}]
+    assert tool_calls_in(f"{call}\n{call}\n") and len(tool_calls_in(f"{call}\n{call}")) == 2
+    for text in ("Hello {there}", '{"name": 3}', '{"name": "x", "other": 1}', "", '{"name": "x"} and more'):
+        assert tool_calls_in(text) is None, text
+
+
+def test_json_errors_also_print_a_json_object_on_stdout(chat_home: Home, quark) -> None:
+    import json
+
+    result = quark("chat", "--message", "  ", "--json", expect=1)
+    assert json.loads(result.stdout) == {"error": "the message is empty (pass --message TEXT or pipe text on stdin)",
+                                         "exit_code": 1}
+    assert "error:" in result.stderr
+    missing = quark("checkpoint", "show", "nope", "--json", expect=1)
+    assert "nope" in json.loads(missing.stdout)["error"]
+
+
+def test_quark_chat_export_markdown_and_json(chat_home: Home, quark, tmp_path: Path) -> None:
+    import json
+
+    first = quark.json("chat", "--message", "My name is Ada.", "--max-tokens", "3", "--seed", "1")
+    cid = first["conversation_id"]
+    done = quark.json("chat", "export", str(cid), "-o", str(tmp_path / "ada.md"))
+    text = (tmp_path / "ada.md").read_text()
+    assert done["format"] == "md" and text.startswith("# My name is Ada.")
+    assert f"**user** (#{first['user_message_id']})\n\nMy name is Ada." in text
+    quark("chat", "export", str(cid), "-o", str(tmp_path / "ada.txt"), "--format", "json")
+    tree = json.loads((tmp_path / "ada.txt").read_text())
+    assert [m["role"] for m in tree["messages"]] == ["user", "assistant"] and tree["messages"][1]["on_thread"]
+    assert "no conversation 99" in quark("chat", "export", "99", "-o", str(tmp_path / "x.md"), expect=1).output
+    assert "does not exist" in quark("chat", "export", str(cid), "-o", str(tmp_path / "no" / "x.md"), expect=1).output

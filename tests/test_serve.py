@@ -30,7 +30,8 @@ def quark_serve(tiny_model_home: Path, tmp_path_factory: pytest.TempPathFactory,
     home = tmp_path_factory.mktemp("serve") / "home"
     shutil.copytree(tiny_model_home, home)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny matmuls: threads only contend on a shared CPU
-    proc = subprocess.Popen([sys.executable, "-m", "quark", "serve", "--model", "tiny", "--port", "0", "--home", str(home),
+    proc = subprocess.Popen([sys.executable, "-m", "quark", "serve", "--model", "tiny", "--port", "0",
+                             "--home", str(home),
                              "--batch-window-ms", "30", "--json", *options], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
     lines: queue.Queue[str] = queue.Queue()
@@ -183,6 +184,17 @@ def test_a_closed_stream_stops_its_generation(server: str) -> None:
     idle = steps()
     time.sleep(0.5)
     assert steps() == idle and idle - before < 200
+    metrics = httpx.get(f"{root}/metrics").text
+    assert _metric(metrics, "quark_cancelled_streams_total") >= 1  # the client left mid-answer
+    assert _metric(metrics, "quark_generations_in_flight") == 0
+
+
+def test_n_is_capped_at_128_in_openai_shape(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as too_many:
+        client.chat.completions.create(model="tiny", messages=CHAT, n=129, max_tokens=1)
+    error = too_many.value.body
+    assert error["param"] == "n" and error["code"] == "integer_above_max_value"
+    assert error["message"] == "Invalid 'n': integer above maximum value. Expected a value <= 128, but got 129 instead."
 
 
 def test_metrics_report_the_prefix_cache(client: openai.OpenAI, server: str) -> None:

@@ -80,3 +80,52 @@ def test_refuses_a_public_address_without_keys_and_bad_key_input(keyed_home: Pat
     assert "--rate-limit" in quark("serve", "keys", "create", "x", "--rate-limit", "fast", expect=1).output
     assert "no API key named" in quark("serve", "keys", "revoke", "ghost", expect=1).output
     assert "unknown model" in quark("serve", "--model", "ghost", expect=1).output
+
+
+def test_auth_stays_on_after_the_last_key_is_revoked_until_turned_off(keyed_home: Path) -> None:
+    quark = Quark(keyed_home)
+    key = quark.json("serve", "keys", "create", "only")["key"]
+    app = create_app(Engine.load(keyed_home / "models" / "tiny"), keys=KeyStore(keyed_home / "quark.db"))
+    with BackgroundServer(app) as server:
+        assert _client(server.url, key).models.list().data
+        quark("serve", "keys", "revoke", "only")
+        keyless = httpx.get(f"{server.url}/v1/models")  # every key revoked: still closed
+        assert keyless.status_code == 401 and keyless.json()["error"]["code"] == "invalid_api_key"
+        assert quark.json("serve", "keys", "list")["auth"] is True
+        quark("serve", "keys", "auth", "off")  # only an explicit choice opens it
+        assert httpx.get(f"{server.url}/v1/models").status_code == 200
+        second = quark.json("serve", "keys", "create", "again")["key"]  # a new key turns auth back on
+        assert httpx.get(f"{server.url}/v1/models").status_code == 401
+        assert "revoke them first" in quark("serve", "keys", "auth", "off", expect=1).output
+        assert _client(server.url, second).models.list().data
+
+
+def test_a_public_server_never_ends_up_open(keyed_home: Path) -> None:
+    """`quark serve --host 0.0.0.0` builds its app with require_key: with no key left at all (and
+    auth turned off), a keyless request is still refused."""
+    quark = Quark(keyed_home)
+    quark("serve", "keys", "auth", "off")
+    app = create_app(Engine.load(keyed_home / "models" / "tiny"), keys=KeyStore(keyed_home / "quark.db"),
+                     require_key=True)
+    with BackgroundServer(app) as server:
+        assert httpx.get(f"{server.url}/v1/models").status_code == 401
+        assert httpx.get(f"{server.url}/v1/models", headers={"Authorization": "Bearer qk-guess"}).status_code == 401
+
+
+def test_tokens_per_minute_limit_counts_generated_tokens(keyed_home: Path) -> None:
+    quark = Quark(keyed_home)
+    created = quark.json("serve", "keys", "create", "tpm", "--token-limit", "6/min")
+    assert created["token_limit_per_min"] == 6 and created["rate_limit_per_min"] is None
+    app = create_app(Engine.load(keyed_home / "models" / "tiny"), keys=KeyStore(keyed_home / "quark.db"))
+    with BackgroundServer(app) as server:
+        client = _client(server.url, created["key"])
+        spent = 0
+        while spent < 6:  # requests are let in while the key's minute holds fewer than 6 generated tokens
+            answer = client.completions.create(model="tiny", prompt="def", max_tokens=4, temperature=1.0, seed=spent)
+            spent += answer.usage.completion_tokens
+            assert answer.usage.completion_tokens >= 1
+        with pytest.raises(openai.RateLimitError) as limit:
+            client.completions.create(model="tiny", prompt="def", max_tokens=1)
+        assert "6 tokens per minute" in limit.value.message and limit.value.body["type"] == "tokens"
+        assert int(limit.value.response.headers["retry-after"]) >= 1
+    assert "--token-limit" in quark("serve", "keys", "create", "bad", "--token-limit", "lots", expect=1).output

@@ -12,7 +12,7 @@ from quark.errors import QuarkError
 from quark.home import Home
 from quark.tui.app import ChatApp, check_keys
 from quark.tui.slash import parse_slash
-from quark.tui.widgets import CheckpointPicker, ConversationItem, MessageView, code_blocks
+from quark.tui.widgets import CheckpointPicker, ConversationItem, HelpScreen, MessageView, code_blocks
 
 SIZE = (140, 40)
 
@@ -72,6 +72,9 @@ def test_stream_a_reply_save_quit_then_restart_load_and_the_prompt_carries_it(ch
         app = ChatApp(chat_home)
         async with app.run_test(size=SIZE) as pilot:
             await _ready(app, pilot)
+            assert app.session.conversation_id == saved_from  # reopened where the last run quit
+            assert _views(app)[0].text == "My name is Ada and we decided to use sqlite."
+            await pilot.press("ctrl+n")
             await _type(pilot, "/load work")
             await pilot.pause()
             assert [v.text for v in _views(app)][0] == "My name is Ada and we decided to use sqlite."
@@ -99,7 +102,7 @@ def test_escape_stops_generation_and_the_partial_reply_is_kept(chat_home: Home) 
             prompt = app.query_one("#prompt")
             prompt.value = "Tell me a very long story about the sea."
             # Submit without pilot.press: it waits for the app to go idle, i.e. for the whole reply.
-            await prompt.action_submit()
+            prompt.action_send()
             for _ in range(500):
                 if app.first_token_latency is not None:
                     break
@@ -133,12 +136,14 @@ def test_slash_commands_memory_panel_and_history(chat_home: Home) -> None:
             await _type(pilot, f"/forget {fact.ref}")
             await _type(pilot, "/frobnicate")
             await pilot.pause()
+            assert isinstance(app.screen, HelpScreen)  # a panel that stays, saying what was wrong
+            assert "unknown command /frobnicate" in str(app.screen.query_one("#help-text").render())
+            await pilot.press("escape")
             assert "user prefers tabs" not in {m.text for m in app.session.memory_list()}
             assert app.session.conversation().system_prompt == "You are terse."
             await _send(app, pilot, "second message")
             prompt = app.session.last_prompt
             assert prompt.system.startswith("You are terse.") and "answer in English" in prompt.system
-            assert any("unknown command /frobnicate" in n.message for n in app._notifications)
             await _type(pilot, "/save picked")
             await _type(pilot, "/checkpoints")
             await pilot.pause()

@@ -35,9 +35,10 @@ from quark.home import Home
 from quark.tui.slash import SlashCommand, parse_slash
 from quark.tui.widgets import (
     CheckpointPicker,
+    Composer,
     Confirm,
     ConversationItem,
-    HistoryInput,
+    HelpScreen,
     MemoryPanel,
     MessageView,
     StatusBar,
@@ -51,6 +52,7 @@ from quark.tui.widgets import (
 SHOWN_MESSAGES = 200  # the newest messages of a thread rendered when a conversation is opened
 STREAM_AHEAD = 8  # streamed pieces allowed to wait for the screen before generation pauses
 WIDE = 120  # columns from which the memory panel is shown at start
+OPEN_CONVERSATION = "tui.open_conversation"  # preference: reopened at the next start
 
 
 class TurnStarted(Message):
@@ -97,19 +99,25 @@ class ChatApp(App):
     #conversations { height: 1fr; }
     #main { width: 1fr; }
     #messages { height: 1fr; padding: 0 1; }
-    #prompt { margin: 0; }
+    #messages:focus-within { scrollbar-color: $accent; }
+    #conversations:focus { border-left: thick $accent; }
+    #conversation-search:focus { border: tall $accent; }
     """
+    # The footer shows the first few (it must fit 120 columns); F1 lists them all.
     BINDINGS = [
         Binding("escape", "stop", "Stop", id="stop", priority=True),
         Binding("ctrl+n", "new_conversation", "New", id="new_conversation", priority=True),
-        Binding("f2", "rename_conversation", "Rename", id="rename_conversation", priority=True),
-        Binding("f8", "delete_conversation", "Delete", id="delete_conversation", priority=True),
+        Binding("f6", "focus_composer", "Compose", id="focus_composer", priority=True),
         Binding("ctrl+f", "search_conversations", "Search", id="search_conversations", priority=True),
-        Binding("f4", "checkpoints", "Checkpoints", id="checkpoints", priority=True),
         Binding("f3", "toggle_memory", "Memory", id="toggle_memory", priority=True),
-        Binding("ctrl+y", "copy_message", "Copy msg", id="copy_message", priority=True),
-        Binding("ctrl+b", "copy_code", "Copy code", id="copy_code", priority=True),
+        Binding("f4", "checkpoints", "Checkpoints", id="checkpoints", priority=True),
+        Binding("f1", "help", "Help", id="help", priority=True),
         Binding("ctrl+q", "quit", "Quit", id="quit", priority=True),
+        Binding("f2", "rename_conversation", "Rename", id="rename_conversation", priority=True, show=False),
+        Binding("f8", "delete_conversation", "Delete", id="delete_conversation", priority=True, show=False),
+        Binding("ctrl+y", "copy_message", "Copy message", id="copy_message", priority=True, show=False),
+        Binding("ctrl+b", "copy_code", "Copy code", id="copy_code", priority=True, show=False),
+        Binding("ctrl+e", "export", "Export as Markdown", id="export", priority=True, show=False),
     ]
 
     def __init__(self, home: Home, *, model: str | None = None, conversation_id: int | None = None,
@@ -133,6 +141,7 @@ class ChatApp(App):
         self._reply: MessageView | None = None
         self._stream = None
         self._state = "ready"
+        self._pending = ""  # the text of the message being sent, given back if it is refused
         self._sent_at = 0.0
         self.first_token_latency: float | None = None  # Enter → first streamed text on screen, seconds
         self.last_result: TurnResult | None = None
@@ -145,7 +154,8 @@ class ChatApp(App):
                 yield ListView(id="conversations")
             with Vertical(id="main"):
                 yield VerticalScroll(id="messages")
-                yield HistoryInput(placeholder="Message, or /help", id="prompt")
+                yield Composer(placeholder="Message, or /help  (Enter sends, Ctrl+J or Shift+Enter adds a line)",
+                               id="prompt")
             yield MemoryPanel(id="memory")
         yield StatusBar(id="status")
         yield Footer()
@@ -157,6 +167,8 @@ class ChatApp(App):
                 self.session.select(self._start_conversation)
             elif self._start_checkpoint:
                 self.session.load_snapshot(self._start_checkpoint, into="new")
+            elif (last := self.session.preference(OPEN_CONVERSATION)) is not None:
+                self._reopen(last)  # the conversation that was open when the app last quit
         except QuarkError as exc:
             self.notify(str(exc), severity="error")
         await self._show_conversation()
@@ -164,7 +176,7 @@ class ChatApp(App):
         memory = self.query_one("#memory", MemoryPanel)
         memory.show_prompt(None)
         memory.display = self.size.width >= WIDE  # F3 shows it on a narrow terminal
-        self.query_one("#prompt", HistoryInput).focus()
+        self.action_focus_composer()
         self._load_model(None)
 
     def _status(self, state: str | None = None) -> None:
@@ -187,12 +199,13 @@ class ChatApp(App):
         await messages.remove_children()
         thread = self.session.thread()[-SHOWN_MESSAGES:]
         await messages.mount_all(message_views(thread))
-        prompt = self.query_one("#prompt", HistoryInput)
-        if not prompt.history:  # at start, Up recalls what was said in the conversation opened
+        prompt = self.query_one("#prompt", Composer)
+        if not prompt.sent:  # at start, Up recalls what was said in the conversation opened
             for message in thread:
                 if message.role == "user":
                     prompt.remember(message.content)
         messages.scroll_end(animate=False)
+        self.query_one("#memory", MemoryPanel).show_prompt(self.session.last_prompt)
         self._status()
 
     # ---- the model ---------------------------------------------------------------------------
@@ -208,32 +221,34 @@ class ChatApp(App):
             self.call_from_thread(self._status, "no model")
 
     # ---- sending -----------------------------------------------------------------------------
-    @on(Input.Submitted, "#prompt")
-    async def _submitted(self, event: Input.Submitted) -> None:
-        text = event.value
-        prompt = self.query_one("#prompt", HistoryInput)
+    @on(Composer.Submitted, "#prompt")
+    async def _submitted(self, event: Composer.Submitted) -> None:
+        """Send the box's text. What the user typed is never thrown away: while a reply streams
+        the text stays in the box (and a notice says so); a message the session refuses comes
+        back into the box, and its bubbles are removed."""
+        text = event.text
+        prompt = self.query_one("#prompt", Composer)
         if not text.strip():
+            return
+        command = parse_slash(text)
+        if command is not None:
+            prompt.remember(text)
+            prompt.value = ""
+            await self.run_slash(command)
+            return
+        if self._cancel is not None:
+            self.notify("still generating: your message stays in the box; send it when the reply ends "
+                        "(Esc stops the reply)", severity="warning")
             return
         prompt.remember(text)
         prompt.value = ""
-        command = parse_slash(text)
-        if command is not None:
-            await self.run_slash(command)
-            return
+        self._pending = text
         text = text[1:] if text.lstrip().startswith("//") else text  # '//' escapes a leading slash
-        if self._cancel is not None:
-            self.notify("still generating: wait, or press Escape to stop", severity="warning")
-            return
         self._sent_at = time.perf_counter()
         self.first_token_latency = None
         self._cancel = threading.Event()
-        self._turn(text, self._cancel)  # start first: the session's work overlaps the mounting below
-        messages = self.query_one("#messages", VerticalScroll)
-        self._sent = MessageView("user", text)
-        self._reply = MessageView("assistant", "")
-        await messages.mount_all([self._sent, self._reply])
-        messages.anchor()
-        self._stream = Markdown.get_stream(self._reply.markdown)
+        self._sent = self._reply = None
+        self._turn(text, self._cancel)
         self._status("thinking…")
 
     @work(thread=True, group="turn")
@@ -263,8 +278,15 @@ class ChatApp(App):
             self.post_message(TurnFailed(str(exc)))
 
     @on(TurnStarted)
-    def _turn_started(self, event: TurnStarted) -> None:
-        self._sent.set_id(event.turn.user_message.id)
+    async def _turn_started(self, event: TurnStarted) -> None:
+        """The session stored the message: now its bubbles appear (a refused message never
+        gets any). The engine's prefill runs on the worker meanwhile."""
+        messages = self.query_one("#messages", VerticalScroll)
+        self._sent = MessageView("user", event.turn.user_message.content, event.turn.user_message.id)
+        self._reply = MessageView("assistant", "")
+        await messages.mount_all([self._sent, self._reply])
+        messages.anchor()
+        self._stream = Markdown.get_stream(self._reply.markdown)
         self.query_one("#memory", MemoryPanel).show_prompt(event.turn.prompt)
         self._status("generating… (Esc stops)")
 
@@ -281,7 +303,7 @@ class ChatApp(App):
         await self._stream.stop()
         self._reply.text = result.reply
         self._reply.set_id(result.assistant_message_id, "stopped" if result.finish_reason == "cancelled" else "")
-        self.last_result, self._cancel, self._stream = result, None, None
+        self.last_result, self._cancel, self._stream, self._sent = result, None, None, None
         self.query_one("#memory", MemoryPanel).show_prompt(result.prompt, cited=result.citations())
         self.refresh_conversations(self.query_one("#conversation-search", Input).value)
         self._status("stopped" if result.finish_reason == "cancelled" else "ready")
@@ -341,9 +363,18 @@ class ChatApp(App):
 
     @on(TurnFailed)
     async def _turn_failed(self, event: TurnFailed) -> None:
+        """A refusal before anything was stored gives the text back to the box (ahead of
+        anything typed since, so no keystroke is lost either); a failure later leaves no empty
+        reply bubble."""
         if self._stream is not None:
             await self._stream.stop()
-        self._cancel, self._stream = None, None
+        if self._reply is not None and not self._reply.markdown.source:
+            await self._reply.remove()
+        if self._sent is None:  # begin() refused it: no bubbles were made
+            prompt = self.query_one("#prompt", Composer)
+            typed = prompt.text
+            prompt.value = self._pending + ("\n" + typed if typed.strip() else "")
+        self._cancel, self._stream, self._sent, self._reply = None, None, None, None
         self.notify(event.error, severity="error", timeout=10)
         self._status("ready")
 
@@ -385,10 +416,14 @@ class ChatApp(App):
                 raise QuarkError(f"usage: /model NAME (available: {', '.join(session.available_models()) or 'none'})")
             self._load_model(arg.strip())
         elif command.name == "search":
-            if not arg.strip():
-                raise QuarkError("usage: /search QUERY")
-            self._run_tool("web_search", {"query": arg.strip()})
-            self.query_one("#memory", MemoryPanel).show_hits(arg, session.search(arg))
+            everywhere = arg.startswith("--all")
+            query = arg.removeprefix("--all").strip() if everywhere else arg.strip()
+            if not query:
+                raise QuarkError("usage: /search [--all] QUERY (--all: every conversation, not only this one)")
+            self._run_tool("web_search", {"query": query})
+            hits = session.search(query, everywhere=everywhere)
+            self.query_one("#memory", MemoryPanel).show_hits(query + ("  (all conversations)" if everywhere else ""),
+                                                             hits)
             self.query_one("#memory").display = True
         elif command.name == "index":
             name = session.use_index(arg.strip() or None)
@@ -411,9 +446,8 @@ class ChatApp(App):
             session.fork(int(target))
             await self._show_conversation()
             self.notify(f"continuing from message #{target}; the other branch is kept")
-        else:  # help, or an unknown command
-            self.notify("\n".join(filter(None, [arg, command.help_text()])), timeout=15,
-                        severity="warning" if arg else "information")
+        else:  # help, or an unknown command: the help panel, saying which was unknown
+            self.action_help(arg)
 
     def _require_idle(self) -> None:
         if self._cancel is not None:
@@ -425,18 +459,35 @@ class ChatApp(App):
         return action == "quit" if isinstance(self.screen, ModalScreen) else True
 
     def action_stop(self) -> None:
+        """Stop the reply being generated; when there is none, go back to the message box."""
         if self._cancel is not None:
             self._cancel.set()
             self._status("stopping…")
+        else:
+            self.action_focus_composer()
+
+    def action_focus_composer(self) -> None:
+        self.query_one("#prompt", Composer).focus()
+
+    def action_help(self, note: str = "") -> None:
+        keys = [(self._key_of(b), b.description) for b in [*self.BINDINGS, *Composer.BINDINGS]
+                if isinstance(b, Binding)]
+        self.push_screen(HelpScreen(SlashCommand.help_text(), keys, note))
+
+    def _key_of(self, binding: Binding) -> str:
+        """The key a binding is on now (config.toml's [keys] may have moved it)."""
+        return self.session.config.keys.get(binding.id or "", binding.key)
 
     async def action_new_conversation(self) -> None:
+        """A fresh, empty conversation, stored on its first message (so no empty rows pile up);
+        the memory panel and status start from nothing, and the box has the focus."""
         if self._cancel is not None:
             self.notify("a reply is being generated: wait, or press Escape", severity="warning")
             return
-        self.session.new_conversation()
-        self.session.last_prompt = None
+        self.session.start_new()
         await self._show_conversation()
-        self.refresh_conversations()
+        self.refresh_conversations(self.query_one("#conversation-search", Input).value)
+        self.action_focus_composer()
 
     def action_search_conversations(self) -> None:
         self.query_one("#conversation-search", Input).focus()
@@ -445,15 +496,27 @@ class ChatApp(App):
     def _search_changed(self, event: Input.Changed) -> None:
         self.refresh_conversations(event.value)
 
+    @on(Input.Submitted, "#conversation-search")
+    async def _search_submitted(self, event: Input.Submitted) -> None:
+        """Enter in the search field opens the highlighted (first) result."""
+        view = self.query_one("#conversations", ListView)
+        if view.highlighted_child is None:
+            self.notify(f"no conversation matches {event.value!r}", severity="warning")
+            return
+        await self._open(view.highlighted_child.conversation_id)
+
     @on(ListView.Selected, "#conversations")
     async def _conversation_chosen(self, event: ListView.Selected) -> None:
+        await self._open(event.item.conversation_id)
+
+    async def _open(self, conversation_id: int) -> None:
         if self._cancel is not None:
             self.notify("a reply is being generated: wait, or press Escape", severity="warning")
             return
-        self.session.select(event.item.conversation_id)
+        self.session.select(conversation_id)
         self.session.last_prompt = None
         await self._show_conversation()
-        self.query_one("#prompt", HistoryInput).focus()
+        self.action_focus_composer()
 
     def action_rename_conversation(self) -> None:
         conversation = self.session.conversation()
@@ -519,12 +582,35 @@ class ChatApp(App):
         self.copy_to_clipboard("\n".join(blocks))
         self.notify(f"copied {len(blocks)} code block{'s' if len(blocks) > 1 else ''}")
 
+    def action_export(self) -> None:
+        """Write this conversation to <home>/exports/conversation-ID.md (as `quark chat export`)."""
+        if self.session.conversation_id is None:
+            self.notify("nothing to export yet: send a message first", severity="warning")
+            return
+        folder = self.session.home.root / "exports"
+        folder.mkdir(exist_ok=True)
+        try:
+            done = self.session.export(folder / f"conversation-{self.session.conversation_id}.md")
+        except QuarkError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.notify(f"exported to {done['path']}")
+
     async def action_quit(self) -> None:
         if self._cancel is not None:
             self._cancel.set()
         self.exit()
 
+    def _reopen(self, conversation_id: int) -> None:
+        try:
+            self.session.select(conversation_id)
+        except QuarkError:  # deleted since (by another process, or the CLI): start afresh
+            self.session.start_new()
+
     def on_unmount(self) -> None:
+        self.session.set_preference(OPEN_CONVERSATION, self.session.conversation_id)
+        if self._cancel is not None:  # however the app ends, a streaming turn stops (and stores what it has)
+            self._cancel.set()
         if self._engine_lock.acquire(timeout=30):  # let a stopped turn store its partial reply first
             self._engine_lock.release()
         self.session.close()
@@ -532,7 +618,7 @@ class ChatApp(App):
 
 def check_keys(keys: dict[str, str], source: Path) -> None:
     """Refuse [keys] entries that name no binding (Textual would ignore them silently)."""
-    known = sorted(b.id for b in ChatApp.BINDINGS if isinstance(b, Binding) and b.id)
+    known = sorted(b.id for b in [*ChatApp.BINDINGS, *Composer.BINDINGS] if isinstance(b, Binding) and b.id)
     unknown = sorted(set(keys) - set(known))
     if unknown:
         raise QuarkError(f"{source}: unknown key binding keys.{unknown[0]} (bindings: {', '.join(known)})")

@@ -10,9 +10,10 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message as UIMessage
 from textual.screen import ModalScreen
-from textual.widgets import Button, Collapsible, Input, Label, ListItem, Markdown, OptionList, Static
+from textual.widgets import Button, Collapsible, Input, Label, ListItem, Markdown, OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 
 from quark.chat.prompt import BuiltPrompt
@@ -39,11 +40,10 @@ class MessageView(Vertical, can_focus=True):
 
     def __init__(self, role: str, text: str = "", message_id: int | None = None) -> None:
         super().__init__(classes=role)
-        self.role, self.text, self.message_id = role, text, message_id
+        self.role, self.text, self.message_id, self.note = role, text, message_id, ""
 
     def compose(self) -> ComposeResult:
-        label = f"{self.role}" + (f"  #{self.message_id}" if self.message_id else "")
-        yield Label(label, classes="role")
+        yield Label(self._label(), classes="role")
         yield Markdown(self.text)
 
     @property
@@ -51,32 +51,83 @@ class MessageView(Vertical, can_focus=True):
         return self.query_one(Markdown)
 
     def set_id(self, message_id: int, note: str = "") -> None:
-        self.message_id = message_id
-        self.query_one(".role", Label).update(f"{self.role}  #{message_id}{'  · ' + note if note else ''}")
+        self.message_id, self.note = message_id, note
+        for label in self.query(".role").results(Label):  # none yet when it is still being composed
+            label.update(self._label())
+
+    def _label(self) -> str:
+        return f"{self.role}" + (f"  #{self.message_id}" if self.message_id else "") + \
+            (f"  · {self.note}" if self.note else "")
 
 
-class HistoryInput(Input):
-    """The prompt: Enter sends, Up/Down walk through what was sent before."""
+class Composer(TextArea):
+    """The multi-line message box. Enter sends; Shift+Enter, Alt+Enter or Ctrl+J add a line
+    (terminals without the kitty keyboard protocol send Shift+Enter as plain Enter, so Ctrl+J is
+    the one that always works); a paste keeps every line. Up on the first line and Down on the
+    last walk through what was sent before. The keys have ids (`send`, `newline`) that config.toml's
+    [keys] table can rebind, like the app's."""
 
-    BINDINGS = [Binding("up", "history(-1)", "Previous", show=False),
-                Binding("down", "history(1)", "Next", show=False)]
+    DEFAULT_CSS = """
+    Composer { height: auto; min-height: 3; max-height: 12; border: round $panel; }
+    Composer:focus { border: round $accent; }
+    """
+    BINDINGS = [Binding("enter", "send", "Send", id="send", priority=True, show=False),
+                Binding("shift+enter,alt+enter,ctrl+j", "newline", "New line", id="newline", priority=True,
+                        show=False)]
+
+    class Submitted(UIMessage):
+        """Enter was pressed: `text` is the box's whole content (still in the box)."""
+
+        def __init__(self, composer: Composer, text: str) -> None:
+            super().__init__()
+            self.composer, self.text = composer, text
+
+        @property
+        def control(self) -> Composer:
+            return self.composer
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.history: list[str] = []
+        super().__init__(soft_wrap=True, show_line_numbers=False, tab_behavior="focus", **kwargs)
+        self.sent: list[str] = []
         self._position = 0
 
+    @property
+    def value(self) -> str:
+        return self.text
+
+    @value.setter
+    def value(self, text: str) -> None:
+        self.load_text(text)
+        self.move_cursor(self.document.end)
+
+    def action_send(self) -> None:
+        self.post_message(self.Submitted(self, self.text))
+
+    def action_newline(self) -> None:
+        self.insert("\n")
+
     def remember(self, text: str) -> None:
-        if text and (not self.history or self.history[-1] != text):
-            self.history.append(text)
-        self._position = len(self.history)
+        if text and (not self.sent or self.sent[-1] != text):
+            self.sent.append(text)
+        self._position = len(self.sent)
+
+    def action_cursor_up(self, select: bool = False) -> None:
+        if self.cursor_location[0] == 0 and not select and self.sent:
+            self.action_history(-1)
+        else:
+            super().action_cursor_up(select)
+
+    def action_cursor_down(self, select: bool = False) -> None:
+        if self.cursor_location[0] == self.document.line_count - 1 and not select and self.sent:
+            self.action_history(1)
+        else:
+            super().action_cursor_down(select)
 
     def action_history(self, step: int) -> None:
-        if not self.history:
+        if not self.sent:
             return
-        self._position = max(0, min(len(self.history), self._position + step))
-        self.value = self.history[self._position] if self._position < len(self.history) else ""
-        self.cursor_position = len(self.value)
+        self._position = max(0, min(len(self.sent), self._position + step))
+        self.value = self.sent[self._position] if self._position < len(self.sent) else ""
 
 
 class ConversationItem(ListItem):
@@ -298,3 +349,29 @@ def message_views(messages: list[Message]) -> list[MessageView | ToolPanel]:
         else:
             views.append(MessageView(m.role, m.content, m.id))
     return views
+
+
+class HelpScreen(ModalScreen[None]):
+    """Slash commands and keys in a panel that stays until Escape (or q) closes it."""
+
+    DEFAULT_CSS = "HelpScreen { align: center middle; } HelpScreen > VerticalScroll { width: 90; height: 80%; " \
+                  "border: thick $accent; background: $surface; padding: 0 1; }"
+    BINDINGS = [Binding("escape,q", "dismiss(None)", "Close")]
+
+    def __init__(self, commands: str, keys: list[tuple[str, str]], note: str = "") -> None:
+        super().__init__()
+        self.commands, self.keys, self.note = commands, keys, note
+
+    def compose(self) -> ComposeResult:
+        text = Text()
+        if self.note:
+            text.append(self.note + "\n\n", style="bold yellow")
+        text.append("Slash commands\n", style="bold")
+        text.append(self.commands + "\n\n")
+        text.append("Keys\n", style="bold")
+        for key, description in self.keys:
+            text.append(f"{key:<18}", style="cyan")
+            text.append(description + "\n")
+        text.append("\nEsc closes this panel.", style="dim")
+        with VerticalScroll():
+            yield Static(text, id="help-text")

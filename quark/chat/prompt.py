@@ -7,8 +7,10 @@ Budget, in order of priority (the reply's reserve comes off the context first):
 2. retrieved document sources (`quark chat --index`), numbered [1].., up to SOURCE_SHARE of what
    is left; the first that does not fit and every later one are reported as omitted, so the
    numbers in the prompt stay 1..n;
-3. the profile line and memories (pinned, then checkpoint-restored, then retrieved by rank), up
-   to MEMORY_SHARE of what is left; a memory that does not fit is reported as omitted;
+3. pinned and checkpoint-restored memories, from all that is left (they come before the summary
+   and the window: the user asked for them); then retrieved memories by rank and the profile
+   line, while all memories stay within MEMORY_SHARE of it; one that does not fit is reported as
+   omitted;
 4. the short-term window: the newest unsummarized turns, whole, up to `window_tokens` and what
    memories and the summary leave. Older turns are *folded*: each becomes one extractive summary
    line (quark.memory.summary) that the caller appends to the conversation's summary;
@@ -51,6 +53,7 @@ MEMORY_SHARE = 0.4  # of the tokens left after system prompt, message, reply res
 SUMMARY_SHARE = 0.2  # reserved for the summary once turns have to be folded
 MEMORY_CHARS = 200  # a memory longer than this is shown cut, with "…", and cited by id
 MEMORY_HEADER = "Memories:"
+ESSENTIAL = ("pinned", "checkpoint")  # memory sources that outrank the summary and the window
 SUMMARY_HEADER = "Summary of earlier turns:"
 
 
@@ -164,7 +167,8 @@ def build_prompt(tokenizer: Tokenizer, inputs: PromptInputs, *, context_length: 
     chosen: list[PromptMemory] = []
     omitted: list[PromptMemory] = []
     for memory in inputs.memories:
-        if measure.block(lead, [m.line() for m in [*chosen, memory]]) <= memory_budget:
+        budget = available if memory.source in ESSENTIAL else memory_budget
+        if measure.block(lead, [m.line() for m in [*chosen, memory]]) <= budget:
             chosen.append(memory)
         else:
             omitted.append(memory)
@@ -214,6 +218,9 @@ def build_prompt(tokenizer: Tokenizer, inputs: PromptInputs, *, context_length: 
             break
         if start < len(lines):
             start += 1
+        elif any(m.source not in ESSENTIAL for m in chosen):
+            last = max(i for i, m in enumerate(chosen) if m.source not in ESSENTIAL)
+            omitted.insert(0, chosen.pop(last))
         elif chosen:
             omitted.insert(0, chosen.pop())
         elif chosen_sources:

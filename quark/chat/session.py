@@ -44,6 +44,7 @@ from quark.errors import QuarkError
 from quark.home import Home
 from quark.inference import Engine, PrefixCache, SamplingParams
 from quark.inference.sampling import sampling_params
+from quark.inference.tool_calls import read_tool_calls
 from quark.memory.extract import NewMemory, chunk_message, extract_facts
 from quark.memory.profile import PROFILE_KEY, describe, update_profile
 from quark.memory.store import Hit, Memory, MemoryStore, parse_ref
@@ -56,6 +57,7 @@ from quark.tokenizer.chat_template import tool_call_text
 from quark.tools.context import Confirm, ToolContext, ToolPolicy
 from quark.tools.runner import registry
 
+SEMANTIC_ONLY = 3  # vector-only /search hits shown when no memory shares a word with the query
 BACKFILL = 64  # memories embedded per turn that the current embedder has not seen yet
 MODEL_PREFERENCE = "model"
 
@@ -76,6 +78,17 @@ class Turn:
     started: float = field(default_factory=time.perf_counter)
     agent: AgentState | None = None  # an agent turn's state (tools enabled)
     tool_choice: ToolChoices = "auto"
+
+
+def tool_calls_in(reply: str) -> list[dict] | None:
+    """The tool calls a reply consists of, or None when it is ordinary text.
+
+    The chat template writes a call as <|tool_call|>{"name", "arguments"}<|end|>; the control
+    token is not decoded, so a reply that is a call is one such JSON object per line, read by
+    quark.inference.tool_calls. Until the agent loop runs calls, front ends report them as calls
+    instead of printing them as the answer."""
+    calls = read_tool_calls(reply) if reply.lstrip().startswith("{") else None
+    return [{"name": call.name, "arguments": json.loads(call.arguments)} for call in calls] if calls else None
 
 
 @dataclass
@@ -101,8 +114,15 @@ class TurnResult:
         cited = set(self.citations())
         return [{**s.as_dict(), "cited": s.n in cited} for s in self.prompt.sources]
 
+    @property
+    def unrun_tool_calls(self) -> list[dict] | None:
+        """Tool calls the reply is made of that nothing ran (the conversation offers no tools)."""
+        return None if self.tool_calls else tool_calls_in(self.reply)
+
     def as_dict(self) -> dict[str, Any]:
-        return {"reply": self.reply, "conversation_id": self.conversation_id,
+        unrun = self.unrun_tool_calls
+        return {"reply": self.reply, "tool_call": unrun[0] if unrun else None, "unrun_tool_calls": unrun or [],
+                "conversation_id": self.conversation_id,
                 "user_message_id": self.user_message_id, "assistant_message_id": self.assistant_message_id,
                 "model": self.model, "finish_reason": self.finish_reason,
                 "checkpoint": self.prompt.checkpoint,
@@ -221,6 +241,12 @@ class ChatSession:
         self.conversation_id = conversation.id
         return conversation
 
+    def start_new(self) -> None:
+        """Begin a new conversation lazily: it is stored with its first message (or /system,
+        /pin), so opening and leaving a new chat leaves no empty row behind."""
+        self.conversation_id = None
+        self.last_prompt = None
+
     def select(self, conversation_id: int) -> Conversation:
         with self._read():
             conversation = self.store.conversation(conversation_id)
@@ -275,27 +301,59 @@ class ChatSession:
 
     # ---- memory ------------------------------------------------------------------------------
     def forget(self, ref: str | int) -> Memory:
+        """Delete a memory. Forgetting a fact also deletes the chunks of the message it came
+        from: otherwise the same words would still come back from /search and retrieval."""
         with self._write():
-            return self.memories.forget(parse_ref(ref))
+            memory = self.memories.forget(parse_ref(ref))
+            if memory.kind == "fact" and memory.source_message_id is not None:
+                for chunk in self.memories.of_message(memory.source_message_id, kind="chunk"):
+                    self.memories.forget(chunk.id)
+            return memory
 
     def pin(self, text: str) -> Memory:
         text = " ".join(text.split())
         if not text:
             raise QuarkError("nothing to pin: give the text to keep in every prompt")
+        if self.conversation_id is None:
+            self.new_conversation()
         with self._write():
-            return self.memories.add([NewMemory("pinned", text)], conversation_id=self._require_conversation(),
+            return self.memories.add([NewMemory("pinned", text)], conversation_id=self.conversation_id,
                                      source_message_id=None)[0]
 
-    def search(self, query: str, k: int = 10) -> list[Hit]:
-        """Hybrid search over all memories (facts, chunks and pinned) — what /search shows."""
+    def search(self, query: str, k: int = 10, *, everywhere: bool = False) -> list[Hit]:
+        """Hybrid search over memories (facts, chunks and pinned) — what /search shows: this
+        conversation's, or every conversation's with `everywhere`.
+
+        Relevance cut-off: the vector side always returns its nearest neighbours, however far, so
+        a hit must share a word with the query (BM25 found it); only when no memory does are the
+        SEMANTIC_ONLY nearest by vector shown, as the best there is."""
         vector = self._embed([query])[0] if self.embedder is not None else None
         with self._read():
-            return self.memories.search(query, vector, self.embedder.name if self.embedder else None, k=k,
+            hits = self.memories.search(query, vector, self.embedder.name if self.embedder else None, k=k * 5,
                                         kinds=("fact", "chunk", "pinned"))
+        if not everywhere:
+            hits = [h for h in hits if h.memory.conversation_id == self.conversation_id]
+        worded = [h for h in hits if h.text_rank is not None]
+        return worded[:k] if worded else [h for h in hits if (h.vector_rank or SEMANTIC_ONLY + 1) <= SEMANTIC_ONLY]
 
     def memory_list(self, limit: int = 50) -> list[Memory]:
         with self._read():
             return self.memories.list(conversation_id=self.conversation_id, limit=limit)
+
+    def export(self, path, fmt: str | None = None) -> dict:
+        """Write the current conversation to `path` (quark.chat.export)."""
+        from quark.chat.export import export
+
+        with self._read():
+            return export(self.store, self._require_conversation(), path, fmt)
+
+    def preference(self, key: str, default: Any = None) -> Any:
+        with self._read():
+            return self.store.preference(key, default)
+
+    def set_preference(self, key: str, value: Any) -> None:
+        with self._write():
+            self.store.set_preference(key, value)
 
     def profile(self) -> dict:
         with self._read():
@@ -398,6 +456,16 @@ class ChatSession:
         vectors = self._embed([text, *(m.text for m in facts), *(m.text for m in chunks)])
         self._backfill()
         sources = self.retrieve_sources(text)
+        before = self.conversation_id
+        try:
+            return self._begin(text, params, engine, facts, chunks, vectors, sources, started, tool_choice)
+        except BaseException:
+            self.conversation_id = before  # a conversation created by the rolled-back transaction is gone
+            raise
+
+    def _begin(self, text: str, params: SamplingParams, engine: Engine, facts: list[NewMemory],
+               chunks: list[NewMemory], vectors, sources: list[Source], started: float,
+               tool_choice: ToolChoices) -> Turn:
         with self._write():
             if self.conversation_id is None:
                 conversation = self.store.create_conversation(

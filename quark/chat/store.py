@@ -93,7 +93,8 @@ class ChatStore:
         return Conversation.from_row(row)
 
     def conversations(self, *, search: str | None = None, limit: int = 200) -> list[Conversation]:
-        """Most recently updated first; `search` matches titles and anything said in them."""
+        """Most recently updated first; `search` matches titles, any message's text (restored
+        ones included, which have no memories) and, stemmed, the memories learnt from them."""
         if not search:
             rows = self.conn.execute(f"SELECT {_CONVERSATION} FROM conversations ORDER BY updated_at DESC, id DESC "
                                      "LIMIT ?", (limit,)).fetchall()
@@ -102,9 +103,10 @@ class ChatStore:
 
         match = fts_query(search)
         rows = self.conn.execute(
-            f"SELECT {_CONVERSATION} FROM conversations WHERE title LIKE ? ESCAPE '\\' OR id IN ("
+            f"SELECT {_CONVERSATION} FROM conversations WHERE title LIKE ?1 ESCAPE '\\' OR id IN ("
+            "SELECT conversation_id FROM messages WHERE content LIKE ?1 ESCAPE '\\') OR id IN ("
             "SELECT m.conversation_id FROM memories_fts f JOIN memories m ON m.id = f.rowid "
-            "WHERE memories_fts MATCH ?) ORDER BY updated_at DESC, id DESC LIMIT ?",
+            "WHERE memories_fts MATCH ?2) ORDER BY updated_at DESC, id DESC LIMIT ?3",
             (f"%{_like_escape(search)}%", match or '""', limit)).fetchall()
         return [Conversation.from_row(r) for r in rows]
 

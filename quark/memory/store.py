@@ -97,6 +97,12 @@ class MemoryStore:
         self.conn.execute("DELETE FROM memories WHERE id = ?", (memory_id,))
         return memory
 
+    def of_message(self, message_id: int, *, kind: str | None = None) -> list[Memory]:
+        """The memories learnt from one message (of one kind)."""
+        rows = self.conn.execute(f"SELECT {_COLUMNS} FROM memories WHERE source_message_id = ? "
+                                 "AND (? IS NULL OR kind = ?) ORDER BY id", (message_id, kind, kind)).fetchall()
+        return [Memory(*row) for row in rows]
+
     def _duplicate(self, item: NewMemory, conversation_id: int | None) -> Memory | None:
         if item.kind == "fact":
             row = self.conn.execute(f"SELECT {_COLUMNS} FROM memories WHERE kind = 'fact' AND text = ? COLLATE NOCASE "

@@ -7,7 +7,9 @@ with `data: [DONE]`. Every error leaves as {"error": {"message", "type", "param"
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextvars
 import json
 import math
 import time
@@ -42,6 +44,10 @@ from quark.serving.protocol import (
 )
 from quark.tokenizer.chat_template import with_tools_prompt
 
+# The caller authorize() let in, for the request's own task and the tasks it starts (a stream):
+# generated tokens are charged to its tokens-per-minute limit without threading it through routes.
+_caller: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("quark_caller", default=None)
+
 
 def _sse(data: dict[str, Any] | str) -> str:
     return f"data: {data if isinstance(data, str) else json.dumps(data, separators=(',', ':'))}\n\n"
@@ -51,8 +57,9 @@ class Service:
     """What the routes share: the engine, its batcher, keys, limits and metrics."""
 
     def __init__(self, engine: Engine, *, keys: KeyStore | None, defaults: dict[str, Any], max_batch: int,
-                 gather_seconds: float) -> None:
+                 gather_seconds: float, require_key: bool = False) -> None:
         self.engine, self.keys, self.defaults = engine, keys, {**DEFAULT_GENERATION, **defaults}
+        self.require_key = require_key
         self.metrics = Metrics(engine.prefix_cache)
         self.batcher = Batcher(engine, max_batch=max_batch, gather_seconds=gather_seconds,
                                stats=self.metrics.batch_stats())
@@ -63,21 +70,26 @@ class Service:
     # -- requests ---------------------------------------------------------------------------
 
     async def authorize(self, request: Request) -> Caller | None:
-        """Bearer-key check and per-key rate limit; open when no key exists at all."""
-        if self.keys is None or not self.keys.required():
+        """Bearer-key check and per-key rate limits. Open only on a loopback server whose home
+        needs no key (quark.serving.keys); `require_key` (a public bind) never lets a keyless
+        request through, even when no key is configured at all."""
+        if not self.require_key and (self.keys is None or not self.keys.required()):
             return None
         header = request.headers.get("authorization", "")
         token = header[7:].strip() if header[:7].lower() == "bearer " else ""
-        caller = self.keys.lookup(token) if token else None
+        caller = self.keys.lookup(token) if token and self.keys is not None else None
         if caller is None:
             message = ("Incorrect API key provided." if token else
                        "You didn't provide an API key: send it as 'Authorization: Bearer KEY'.")
             raise APIError(401, message, code="invalid_api_key")
-        wait = self.limiter.check(caller)
-        if wait > 0:
-            raise APIError(429, f"Rate limit reached for key '{caller.name}': {caller.rate_limit} requests per minute. "
-                                f"Try again in {wait:.1f}s.", type="requests", code="rate_limit_exceeded",
-                           headers={"Retry-After": str(math.ceil(wait))})
+        limited = self.limiter.check(caller)
+        if limited is not None:
+            kind, wait = limited
+            limit = f"{caller.rate_limit} requests" if kind == "requests" else f"{caller.token_limit} tokens"
+            raise APIError(429, f"Rate limit reached for key '{caller.name}': {limit} per minute. "
+                                f"Try again in {wait:.1f}s.", type=kind, code="rate_limit_exceeded",
+                           headers={"Retry-After": str(max(1, math.ceil(wait)))})
+        _caller.set(caller)
         return caller
 
     def check_model(self, name: str) -> None:
@@ -118,7 +130,10 @@ class Service:
 
     async def events(self, jobs: list[tuple[Job, int]]) -> AsyncIterator[StreamEvent]:
         """Every row's events with request-wide indices. Leaving early (a closed stream) cancels
-        the jobs, so the engine stops spending steps on them."""
+        the jobs, so the engine stops spending steps on them, and is counted. Generated tokens
+        are charged to the caller's tokens-per-minute limit as they arrive."""
+        caller = _caller.get()
+        self.metrics.in_flight.inc()
         try:
             for job, offset in jobs:
                 first = True
@@ -129,8 +144,13 @@ class Service:
                         self.metrics.first_token.observe(time.perf_counter() - job.submitted_at)
                         first = False
                     self.metrics.completion_tokens.inc(len(item.token_ids))
+                    self.limiter.spend(caller, len(item.token_ids))
                     yield StreamEvent(item.index + offset, item.text, item.token_ids, item.finish_reason)
+        except (GeneratorExit, asyncio.CancelledError):  # the client went away mid-answer
+            self.metrics.cancelled.inc()
+            raise
         finally:
+            self.metrics.in_flight.dec()
             for job, _ in jobs:
                 job.cancelled = True
 
@@ -341,11 +361,14 @@ async def _completion_chunks(service: Service, jobs, rid: str, created: int, pro
 
 
 def create_app(engine: Engine, *, keys: KeyStore | None = None, defaults: dict[str, Any] | None = None,
-               max_batch: int = 16, gather_seconds: float = 0.01, embedding_head=None) -> FastAPI:
+               max_batch: int = 16, gather_seconds: float = 0.01, require_key: bool = False,
+               embedding_head=None) -> FastAPI:
     """The FastAPI app serving `engine` (under its name). `keys`: require and rate-limit API keys
-    when any exist; `defaults`: the model's generation_config.json; `embedding_head`: the model's
+    as the home says (quark.serving.keys); `require_key`: always require one (a server bound
+    beyond loopback); `defaults`: the model's generation_config.json; `embedding_head`: the model's
     trained embedding head (quark.retrieval.embedding.load_head), which /v1/embeddings then uses."""
-    service = Service(engine, keys=keys, defaults=defaults or {}, max_batch=max_batch, gather_seconds=gather_seconds)
+    service = Service(engine, keys=keys, defaults=defaults or {}, max_batch=max_batch, gather_seconds=gather_seconds,
+                      require_key=require_key)
     service.embedding_head = embedding_head
 
     @asynccontextmanager

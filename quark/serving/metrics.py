@@ -56,6 +56,9 @@ class Metrics:
                                      buckets=LATENCY_BUCKETS, registry=r)
         self.prompt_tokens = Counter("quark_prompt_tokens", "Prompt tokens processed.", registry=r)
         self.completion_tokens = Counter("quark_completion_tokens", "Tokens generated.", registry=r)
+        self.in_flight = Gauge("quark_generations_in_flight", "Generation requests being answered now.", registry=r)
+        self.cancelled = Counter("quark_cancelled_streams", "Generations stopped because the client went away.",
+                                 registry=r)
         self.queue_depth = Gauge("quark_queue_depth", "Generation requests waiting for the engine.", registry=r)
         self.batch_rows = Histogram("quark_batch_size", "Sequences sharing each engine step.", buckets=BATCH_BUCKETS,
                                     registry=r)

@@ -46,8 +46,17 @@ def validation_error(errors: list[dict[str, Any]]) -> APIError:
     if kind.endswith(("_type", "_parsing")) or kind in {"model_attributes_type", "dict_type"}:
         return APIError(400, f"Invalid type for '{param}': {first.get('msg', 'wrong type')}.", param=param,
                         code="invalid_type")
+    if kind in ("less_than_equal", "greater_than_equal"):  # OpenAI's words for a number out of range
+        bound, got = first.get("ctx", {}).get("le", first.get("ctx", {}).get("ge")), first.get("input")
+        above, number = kind == "less_than_equal", "integer" if isinstance(got, int) else "decimal"
+        return APIError(400, f"Invalid '{param}': {number} {'above maximum' if above else 'below minimum'} value. "
+                             f"Expected a value {'<=' if above else '>='} {bound}, but got {got} instead.",
+                        param=param, code=f"{number}_{'above_max' if above else 'below_min'}_value")
     return APIError(400, f"Invalid value for '{param}': {first.get('msg', 'invalid')}.", param=param,
                     code="invalid_value")
+
+
+MAX_N = 128  # choices per request, as OpenAI allows
 
 
 class _Request(BaseModel):
@@ -59,7 +68,7 @@ class _Request(BaseModel):
     top_p: float | None = Field(None, gt=0, le=1)
     top_k: int | None = Field(None, ge=0)
     repetition_penalty: float | None = Field(None, gt=0)
-    n: int = Field(1, ge=1)
+    n: int = Field(1, ge=1, le=MAX_N)
     stop: str | list[str] | None = Field(None, validate_default=True)
     seed: int | None = None
     stream: bool = False
