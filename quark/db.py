@@ -134,6 +134,22 @@ MIGRATIONS: list[str] = [
         updated_at REAL NOT NULL
     );
     """,
+    # 3: generated assets (SPEC §3 assets/): images from `quark image`, meshes from `quark mesh`, each with
+    # what made it. `path` is absolute; `params` holds the kind's own settings (steps, guidance, size, …).
+    """
+    CREATE TABLE assets (
+        id              INTEGER PRIMARY KEY,
+        kind            TEXT NOT NULL CHECK (kind IN ('image', 'mesh')),
+        path            TEXT NOT NULL,
+        prompt          TEXT NOT NULL,
+        negative_prompt TEXT NOT NULL DEFAULT '',
+        seed            INTEGER,
+        model           TEXT,
+        params          TEXT NOT NULL DEFAULT '{}',  -- JSON
+        created_at      REAL NOT NULL
+    );
+    CREATE INDEX assets_kind ON assets(kind, created_at);
+    """,
 ]
 
 

@@ -1,0 +1,217 @@
+"""Generating images with a saved pipeline: checked requests, PNGs written atomically, asset rows.
+
+Every front end (`quark image generate`, `/v1/images/generations`, `/image` in chat) goes through
+`ImageModel.generate`, so each refuses the same bad input with the same one-line error:
+
+    prompt       non-empty, within the text encoder's length, and passing the safety filter
+    size         a multiple of the UNet's downsampling factor, 8 to 512 px
+    steps        1 to 1000;  n: 1 to 16;  guidance: 0 to 30;  sampler: ddim or dpm
+
+Each PNG carries its prompt, negative prompt, seed, steps, guidance, sampler, size and model in
+PNG text chunks, and gets a row in quark.db's `assets` table (one transaction for all n). The
+files are written under temporary names and renamed only when every image of the request is
+ready, so a failure leaves neither files nor rows behind. Image j of a request with seed S uses
+seed S + j: the same seed gives the same image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers.utils import logging as diffusers_logging
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from quark import db
+from quark.atomic import atomic_file
+from quark.errors import QuarkError
+from quark.home import Home
+from quark.image.safety import PromptFilter, load_filter
+from quark.models.diffusion import SAMPLERS, QuarkImagePipeline, is_pipeline_folder
+
+IMAGE_META = "quark_image.json"
+MAX_SIZE, MAX_STEPS, MAX_IMAGES, MAX_GUIDANCE = 512, 1000, 16, 30.0
+
+
+@dataclass(frozen=True)
+class Asset:
+    """One generated file and what made it (the row written to quark.db's `assets`)."""
+
+    id: int
+    kind: str
+    path: str
+    prompt: str
+    negative_prompt: str
+    seed: int
+    model: str
+    params: dict[str, Any]
+    created_at: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def image_models(home: Home) -> list[str]:
+    root = home.root / "models"
+    return sorted(p.name for p in root.iterdir() if is_pipeline_folder(p)) if root.is_dir() else []
+
+
+def resolve_image_model(home: Home, name: str | None) -> str:
+    """`name`, or the home's only image model when none is named."""
+    if name:
+        folder = home.existing(home.model_dir(name), "model")
+        if not is_pipeline_folder(folder):
+            raise QuarkError(f"model {name!r} is not an image model (no QuarkImagePipeline model_index.json in {folder})")
+        return name
+    found = image_models(home)
+    if len(found) != 1:
+        raise QuarkError("name the image model with --image-model / --model" if found else
+                         f"no image model in {home.root / 'models'} (train one with `quark image train`)")
+    return found[0]
+
+
+def read_meta(folder: Path) -> dict[str, Any]:
+    path = Path(folder) / IMAGE_META
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except ValueError as exc:
+        raise QuarkError(f"{path}: not valid JSON ({exc})") from None
+
+
+def _slug(text: str, limit: int = 40) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].strip("-") or "image"
+
+
+class ImageModel:
+    """A loaded pipeline with its defaults and the home's safety filter."""
+
+    def __init__(self, home: Home, name: str, *, device: str | torch.device = "cpu",
+                 prompt_filter: PromptFilter | None = None) -> None:
+        self.home, self.name = home, resolve_image_model(home, name)
+        self.folder = home.model_dir(self.name)
+        self.meta = read_meta(self.folder)
+        self.filter = prompt_filter or load_filter(home.config_path)
+        diffusers_logging.disable_progress_bar()  # "Loading pipeline components" is not ours to show
+        try:
+            self.pipeline = QuarkImagePipeline.from_pretrained(str(self.folder))
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise QuarkError(f"cannot load image model {self.name!r} from {self.folder}: {exc}") from None
+        self.pipeline.set_progress_bar_config(disable=True)
+        self.pipeline.to(torch.device(device))
+        widths = self.pipeline.unet.config.block_out_channels
+        self.factor = 2 ** (len(widths) - 1)
+        self.defaults = {"sampler": "ddim", "steps": 25, "guidance": 3.0, **self.meta.get("generation", {})}
+
+    @property
+    def size(self) -> int:
+        return self.pipeline.size
+
+    def check(self, prompt: str, negative: str, *, steps: int, guidance: float, size: int, n: int,
+              sampler: str) -> None:
+        """Refuse a request before any work, in one line naming the value."""
+        if not prompt.strip():
+            raise QuarkError("the prompt is empty")
+        if not 1 <= steps <= MAX_STEPS:
+            raise QuarkError(f"--steps {steps}: expected 1 to {MAX_STEPS} sampling steps")
+        if not 8 <= size <= MAX_SIZE or size % self.factor:
+            raise QuarkError(f"--size {size}: expected a multiple of {self.factor} from 8 to {MAX_SIZE} px "
+                             f"(model {self.name!r} was trained at {self.size} px)")
+        if not 1 <= n <= MAX_IMAGES:
+            raise QuarkError(f"--n {n}: expected 1 to {MAX_IMAGES} images")
+        if not 0 <= guidance <= MAX_GUIDANCE:
+            raise QuarkError(f"--guidance {guidance}: expected 0 to {MAX_GUIDANCE:g}")
+        if sampler not in SAMPLERS:
+            raise QuarkError(f"--sampler {sampler!r}: expected one of {', '.join(SAMPLERS)}")
+        encoder = self.pipeline.text_encoder
+        for what, text in (("prompt", prompt), ("negative prompt", negative)):
+            if (extra := encoder.too_long(text)) > 0:
+                raise QuarkError(f"the {what} is {extra} tokens longer than model {self.name!r} reads "
+                                 f"({encoder.max_tokens} tokens); shorten it")
+        self.filter.check(prompt)
+
+    def images(self, prompts: list[str], seeds: list[int], *, negative: str = "", steps: int | None = None,
+               guidance: float | None = None, size: int | None = None, sampler: str | None = None,
+               on_step: Callable[[int, int], None] | None = None) -> tuple[list[Image.Image], list[bool] | None]:
+        """Raw sampling (no checks, no files): PIL images and the safety checker's flags."""
+        d = self.defaults
+        out = self.pipeline(prompts, [negative] * len(prompts), num_inference_steps=steps or d["steps"],
+                            guidance_scale=d["guidance"] if guidance is None else guidance, size=size or self.size,
+                            seed=seeds, sampler=sampler or d["sampler"], callback=on_step)
+        return out.images, out.nsfw_content_detected
+
+    def generate(self, prompt: str, *, negative: str = "", steps: int | None = None, guidance: float | None = None,
+                 seed: int | None = None, size: int | None = None, n: int = 1, sampler: str | None = None,
+                 output: Path | None = None, on_step: Callable[[int, int], None] | None = None) -> list[Asset]:
+        """Check, sample, write n PNGs (under assets/ or at `output`) and their asset rows."""
+        d = self.defaults
+        steps = d["steps"] if steps is None else steps
+        guidance = d["guidance"] if guidance is None else guidance
+        size = self.size if size is None else size
+        sampler = sampler or d["sampler"]
+        self.check(prompt, negative, steps=steps, guidance=guidance, size=size, n=n, sampler=sampler)
+        seed = secrets.randbelow(2**31) if seed is None else seed
+        seeds = [seed + j for j in range(n)]
+        images, flags = self.images([prompt] * n, seeds, negative=negative, steps=steps, guidance=guidance, size=size,
+                                    sampler=sampler, on_step=on_step)
+        if flags and any(flags):
+            raise QuarkError(f"the safety checker flagged {sum(flags)} of {n} images; nothing was saved")
+        params = {"steps": steps, "guidance": guidance, "sampler": sampler, "size": size}
+        paths = self._paths(prompt, seeds, output)
+        return self._save(images, paths, prompt, negative, seeds, params)
+
+    def _paths(self, prompt: str, seeds: list[int], output: Path | None) -> list[Path]:
+        if output is not None:
+            output = Path(output).expanduser()
+            if output.suffix.lower() != ".png":
+                raise QuarkError(f"-o {output}: image files are PNG; name it ….png")
+            if output.is_dir():
+                raise QuarkError(f"-o {output}: is a folder; give a file name ending in .png")
+            if len(seeds) == 1:
+                return [output.resolve()]
+            return [output.with_name(f"{output.stem}-{j}{output.suffix}").resolve() for j in range(len(seeds))]
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        folder = self.home.assets_dir
+        return [folder / f"{stamp}-{_slug(prompt)}-{s}.png" for s in seeds]
+
+    def _save(self, images: list[Image.Image], paths: list[Path], prompt: str, negative: str, seeds: list[int],
+              params: dict[str, Any]) -> list[Asset]:
+        """Write every PNG under a temporary name, insert the rows, then rename: all or nothing."""
+        now = time.time()
+        conn = db.connect(self.home.db_path)
+        try:
+            with contextlib.ExitStack() as files:
+                for image, path, seed in zip(images, paths, seeds):
+                    info = PngInfo()
+                    for key, value in {"prompt": prompt, "negative_prompt": negative, "seed": seed, "model": self.name,
+                                       **params, "software": "quark image"}.items():
+                        info.add_text(key, str(value))
+                    image.save(files.enter_context(atomic_file(path, "wb")), format="PNG", pnginfo=info)
+                with db.transaction(conn):
+                    ids = [conn.execute(
+                        "INSERT INTO assets(kind, path, prompt, negative_prompt, seed, model, params, created_at) "
+                        "VALUES ('image', ?, ?, ?, ?, ?, ?, ?)",
+                        (str(path), prompt, negative, seed, self.name, json.dumps(params), now)).lastrowid
+                        for path, seed in zip(paths, seeds)]
+                    files.close()  # the renames, inside the transaction: a failed one rolls the rows back
+        finally:
+            conn.close()
+        return [Asset(int(i), "image", str(p), prompt, negative, s, self.name, params, now)
+                for i, p, s in zip(ids, paths, seeds)]
+
+
+def png_text(path: Path) -> dict[str, str]:
+    """The text chunks of a PNG Quark wrote (prompt, seed, …)."""
+    with Image.open(path) as image:
+        return dict(image.text)
