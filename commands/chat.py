@@ -7,6 +7,7 @@ import typer
 
 from quark.commands._cli import Cli, quark_command
 from quark.errors import QuarkError
+from quark.tui.slash import parse_slash
 
 
 def chat(
@@ -25,6 +26,8 @@ def chat(
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Longest reply, in tokens.")] = None,
     temperature: Annotated[Optional[float], typer.Option("--temperature", min=0.0, help="0 is greedy.")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Sampling seed, for a reproducible reply.")] = None,
+    image_model: Annotated[Optional[str], typer.Option("--image-model", help="Image model for /image PROMPT "
+                                                       "(default: the home's only one).")] = None,
 ) -> dict | None:
     """Chat with a model, with memory and checkpoints.
 
@@ -35,6 +38,7 @@ def chat(
         quark chat --message "My name is Ada; we decided to use SQLite." --json
         echo "What did we decide?" | quark chat --conversation 1
         quark chat --checkpoint work --message "Where were we?"
+        quark chat --image-model shapes --message "/image a large red circle in the center on a white background" --json
     """
     from quark.chat import ChatSession  # torch loads here, not for `quark --help`
 
@@ -43,11 +47,15 @@ def chat(
             raise QuarkError("--json needs --message (or a message on stdin); the TUI has no JSON output")
         from quark.tui.app import run_app
 
-        run_app(cli.home, model=model, conversation_id=conversation, checkpoint=checkpoint, adapter=adapter)
+        run_app(cli.home, model=model, conversation_id=conversation, checkpoint=checkpoint, adapter=adapter,
+                image_model=image_model)
         return None
     text = message if message is not None else sys.stdin.read()
     if not text.strip():
         raise QuarkError("the message is empty (pass --message TEXT or pipe text on stdin)")
+    command = parse_slash(text)
+    if command is not None and command.name == "image":
+        return _draw(cli, command.argument, image_model, seed)
     session = ChatSession(cli.home, model=model, adapter=adapter, conversation_id=conversation)
     try:
         if checkpoint:
@@ -73,6 +81,17 @@ def chat(
             notes.append(f"{len(result.prompt.folded)} turns summarized")
         cli.err.print(f"[dim]{' · '.join(notes)}[/]")
     return result.as_dict()
+
+
+def _draw(cli: Cli, prompt: str, image_model: Optional[str], seed: Optional[int]) -> dict:
+    """`/image PROMPT` as a scripted message: one PNG under assets/, its path printed."""
+    from quark.image.generate import ImageModel
+
+    if not prompt.strip():
+        raise QuarkError("usage: /image PROMPT")
+    asset = ImageModel(cli.home, image_model).generate(prompt, seed=seed)[0]
+    cli.print(asset.path, highlight=False)
+    return {"image": asset.path, "asset": asset.as_dict()}
 
 
 def register(root: typer.Typer) -> None:

@@ -38,7 +38,8 @@ class _AsCallback:
 def serve_command(
     cli: Cli,
     ctx: typer.Context,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name (a folder under the home's models/).")] = None,
+    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Model name (a folder under the home's models/); "
+                                                       "repeat it to serve an image model beside the language model.")] = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on; anything but loopback needs an API key.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port; 0 picks a free one (printed).")] = 8000,
     api_key_file: Annotated[Optional[Path], typer.Option("--api-key-file", help="Accept the keys in this file (one per line) besides the home's keys.")] = None,
@@ -51,11 +52,14 @@ def serve_command(
 ) -> None:
     """Serve a model at /v1 (chat, completions, embeddings, models), with /health and /metrics.
 
-    Concurrent requests are batched. Once a key exists (or --api-key-file), /v1 needs a Bearer key.
+    One language model, and any image models beside it (/v1/images/generations). Concurrent
+    requests are batched. Once a key exists (or --api-key-file), /v1 needs a Bearer key.
 
     Example:
 
         quark serve --model tiny --port 8000
+
+        quark serve --model tiny --model shapes     # + images: client.images.generate(model="shapes", …)
 
         curl -s localhost:8000/v1/models
     """
@@ -63,7 +67,15 @@ def serve_command(
         return None
     if not model:
         raise QuarkError("quark serve needs --model NAME (see quark serve --help)")
-    cli.home.existing(cli.home.model_dir(model), "model")
+    from quark.image.folders import is_pipeline_folder
+
+    folders = {name: cli.home.existing(cli.home.model_dir(name), "model") for name in dict.fromkeys(model)}
+    image_names = [name for name, folder in folders.items() if is_pipeline_folder(folder)]
+    language = [name for name in folders if name not in image_names]
+    if len(language) != 1:
+        raise QuarkError(f"quark serve needs exactly one language model among --model, got "
+                         f"{', '.join(language) or 'none'} (image models: {', '.join(image_names) or 'none'})")
+    model = language[0]
     store = KeyStore(cli.home.db_path, read_key_file(api_key_file) if api_key_file else ())
     auth = store.required()
     if not is_loopback(host) and not auth:
@@ -71,14 +83,21 @@ def serve_command(
                          "or pass --api-key-file (or bind 127.0.0.1)")
     sock = bind(host, port)
     engine, folder = load_engine(cli, model, device, quantize, adapter)
+    images = None
+    if image_names:
+        from quark.image.generate import ImageModel
+        from quark.serving.images import ImageService
+
+        images = ImageService([ImageModel(cli.home, name, device=engine.device) for name in image_names])
     app = create_app(engine, keys=store, defaults=generation_defaults(folder), max_batch=max_batch,
-                     gather_seconds=batch_window_ms / 1000)
+                     gather_seconds=batch_window_ms / 1000, images=images)
     url = url_of(sock)
     if cli.json:
-        print(json.dumps({"model": model, "url": url, "base_url": f"{url}/v1", "auth": auth,
+        print(json.dumps({"model": model, "image_models": image_names, "url": url, "base_url": f"{url}/v1", "auth": auth,
                           "device": str(engine.device), "quantize": quantize.value if quantize else None}), flush=True)
     else:
-        cli.print(f"serving [bold]{model}[/] on {url}/v1 ({'API key required' if auth else 'no API key needed'}); "
+        served = ", ".join([model, *image_names])
+        cli.print(f"serving [bold]{served}[/] on {url}/v1 ({'API key required' if auth else 'no API key needed'}); "
                   "Ctrl-C stops")
         sys.stdout.flush()
     run(app, sock, log_level=log_level)

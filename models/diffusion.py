@@ -20,14 +20,12 @@ training substitutes when it drops a caption; a negative prompt takes its place 
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 from diffusers import (DDIMScheduler, DDPMScheduler, DiffusionPipeline, DPMSolverMultistepScheduler, ModelMixin,
                        UNet2DConditionModel)
@@ -242,14 +240,3 @@ class QuarkImagePipeline(DiffusionPipeline):
         if not return_dict:
             return images, flags
         return QuarkImageOutput(images=images, nsfw_content_detected=flags)
-
-
-def is_pipeline_folder(folder: Path) -> bool:
-    """Whether `folder` holds a saved QuarkImagePipeline (its model_index.json names the class)."""
-    index = Path(folder) / "model_index.json"
-    if not index.is_file():
-        return False
-    try:
-        return json.loads(index.read_text()).get("_class_name") == QuarkImagePipeline.__name__
-    except ValueError:
-        return False

@@ -51,6 +51,12 @@ class TurnFinished(Message):
         self.result = result
 
 
+class ImageReady(Message):
+    def __init__(self, prompt: str, path: str) -> None:
+        super().__init__()
+        self.prompt, self.path = prompt, path
+
+
 class TurnFailed(Message):
     def __init__(self, error: str) -> None:
         super().__init__()
@@ -66,6 +72,7 @@ class ChatApp(App):
     #main { width: 1fr; }
     #messages { height: 1fr; padding: 0 1; }
     #prompt { margin: 0; }
+    .generated-image { width: 32; height: 16; }
     """
     BINDINGS = [
         Binding("escape", "stop", "Stop", id="stop", priority=True),
@@ -81,9 +88,11 @@ class ChatApp(App):
     ]
 
     def __init__(self, home: Home, *, model: str | None = None, conversation_id: int | None = None,
-                 checkpoint: str | None = None, adapter: str | None = None) -> None:
+                 checkpoint: str | None = None, adapter: str | None = None, image_model: str | None = None) -> None:
         super().__init__()
         self.session = ChatSession(home, model=model, adapter=adapter)
+        self.home, self.image_model_name = home, image_model
+        self._image_model = None  # loaded on the first /image
         self._start_conversation, self._start_checkpoint = conversation_id, checkpoint
         self._engine_lock = threading.Lock()  # one model load or turn at a time
         self._cancel: threading.Event | None = None
@@ -95,6 +104,7 @@ class ChatApp(App):
         self._sent_at = 0.0
         self.first_token_latency: float | None = None  # Enter → first streamed text on screen, seconds
         self.last_result: TurnResult | None = None
+        self.last_image: str | None = None  # the path of the latest /image
 
     # ---- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -294,9 +304,39 @@ class ChatApp(App):
             session.fork(int(target))
             await self._show_conversation()
             self.notify(f"continuing from message #{target}; the other branch is kept")
+        elif command.name == "image":
+            if not arg.strip():
+                raise QuarkError("usage: /image PROMPT")
+            self._status("drawing…")
+            self._draw(arg.strip())
         else:  # help, or an unknown command
             self.notify("\n".join(filter(None, [arg, command.help_text()])), timeout=15,
                         severity="warning" if arg else "information")
+
+    @work(thread=True, group="image")
+    def _draw(self, prompt: str) -> None:
+        """/image: generate with the image model (off the UI thread), save it, then show it inline."""
+        from quark.image.generate import ImageModel
+
+        try:
+            if self._image_model is None:
+                self._image_model = ImageModel(self.home, self.image_model_name)
+            asset = self._image_model.generate(prompt)[0]
+            self.post_message(ImageReady(prompt, asset.path))
+        except QuarkError as exc:
+            self.post_message(TurnFailed(str(exc)))
+
+    @on(ImageReady)
+    async def _image_ready(self, event: ImageReady) -> None:
+        from textual_image.widget import Image as ImageWidget
+
+        messages = self.query_one("#messages", VerticalScroll)
+        view = ImageWidget(event.path, classes="generated-image")
+        await messages.mount_all([MessageView("user", f"/image {event.prompt}"), view,
+                                  MessageView("assistant", f"saved `{event.path}`")])
+        messages.scroll_end(animate=False)
+        self.last_image = event.path
+        self._status("ready")
 
     def _require_idle(self) -> None:
         if self._cancel is not None:
@@ -422,7 +462,8 @@ def check_keys(keys: dict[str, str], source: Path) -> None:
 
 
 def run_app(home: Home, *, model: str | None = None, conversation_id: int | None = None,
-            checkpoint: str | None = None, adapter: str | None = None) -> None:
+            checkpoint: str | None = None, adapter: str | None = None, image_model: str | None = None) -> None:
     # A bad config.toml is a one-line error before the screen opens.
     check_keys(load_config(home.config_path).keys, home.config_path)
-    ChatApp(home, model=model, conversation_id=conversation_id, checkpoint=checkpoint, adapter=adapter).run()
+    ChatApp(home, model=model, conversation_id=conversation_id, checkpoint=checkpoint, adapter=adapter,
+            image_model=image_model).run()

@@ -14,6 +14,7 @@ COMMANDS = {
     "model": "/model NAME            switch model",
     "search": "/search QUERY          search memories (shown in the memory panel)",
     "fork": "/fork ID               continue from message #ID (the other branch is kept)",
+    "image": "/image PROMPT          draw PROMPT with the image model (saved under assets/)",
     "help": "/help                  this list",
 }
 

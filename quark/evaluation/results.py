@@ -57,7 +57,7 @@ def model_run(model_folder: Path) -> str | None:
 
 
 HEADLINE = {"perplexity": ("perplexity",), "humaneval": ("pass@1",), "mbpp": ("pass@1",),
-            "docqa": ("exact_match", "f1", "citation_coverage")}
+            "docqa": ("exact_match", "f1", "citation_coverage"), "image": ("colour", "position", "shape", "size")}
 _SCORES = "## Evaluation"
 
 

@@ -119,3 +119,33 @@ def evaluate(generate: Callable[[list[str], list[int]], list[np.ndarray]] | None
     metrics = score([scene for scene, _ in jobs], images, vocabulary)
     metrics.update(prompts=len(prompts), samples_per_prompt=samples)
     return metrics
+
+
+def adherence(home, model: str | None, *, samples: int = 2, steps: int | None = None, guidance: float | None = None,
+              sampler: str | None = None, seed: int = 0, on_images: Callable[[int], None] | None = None
+              ) -> tuple[dict, str | None]:
+    """(metrics, training run) of image model `model` of `home` on the held-out prompts of the
+    vocabulary it was trained with; `model=None` scores the drawn scenes (the reference)."""
+    from quark.image.generate import ImageModel
+    from quark.image.recipe import ShapeData
+
+    if model is None:
+        vocabulary = ShapeData().vocabulary()
+        metrics = evaluate(None, vocabulary, size=32, samples=1, seed=seed, on_batch=on_images)
+        return {**metrics, "reference": True}, None
+    image_model = ImageModel(home, model)
+    recorded = image_model.meta.get("vocabulary") or {}
+    vocabulary = ShapeData(**recorded).vocabulary(f"{image_model.folder / 'quark_image.json'}") if recorded \
+        else ShapeData().vocabulary()
+    d = image_model.defaults
+    steps, guidance, sampler = steps or d["steps"], d["guidance"] if guidance is None else guidance, sampler or d["sampler"]
+    image_model.check_settings(steps=steps, guidance=guidance, size=image_model.size, n=1, sampler=sampler)
+
+    def generate(prompts: list[str], seeds: list[int]) -> list[np.ndarray]:
+        images, _ = image_model.images(prompts, seeds, steps=steps, guidance=guidance, sampler=sampler)
+        return [np.asarray(image) for image in images]
+
+    metrics = evaluate(generate, vocabulary, size=image_model.size, samples=samples, seed=seed, on_batch=on_images)
+    metrics.update(steps=steps, guidance=guidance, sampler=sampler, size=image_model.size,
+                   trained_on_shapes=bool(recorded))
+    return metrics, image_model.meta.get("source_run")

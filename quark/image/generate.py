@@ -37,9 +37,9 @@ from quark.atomic import atomic_file
 from quark.errors import QuarkError
 from quark.home import Home
 from quark.image.safety import PromptFilter, load_filter
-from quark.models.diffusion import SAMPLERS, QuarkImagePipeline, is_pipeline_folder
+from quark.image.folders import read_meta, resolve_image_model
+from quark.models.diffusion import SAMPLERS, QuarkImagePipeline
 
-IMAGE_META = "quark_image.json"
 MAX_SIZE, MAX_STEPS, MAX_IMAGES, MAX_GUIDANCE = 512, 1000, 16, 30.0
 
 
@@ -59,35 +59,6 @@ class Asset:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def image_models(home: Home) -> list[str]:
-    root = home.root / "models"
-    return sorted(p.name for p in root.iterdir() if is_pipeline_folder(p)) if root.is_dir() else []
-
-
-def resolve_image_model(home: Home, name: str | None) -> str:
-    """`name`, or the home's only image model when none is named."""
-    if name:
-        folder = home.existing(home.model_dir(name), "model")
-        if not is_pipeline_folder(folder):
-            raise QuarkError(f"model {name!r} is not an image model (no QuarkImagePipeline model_index.json in {folder})")
-        return name
-    found = image_models(home)
-    if len(found) != 1:
-        raise QuarkError("name the image model with --image-model / --model" if found else
-                         f"no image model in {home.root / 'models'} (train one with `quark image train`)")
-    return found[0]
-
-
-def read_meta(folder: Path) -> dict[str, Any]:
-    path = Path(folder) / IMAGE_META
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except ValueError as exc:
-        raise QuarkError(f"{path}: not valid JSON ({exc})") from None
 
 
 def _slug(text: str, limit: int = 40) -> str:
@@ -121,8 +92,17 @@ class ImageModel:
     def check(self, prompt: str, negative: str, *, steps: int, guidance: float, size: int, n: int,
               sampler: str) -> None:
         """Refuse a request before any work, in one line naming the value."""
+        self.check_settings(steps=steps, guidance=guidance, size=size, n=n, sampler=sampler)
         if not prompt.strip():
             raise QuarkError("the prompt is empty")
+        encoder = self.pipeline.text_encoder
+        for what, text in (("prompt", prompt), ("negative prompt", negative)):
+            if (extra := encoder.too_long(text)) > 0:
+                raise QuarkError(f"the {what} is {extra} tokens longer than model {self.name!r} reads "
+                                 f"({encoder.max_tokens} tokens); shorten it")
+        self.filter.check(prompt)
+
+    def check_settings(self, *, steps: int, guidance: float, size: int, n: int, sampler: str) -> None:
         if not 1 <= steps <= MAX_STEPS:
             raise QuarkError(f"--steps {steps}: expected 1 to {MAX_STEPS} sampling steps")
         if not 8 <= size <= MAX_SIZE or size % self.factor:
@@ -134,12 +114,6 @@ class ImageModel:
             raise QuarkError(f"--guidance {guidance}: expected 0 to {MAX_GUIDANCE:g}")
         if sampler not in SAMPLERS:
             raise QuarkError(f"--sampler {sampler!r}: expected one of {', '.join(SAMPLERS)}")
-        encoder = self.pipeline.text_encoder
-        for what, text in (("prompt", prompt), ("negative prompt", negative)):
-            if (extra := encoder.too_long(text)) > 0:
-                raise QuarkError(f"the {what} is {extra} tokens longer than model {self.name!r} reads "
-                                 f"({encoder.max_tokens} tokens); shorten it")
-        self.filter.check(prompt)
 
     def images(self, prompts: list[str], seeds: list[int], *, negative: str = "", steps: int | None = None,
                guidance: float | None = None, size: int | None = None, sampler: str | None = None,

@@ -24,6 +24,10 @@ DEFAULT_DENY = ("nsfw", "nude", "nudity", "naked", "porn", "pornographic", "expl
                 "beheading", "dismembered", "child abuse", "self-harm", "suicide")
 
 
+class PromptRefused(QuarkError):
+    """A prompt the filter refuses (servers answer it as a content-policy error)."""
+
+
 @dataclass(frozen=True)
 class PromptFilter:
     terms: tuple[str, ...] = DEFAULT_DENY
@@ -43,7 +47,7 @@ class PromptFilter:
     def check(self, prompt: str) -> None:
         term = self.refusal(prompt)
         if term is not None:
-            raise QuarkError(f"prompt refused by the image safety filter: it contains {term!r} "
+            raise PromptRefused(f"prompt refused by the image safety filter: it contains {term!r} "
                              f"(deny list: {self.source}; [image] in config.toml)")
 
 

@@ -38,6 +38,7 @@ from quark.atomic import atomic_dir
 from quark.errors import QuarkError
 from quark.home import Home
 from quark.image import shapes
+from quark.image.folders import IMAGE_META
 from quark.image.data import CaptionedImages, CaptionTable, DiffusionBatches, read_folder
 from quark.image.recipe import ImageRecipe, load_image_recipe
 from quark.models.diffusion import QuarkImagePipeline, QuarkTextEncoder, build_unet, denoise, training_scheduler
@@ -45,7 +46,6 @@ from quark.train import checkpoint
 from quark.train.dist import setup, teardown
 from quark.train.trainer import Trainer, fit_run
 
-IMAGE_META = "quark_image.json"  # beside model_index.json: provenance, vocabulary, sampling defaults
 BUILTINS = ("shapes",)
 
 

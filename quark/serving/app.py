@@ -1,4 +1,5 @@
-"""The OpenAI-compatible HTTP API over one Engine: chat, completions, embeddings, models.
+"""The OpenAI-compatible HTTP API over one Engine: chat, completions, embeddings, models (and
+image models beside it, quark.serving.images).
 
 Handlers validate and tokenize on the event loop, then hand rows to the Batcher, whose worker
 thread runs the model; streamed answers are Server-Sent Events in OpenAI's chunk format ending
@@ -14,7 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -32,6 +33,9 @@ from quark.serving.metrics import Metrics, MetricsMiddleware
 from quark.serving.protocol import (APIError, ChatCompletionRequest, CompletionRequest, EmbeddingRequest, _Request,
                                     validation_error)
 
+if TYPE_CHECKING:
+    from quark.serving.images import ImageService
+
 
 def _sse(data: dict[str, Any] | str) -> str:
     return f"data: {data if isinstance(data, str) else json.dumps(data, separators=(',', ':'))}\n\n"
@@ -41,8 +45,9 @@ class Service:
     """What the routes share: the engine, its batcher, keys, limits and metrics."""
 
     def __init__(self, engine: Engine, *, keys: KeyStore | None, defaults: dict[str, Any], max_batch: int,
-                 gather_seconds: float) -> None:
+                 gather_seconds: float, images: ImageService | None = None) -> None:
         self.engine, self.keys, self.defaults = engine, keys, {**DEFAULT_GENERATION, **defaults}
+        self.images = images
         self.metrics = Metrics()
         self.batcher = Batcher(engine, max_batch=max_batch, gather_seconds=gather_seconds,
                                stats=self.metrics.batch_stats())
@@ -70,6 +75,9 @@ class Service:
         return caller
 
     def check_model(self, name: str) -> None:
+        if self.images is not None and name in self.images:
+            raise APIError(400, f"'{name}' is an image model: send it to /v1/images/generations.", param="model",
+                           code="model_not_supported")
         if name != self.engine.name:
             raise APIError(404, f"The model '{name}' does not exist; this server serves '{self.engine.name}'.",
                            param="model", code="model_not_found")
@@ -144,12 +152,16 @@ def _routes(service: Service) -> APIRouter:
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(service.authorize)])
     engine = service.engine
 
+    image_cards = {card["id"]: card for card in service.images.model_cards()} if service.images else {}
+
     @v1.get("/models")
     async def list_models() -> dict:
-        return {"object": "list", "data": [service.model_card()]}
+        return {"object": "list", "data": [service.model_card(), *image_cards.values()]}
 
     @v1.get("/models/{model_id}")
     async def get_model(model_id: str) -> dict:
+        if model_id in image_cards:
+            return image_cards[model_id]
         service.check_model(model_id)
         return service.model_card()
 
@@ -221,6 +233,10 @@ def _routes(service: Service) -> APIRouter:
         return {"object": "list", "model": engine.name, "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
                 "data": [{"object": "embedding", "index": i, "embedding": encode(v)} for i, v in enumerate(vectors)]}
 
+    if service.images is not None:
+        from quark.serving.images import image_routes  # diffusers loads only for a server with image models
+
+        v1.include_router(image_routes(service.images))
     return v1
 
 
@@ -301,10 +317,12 @@ async def _completion_chunks(service: Service, jobs, rid: str, created: int, pro
 
 
 def create_app(engine: Engine, *, keys: KeyStore | None = None, defaults: dict[str, Any] | None = None,
-               max_batch: int = 16, gather_seconds: float = 0.01) -> FastAPI:
+               max_batch: int = 16, gather_seconds: float = 0.01, images: ImageService | None = None) -> FastAPI:
     """The FastAPI app serving `engine` (under its name). `keys`: require and rate-limit API keys
-    when any exist; `defaults`: the model's generation_config.json."""
-    service = Service(engine, keys=keys, defaults=defaults or {}, max_batch=max_batch, gather_seconds=gather_seconds)
+    when any exist; `defaults`: the model's generation_config.json; `images`: image models served
+    beside it at /v1/images/generations (quark.serving.images)."""
+    service = Service(engine, keys=keys, defaults=defaults or {}, max_batch=max_batch, gather_seconds=gather_seconds,
+                      images=images)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
