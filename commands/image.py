@@ -119,11 +119,11 @@ def generate(
     from quark.image.generate import ImageModel
 
     image_model = ImageModel(cli.home, model, device=resolve_device(device))
+    request = image_model.request(prompt, negative=negative, steps=steps, guidance=guidance, seed=seed, size=size,
+                                  n=n, sampler=sampler)
     with progress_bar(enabled=cli.progress_enabled()) as bar:
-        task = bar.add_task("sampling", total=None, unit="steps")
-        assets = image_model.generate(prompt, negative=negative, steps=steps, guidance=guidance, seed=seed, size=size,
-                                      n=n, sampler=sampler, output=output,
-                                      on_step=lambda done, total: bar.update(task, completed=done, total=total))
+        task = bar.add_task("sampling", total=request.steps, unit="steps")
+        assets = image_model.run(request, output=output, on_step=lambda done, total: bar.update(task, completed=done))
     for asset in assets:
         cli.print(f"{asset.path}  [dim](seed {asset.seed})[/]", highlight=False)
     return {"model": image_model.name, "images": [a.as_dict() for a in assets]}

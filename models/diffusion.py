@@ -94,12 +94,19 @@ def training_scheduler(timesteps: int = 1000, beta_schedule: str = "squaredcos_c
 
 
 def sampling_scheduler(config: Any, sampler: str) -> DDIMScheduler | DPMSolverMultistepScheduler:
-    """A deterministic sampler on the training schedule: DDIM (eta 0) or DPM-Solver++ (2nd order)."""
+    """A deterministic sampler on the training schedule: DDIM (eta 0) or DPM-Solver++ (2nd order).
+
+    Only the schedule's own values are carried over (a loaded config marks the values it left at
+    their defaults, which from_config would then take from the *sampler's* defaults, so a saved
+    and a fresh pipeline would step differently); the spacing is set here: "trailing" starts
+    from pure noise at t = T-1 however few the steps."""
+    config = {k: v for k, v in dict(config).items() if not k.startswith("_")}
+    spacing = {"timestep_spacing": "trailing", "steps_offset": 0}
     if sampler == "ddim":
-        return DDIMScheduler.from_config(config, clip_sample=True, set_alpha_to_one=True)
+        return DDIMScheduler.from_config(config, clip_sample=True, set_alpha_to_one=True, **spacing)
     if sampler == "dpm":
         return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2,
-                                                       thresholding=False, lower_order_final=True)
+                                                       thresholding=False, lower_order_final=True, **spacing)
     raise ValueError(f"unknown sampler {sampler!r} (expected one of {', '.join(SAMPLERS)})")
 
 

@@ -65,6 +65,28 @@ def _slug(text: str, limit: int = 40) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].strip("-") or "image"
 
 
+@dataclass(frozen=True)
+class Request:
+    """One generation request, checked (ImageModel.request): image j uses seed + j."""
+
+    prompt: str
+    negative: str
+    steps: int
+    guidance: float
+    size: int
+    n: int
+    sampler: str
+    seed: int
+
+    @property
+    def seeds(self) -> list[int]:
+        return [self.seed + j for j in range(self.n)]
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"steps": self.steps, "guidance": self.guidance, "sampler": self.sampler, "size": self.size}
+
+
 class ImageModel:
     """A loaded pipeline with its defaults and the home's safety filter."""
 
@@ -125,25 +147,32 @@ class ImageModel:
                             seed=seeds, sampler=sampler or d["sampler"], callback=on_step)
         return out.images, out.nsfw_content_detected
 
-    def generate(self, prompt: str, *, negative: str = "", steps: int | None = None, guidance: float | None = None,
-                 seed: int | None = None, size: int | None = None, n: int = 1, sampler: str | None = None,
-                 output: Path | None = None, on_step: Callable[[int, int], None] | None = None) -> list[Asset]:
-        """Check, sample, write n PNGs (under assets/ or at `output`) and their asset rows."""
+    def request(self, prompt: str, *, negative: str = "", steps: int | None = None, guidance: float | None = None,
+                seed: int | None = None, size: int | None = None, n: int = 1, sampler: str | None = None) -> Request:
+        """A checked request with the model's defaults filled in and its seeds drawn (no work yet)."""
         d = self.defaults
-        steps = d["steps"] if steps is None else steps
-        guidance = d["guidance"] if guidance is None else guidance
-        size = self.size if size is None else size
-        sampler = sampler or d["sampler"]
-        self.check(prompt, negative, steps=steps, guidance=guidance, size=size, n=n, sampler=sampler)
-        seed = secrets.randbelow(2**31) if seed is None else seed
-        seeds = [seed + j for j in range(n)]
-        images, flags = self.images([prompt] * n, seeds, negative=negative, steps=steps, guidance=guidance, size=size,
-                                    sampler=sampler, on_step=on_step)
+        request = Request(prompt, negative, d["steps"] if steps is None else steps,
+                          d["guidance"] if guidance is None else guidance, self.size if size is None else size, n,
+                          sampler or d["sampler"], secrets.randbelow(2**31) if seed is None else seed)
+        self.check(prompt, negative, steps=request.steps, guidance=request.guidance, size=request.size, n=n,
+                   sampler=request.sampler)
+        return request
+
+    def run(self, request: Request, *, output: Path | None = None,
+            on_step: Callable[[int, int], None] | None = None) -> list[Asset]:
+        """Sample a checked request and write its n PNGs (under assets/ or at `output`) and rows."""
+        paths = self._paths(request.prompt, request.seeds, output)
+        images, flags = self.images([request.prompt] * request.n, request.seeds, negative=request.negative,
+                                    steps=request.steps, guidance=request.guidance, size=request.size,
+                                    sampler=request.sampler, on_step=on_step)
         if flags and any(flags):
-            raise QuarkError(f"the safety checker flagged {sum(flags)} of {n} images; nothing was saved")
-        params = {"steps": steps, "guidance": guidance, "sampler": sampler, "size": size}
-        paths = self._paths(prompt, seeds, output)
-        return self._save(images, paths, prompt, negative, seeds, params)
+            raise QuarkError(f"the safety checker flagged {sum(flags)} of {request.n} images; nothing was saved")
+        return self._save(images, paths, request)
+
+    def generate(self, prompt: str, *, output: Path | None = None, on_step: Callable[[int, int], None] | None = None,
+                 **settings: Any) -> list[Asset]:
+        """request() then run(): check, sample, save."""
+        return self.run(self.request(prompt, **settings), output=output, on_step=on_step)
 
     def _paths(self, prompt: str, seeds: list[int], output: Path | None) -> list[Path]:
         if output is not None:
@@ -159,10 +188,9 @@ class ImageModel:
         folder = self.home.assets_dir
         return [folder / f"{stamp}-{_slug(prompt)}-{s}.png" for s in seeds]
 
-    def _save(self, images: list[Image.Image], paths: list[Path], prompt: str, negative: str, seeds: list[int],
-              params: dict[str, Any]) -> list[Asset]:
+    def _save(self, images: list[Image.Image], paths: list[Path], request: Request) -> list[Asset]:
         """Write every PNG under a temporary name, insert the rows, then rename: all or nothing."""
-        now = time.time()
+        now, prompt, negative, seeds, params = time.time(), request.prompt, request.negative, request.seeds, request.params
         conn = db.connect(self.home.db_path)
         try:
             with contextlib.ExitStack() as files:
