@@ -81,11 +81,17 @@ def list_models(cli: Cli) -> dict:
     """
     from quark.align.adapters import list_adapters
     from quark.flops import build_meta
+    from quark.image.folders import is_pipeline_folder, read_meta
     from quark.modelio import read_config
 
     root = cli.home.root / "models"
     rows = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []:
+        if is_pipeline_folder(folder):  # an image model (quark image train): no LLM config.json at its root
+            meta = read_meta(folder)
+            rows.append({"name": folder.name, "parameters": None, "created": meta.get("created"), "kind": "image",
+                         "source": f"image pipeline, run {meta.get('source_run', '?')}"})
+            continue
         try:
             cfg = read_config(folder)
             meta = json.loads((folder / "config.json").read_text())

@@ -146,6 +146,6 @@ def adherence(home, model: str | None, *, samples: int = 2, steps: int | None = 
         return [np.asarray(image) for image in images]
 
     metrics = evaluate(generate, vocabulary, size=image_model.size, samples=samples, seed=seed, on_batch=on_images)
-    metrics.update(steps=steps, guidance=guidance, sampler=sampler, size=image_model.size,
+    metrics.update(steps=steps, guidance=guidance, sampler=sampler, resolution=image_model.size,
                    trained_on_shapes=bool(recorded))
     return metrics, image_model.meta.get("source_run")
