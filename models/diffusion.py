@@ -52,7 +52,7 @@ class UNetShape:
     head_dim: int = 16
     cross_attention_dim: int = 64
     norm_groups: int = 8
-    text_max_tokens: int = 32  # longest caption (in text-encoder tokens, BOS included)
+    text_max_tokens: int = 48  # longest caption (in text-encoder tokens, BOS included)
 
     @property
     def widths(self) -> tuple[int, ...]:
