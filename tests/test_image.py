@@ -19,14 +19,14 @@ from quark.home import Home
 from quark.image import shapes
 from quark.image.evaluate import analyse, evaluate
 
-# 16 px, three colours, one background: learns colour from text in about a hundred steps.
+# 16 px, three colours, one background: learns colour from text in a couple of hundred small steps.
 FAST = """
 model: {size: 16, channels: "16,32", attention: "1", head_dim: 16, cross_attention_dim: 32, norm_groups: 8,
         text_max_tokens: 48}
 diffusion: {prediction_type: sample, snr_gamma: 5.0, caption_dropout: 0.1, ema_decay: 0.9, steps: 10, guidance: 3.0}
 data: {colours: "red,green,blue", backgrounds: "white", images: 512, heldout_images: 8}
 optim: {lr: 3.0e-3, betas: [0.9, 0.99], weight_decay: 0.0, warmup: 10}
-train: {micro_batch: 16, max_steps: 100, eval_every: 0, save_every: 50, keep_last: 2, device: cpu}
+train: {micro_batch: 8, max_steps: 200, eval_every: 0, save_every: 100, keep_last: 2, device: cpu}
 """
 PROMPT = "a large red circle in the center on a white background"
 

@@ -323,8 +323,9 @@ class ChatApp(App):
                 self._image_model = ImageModel(self.home, self.image_model_name)
             asset = self._image_model.generate(prompt)[0]
             self.post_message(ImageReady(prompt, asset.path))
-        except QuarkError as exc:
-            self.post_message(TurnFailed(str(exc)))
+        except QuarkError as exc:  # not TurnFailed: a chat turn may be streaming meanwhile
+            self.call_from_thread(self.notify, str(exc), severity="error", timeout=10)
+            self.call_from_thread(self._status, "ready")
 
     @on(ImageReady)
     async def _image_ready(self, event: ImageReady) -> None:
