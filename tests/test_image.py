@@ -235,3 +235,18 @@ def test_tui_image_command_renders_and_saves(image_home: Path) -> None:
             assert len(app.query(ImageWidget)) == 1
 
     asyncio.run(run())
+
+
+def test_recipes_load_and_refuse_values_that_cannot_train() -> None:
+    from quark.errors import QuarkError
+    from quark.image.recipe import load_image_recipe
+
+    assert load_image_recipe("image-tiny").model.size == 32
+    gpu = load_image_recipe("image-gpu")
+    assert gpu.model.size == 64 and gpu.train.dtype == "bfloat16"
+    for override, needle in [("model.size=30", "model.size 30"), ("model.channels=16,33", "model.channels"),
+                             ("train.strategy=fsdp", "ddp"), ("diffusion.sampler=euler", "diffusion.sampler"),
+                             ("data.colours=red,teal", "colours"),
+                             ("model.nope=1", "unknown recipe key")]:
+        with pytest.raises(QuarkError, match=needle):
+            load_image_recipe("image-tiny", [override])
