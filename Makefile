@@ -30,5 +30,9 @@ demo: install
 test: install
 	$(PY) -m pytest -q -n $(JOBS) --dist loadfile
 
+# ruff (the test extra); not part of `test`, so CI's `make test` does not depend on the linter.
+lint: install
+	$(PY) -m ruff check .
+
 clean:
 	rm -rf $(VENV) .quark-demo .pytest_cache

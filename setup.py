@@ -1,5 +1,6 @@
-"""Package discovery. commands/, tui/, models/ and recipes/ sit at the top of the repo (SPEC §2) but
-install inside the quark namespace, so `quark` is the only top-level import name."""
+"""Package discovery. commands/, tui/, models/ and recipes/ sit at the top of the repo (the CLI, the
+TUI, the neural architectures and the shipped recipes, each findable at a glance) but install
+inside the quark namespace, so `quark` is the only top-level import name."""
 
 from setuptools import find_packages, setup
 

@@ -45,13 +45,14 @@ def preset_engine(preset: str, *, seed: int = 0) -> Engine:
 
 
 def machine() -> str:
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    return f"{cpu}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}"
 
 
 def save_preset_model(home: Path, preset: str, name: str = "bench", *, seed: int = 0) -> Path:
     """A model folder `name` in `home` with the preset's shape and random weights (for `quark serve`)."""
     from quark.home import Home
-    from quark.modelio import save_model
+    from quark.modelfolder import save_model
 
     engine = preset_engine(preset, seed=seed)
     tok_file = Path(home) / f"{name}-tokenizer.model"

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import torch
+from _results import RESULTS, write_section  # benchmarks/_results.py
 
 from quark.align.data import prompts_of, read_chat
 from quark.align.recipe import LORA_MODULES
@@ -37,9 +38,7 @@ from quark.align.sft import end_rate
 from quark.home import Home
 from quark.inference import Engine
 from quark.tokenizer import Tokenizer, train_tokenizer
-from quark.tokens import TokenWriter
-
-from _results import RESULTS, write_section  # benchmarks/_results.py
+from quark.tokenizer.token_shards import TokenWriter
 
 SECTION = "## Alignment"
 MODULES = ["textwrap.py", "colorsys.py", "bisect.py", "heapq.py", "fnmatch.py", "shlex.py", "string.py",
@@ -86,7 +85,8 @@ def main() -> None:
                            "--set", "train.seq_len=64", "--set", "train.micro_batch=8", "--set", "optim.warmup=10",
                            "--max-steps", "300",
                            "--eval-every", "300")
-        rows.append(("`quark pretrain` base, 300 steps", f"val loss {base['val_loss']:.3f} ({base['parameters']:,} parameters)",
+        rows.append(("`quark pretrain` base, 300 steps",
+                     f"val loss {base['val_loss']:.3f} ({base['parameters']:,} parameters)",
                      f"{took:.0f} s"))
         quark(home, "data", "synth", "--kind", "all", "--name", "chat")
         quark(home, "data", "synth", "--kind", "preferences", "--name", "prefs", "--val-fraction", "0.2")
@@ -105,10 +105,12 @@ def main() -> None:
             ("lora-8", "rank 8 on q/k/v/o (the recipe's default), lr 3e-3", ["--set", "optim.lr=3e-3"]),
             ("lora-32", "rank 32 on every projection, lr 5e-3",
              ["--rank", "32", "--alpha", "32", "--targets", ",".join(LORA_MODULES), "--set", "optim.lr=5e-3"])]:
-            lora, took = quark(home, "finetune", "sft", "--model", "base", "--data", "chat", "--name", adapter, "--lora",
+            lora, took = quark(home, "finetune", "sft", "--model", "base", "--data", "chat", "--name", adapter,
+                               "--lora",
                                *flags, "--set", "train.seq_len=128", "--max-steps", "150", "--eval-every", "150")
             rows.append((f"`quark finetune sft --lora`, {label}, 150 steps",
-                         rate(Engine.load(home / "models" / "base", adapter=adapter)) + f"; val loss {lora['val_loss']:.3f}",
+                         rate(Engine.load(home / "models" / "base",
+                                          adapter=adapter)) + f"; val loss {lora['val_loss']:.3f}",
                          f"{took:.0f} s"))
         dpo, took = quark(home, "finetune", "dpo", "--model", "chat", "--data", "prefs", "--name", "chat-dpo",
                           "--set", "train.seq_len=128", "--max-steps", "60", "--eval-every", "60")
@@ -118,7 +120,8 @@ def main() -> None:
         rm, took = quark(home, "finetune", "reward", "--model", "base", "--data", "prefs", "--name", "rm",
                          "--set", "train.seq_len=128", "--max-steps", "100", "--eval-every", "100")
         rows.append(("`quark finetune reward` from the base, 100 steps",
-                     f"held-out pair accuracy **{rm['val_pair_accuracy']:.2f}** over {rm['val_pairs']} pairs (chance 0.50)",
+                     f"held-out pair accuracy **{rm['val_pair_accuracy']:.2f}** over {rm['val_pairs']} pairs (chance "
+                     "0.50)",
                      f"{took:.0f} s"))
 
     load = os.getloadavg()[0]

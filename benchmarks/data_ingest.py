@@ -11,8 +11,8 @@ import argparse
 import tempfile
 import time
 
+from quark.data.executors import ExecutorOptions
 from quark.data.ingest import ingest
-from quark.executors import ExecutorOptions
 from quark.home import Home
 
 
@@ -31,7 +31,8 @@ def main() -> None:
             seconds = time.perf_counter() - started
         docs = sum(entry["docs"] for entry in result["datasets"])
         megabytes = sum(entry["chars"] for entry in result["datasets"]) / 1e6
-        print(f"{args.executor:>8} {workers:>7} {docs:>6} {megabytes:>8.1f} {seconds:>8.1f} {megabytes / seconds:>6.2f}")
+        print(f"{args.executor:>8} {workers:>7} {docs:>6} {megabytes:>8.1f} {seconds:>8.1f} "
+              f"{megabytes / seconds:>6.2f}")
 
 
 if __name__ == "__main__":

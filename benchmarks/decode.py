@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import time
 from typing import NamedTuple
 
@@ -22,7 +23,7 @@ from _common import machine, preset_engine
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from quark.inference import Engine, SamplingParams
-from quark.inference.quantize import quantize_int8, weight_bytes
+from quark.modelfolder.quantized import quantize_int8, weight_bytes
 
 # (prompt tokens, new tokens at batch 1, new tokens at batch 16): the small preset is ~125M
 # parameters with a 65,536 vocabulary, so it gets short runs on a 2-core CPU.
@@ -94,7 +95,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="+", default=["tiny", "small"], choices=sorted(LENGTHS))
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 16])
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: least contention on a shared CPU)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (1: least contention on a shared CPU)")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -113,13 +115,16 @@ def main() -> None:
             new = new1 if batch == 1 else new16
             prompts = torch.randint(10, engine.model.config.vocab_size, (batch, prompt_len))
             run_quark(engine, prompts[:, :8], 2), run_hf(hf, prompts[:, :8], 2)  # warm up kernels
-            results = {"transformers": best(lambda: run_hf(hf, prompts, new), args.repeats),
-                       "quark": best(lambda: run_quark(engine, prompts, new), args.repeats),
-                       "quark int8": best(lambda: run_quark(int8, prompts, new), args.repeats)}
+            results = {"transformers": best(functools.partial(run_hf, hf, prompts, new), args.repeats),
+                       "quark": best(functools.partial(run_quark, engine, prompts, new), args.repeats),
+                       "quark int8": best(functools.partial(run_quark, int8, prompts, new), args.repeats)}
             if results["quark"].tokens != results["transformers"].tokens:
                 print(f"<!-- note: greedy tokens differ between quark and transformers ({preset}, batch {batch}) -->")
-            sizes = {"transformers": weight_bytes(hf), "quark": weight_bytes(engine.model), "quark int8": weight_bytes(int8.model)}
-            hf_wall, hf_cpu = results["transformers"].decode_rate(batch, new), results["transformers"].decode_rate(batch, new, True)
+            sizes = {"transformers": weight_bytes(hf), "quark": weight_bytes(engine.model),
+                     "quark int8": weight_bytes(int8.model)}
+            hf_wall, hf_cpu = results["transformers"].decode_rate(batch,
+                                                                  new), results["transformers"].decode_rate(batch, new,
+                                                                                                            True)
             for name, t in results.items():
                 print(f"| {preset} | {batch} | {name} | {sizes[name] / 2**20:.1f} | {t.first * 1000:.1f} | "
                       f"{t.decode_rate(batch, new):.1f} | {t.decode_rate(batch, new) / hf_wall:.2f}x | "

@@ -10,7 +10,7 @@ import argparse
 import os
 import time
 
-from quark.evaluation import code, humaneval
+from quark.evaluation import code_execution, humaneval
 from quark.sandbox import Limits, open_sandbox
 
 
@@ -24,7 +24,8 @@ def main() -> None:
     print(f"{len(problems)} problems, backend {sandbox.name}, {os.cpu_count()} cores")
     for workers in args.workers:
         start = time.perf_counter()
-        metrics = code.score(code.execute(problems, code.references(problems), sandbox=sandbox, workers=workers))
+        metrics = code_execution.score(code_execution.execute(problems, code_execution.references(problems),
+                                                              sandbox=sandbox, workers=workers))
         elapsed = time.perf_counter() - start
         print(f"workers {workers:2d}: {elapsed:6.1f} s  {len(problems) / elapsed:5.1f} programs/s  "
               f"pass@1 {metrics['pass@1']:.3f}")

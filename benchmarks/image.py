@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _common import machine, tokenizer_of_size  # benchmarks/_common.py
+from _results import write_section  # benchmarks/_results.py
 
 from quark.image import shapes
 from quark.image.data import CaptionedImages, CaptionTable, DiffusionBatches
@@ -37,9 +39,6 @@ from quark.models.diffusion import QuarkImagePipeline, QuarkTextEncoder, build_u
 from quark.models.llm import LLM, LLMConfig
 from quark.train.dist import Dist
 from quark.train.trainer import Trainer
-
-from _common import machine, tokenizer_of_size  # benchmarks/_common.py
-from _results import write_section  # benchmarks/_results.py
 
 SECTION = "## Image model"
 

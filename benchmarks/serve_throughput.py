@@ -47,7 +47,8 @@ def stream_one(client: httpx.Client, base: str, i: int, max_tokens: int) -> tupl
 def steps(client: httpx.Client, base: str) -> tuple[float, float]:
     """(engine steps so far, sequences summed over those steps), from /metrics."""
     text = client.get(f"{base}/metrics").text
-    return tuple(float(re.search(rf"^quark_batch_size_{part} (\S+)$", text, re.M).group(1)) for part in ("count", "sum"))
+    return tuple(float(re.search(rf"^quark_batch_size_{part} (\S+)$", text, re.M).group(1)) for part in ("count",
+                                                                                                         "sum"))
 
 
 def run(client: httpx.Client, base: str, requests: int, max_tokens: int, concurrent: bool) -> dict:
@@ -96,13 +97,15 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(30)
-    print(f"preset {args.preset}, {args.requests} requests x {args.max_tokens} tokens, server torch threads {args.threads}\n")
+    print(f"preset {args.preset}, {args.requests} requests x {args.max_tokens} tokens, server torch threads "
+          f"{args.threads}\n")
     print("| mode | tokens | seconds | tokens/s | mean time to first token s | sequences per engine step |")
     print("|---|---|---|---|---|---|")
     for name, r, (a, b) in (("one at a time", sequential, (before, middle)),
                             (f"{args.requests} concurrent", concurrent, (middle, after))):
         rows_per_step = (b[1] - a[1]) / (b[0] - a[0])
-        print(f"| {name} | {r['tokens']} | {r['seconds']:.2f} | {r['tokens_per_s']:.1f} | {r['mean_first_token_s']:.3f} "
+        print(f"| {name} | {r['tokens']} | {r['seconds']:.2f} | {r['tokens_per_s']:.1f} | "
+              f"{r['mean_first_token_s']:.3f} "
               f"| {rows_per_step:.1f} |")
     print(f"\nconcurrent/sequential throughput: {concurrent['tokens_per_s'] / sequential['tokens_per_s']:.2f}x")
 

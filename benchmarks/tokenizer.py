@@ -22,10 +22,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from quark.encode import encode_datasets
 from quark.home import Home
 from quark.tokenizer import Tokenizer
-from quark.tokenizer_train import train_named_tokenizer
+from quark.tokenizer.encode import encode_datasets
+from quark.tokenizer.training import train_named_tokenizer
 
 DEMO_VOCAB = 8000
 
@@ -83,7 +83,8 @@ def main() -> None:
 
     rows = [
         ("corpus", f"{len(texts):,} stdlib .py files, {chars / 1e6:.1f} M chars"),
-        ("train (SentencePiece unigram)", f"vocab {args.vocab_size:,} on {meta['training']['chars'] / 1e6:.1f} M chars: "
+        ("train (SentencePiece unigram)",
+         f"vocab {args.vocab_size:,} on {meta['training']['chars'] / 1e6:.1f} M chars: "
                                           f"{train_s:.1f} s"),
         ("chars/token, whole stdlib", f"{chars / tokens:.3f} ({tokens:,} tokens)"),
         ("chars/token, held-out docs", f"{meta['held_out']['chars_per_token']} ({meta['held_out']['documents']} docs)"),
@@ -93,11 +94,13 @@ def main() -> None:
                                                    f"{tokens / batch_s / 1e6:.2f} M tokens/s"),
         ("decode, 1 thread", f"{chars / decode_s / 1e6:.2f} M chars/s"),
         (f"`quark tokenize encode` ({args.shards} shards, local executor)",
-         f"{chars / pipeline_s / 1e6:.2f} M chars/s, {sum(encoded['tokens'].values()) / pipeline_s / 1e6:.2f} M tokens/s "
+         f"{chars / pipeline_s / 1e6:.2f} M chars/s, {sum(encoded['tokens'].values()) / pipeline_s / 1e6:.2f} M "
+         "tokens/s "
          f"end to end ({pipeline_s:.1f} s)"),
     ]
     print(f"Command: `.venv/bin/python benchmarks/tokenizer.py --vocab-size {args.vocab_size} "
-          f"--max-chars {args.max_chars} --repeat {args.repeat}` — {date.today()}, {os.cpu_count()}-core CPU ({platform.processor() or platform.machine()}), "
+          f"--max-chars {args.max_chars} --repeat {args.repeat}` — {date.today()}, {os.cpu_count()}-core CPU "
+          f"({platform.processor() or platform.machine()}), "
           f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.1f} at the end\n")
     print("| measure | result |\n|---|---|")
     for name, value in rows:

@@ -29,15 +29,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from _results import RESULTS, write_section  # benchmarks/_results.py
 
-from quark.flops import flops_per_token, parameter_counts, peak_flops
+from quark.modelfolder.flops import flops_per_token, parameter_counts, peak_flops
 from quark.models.llm import LLM, PRESETS
 from quark.train.data import TokenWindows
 from quark.train.dist import Dist
 from quark.train.recipe import load_recipe
 from quark.train.trainer import Trainer
-
-from _results import RESULTS, write_section  # benchmarks/_results.py
 
 SECTION = "## Training throughput"
 
@@ -61,7 +60,8 @@ class RefBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         B, T, _ = x.shape
-        q, k, v = self.qkv(self.n1(x)).split([self.heads * self.hd, self.kv_heads * self.hd, self.kv_heads * self.hd], -1)
+        q, k, v = self.qkv(self.n1(x)).split([self.heads * self.hd, self.kv_heads * self.hd, self.kv_heads * self.hd],
+                                             -1)
         q = self.rope(q.view(B, T, self.heads, self.hd).transpose(1, 2), cos, sin)
         k = self.rope(k.view(B, T, self.kv_heads, self.hd).transpose(1, 2), cos, sin)
         v = v.view(B, T, self.kv_heads, self.hd).transpose(1, 2)
@@ -164,8 +164,10 @@ def main() -> None:
     host = machine()
     quark, ref = [], []
     for _ in range(args.rounds):
-        quark.append(throughput(quark_run(load_recipe("tiny-cpu"), cfg, stream, args.steps + warmup), warmup, tokens_per_step))
-        ref.append(throughput(reference_run(cfg, micro, seq, args.steps + warmup, recipe.optim.lr), warmup, tokens_per_step))
+        quark.append(throughput(quark_run(load_recipe("tiny-cpu"), cfg, stream, args.steps + warmup), warmup,
+                                tokens_per_step))
+        ref.append(throughput(reference_run(cfg, micro, seq, args.steps + warmup, recipe.optim.lr), warmup,
+                              tokens_per_step))
     q, r = max(quark), max(ref)
     rows = [("Quark Trainer", q), ("minimal PyTorch loop", r)]
     table = ["| loop | tokens/s | MFU |", "|---|---:|---:|"]

@@ -22,7 +22,6 @@ import asyncio
 import statistics
 import sysconfig
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -30,7 +29,7 @@ import torch
 from quark.chat import ChatSession
 from quark.home import Home
 from quark.inference import SamplingParams
-from quark.modelio import save_model
+from quark.modelfolder import save_model
 from quark.models.llm import LLM, LLMConfig
 from quark.tokenizer import train_tokenizer
 from quark.tui.app import ChatApp

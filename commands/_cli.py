@@ -73,22 +73,28 @@ def run_guarded(fn: Callable[[], Any], debug: bool, err: Console | None = None) 
         if debug:
             raise
         err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: nothing half-written was kept")
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     except (typer.Exit, typer.Abort, SystemExit):
         raise
     except Exception as exc:  # a bug: keep the traceback behind --debug
         if debug:
             raise
-        err.print(f"[bold red]error:[/] internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+        err.print(f"[bold red]error:[/] internal error: {type(exc).__name__}: {exc} (rerun with --debug for the "
+                  "traceback)",
                   highlight=False, soft_wrap=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
 
 
-def quark_command(group: typer.Typer, name: str | None = None, **kwargs: Any) -> Callable:
-    """Register `fn(cli, ...)` on `group` with the shared options and error handling."""
+def quark_command(group: typer.Typer, name: str | None = None, *, group_default: bool = False,
+                  **kwargs: Any) -> Callable:
+    """Register `fn(cli, ...)` on `group` with the shared options and error handling.
+
+    With `group_default` it is what the group itself runs (`quark serve --model M`) while the
+    group's subcommands (`quark serve keys ...`) still work: `fn` takes a `typer.Context` and
+    returns early when `ctx.invoked_subcommand` is set."""
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         signature = inspect.signature(fn, eval_str=True)  # modules may use `from __future__ import annotations`
@@ -103,8 +109,14 @@ def quark_command(group: typer.Typer, name: str | None = None, **kwargs: Any) ->
                 sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
 
         command.__signature__ = signature.replace(parameters=own + _SHARED)  # type: ignore[attr-defined]
+        # typer reads the annotations too: give it fn's, already evaluated in fn's own module (as
+        # strings they would be looked up in this module's globals).
+        command.__annotations__ = {p.name: p.annotation for p in own + _SHARED if p.annotation is not p.empty}
         del command.__wrapped__  # typer must read the new signature, not fn's
-        group.command(name, **kwargs)(command)
+        if group_default:  # the group's help would otherwise hide the docstring's example
+            group.callback(invoke_without_command=True, help=inspect.cleandoc(fn.__doc__ or ""), **kwargs)(command)
+        else:
+            group.command(name, **kwargs)(command)
         return fn
 
     return decorate

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from quark.commands._cli import Cli
-from quark.executors import EXECUTORS, ExecutorOptions
+from quark.data.executors import EXECUTORS, ExecutorOptions
 
 
 def _option(name: str, kind: Any, default: Any, flag: str, **option: Any) -> inspect.Parameter:

@@ -6,22 +6,27 @@ from typing import Annotated, Optional
 import typer
 
 from quark.commands._cli import Cli, quark_command
+from quark.commands._options import DeviceOption, QuantizeOption, adapter_option, model_option, quantize_mode
 from quark.errors import QuarkError
 from quark.tui.slash import parse_slash
 
 
 def chat(
     cli: Cli,
-    message: Annotated[Optional[str], typer.Option("--message", "-m", help="Send one message and print the reply "
-                                                   "(read from stdin when omitted and stdin is not a terminal).")] = None,
+    message: Annotated[Optional[str], typer.Option("--message", help="Send one message and print the reply "
+                                                   "(read from stdin when omitted and stdin is not a "
+                                                   "terminal).")] = None,
     conversation: Annotated[Optional[int], typer.Option("--conversation", "-c",
-                                                        help="Continue this conversation (default: a new one).")] = None,
+                                                        help="Continue this conversation (default: a new "
+                                                             "one).")] = None,
     checkpoint: Annotated[Optional[str], typer.Option("--checkpoint", help="Restore this checkpoint first (into "
                                                       "--conversation, or a new conversation).")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", help="Model to chat with (default: the conversation's, "
+    model: Annotated[Optional[str], model_option("Model to chat with (default: the conversation's, "
                                                  "else the last used, else the only one).")] = None,
-    adapter: Annotated[Optional[str], typer.Option("--adapter", help="A LoRA adapter of --model "
-                                                   "(models/<model>/adapters/<name>).")] = None,
+    adapter: Annotated[Optional[str], adapter_option("A LoRA adapter of --model "
+                                                     "(models/<model>/adapters/<name>).")] = None,
+    quantize: QuantizeOption = None,
+    device: DeviceOption = "auto",
     system: Annotated[Optional[str], typer.Option("--system", help="Set the conversation's system prompt.")] = None,
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Longest reply, in tokens.")] = None,
     temperature: Annotated[Optional[float], typer.Option("--temperature", min=0.0, help="0 is greedy.")] = None,
@@ -31,7 +36,9 @@ def chat(
 ) -> dict | None:
     """Chat with a model, with memory and checkpoints.
 
-    With a terminal and no --message this opens the TUI. Otherwise it sends one message and prints the reply; --json adds the conversation id, the memories and checkpoint put into the prompt, and the turns that were folded into the summary.
+    With a terminal and no --message this opens the TUI. Otherwise it sends one message and prints the
+    reply; --json adds the conversation id, the memories and checkpoint put into the prompt, and the
+    turns that were folded into the summary.
 
     Example:
 
@@ -48,7 +55,7 @@ def chat(
         from quark.tui.app import run_app
 
         run_app(cli.home, model=model, conversation_id=conversation, checkpoint=checkpoint, adapter=adapter,
-                image_model=image_model)
+                device=device, quantize=quantize_mode(quantize), image_model=image_model)
         return None
     text = message if message is not None else sys.stdin.read()
     if not text.strip():
@@ -56,10 +63,11 @@ def chat(
     command = parse_slash(text)
     if command is not None and command.name == "image":
         return _draw(cli, command.argument, image_model, seed)
-    session = ChatSession(cli.home, model=model, adapter=adapter, conversation_id=conversation)
+    session = ChatSession(cli.home, model=model, adapter=adapter, conversation_id=conversation, device=device,
+                          quantize=quantize_mode(quantize))
     try:
         if checkpoint:
-            session.load_checkpoint(checkpoint, into="current" if conversation is not None else "new")
+            session.load_snapshot(checkpoint, into="current" if conversation is not None else "new")
         if system is not None:
             session.set_system(system)
         params = session.params(max_tokens=max_tokens, temperature=temperature, seed=seed)

@@ -35,13 +35,15 @@ def _when(timestamp: float) -> str:
 def save(cli: Cli,
          name: Annotated[str, typer.Argument(help="Checkpoint name (letters, digits, '.', '_', '-').")],
          conversation: Annotated[Optional[int], typer.Option("--conversation", "-c",
-                                                             help="Conversation to snapshot (default: the latest).")] = None,
-         force: Annotated[bool, typer.Option("--force", help="Replace a checkpoint of the same name.")] = False) -> dict:
+                                                             help="Conversation to snapshot (default: the "
+                                                                  "latest).")] = None,
+         force: Annotated[bool, typer.Option("--force",
+                                             help="Replace a checkpoint of the same name.")] = False) -> dict:
     """Snapshot a conversation under NAME.
 
     Example: quark checkpoint save work --conversation 3
     """
-    from quark.chat import checkpoint as checkpoints
+    from quark.chat import snapshot as snapshots
     from quark.chat.store import ChatStore
 
     with _conn(cli) as conn:
@@ -50,7 +52,7 @@ def save(cli: Cli,
             if latest is None:
                 raise QuarkError("no conversations yet: chat first (quark chat --message ...)")
             conversation = latest.id
-        snapshot = checkpoints.save(conn, name, conversation, force=force)
+        snapshot = snapshots.save_snapshot(conn, name, conversation, force=force)
     cli.print(f"saved checkpoint [bold]{name}[/] from conversation {conversation} "
               f"({len(snapshot.messages)} messages, {len(snapshot.entities)} entities)")
     return {"name": name, "conversation_id": conversation, "messages": len(snapshot.messages),
@@ -68,7 +70,7 @@ def load(cli: Cli,
 
     Example: quark checkpoint load work && quark chat --conversation 7 --message "Where were we?"
     """
-    from quark.chat import checkpoint as checkpoints
+    from quark.chat import snapshot as snapshots
     from quark.chat.store import ChatStore
 
     if into not in ("new", "current"):
@@ -80,7 +82,7 @@ def load(cli: Cli,
             if latest is None:
                 raise QuarkError("--into current: there is no conversation yet (use --into new)")
             target = latest.id
-        conversation_id = checkpoints.load(conn, name, target if into == "current" else None)
+        conversation_id = snapshots.load_snapshot(conn, name, target if into == "current" else None)
     cli.print(f"restored [bold]{name}[/] into conversation {conversation_id}")
     return {"name": name, "conversation_id": conversation_id}
 
@@ -91,10 +93,10 @@ def list_(cli: Cli) -> dict:
 
     Example: quark checkpoint list --json
     """
-    from quark.chat import checkpoint as checkpoints
+    from quark.chat import snapshot as snapshots
 
     with _conn(cli) as conn:
-        rows = checkpoints.listing(conn)
+        rows = snapshots.list_snapshots(conn)
     table = Table("name", "saved", "conversation", "messages", "entities", "pinned", "summary lines")
     for row in rows:
         table.add_row(row["name"], _when(row["created_at"]), f"{row['conversation_id'] or '-'} {row['title']}",
@@ -109,10 +111,10 @@ def show(cli: Cli, name: Annotated[str, typer.Argument(help="Checkpoint to show.
 
     Example: quark checkpoint show work
     """
-    from quark.chat import checkpoint as checkpoints
+    from quark.chat import snapshot as snapshots
 
     with _conn(cli) as conn:
-        snapshot = checkpoints.get(conn, name)
+        snapshot = snapshots.get_snapshot(conn, name)
     cli.print(f"[bold]{snapshot.name}[/] saved {_when(snapshot.created_at)} from \"{snapshot.conversation.title}\" "
               f"(model {snapshot.conversation.model or '-'})")
     if snapshot.conversation.system_prompt:
@@ -140,10 +142,10 @@ def diff(cli: Cli, a: Annotated[str, typer.Argument(help="The older checkpoint."
 
     Example: quark checkpoint diff monday friday
     """
-    from quark.chat import checkpoint as checkpoints
+    from quark.chat import snapshot as snapshots
 
     with _conn(cli) as conn:
-        result = checkpoints.diff(checkpoints.get(conn, a), checkpoints.get(conn, b))
+        result = snapshots.diff_snapshots(snapshots.get_snapshot(conn, a), snapshots.get_snapshot(conn, b))
     if result["same"]:
         cli.print(f"{a} and {b} hold the same content")
     for field, change in result["changes"].items():
@@ -168,10 +170,10 @@ def delete(cli: Cli, name: Annotated[str, typer.Argument(help="Checkpoint to del
 
     Example: quark checkpoint delete old-work
     """
-    from quark.chat import checkpoint as checkpoints
+    from quark.chat import snapshot as snapshots
 
     with _conn(cli) as conn:
-        checkpoints.delete(conn, name)
+        snapshots.delete_snapshot(conn, name)
     cli.print(f"deleted checkpoint {name}")
     return {"deleted": name}
 
@@ -183,10 +185,10 @@ def export(cli: Cli, name: Annotated[str, typer.Argument(help="Checkpoint to exp
 
     Example: quark checkpoint export work -o work.json
     """
-    from quark.chat import checkpoint as checkpoints
+    from quark.chat import snapshot as snapshots
 
     with _conn(cli) as conn:
-        path = checkpoints.export(conn, name, output)
+        path = snapshots.export_snapshot(conn, name, output)
     cli.print(f"exported {name} to {path}")
     return {"name": name, "path": str(path)}
 
@@ -194,15 +196,16 @@ def export(cli: Cli, name: Annotated[str, typer.Argument(help="Checkpoint to exp
 @quark_command(checkpoint, "import")
 def import_(cli: Cli, file: Annotated[Path, typer.Argument(help="A file written by `quark checkpoint export`.")],
             name: Annotated[Optional[str], typer.Option("--name", help="Store it under this name instead.")] = None,
-            force: Annotated[bool, typer.Option("--force", help="Replace a checkpoint of the same name.")] = False) -> dict:
+            force: Annotated[bool, typer.Option("--force",
+                                                help="Replace a checkpoint of the same name.")] = False) -> dict:
     """Import a checkpoint from a JSON file; `load` then restores it.
 
     Example: quark checkpoint import work.json && quark checkpoint load work
     """
-    from quark.chat import checkpoint as checkpoints
+    from quark.chat import snapshot as snapshots
 
     with _conn(cli) as conn:
-        snapshot = checkpoints.import_file(conn, file, name=name, force=force)
+        snapshot = snapshots.import_snapshot_file(conn, file, name=name, force=force)
     cli.print(f"imported checkpoint {snapshot.name} ({len(snapshot.messages)} messages)")
     return {"name": snapshot.name, "messages": len(snapshot.messages)}
 

@@ -34,17 +34,20 @@ def stages(fast: bool, steps: int | None) -> list[tuple[str, list[str]]]:
         ("encode the blend", ["tokenize", "encode", "--tokenizer", "demo", "--data", "demo", "--name", "demo",
                               "--val-fraction", "0.05"]),
         ("pretrain the tiny model", ["pretrain", "--recipe", "tiny-cpu", "--data", "demo", "--name", "demo-base",
-                                     "--max-steps", pretrain_steps, *(["--eval-every", "20", "--save-every", "20"] if fast else [])]),
+                                     "--max-steps", pretrain_steps, *(["--eval-every", "20", "--save-every",
+                                                                       "20"] if fast else [])]),
         ("make synthetic chat data", ["data", "synth", "--kind", "all", "--name", "demo-chat"]),
         ("supervised fine-tuning", ["finetune", "sft", "--model", "demo-base", "--data", "demo-chat", "--name", "demo",
                                     "--max-steps", sft_steps]),
-        ("perplexity", ["eval", "perplexity", "--model", "demo", "--data", "demo", "--max-tokens", "4096" if fast else "65536"]),
+        ("perplexity", ["eval", "perplexity", "--model", "demo", "--data", "demo", "--max-tokens",
+                        "4096" if fast else "65536"]),
         ("HumanEval slice", ["eval", "humaneval", "--model", "demo", "--limit", "4" if fast else "20",
                              "--max-new-tokens", "48" if fast else "128"]),
         ("document QA", ["eval", "docqa", "--model", "demo", "--builtin", "stdlib", "--limit", "4" if fast else "20",
                          "--max-new-tokens", "32" if fast else "64"]),
         ("one chat turn", ["chat", "--model", "demo", "--message", "What does `shlex.quote` do?", "--max-tokens", "48",
                            "--temperature", "0"]),
+        ("build, simplify and render a mesh", ["mesh", "build", "--example", "mug", "--faces", "800"]),
         # A short look at the image model (`image-tiny` runs 500 steps): the pretrained LM is its text encoder.
         ("train the image model", ["image", "train", "--builtin", "shapes", "--recipe", "image-tiny",
                                    "--text-encoder", "demo-base", "--name", "demo-image",
@@ -61,8 +64,10 @@ def register(root: typer.Typer) -> None:
 
 def demo(cli: Cli,
          force: Annotated[bool, typer.Option("--force", help="Redo the demo in a home an earlier demo made.")] = False,
-         fast: Annotated[bool, typer.Option("--fast", help="Seconds per stage instead of minutes (smoke test).")] = False,
-         steps: Annotated[int, typer.Option("--steps", help="Pretraining steps [default: the tiny-cpu recipe's 600].")] = 0,
+         fast: Annotated[bool, typer.Option("--fast",
+                                            help="Seconds per stage instead of minutes (smoke test).")] = False,
+         steps: Annotated[int, typer.Option("--steps",
+                                            help="Pretraining steps [default: the tiny-cpu recipe's 600].")] = 0,
          ) -> dict:
     """Run the whole pipeline on the built-in corpus: data → tokenizer → pretrain → SFT → eval → chat → image.
 

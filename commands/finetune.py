@@ -5,20 +5,31 @@ from typing import Annotated, Any, Optional
 import typer
 
 from quark.commands._cli import Cli, group, quark_command
+from quark.commands._options import device_option, model_option
 
-finetune = group("finetune", "Align a model: SFT on chat JSONL, DPO on preference pairs, reward models; full or LoRA/QLoRA.")
+finetune = group("finetune",
+                 "Align a model: SFT on chat JSONL, DPO on preference pairs, reward models; full or LoRA/QLoRA.")
 
-Name = Annotated[str, typer.Option("--name", help="Run name; the result is models/NAME (or models/MODEL/adapters/NAME with --lora).")]
-Model = Annotated[Optional[str], typer.Option("--model", help="Base model under models/ (not needed with --resume).")]
-Recipe = Annotated[Optional[str], typer.Option("--recipe", help="Shipped recipe (sft, dpo, reward) or a YAML file \\[default: the command's].")]
-Val = Annotated[Optional[str], typer.Option("--val", help="Held-out JSONL file \\[default: val.jsonl beside train.jsonl].")]
-Resume = Annotated[bool, typer.Option("--resume", help="Continue runs/NAME from its last checkpoint, with its own recipe.")]
-Set = Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe value: section.key=value (repeatable).")]
+Name = Annotated[str, typer.Option("--name",
+                                   help="Run name; the result is models/NAME (or models/MODEL/adapters/NAME with "
+                                        "--lora).")]
+Model = Annotated[Optional[str], model_option("Base model under models/ (not needed with --resume).")]
+Recipe = Annotated[Optional[str], typer.Option("--recipe",
+                                               help="Shipped recipe (sft, dpo, reward) or a YAML file \\[default: the "
+                                                    "command's].")]
+Val = Annotated[Optional[str], typer.Option("--val",
+                                            help="Held-out JSONL file \\[default: val.jsonl beside train.jsonl].")]
+Resume = Annotated[bool, typer.Option("--resume",
+                                      help="Continue runs/NAME from its last checkpoint, with its own recipe.")]
+Set = Annotated[Optional[list[str]], typer.Option("--set",
+                                                  help="Override a recipe value: section.key=value (repeatable).")]
 MaxSteps = Annotated[Optional[int], typer.Option("--max-steps", help="Same as --set train.max_steps=N.")]
 SaveEvery = Annotated[Optional[int], typer.Option("--save-every", help="Same as --set train.save_every=N.")]
 EvalEvery = Annotated[Optional[int], typer.Option("--eval-every", help="Same as --set train.eval_every=N.")]
 Seed = Annotated[Optional[int], typer.Option("--seed", help="Same as --set train.seed=N.")]
-Device = Annotated[Optional[str], typer.Option("--device", help="Same as --set train.device=auto|cpu|cuda.")]
+Device = Annotated[Optional[str], device_option("Same as --set train.device=auto|cpu|cuda[:N].")]
+Loggers = Annotated[Optional[list[str]], typer.Option(
+    "--logger", help="Also log to csv, tensorboard or wandb (offline), beside metrics.jsonl; repeatable.")]
 Lora = Annotated[bool, typer.Option("--lora", help="Train a LoRA adapter (peft) instead of every weight.")]
 QLora = Annotated[bool, typer.Option("--qlora", help="LoRA on a 4-bit NF4 base (bitsandbytes; CUDA only).")]
 Rank = Annotated[Optional[int], typer.Option("--rank", help="Same as --set lora.rank=N.")]
@@ -30,7 +41,9 @@ def _overrides(set_: list[str] | None, **flags: Any) -> list[str]:
     """--set items plus the shorthand flags, as section.key=value strings."""
     keys = {"max_steps": "train.max_steps", "save_every": "train.save_every", "eval_every": "train.eval_every",
             "seed": "train.seed", "device": "train.device", "lora": "lora.enabled", "qlora": "lora.qlora",
-            "rank": "lora.rank", "alpha": "lora.alpha", "targets": "lora.targets", "beta": "dpo.beta"}
+            "rank": "lora.rank", "alpha": "lora.alpha", "targets": "lora.targets", "beta": "dpo.beta",
+            "logger": "train.loggers"}
+    flags["logger"] = ",".join(flags.get("logger") or []) or None
     given = [f"{keys[k]}={v}" for k, v in flags.items() if v is not None and v is not False]
     return [*(set_ or []), *given]
 
@@ -39,18 +52,21 @@ def _report(cli: Cli, summary: dict | None, scores: tuple[str, ...]) -> dict | N
     if summary is None:  # a process other than rank 0 of a torchrun job
         return None
     figures = [f"{summary['steps']} steps", f"train loss {summary['train_loss']:.4f}"]
-    figures += [f"{key.replace('_', ' ')} {summary[key]:.3f}" for key in ("val_loss", *scores) if summary.get(key) is not None]
+    figures += [f"{key.replace('_', ' ')} {summary[key]:.3f}" for key in ("val_loss",
+                                                                          *scores) if summary.get(key) is not None]
     cli.print(f"[bold]{summary['run']}[/]: {', '.join(figures)} → {summary['output']}")
     return summary
 
 
 @quark_command(finetune, "sft")
 def sft(cli: Cli, name: Name, model: Model = None,
-        data: Annotated[Optional[str], typer.Option("--data", help="Chat JSONL file, a folder with train.jsonl [+ val.jsonl], or a dataset under data/.")] = None,
+        data: Annotated[Optional[str], typer.Option("--data",
+                                                    help="Chat JSONL file, a folder with train.jsonl [+ val.jsonl], or "
+                                                         "a dataset under data/.")] = None,
         val: Val = None, recipe: Recipe = None, lora: Lora = False, qlora: QLora = False, rank: Rank = None,
         alpha: Alpha = None, targets: Targets = None, resume: Resume = False, set_: Set = None,
         max_steps: MaxSteps = None, save_every: SaveEvery = None, eval_every: EvalEvery = None, seed: Seed = None,
-        device: Device = None) -> Optional[dict]:
+        device: Device = None, logger: Loggers = None) -> Optional[dict]:
     """Supervised fine-tuning on chat JSONL (OpenAI `messages`), loss on assistant tokens only.
 
     Conversations are packed into windows of train.seq_len; checkpoints,
@@ -73,21 +89,26 @@ def sft(cli: Cli, name: Name, model: Model = None,
     from quark.align.sft import sft as run
 
     overrides = _overrides(set_, max_steps=max_steps, save_every=save_every, eval_every=eval_every, seed=seed,
-                           device=device, lora=lora or None, qlora=qlora or None, rank=rank, alpha=alpha, targets=targets)
+                           device=device, lora=lora or None, qlora=qlora or None, rank=rank, alpha=alpha,
+                           targets=targets, logger=logger)
     summary = run(cli.home, name=name, base=model, data=data, val=val, recipe=recipe, overrides=overrides,
                   resume=resume, progress=cli.progress_enabled(), log=cli.print)
     return _report(cli, summary, ("val_end_rate",))
 
 
-Pairs = Annotated[Optional[str], typer.Option("--data", help="Preference JSONL (prompt, chosen, rejected), a folder with train.jsonl [+ val.jsonl], or a dataset under data/.")]
+Pairs = Annotated[Optional[str], typer.Option("--data",
+                                              help="Preference JSONL (prompt, chosen, rejected), a folder with "
+                                                   "train.jsonl [+ val.jsonl], or a dataset under data/.")]
 
 
 @quark_command(finetune, "dpo")
 def dpo(cli: Cli, name: Name, model: Model = None, data: Pairs = None, val: Val = None, recipe: Recipe = None,
-        beta: Annotated[Optional[float], typer.Option("--beta", help="Same as --set dpo.beta=X: how far the policy may move from the reference.")] = None,
+        beta: Annotated[Optional[float], typer.Option("--beta",
+                                                      help="Same as --set dpo.beta=X: how far the policy may move from "
+                                                           "the reference.")] = None,
         lora: Lora = False, qlora: QLora = False, rank: Rank = None, alpha: Alpha = None, targets: Targets = None,
         resume: Resume = False, set_: Set = None, max_steps: MaxSteps = None, save_every: SaveEvery = None,
-        eval_every: EvalEvery = None, seed: Seed = None, device: Device = None) -> Optional[dict]:
+        eval_every: EvalEvery = None, seed: Seed = None, device: Device = None, logger: Loggers = None) -> Optional[dict]:
     """Direct preference optimisation: prefer `chosen` over `rejected`, relative to the starting model.
 
     Loss per pair: -log σ(β·((log π(c) − log π(r)) − (log ref(c) − log ref(r))))
@@ -106,7 +127,7 @@ def dpo(cli: Cli, name: Name, model: Model = None, data: Pairs = None, val: Val 
 
     overrides = _overrides(set_, max_steps=max_steps, save_every=save_every, eval_every=eval_every, seed=seed,
                            device=device, lora=lora or None, qlora=qlora or None, rank=rank, alpha=alpha,
-                           targets=targets, beta=beta)
+                           targets=targets, beta=beta, logger=logger)
     summary = run(cli.home, name=name, base=model, data=data, val=val, recipe=recipe, overrides=overrides,
                   resume=resume, progress=cli.progress_enabled(), log=cli.print)
     return _report(cli, summary, ("val_margin", "val_pair_accuracy"))
@@ -115,7 +136,7 @@ def dpo(cli: Cli, name: Name, model: Model = None, data: Pairs = None, val: Val 
 @quark_command(finetune, "reward")
 def reward(cli: Cli, name: Name, model: Model = None, data: Pairs = None, val: Val = None, recipe: Recipe = None,
            resume: Resume = False, set_: Set = None, max_steps: MaxSteps = None, save_every: SaveEvery = None,
-           eval_every: EvalEvery = None, seed: Seed = None, device: Device = None) -> Optional[dict]:
+           eval_every: EvalEvery = None, seed: Seed = None, device: Device = None, logger: Loggers = None) -> Optional[dict]:
     """Train a reward model: a scalar head on the last token's hidden state, Bradley–Terry loss.
 
     The result is models/NAME (the fine-tuned network) with its head in
@@ -132,7 +153,7 @@ def reward(cli: Cli, name: Name, model: Model = None, data: Pairs = None, val: V
     from quark.align.reward import reward as run
 
     overrides = _overrides(set_, max_steps=max_steps, save_every=save_every, eval_every=eval_every, seed=seed,
-                           device=device)
+                           device=device, logger=logger)
     summary = run(cli.home, name=name, base=model, data=data, val=val, recipe=recipe, overrides=overrides,
                   resume=resume, progress=cli.progress_enabled(), log=cli.print)
     return _report(cli, summary, ("val_pair_accuracy",))

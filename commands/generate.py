@@ -7,22 +7,31 @@ from typing import Annotated, Optional
 import typer
 
 from quark.commands._cli import Cli, quark_command
-from quark.commands._inference import AdapterOption, DeviceOption, ModelOption, QuantizeOption, load_engine
-from quark.inference import SamplingParams
-from quark.modelio import generation_defaults
+from quark.commands._options import AdapterOption, DeviceOption, ModelOption, QuantizeOption, quantize_mode
+from quark.inference import Engine
+from quark.inference.sampling import sampling_params
+from quark.modelfolder import generation_defaults
 
 
 def generate_command(
     cli: Cli,
     model: ModelOption,
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="The text to continue; '-' reads it from stdin.")],
-    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Most tokens to generate (default: the model's generation_config.json).")] = None,
-    temperature: Annotated[Optional[float], typer.Option("--temperature", min=0.0, help="0 is greedy (default: the model's).")] = None,
-    top_k: Annotated[Optional[int], typer.Option("--top-k", min=0, help="Keep the k likeliest tokens; 0 keeps all (default: the model's).")] = None,
-    top_p: Annotated[Optional[float], typer.Option("--top-p", min=0.0, max=1.0, help="Nucleus sampling mass (default: the model's).")] = None,
-    repetition_penalty: Annotated[float, typer.Option("--repetition-penalty", min=0.0, help="Above 1 discourages repeats.")] = 1.0,
+    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=1,
+                                                      help="Most tokens to generate (default: the model's "
+                                                           "generation_config.json).")] = None,
+    temperature: Annotated[Optional[float], typer.Option("--temperature", min=0.0,
+                                                         help="0 is greedy (default: the model's).")] = None,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", min=0,
+                                                 help="Keep the k likeliest tokens; 0 keeps all (default: the "
+                                                      "model's).")] = None,
+    top_p: Annotated[Optional[float], typer.Option("--top-p", min=0.0, max=1.0,
+                                                   help="Nucleus sampling mass (default: the model's).")] = None,
+    repetition_penalty: Annotated[float, typer.Option("--repetition-penalty", min=0.0,
+                                                      help="Above 1 discourages repeats.")] = 1.0,
     stop: Annotated[Optional[list[str]], typer.Option("--stop", help="Stop before this text (repeatable).")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Sampling seed: the same seed gives the same text.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed",
+                                                help="Sampling seed: the same seed gives the same text.")] = None,
     quantize: QuantizeOption = None,
     adapter: AdapterOption = None,
     device: DeviceOption = "auto",
@@ -36,14 +45,10 @@ def generate_command(
         echo "import os" | quark generate -m tiny -p - --seed 7 --json
     """
     text_in = sys.stdin.read() if prompt == "-" else prompt
-    engine, folder = load_engine(cli, model, device, quantize, adapter)
-    defaults = generation_defaults(folder)
-    params = SamplingParams(
-        max_tokens=max_tokens or int(defaults["max_new_tokens"]),
-        temperature=defaults["temperature"] if temperature is None else temperature,
-        top_k=int(defaults.get("top_k", 0)) if top_k is None else top_k,
-        top_p=defaults.get("top_p", 1.0) if top_p is None else top_p,
-        repetition_penalty=repetition_penalty, stop=tuple(stop or ()), seed=seed)
+    engine = Engine.named(cli.home, model, device=device, quantize=quantize_mode(quantize), adapter=adapter)
+    params = sampling_params(generation_defaults(cli.home.model_dir(model)), max_tokens=max_tokens,
+                             temperature=temperature, top_k=top_k, top_p=top_p,
+                             repetition_penalty=repetition_penalty, stop=stop or (), seed=seed)
     prompt_ids = [engine.tokenizer.bos_id, *engine.tokenizer.encode(text_in)]
 
     start = time.perf_counter()
@@ -72,8 +77,9 @@ def generate_command(
         cli.err.print(f"[dim]{len(completion_ids)} tokens, first after {first:.3f} s, "
                       f"{timings['tokens_per_s']} tokens/s, finish: {finish_reason}[/]", highlight=False)
     return {"model": model, "text": text, "prompt_token_ids": prompt_ids, "completion_token_ids": completion_ids,
-            "finish_reason": finish_reason, "usage": {"prompt_tokens": len(prompt_ids), "completion_tokens": len(completion_ids)},
-            "timings": timings, "quantize": quantize.value if quantize else None, "device": str(engine.device),
+            "finish_reason": finish_reason, "usage": {"prompt_tokens": len(prompt_ids),
+                                                      "completion_tokens": len(completion_ids)},
+            "timings": timings, "quantize": quantize_mode(quantize), "device": str(engine.device),
             "params": {"max_tokens": params.max_tokens, "temperature": params.temperature, "top_k": params.top_k,
                        "top_p": params.top_p, "repetition_penalty": params.repetition_penalty,
                        "stop": list(params.stop), "seed": params.seed}}

@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from quark.commands._cli import Cli, group, quark_command
+from quark.commands._options import DeviceOption, device_option, model_option
 from quark.progress import progress_bar
 
 app = group("image", "Train a text-to-image diffusion model (Quark's own) and generate images with it.")
@@ -34,11 +35,11 @@ def train(
     recipe: Annotated[Optional[str], typer.Option("--recipe", help="Shipped recipe (image-tiny, image-gpu) or a YAML "
                                                                    "file \\[default: image-tiny].")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue runs/NAME from its last checkpoint.")] = False,
-    set_: Annotated[list[str], typer.Option("--set", help="Override a recipe value: section.key=value "
-                                                          "(repeatable).")] = [],
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe value: section.key=value "
+                                                                    "(repeatable).")] = None,
     max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Same as --set train.max_steps=N.")] = None,
     save_every: Annotated[Optional[int], typer.Option("--save-every", help="Same as --set train.save_every=N.")] = None,
-    device: Annotated[Optional[str], typer.Option("--device", help="Same as --set train.device=auto|cpu|cuda.")] = None,
+    device: Annotated[Optional[str], device_option("Same as --set train.device=auto|cpu|cuda.")] = None,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Leave unreadable images out (each is named) instead "
                                                               "of refusing the folder.")] = False,
     nproc: Annotated[int, typer.Option("--nproc", min=1, help="Launch torchrun with this many processes.")] = 1,
@@ -57,7 +58,7 @@ def train(
         quark image train --data ./photos --text-encoder demo-base --name photos --set model.size=64
     """
     flags = {"train.max_steps": max_steps, "train.save_every": save_every, "train.device": device}
-    overrides = [*set_, *(f"{key}={value}" for key, value in flags.items() if value is not None)]
+    overrides = [*(set_ or []), *(f"{key}={value}" for key, value in flags.items() if value is not None)]
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         args = ["--name", name, *(["--data", data] if data else []), *(["--builtin", builtin] if builtin else []),
                 *(["--text-encoder", text_encoder] if text_encoder else []), *(["--recipe", recipe] if recipe else []),
@@ -90,8 +91,7 @@ def train(
 def generate(
     cli: Cli,
     prompt: Annotated[str, typer.Argument(help="What to draw.")],
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Image model under models/ \\[default: the "
-                                                                       "only one].")] = None,
+    model: Annotated[Optional[str], model_option("Image model under models/ \\[default: the only one].")] = None,
     negative: Annotated[str, typer.Option("--negative", help="Negative prompt: what to steer away from.")] = "",
     steps: Annotated[Optional[int], typer.Option("--steps", help="Sampling steps \\[default: the model's].")] = None,
     guidance: Annotated[Optional[float], typer.Option("--guidance", help="Classifier-free guidance scale; 1 turns it "
@@ -104,7 +104,7 @@ def generate(
                                                                      "model's].")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the PNG here (FILE-0.png, FILE-1.png "
                                                                           "… with --n) instead of assets/.")] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: DeviceOption = "auto",
 ) -> dict:
     """Generate PNGs from a prompt; each records its prompt, seed and settings (PNG text and quark.db).
 
@@ -115,7 +115,7 @@ def generate(
         quark image generate "a small blue square at the top left on a black background" --n 4 \\
             --negative "red" --sampler dpm --steps 20 -o squares.png
     """
-    from quark.commands._inference import resolve_device
+    from quark.device import resolve_device
     from quark.image.generate import ImageModel
 
     image_model = ImageModel(cli.home, model, device=resolve_device(device))

@@ -1,17 +1,18 @@
-"""`quark models`: what a model costs (info), what the home holds (list), HF export and import."""
+"""`quark models`: what a model costs (info), what the home holds (list), HF export and import,
+adapter merging and saved quantization."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
 
 from quark.commands._cli import Cli, group, quark_command
-from quark.commands._quantize import quantize_command
+from quark.commands._options import Quantize, adapter_option, model_option
 from quark.errors import QuarkError
 
 models = group("models", "Inspect, list, export and import models.")
@@ -24,10 +25,12 @@ def _gib(n: float) -> str:
 @quark_command(models, "info")
 def info(cli: Cli,
          preset: Optional[str] = typer.Option(None, "--preset", help="A built-in preset: tiny, small, blueprint-700m."),
-         model: Optional[str] = typer.Option(None, "--model", help="A model under models/."),
+         model: Annotated[Optional[str], model_option("A model under models/.")] = None,
          batch: int = typer.Option(1, "--batch", min=1, help="Sequences per step for the memory estimate."),
-         seq: Optional[int] = typer.Option(None, "--seq", min=1, help="Sequence length [default: the model's context]."),
-         dtype: str = typer.Option("bfloat16", "--dtype", help="Compute dtype of training: bfloat16 (autocast) or float32."),
+         seq: Optional[int] = typer.Option(None, "--seq", min=1,
+                                           help="Sequence length [default: the model's context]."),
+         dtype: str = typer.Option("bfloat16", "--dtype",
+                                   help="Compute dtype of training: bfloat16 (autocast) or float32."),
          ) -> dict:
     """Parameters, FLOPs per token and training memory of a preset or a model (nothing is allocated).
 
@@ -37,8 +40,8 @@ def info(cli: Cli,
 
         quark models info --model tiny --json
     """
-    from quark.flops import model_info
-    from quark.modelio import read_config
+    from quark.modelfolder import read_config
+    from quark.modelfolder.flops import model_info
     from quark.models.llm import PRESETS
 
     if (preset is None) == (model is None):
@@ -59,7 +62,8 @@ def info(cli: Cli,
         ("parameters", f"{result['parameters']:,}"),
         ("  embedding / non-embedding", f"{result['embedding_parameters']:,} / {result['non_embedding_parameters']:,}"),
         (f"FLOPs per token (T={result['seq_len']})", f"{result['flops_per_token']:.3e}"),
-        ("weights fp32 / bf16", f"{_gib(result['weight_bytes']['float32'])} / {_gib(result['weight_bytes']['bfloat16'])}"),
+        ("weights fp32 / bf16",
+         f"{_gib(result['weight_bytes']['float32'])} / {_gib(result['weight_bytes']['bfloat16'])}"),
         ("gradients (fp32)", _gib(mem["gradients"])),
         ("AdamW m+v (fp32)", _gib(mem["optimizer"])),
         (f"activations B={batch} T={result['seq_len']} ({dtype})", _gib(mem["activations"])),
@@ -79,14 +83,16 @@ def list_models(cli: Cli) -> dict:
 
         quark models list --json
     """
-    from quark.align.adapters import list_adapters
-    from quark.flops import build_meta
     from quark.image.folders import is_pipeline_folder, read_meta
-    from quark.modelio import read_config
+    from quark.modelfolder import list_models as model_folders
+    from quark.modelfolder import read_config
+    from quark.modelfolder.adapters import list_adapters
+    from quark.modelfolder.flops import build_meta
 
     root = cli.home.root / "models"
     rows = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []:
+    pipelines = [p for p in root.iterdir() if is_pipeline_folder(p)] if root.is_dir() else []
+    for folder in sorted({*model_folders(cli.home), *pipelines}):
         if is_pipeline_folder(folder):  # an image model (quark image train): no LLM config.json at its root
             meta = read_meta(folder)
             rows.append({"name": folder.name, "parameters": None, "created": meta.get("created"), "kind": "image",
@@ -125,7 +131,7 @@ def export(cli: Cli, name: str = typer.Argument(..., help="Model under models/."
 
         python -c "from transformers import LlamaForCausalLM; LlamaForCausalLM.from_pretrained('./tiny-hf')"
     """
-    from quark.hf import export_hf
+    from quark.modelfolder.hf_llama import export_hf
 
     if format != "hf":
         raise QuarkError(f"--format {format!r}: only 'hf' is supported")
@@ -135,9 +141,13 @@ def export(cli: Cli, name: str = typer.Argument(..., help="Model under models/."
 
 
 @quark_command(models, "import")
-def import_(cli: Cli, folder: Path = typer.Argument(..., help="Llama-architecture folder: config.json + model.safetensors (or shards with an index)."),
+def import_(cli: Cli, folder: Path = typer.Argument(...,
+                                                    help="Llama-architecture folder: config.json + model.safetensors "
+                                                         "(or shards with an index)."),
             name: str = typer.Option(..., "--name", help="Name under models/."),
-            tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Tokenizer under tokenizers/ or a tokenizer.model file, when FOLDER has none."),
+            tokenizer: Optional[str] = typer.Option(None, "--tokenizer",
+                                                    help="Tokenizer under tokenizers/ or a tokenizer.model file, when "
+                                                         "FOLDER has none."),
             ) -> dict:
     """Import a Llama-architecture safetensors folder (a Quark HF export, or your own weights) as models/NAME.
 
@@ -147,7 +157,7 @@ def import_(cli: Cli, folder: Path = typer.Argument(..., help="Llama-architectur
 
         quark models import ~/weights/my-llama --name mine --tokenizer stdlib
     """
-    from quark.hf import import_hf
+    from quark.modelfolder.hf_llama import import_hf
 
     dest = cli.home.model_dir(name)
     if dest.exists():
@@ -159,16 +169,17 @@ def import_(cli: Cli, folder: Path = typer.Argument(..., help="Llama-architectur
         as_file = Path(tokenizer)
         tokenizer_model = as_file if as_file.is_file() else cli.home.tokenizer_dir(tokenizer) / "tokenizer.model"
         if not tokenizer_model.is_file():
-            raise QuarkError(f"--tokenizer {tokenizer!r}: neither a file nor a tokenizer under {cli.home.root / 'tokenizers'}")
+            raise QuarkError(f"--tokenizer {tokenizer!r}: neither a file nor a tokenizer under "
+                             f"{cli.home.root / 'tokenizers'}")
     result = import_hf(folder, dest, tokenizer_model=tokenizer_model, source=f"import:{folder.resolve()}")
     cli.print(f"imported {folder} → {dest} ({result['parameters']:,} parameters)")
     return result
 
 
 @quark_command(models, "merge")
-def merge(cli: Cli, base: str = typer.Argument(..., help="Model under models/ that holds the adapter."),
-          adapter: str = typer.Option(..., "--adapter", help="Adapter under models/BASE/adapters/."),
-          name: str = typer.Option(..., "--name", help="Name of the merged model under models/."),
+def merge(cli: Cli, base: Annotated[str, typer.Argument(help="Model under models/ that holds the adapter.")],
+          adapter: Annotated[str, adapter_option("Adapter under models/BASE/adapters/.")],
+          name: Annotated[str, typer.Option("--name", help="Name of the merged model under models/.")],
           ) -> dict:
     """Fold a LoRA adapter into its base model's weights, as a new model folder.
 
@@ -180,15 +191,53 @@ def merge(cli: Cli, base: str = typer.Argument(..., help="Model under models/ th
 
         quark generate --model tiny-chat "hello"
     """
-    from quark.align.lora import merge_into_folder
+    from quark.modelfolder.adapters import merge_into_folder
 
     result = merge_into_folder(cli.home, base, adapter, name)
     cli.print(f"merged adapter {adapter} into {base} → {result['model_dir']}")
     return result
 
 
+@quark_command(models, "quantize")
+def quantize(
+    cli: Cli,
+    name: str = typer.Argument(..., help="The full-precision model to quantize."),
+    mode: Quantize = typer.Option(Quantize.int8, "--mode",
+                                  help="int8: weight-only, per-channel scales (runs on CPU and CUDA)."),
+    out: Optional[str] = typer.Option(None, "--out", help="Name of the new model (default: NAME-MODE)."),
+) -> dict:
+    """Save a quantized copy of a model that loads without re-quantizing (int8: ~4x smaller).
+
+    Example:
+
+        quark models quantize tiny --mode int8 --out tiny-int8
+
+        quark generate --model tiny-int8 --prompt "def add(a, b):"
+    """
+    from quark.atomic import atomic_dir
+    from quark.modelfolder import load_model
+    from quark.modelfolder.quantized import quantize_int8, save_quantized, weight_bytes
+
+    if mode is not Quantize.int8:
+        raise QuarkError("only int8 folders are saved; nf4 quantizes on load on CUDA (quark serve/generate --quantize "
+                         "nf4)")
+    source = cli.home.existing(cli.home.model_dir(name), "model")
+    out = out or f"{name}-{mode.value}"
+    target = cli.home.model_dir(out)
+    if target.exists():
+        raise QuarkError(f"model {out!r} already exists ({target}); choose another --out or remove it")
+    model = load_model(source)
+    full = weight_bytes(model)
+    quantize_int8(model)
+    quantized = weight_bytes(model)
+    with atomic_dir(target, replace=False) as folder:
+        save_quantized(source, model, folder)
+    cli.print(f"saved [bold]{out}[/] ({mode.value}): weights {full / 2**20:.2f} MiB -> {quantized / 2**20:.2f} MiB "
+              f"({full / quantized:.1f}x smaller)")
+    return {"model": out, "source": name, "mode": mode.value, "path": str(target),
+            "weight_bytes": quantized, "source_weight_bytes": full, "ratio": round(full / quantized, 2)}
+
+
 def register(root: typer.Typer) -> None:
     root.add_typer(models)
 
-
-quark_command(models, "quantize")(quantize_command)

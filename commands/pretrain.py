@@ -5,27 +5,31 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
 from quark.commands._cli import Cli, quark_command
+from quark.commands._options import device_option
 
 
 def pretrain(
     cli: Cli,
     name: str = typer.Option(..., "--name", help="Run name; the model is published as models/NAME."),
-    recipe: Optional[str] = typer.Option(None, "--recipe", help="Shipped recipe (tiny-cpu, small-gpu, blueprint-700m) or a YAML file."),
+    recipe: Optional[str] = typer.Option(None, "--recipe",
+                                         help="Shipped recipe (tiny-cpu, small-gpu, blueprint-700m) or a YAML file."),
     data: Optional[str] = typer.Option(None, "--data", help="Token set under tokens/ to train on."),
-    resume: bool = typer.Option(False, "--resume", help="Continue runs/NAME from its last checkpoint, with its own recipe."),
+    resume: bool = typer.Option(False, "--resume",
+                                help="Continue runs/NAME from its last checkpoint, with its own recipe."),
     set_: list[str] = typer.Option([], "--set", help="Override a recipe value: section.key=value (repeatable)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Same as --set train.max_steps=N."),
     save_every: Optional[int] = typer.Option(None, "--save-every", help="Same as --set train.save_every=N."),
     eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Same as --set train.eval_every=N."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Same as --set train.seed=N."),
-    device: Optional[str] = typer.Option(None, "--device", help="Same as --set train.device=auto|cpu|cuda."),
+    device: Annotated[Optional[str], device_option("Same as --set train.device=auto|cpu|cuda[:N].")] = None,
     strategy: Optional[str] = typer.Option(None, "--strategy", help="Same as --set train.strategy=ddp|fsdp."),
     nproc: int = typer.Option(1, "--nproc", min=1, help="Launch torchrun with this many processes on this machine."),
+    logger: list[str] = typer.Option([], "--logger", help="Also log to csv, tensorboard or wandb (offline), beside metrics.jsonl; repeatable. Same as --set train.loggers=csv,tensorboard."),
 ) -> Optional[dict]:
     """Pretrain a decoder-only transformer on a token set; resumable, single device or torchrun.
 
@@ -40,7 +44,8 @@ def pretrain(
         torchrun --nproc_per_node=8 -m quark pretrain --recipe blueprint-700m --data corpus --name bp
     """
     flags = {"train.max_steps": max_steps, "train.save_every": save_every, "train.eval_every": eval_every,
-             "train.seed": seed, "train.device": device, "train.strategy": strategy}
+             "train.seed": seed, "train.device": device, "train.strategy": strategy,
+             "train.loggers": ",".join(logger) or None}
     overrides = [*set_, *(f"{key}={value}" for key, value in flags.items() if value is not None)]
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         args = ["--name", name, *(["--recipe", recipe] if recipe else []), *(["--data", data] if data else []),

@@ -1,6 +1,5 @@
 """`quark serve`: the OpenAI-compatible HTTP server, and `quark serve keys` for its API keys."""
 
-import inspect
 import json
 import sys
 import time
@@ -10,9 +9,10 @@ from typing import Annotated, Optional
 import typer
 
 from quark.commands._cli import Cli, group, quark_command
-from quark.commands._inference import AdapterOption, DeviceOption, QuantizeOption, load_engine
+from quark.commands._options import AdapterOption, DeviceOption, QuantizeOption, model_option, quantize_mode
 from quark.errors import QuarkError
-from quark.modelio import generation_defaults
+from quark.inference import Engine
+from quark.modelfolder import generation_defaults
 from quark.serving import KeyStore, bind, create_app, is_loopback, parse_rate_limit, read_key_file, run, url_of
 
 serve = group("serve", "Serve a model over an OpenAI-compatible HTTP API; manage its API keys.")
@@ -20,35 +20,28 @@ keys = group("keys", "Create, list and revoke the server's API keys (stored hash
 serve.add_typer(keys)
 
 
-class _AsCallback:
-    """Registers a quark_command as the group's own callback, so `quark serve --model M` serves
-    while `quark serve keys ...` still reaches the subcommands."""
-
-    def __init__(self, app: typer.Typer) -> None:
-        self.app = app
-
-    def command(self, name: Optional[str] = None, **kwargs):
-        def register(fn):  # the group's help would otherwise hide the docstring's example
-            return self.app.callback(invoke_without_command=True, help=inspect.cleandoc(fn.__doc__ or ""), **kwargs)(fn)
-
-        return register
-
-
-@quark_command(_AsCallback(serve))
+@quark_command(serve, group_default=True)
 def serve_command(
     cli: Cli,
     ctx: typer.Context,
-    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Model name (a folder under the home's models/); "
-                                                       "repeat it to serve an image model beside the language model.")] = None,
-    host: Annotated[str, typer.Option("--host", help="Address to listen on; anything but loopback needs an API key.")] = "127.0.0.1",
+    model: Annotated[Optional[list[str]], model_option(
+        "Model name (a folder under the home's models/); repeat it to serve an image model beside the language "
+        "model.")] = None,
+    host: Annotated[str, typer.Option(
+        "--host", help="Address to listen on; anything but loopback needs an API key.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port; 0 picks a free one (printed).")] = 8000,
-    api_key_file: Annotated[Optional[Path], typer.Option("--api-key-file", help="Accept the keys in this file (one per line) besides the home's keys.")] = None,
+    api_key_file: Annotated[Optional[Path], typer.Option("--api-key-file",
+                                                         help="Accept the keys in this file (one per line) besides the "
+                                                              "home's keys.")] = None,
     quantize: QuantizeOption = None,
     adapter: AdapterOption = None,
     device: DeviceOption = "auto",
     max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="Most sequences the engine runs together.")] = 16,
-    batch_window_ms: Annotated[float, typer.Option("--batch-window-ms", min=0.0, help="How long the engine waits for more requests to batch.")] = 10.0,
-    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level (warning, info, debug).")] = "warning",
+    batch_window_ms: Annotated[float, typer.Option("--batch-window-ms", min=0.0,
+                                                   help="How long the engine waits for more requests to "
+                                                        "batch.")] = 10.0,
+    log_level: Annotated[str, typer.Option("--log-level",
+                                           help="uvicorn log level (warning, info, debug).")] = "warning",
 ) -> None:
     """Serve a model at /v1 (chat, completions, embeddings, models), with /health and /metrics.
 
@@ -79,10 +72,11 @@ def serve_command(
     store = KeyStore(cli.home.db_path, read_key_file(api_key_file) if api_key_file else ())
     auth = store.required()
     if not is_loopback(host) and not auth:
-        raise QuarkError(f"refusing to serve on {host} without an API key: create one with `quark serve keys create NAME` "
-                         "or pass --api-key-file (or bind 127.0.0.1)")
+        raise QuarkError(f"refusing to serve on {host} without an API key: create one with "
+                         "`quark serve keys create NAME` or pass --api-key-file (or bind 127.0.0.1)")
     sock = bind(host, port)
-    engine, folder = load_engine(cli, model, device, quantize, adapter)
+    engine = Engine.named(cli.home, model, device=device, quantize=quantize_mode(quantize), adapter=adapter)
+    folder = cli.home.model_dir(model)
     images = None
     if image_names:
         from quark.image.generate import ImageModel
@@ -93,8 +87,9 @@ def serve_command(
                      gather_seconds=batch_window_ms / 1000, images=images)
     url = url_of(sock)
     if cli.json:
-        print(json.dumps({"model": model, "image_models": image_names, "url": url, "base_url": f"{url}/v1", "auth": auth,
-                          "device": str(engine.device), "quantize": quantize.value if quantize else None}), flush=True)
+        print(json.dumps({"model": model, "image_models": image_names, "url": url, "base_url": f"{url}/v1",
+                          "auth": auth,
+                          "device": str(engine.device), "quantize": quantize_mode(quantize)}), flush=True)
     else:
         served = ", ".join([model, *image_names])
         cli.print(f"serving [bold]{served}[/] on {url}/v1 ({'API key required' if auth else 'no API key needed'}); "
@@ -109,7 +104,9 @@ def serve_command(
 def keys_create(
     cli: Cli,
     name: Annotated[str, typer.Argument(help="A name for the key (who or what uses it).")],
-    rate_limit: Annotated[Optional[str], typer.Option("--rate-limit", help="Requests per minute, e.g. 60/min (default: unlimited).")] = None,
+    rate_limit: Annotated[Optional[str], typer.Option("--rate-limit",
+                                                      help="Requests per minute, e.g. 60/min (default: "
+                                                           "unlimited).")] = None,
 ) -> dict:
     """Create an API key. The key is printed once; only its hash is stored.
 
@@ -145,9 +142,11 @@ def keys_list(cli: Cli) -> dict:
     if not rows:
         cli.print("no API keys: the server is open on loopback (create one with quark serve keys create NAME)")
     for row in rows:
-        state = "revoked " + time.strftime("%Y-%m-%d", time.localtime(row["revoked_at"])) if row["revoked_at"] else "active"
+        revoked = row["revoked_at"]
+        state = "revoked " + time.strftime("%Y-%m-%d", time.localtime(revoked)) if revoked else "active"
         limit = f"{row['rate_limit']}/min" if row["rate_limit"] else "unlimited"
-        cli.print(f"{row['name']:<24} {limit:<12} created {time.strftime('%Y-%m-%d %H:%M', time.localtime(row['created_at']))}  {state}",
+        cli.print(f"{row['name']:<24} {limit:<12} created "
+                  f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(row['created_at']))}  {state}",
                   highlight=False, markup=False)
     return {"keys": [{"name": r["name"], "rate_limit_per_min": r["rate_limit"], "created_at": r["created_at"],
                       "revoked_at": r["revoked_at"], "active": r["revoked_at"] is None} for r in rows]}

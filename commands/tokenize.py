@@ -11,12 +11,12 @@ from rich.text import Text
 
 from quark.commands._cli import Cli, group, quark_command
 from quark.commands._executor_options import executor_options
-from quark.encode import DEFAULT_VAL_FRACTION, encode_datasets
-from quark.executors import ExecutorOptions
+from quark.data.executors import ExecutorOptions
 from quark.progress import progress_bar
 from quark.tokenizer import Tokenizer
-from quark.tokenizer_inspect import inspect_files, totals
-from quark.tokenizer_train import DEFAULT_MAX_CHARS, train_named_tokenizer
+from quark.tokenizer.encode import DEFAULT_VAL_FRACTION, encode_datasets
+from quark.tokenizer.roundtrip import inspect_files, totals
+from quark.tokenizer.training import DEFAULT_MAX_CHARS, train_named_tokenizer
 
 tokenize = group("tokenize", "Train a SentencePiece tokenizer, encode datasets into token shards, inspect pieces.")
 
@@ -25,10 +25,14 @@ DataOption = Annotated[list[str], typer.Option("--data", help="Dataset under dat
 
 @quark_command(tokenize, "train")
 def train(cli: Cli, data: DataOption,
-          vocab_size: Annotated[int, typer.Option("--vocab-size", help="Number of pieces, specials and bytes included.")],
+          vocab_size: Annotated[int, typer.Option("--vocab-size",
+                                                  help="Number of pieces, specials and bytes included.")],
           name: Annotated[str, typer.Option("--name", help="Tokenizer name: writes tokenizers/NAME/.")],
-          max_docs: Annotated[Optional[int], typer.Option("--max-docs", help="Train on at most this many documents (sampled).")] = None,
-          max_chars: Annotated[int, typer.Option("--max-chars", help="Train on at most this many characters (sampled).")] = DEFAULT_MAX_CHARS,
+          max_docs: Annotated[Optional[int], typer.Option("--max-docs",
+                                                          help="Train on at most this many documents "
+                                                               "(sampled).")] = None,
+          max_chars: Annotated[int, typer.Option(
+              "--max-chars", help="Train on at most this many characters (sampled).")] = DEFAULT_MAX_CHARS,
           seed: Annotated[int, typer.Option("--seed", help="Seed of the document sample.")] = 0,
           threads: Annotated[int, typer.Option("--threads", min=1, help="SentencePiece trainer threads.")] = 2) -> dict:
     """Train a SentencePiece unigram tokenizer (byte fallback, split digits, chat and tool specials,
@@ -55,8 +59,11 @@ def train(cli: Cli, data: DataOption,
 @executor_options
 def encode(cli: Cli, data: DataOption,
            tokenizer: Annotated[str, typer.Option("--tokenizer", help="Tokenizer name under tokenizers/.")],
-           name: Annotated[Optional[str], typer.Option("--name", help="Token set name (default: DATASET-TOKENIZER).")] = None,
-           val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share of documents held out for validation (by text hash).")] = DEFAULT_VAL_FRACTION,
+           name: Annotated[Optional[str], typer.Option("--name",
+                                                       help="Token set name (default: DATASET-TOKENIZER).")] = None,
+           val_fraction: Annotated[float, typer.Option("--val-fraction",
+                                                       help="Share of documents held out for validation (by text "
+                                                            "hash).")] = DEFAULT_VAL_FRACTION,
            *, executor: ExecutorOptions) -> dict:
     """Encode datasets into packed token shards (tokens/NAME/): each document's tokens then EOS,
     uint16 when the vocabulary fits, with a validation split chosen by document hash so rebuilds are
@@ -79,7 +86,8 @@ def encode(cli: Cli, data: DataOption,
 @quark_command(tokenize, "inspect")
 def inspect(cli: Cli, files: Annotated[list[Path], typer.Argument(help="UTF-8 text files to tokenize.")],
             tokenizer: Annotated[str, typer.Option("--tokenizer", help="Tokenizer name under tokenizers/.")],
-            lines: Annotated[int, typer.Option("--lines", min=0, help="Show the pieces of this many first lines.")] = 3) -> dict:
+            lines: Annotated[int, typer.Option("--lines", min=0,
+                                               help="Show the pieces of this many first lines.")] = 3) -> dict:
     """Tokenize files and report, per file, tokens, characters per token and whether
     decode(encode(text)) gives the text back byte for byte. Files must be UTF-8.
 

@@ -22,17 +22,24 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
-from diffusers import (DDIMScheduler, DDPMScheduler, DiffusionPipeline, DPMSolverMultistepScheduler, ModelMixin,
-                       UNet2DConditionModel)
+from diffusers import (
+    DDIMScheduler,
+    DDPMScheduler,
+    DiffusionPipeline,
+    DPMSolverMultistepScheduler,
+    ModelMixin,
+    UNet2DConditionModel,
+)
 from diffusers.utils import BaseOutput
 from PIL import Image
 
-from quark.modelio import load_model, load_tokenizer, read_config_json, save_model
+from quark.modelfolder import load_model, load_tokenizer, read_config_json, save_model
 from quark.models.llm import LLM
 from quark.tokenizer import Tokenizer
 
@@ -114,7 +121,7 @@ class QuarkTextEncoder(ModelMixin):
     """A frozen Quark LLM read for its final normalised hidden states, with its own tokenizer.
 
     A ModelMixin so that DiffusionPipeline loads it as a component; its folder is a plain Quark
-    model folder (quark.modelio), not diffusers' config + weights layout.
+    model folder (quark.modelfolder), not diffusers' config + weights layout.
     """
 
     def __init__(self, llm: LLM, tokenizer: Tokenizer, max_tokens: int = 32) -> None:
@@ -159,7 +166,7 @@ class QuarkTextEncoder(ModelMixin):
             save_model(folder, self.llm, tokenizer_file, extra_config={MAX_TOKENS_KEY: self.max_tokens})
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> "QuarkTextEncoder":
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> QuarkTextEncoder:
         folder = Path(pretrained_model_name_or_path)
         if kwargs.get("subfolder"):
             folder = folder / kwargs["subfolder"]
@@ -190,7 +197,8 @@ class QuarkImagePipeline(DiffusionPipeline):
     def size(self) -> int:
         return int(self.unet.config.sample_size)
 
-    def _conditioning(self, prompts: list[str], negatives: list[str], guidance: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def _conditioning(self, prompts: list[str], negatives: list[str],
+                      guidance: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Text states for the UNet: [negative; prompt] stacked for guidance, the prompt alone without."""
         texts = (negatives + prompts) if guidance > 1.0 else prompts
         hidden, mask = self.text_encoder.encode(texts)
@@ -223,7 +231,8 @@ class QuarkImagePipeline(DiffusionPipeline):
         scheduler = sampling_scheduler(self.scheduler.config, sampler)
         scheduler.set_timesteps(num_inference_steps, device=device)
         text, mask = self._conditioning(prompts, negatives, guidance_scale)
-        generators = [generator] * count if generator is not None else [torch.Generator("cpu").manual_seed(s) for s in seeds]
+        generators = ([generator] * count if generator is not None
+                      else [torch.Generator("cpu").manual_seed(s) for s in seeds])
         sample = torch.stack([torch.randn((3, size, size), generator=g) for g in generators]).to(device)
         sample = sample * scheduler.init_noise_sigma
         guided = guidance_scale > 1.0

@@ -9,11 +9,14 @@ Llama's HF implementation uses.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+# The label of positions that do not count in the loss (prompts, padding): PyTorch's cross_entropy default.
+IGNORE_INDEX = -100
 
 
 @dataclass
@@ -48,7 +51,7 @@ class LLMConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "LLMConfig":
+    def from_dict(cls, data: dict) -> LLMConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -111,7 +114,7 @@ class KVCache:
     padded: bool = False  # set once any row has padding; unpadded caches take SDPA's fast paths
 
     @classmethod
-    def empty(cls, cfg: LLMConfig, batch: int, capacity: int, device: torch.device, dtype: torch.dtype) -> "KVCache":
+    def empty(cls, cfg: LLMConfig, batch: int, capacity: int, device: torch.device, dtype: torch.dtype) -> KVCache:
         shape = (batch, cfg.n_kv_head, capacity, cfg.head_dim)
         return cls(k=[torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)],
                    v=[torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)],
@@ -207,7 +210,7 @@ class LLM(nn.Module):
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, *,
                 positions: torch.Tensor | None = None, cache: KVCache | None = None,
-                attention_mask: torch.Tensor | None = None, ignore_index: int = -100,
+                attention_mask: torch.Tensor | None = None, ignore_index: int = IGNORE_INDEX,
                 return_hidden: bool = False) -> torch.Tensor:
         """Logits (B, T, vocab), or the mean cross-entropy when `targets` is given, or the final
         normalised hidden states (B, T, n_embd) with `return_hidden` (embeddings, reward heads).
@@ -221,7 +224,8 @@ class LLM(nn.Module):
         if cache is not None:
             if past + T > cache.capacity:
                 raise ValueError(f"KV cache full: {past} + {T} > {cache.capacity}")
-            new_real = attention_mask.bool() if attention_mask is not None else torch.ones(B, T, dtype=torch.bool, device=idx.device)
+            new_real = attention_mask.bool() if attention_mask is not None else torch.ones(B, T, dtype=torch.bool,
+                                                                                           device=idx.device)
             cache.key_mask[:, past:past + T] = new_real
             keys = cache.key_mask[:, :past + T]
             unpadded = attention_mask is None and (cache.padded is False)

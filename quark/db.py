@@ -58,11 +58,11 @@ MIGRATIONS: list[str] = [
         created_at  REAL NOT NULL
     );
     """,
-    # 2: chat store and long-term memory (SPEC §3, §7). A conversation's messages form a tree
+    # 2: chat store, long-term memory and conversation snapshots. A conversation's messages form a tree
     # (parent_id); `tip_id` picks the branch the next message continues, so setting it back to an
     # earlier message forks there. Deleting a conversation deletes what was learnt from it.
     # Embeddings live in one vec0 table per dimension, `memory_vec_<dim>`, created on first use
-    # (quark.memory.store); `memory_embeddings` maps their rowids to memories and embedders.
+    # (quark.retrieval.hybrid); `memory_embeddings` maps their rowids to memories and embedders.
     """
     CREATE TABLE conversations (
         id                 INTEGER PRIMARY KEY,
@@ -125,7 +125,7 @@ MIGRATIONS: list[str] = [
         id              INTEGER PRIMARY KEY,
         name            TEXT NOT NULL UNIQUE,
         conversation_id INTEGER REFERENCES conversations(id) ON DELETE SET NULL,
-        snapshot        TEXT NOT NULL,                -- JSON, quark.chat.checkpoint.Snapshot
+        snapshot        TEXT NOT NULL,                -- JSON, quark.chat.snapshot.Snapshot
         created_at      REAL NOT NULL
     );
     CREATE TABLE preferences (
@@ -134,18 +134,45 @@ MIGRATIONS: list[str] = [
         updated_at REAL NOT NULL
     );
     """,
-    # 3: generated assets (SPEC §3 assets/): images from `quark image`, meshes from `quark mesh`, each with
-    # what made it. `path` is absolute; `params` holds the kind's own settings (steps, guidance, size, …).
+    # 3: tools (quark.tools). The audit log gains what a call's outcome was and how long it took,
+    # and a digest of its result (a replay is compared by digest); `kind` tells tool calls from
+    # checkpoint saves/restores. `fetch_cache` keeps fetched pages for ETag/Last-Modified
+    # revalidation (quark.tools.web.cache).
+    """
+    ALTER TABLE tool_calls ADD COLUMN kind TEXT NOT NULL DEFAULT 'tool';
+    ALTER TABLE tool_calls ADD COLUMN outcome TEXT;
+    ALTER TABLE tool_calls ADD COLUMN error TEXT;
+    ALTER TABLE tool_calls ADD COLUMN result_digest TEXT;
+    ALTER TABLE tool_calls ADD COLUMN duration_s REAL;
+    UPDATE tool_calls SET outcome = CASE WHEN ok THEN 'ok' ELSE 'error' END;
+    CREATE INDEX tool_calls_conversation ON tool_calls(conversation_id, id);
+    CREATE TABLE fetch_cache (
+        url           TEXT PRIMARY KEY,              -- the URL as requested
+        final_url     TEXT NOT NULL,                 -- after redirects
+        content_type  TEXT NOT NULL,
+        charset       TEXT NOT NULL,
+        etag          TEXT,
+        last_modified TEXT,
+        body          BLOB NOT NULL,
+        fetched_at    REAL NOT NULL,
+        validated_at  REAL NOT NULL
+    );
+    """,
+    # 4: generated assets (SPEC §3 `assets/`): meshes and images, each with what made it. `path` is
+    # where the file was written (under assets/ unless the user chose another place); `params`
+    # holds the rest as JSON (meshes: the scene program, face budget, format, checks, adapter,
+    # preview path; images: steps, size, guidance, ...).
     """
     CREATE TABLE assets (
         id              INTEGER PRIMARY KEY,
-        kind            TEXT NOT NULL CHECK (kind IN ('image', 'mesh')),
+        kind            TEXT NOT NULL CHECK (kind IN ('mesh', 'image')),
         path            TEXT NOT NULL,
-        prompt          TEXT NOT NULL,
-        negative_prompt TEXT NOT NULL DEFAULT '',
+        sha256          TEXT NOT NULL,            -- of the file's bytes as written
+        prompt          TEXT,                     -- NULL for a hand-written program
+        negative_prompt TEXT,
         seed            INTEGER,
-        model           TEXT,
-        params          TEXT NOT NULL DEFAULT '{}',  -- JSON
+        model           TEXT,                     -- the model folder that generated it, NULL if none
+        params          TEXT NOT NULL DEFAULT '{}',
         created_at      REAL NOT NULL
     );
     CREATE INDEX assets_kind ON assets(kind, created_at);
@@ -213,7 +240,8 @@ def record_run(conn: sqlite3.Connection, name: str, kind: str, model: str | None
     with transaction(conn):
         conn.execute(
             "INSERT INTO runs(name, kind, model, status, config, started_at, updated_at) VALUES (?,?,?,?,?,?,?) "
-            "ON CONFLICT(name) DO UPDATE SET status=excluded.status, config=excluded.config, updated_at=excluded.updated_at",
+            "ON CONFLICT(name) DO UPDATE SET status=excluded.status, config=excluded.config, "
+            "updated_at=excluded.updated_at",
             (name, kind, model, status, json.dumps(config), now, now),
         )
 

@@ -1,7 +1,8 @@
 """The home folder: every path Quark reads or writes is derived here.
 
-One place for the layout of SPEC §3 means no module invents its own paths, and names coming from
-users are validated once before they become folder names.
+One place for the layout (datasets/, tokenizers/, tokens/, models/, runs/, quark.db, config.toml)
+means no module invents its own paths, and names coming from users are validated once before they
+become folder names.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class Home:
     root: Path
 
     @classmethod
-    def open(cls, root: Path | str | None = None) -> "Home":
+    def open(cls, root: Path | str | None = None) -> Home:
         path = Path(root).expanduser() if root else default_home()
         if path.exists() and not path.is_dir():
             raise QuarkError(f"home {path} exists and is not a folder")

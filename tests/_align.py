@@ -1,5 +1,5 @@
 """Shared set-up for the alignment tests: tiny models on the 512-piece test tokenizer, and the
-built-in synthetic data (quark.synth) written once per test session."""
+built-in synthetic data (quark.data.synth) written once per test session."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from _train_data import corpus_home, one_thread  # noqa: F401  (fixtures re-exported to the test modules)
-from quark import synth
+from quark.data import synth
 from quark.home import Home
-from quark.modelio import save_model
+from quark.modelfolder import save_model
 from quark.models.llm import LLM, LLMConfig
 
 # ~130k parameters with the 512-piece tokenizer.
@@ -32,7 +32,7 @@ def make_model(home: Path, name: str, *, seed: int = 0) -> Path:
 
 @pytest.fixture(scope="session")
 def synth_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder with chat/ (every kind) and prefs/ (20% held out) as quark.synth writes them."""
+    """A folder with chat/ (every kind) and prefs/ (20% held out) as quark.data.synth writes them."""
     root = tmp_path_factory.mktemp("synth")
     synth.write_chat(root / "chat", seed=0, val_fraction=0.05)
     synth.write_preferences(root / "prefs", seed=0, val_fraction=0.2)

@@ -18,7 +18,7 @@ import torch
 
 from quark.home import Home
 from quark.tokenizer import Tokenizer, train_tokenizer
-from quark.tokens import TokenWriter
+from quark.tokenizer.token_shards import TokenWriter
 
 MODULES = ["textwrap.py", "colorsys.py", "bisect.py", "heapq.py", "fnmatch.py", "shlex.py", "string.py",
            "glob.py", "keyword.py", "numbers.py", "copy.py", "abc.py"]

@@ -64,7 +64,7 @@ def make_tiny_model(home: Path, name: str = "tiny", *, vocab_size: int = 1000, s
     import torch
 
     from quark.home import Home
-    from quark.modelio import save_model
+    from quark.modelfolder import save_model
     from quark.models.llm import LLM, LLMConfig
     from quark.tokenizer import train_tokenizer
 

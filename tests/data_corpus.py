@@ -59,6 +59,31 @@ class Planted:
     crlf: Path | None = None
     jsonl: Path | None = None
     parquet: Path | None = None
+    toxic: dict[str, Path] = field(default_factory=dict)    # category -> abusive post
+    clean_twins: list[Path] = field(default_factory=list)   # the same posts, written civilly
+
+
+# Forum posts in two versions: an abusive one (its category first) and a civil twin on the same
+# topic. The twins share their topic sentences but not their tone, so the toxicity filter must
+# tell them apart, and they are not near duplicates of each other.
+FORUM_POSTS = [
+    ("insult", "The release notes for the garden planner say the watering schedule now follows the weather "
+               "forecast and the soil sensors.",
+     "Whoever wrote this is an idiot and every moron who installed it deserves the flooded lawn they got.",
+     "I installed it last week and the schedule skipped a dry day, so I have opened an issue with the logs."),
+    ("threat", "The neighbourhood meeting about the new cycle lane on the high street is on Thursday evening "
+               "at the library.",
+     "If you vote for that lane again, watch your back, because I will find you and I will hurt you.",
+     "If you vote for the lane again, please bring the traffic counts, because I would like to see them."),
+    ("hate", "Our town has taken in families from the coast after the storms flooded their villages this "
+             "winter.",
+     "They are animals and vermin, they do not deserve rights here, so go back to your country.",
+     "They are neighbours now and many have found work here, so please welcome them at the school fair."),
+    ("profanity", "The bakery on the corner changed its sourdough recipe and the crust is much thinner than "
+                  "before.",
+     "Honestly this new loaf is shit, and the old one was far better for toast in the morning.",
+     "Honestly this new loaf is weaker, and the old one was far better for toast in the morning."),
+]
 
 
 def plant(root: Path) -> Planted:
@@ -135,6 +160,15 @@ def plant(root: Path) -> Planted:
                                       "Parquet row two talks about rivers and the sea."],
                              "license": ["MIT", "CC-BY-4.0"]}), parquet)
     planted.parquet = parquet
+
+    forum = root / "forum"
+    forum.mkdir()
+    for index, (category, topic, abusive, civil) in enumerate(FORUM_POSTS):
+        toxic, twin = forum / f"post_{index}_a.txt", forum / f"post_{index}_b.txt"
+        toxic.write_text(f"{topic} {abusive}\n")
+        twin.write_text(f"{topic} {civil} The skilled classic assassin in the film was my favourite part.\n")
+        planted.toxic[category] = toxic
+        planted.clean_twins.append(twin)
     return planted
 
 

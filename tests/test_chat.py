@@ -20,7 +20,7 @@ from quark.db import connect
 from quark.errors import QuarkError
 from quark.home import Home
 from quark.memory.store import Memory
-from quark.modelio import load_tokenizer
+from quark.modelfolder import load_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,8 @@ def test_window_budget_and_a_message_too_long_for_the_context(tokenizer) -> None
     assert 0 < len(small.folded) < 6 and small.sections["window"] <= 40
     roomy = build_prompt(tokenizer, PromptInputs("S", "hi", window=window), context_length=4096, reply_tokens=16)
     assert roomy.folded == [] and len(roomy.window) == 6
-    with pytest.raises(QuarkError, match=r"tokens, but the model's context of 256 tokens leaves 192 after reserving 64"):
+    with pytest.raises(QuarkError,
+                       match=r"tokens, but the model's context of 256 tokens leaves 192 after reserving 64"):
         build_prompt(tokenizer, PromptInputs("S", "word " * 400), context_length=256, reply_tokens=64)
 
 
@@ -136,7 +137,8 @@ def test_two_processes_chatting_into_one_conversation_lose_nothing(chat_home: Ho
     conn = connect(chat_home.db_path)
     users = [r[0] for r in conn.execute("SELECT content FROM messages WHERE role = 'user' ORDER BY id")]
     assert sorted(users) == sorted(f"worker {w} message {i}" for w in range(2) for i in range(50))
-    replies = conn.execute("SELECT count(*), count(DISTINCT reply_to) FROM messages WHERE role = 'assistant'").fetchone()
+    replies = conn.execute("SELECT count(*), count(DISTINCT reply_to) FROM messages "
+                           "WHERE role = 'assistant'").fetchone()
     assert tuple(replies) == (100, 100)
     chat = ChatSession(chat_home, conversation_id=conversation)
     assert len(chat.thread()) == 200  # one linear thread: every message attached to the tip of its time

@@ -43,7 +43,8 @@ def test_save_show_list_and_the_snapshot_content(worked: ChatSession, quark: Qua
     last_prompt = worked.last_prompt
     assert [r["text"] for r in shown["retrieved"]] == [m.memory.text for m in last_prompt.memories
                                                         if m.source == "retrieved"] != []
-    assert shown["tool_outputs"][0]["result"] == "12 passed" and shown["tool_outputs"][0]["arguments"] == {"path": "tests"}
+    tool_output = shown["tool_outputs"][0]
+    assert tool_output["result"] == "12 passed" and tool_output["arguments"] == {"path": "tests"}
     assert [c["name"] for c in quark.json("checkpoint", "list")["checkpoints"]] == ["work"]
     human = quark("checkpoint", "show", "work").output
     assert "user's name is Ada" in human and "12 passed" in human
@@ -75,10 +76,10 @@ def test_load_into_a_new_conversation_and_the_next_prompt_carries_it(worked: Cha
 
 
 def test_load_into_the_current_conversation_branches_to_the_snapshot(worked: ChatSession) -> None:
-    worked.save_checkpoint("early")
+    worked.save_snapshot("early")
     tip_before = worked.conversation().tip_id
     worked.send("Something said after the checkpoint.", worked.params(**FAST, seed=10))
-    worked.load_checkpoint("early", into="current")
+    worked.load_snapshot("early", into="current")
     thread = worked.thread()
     assert thread[-1].id != tip_before and "Something said after the checkpoint." not in [m.content for m in thread]
     assert len(thread) == len(worked.store.thread(tip_before))

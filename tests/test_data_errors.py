@@ -49,7 +49,8 @@ def test_malformed_jsonl_line_names_file_and_line(quark, home: Path, tmp_path: P
 def test_parquet_without_text_column(quark, home: Path, tmp_path: Path) -> None:
     table = tmp_path / "table.parquet"
     pq.write_table(pa.table({"body": ["some words"]}), table)
-    _one_line_error(quark("data", "ingest", str(table), "--name", "t", expect=1), str(table), "no 'text' column", "body")
+    _one_line_error(quark("data", "ingest", str(table), "--name", "t", expect=1), str(table), "no 'text' column",
+                    "body")
     _home_is_untouched(home)
     quark("data", "ingest", str(table), "--name", "t", "--text-field", "body", "--workers", "1")
     assert (home / "data" / "t" / "train").is_dir()

@@ -11,9 +11,9 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 import pytest
-from data_corpus import SECRETS, plant, rows
 from typer.testing import CliRunner
 
+from data_corpus import SECRETS, plant, rows
 from quark.commands import app
 from quark.data.shards import COLUMNS
 
@@ -37,7 +37,8 @@ def test_builtin_stdlib_ingests_into_two_catalogued_datasets(quark, home: Path) 
     # The catalog has a row per document and answers stats.
     catalogued = duckdb.connect(str(home / "corpus.duckdb"), read_only=True).execute(
         "SELECT dataset, count(*) FROM documents GROUP BY dataset ORDER BY dataset").fetchall()
-    assert catalogued == [("stdlib-code", by_name["stdlib-code"]["docs"]), ("stdlib-text", by_name["stdlib-text"]["docs"])]
+    assert catalogued == [("stdlib-code", by_name["stdlib-code"]["docs"]), ("stdlib-text",
+                                                                            by_name["stdlib-text"]["docs"])]
     stats = quark.json("data", "stats", "stdlib-code")
     assert stats["docs"] == by_name["stdlib-code"]["docs"] and sum(stats["licenses"].values()) == stats["docs"]
     assert stats["languages"] == {"python": stats["docs"]}
@@ -75,14 +76,15 @@ def test_gpl_sources_are_excluded(planted_ingest) -> None:
     sources = {row["source"] for row in table}
     assert not sources & {str(path) for path in planted.copyleft}
     assert not any("GPL" in row["text"] for row in table)  # the GPL JSONL record too
-    assert summary["dropped"]["copyleft_license"] == len(planted.copyleft) + 1
+    # own tag or notice (2 files + the JSONL record); no licence of their own, in the GPL folder (2)
+    assert summary["dropped"]["copyleft_license"] == 3 and summary["dropped"]["copyleft_folder"] == 2
     assert {row["license"] for row in table if row["source"].endswith("rows.parquet#0")} == {"MIT"}
     # A folder inside the GPL library is under the library's COPYING even when ingested alone.
     alone = CliRunner().invoke(app, ["data", "ingest", str(planted.root / "gpl_lib" / "sub"), "--name", "sub",
                                      "--workers", "1", "--home", str(home), "--json"])
     assert alone.exit_code == 0, alone.output
     summary = json.loads(alone.stdout)["datasets"][0]
-    assert summary["docs"] == 0 and summary["dropped"] == {"copyleft_license": 1}
+    assert summary["docs"] == 0 and summary["dropped"] == {"copyleft_folder": 1}
 
 
 def test_secrets_and_personal_data_are_scrubbed(planted_ingest) -> None:

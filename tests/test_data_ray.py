@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from data_corpus import plant, rows
 
 ray = pytest.importorskip("ray")
@@ -14,7 +15,7 @@ ray = pytest.importorskip("ray")
 def test_ray_executor_matches_local_executor(quark, home: Path, tmp_path: Path) -> None:
     corpus = plant(tmp_path / "corpus").root
     local = quark.json("data", "ingest", str(corpus), "--name", "on-local", "--workers", "2")
-    from quark.executors import RAY_RUNTIME_ENV
+    from quark.data.executors import RAY_RUNTIME_ENV
 
     ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
              configure_logging=False, runtime_env=RAY_RUNTIME_ENV)

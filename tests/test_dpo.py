@@ -14,7 +14,7 @@ from quark.align.batches import PairBatches
 from quark.align.data import read_pairs
 from quark.align.dpo import dpo_loss, margins, reference_logps, sequence_logps
 from quark.inference import Engine
-from quark.modelio import load_model, load_tokenizer
+from quark.modelfolder import load_model, load_tokenizer
 
 
 def test_dpo_loss_starts_at_log_2_and_follows_the_margin(align_home: Path) -> None:
@@ -60,7 +60,8 @@ def test_dpo_raises_the_held_out_preference_margin(align_home: Path, quark: Quar
     ('{"prompt": [{"role": "robot", "content": "q"}], "chosen": "a", "rejected": "b"}', "unknown role 'robot'"),
     ('{"prompt": "q", "chosen": "", "rejected": "b"}', "field 'chosen' is empty"),
 ])
-def test_bad_preference_rows_name_file_and_line(align_home: Path, quark: Quark, tmp_path: Path, row: str, says: str) -> None:
+def test_bad_preference_rows_name_file_and_line(align_home: Path, quark: Quark, tmp_path: Path, row: str,
+                                                says: str) -> None:
     data = tmp_path / "pairs.jsonl"
     data.write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\n' + row + "\n")
     for kind in ("dpo", "reward"):

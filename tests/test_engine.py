@@ -22,7 +22,8 @@ def _prompts(engine: Engine) -> list[list[int]]:
 
 
 def test_greedy_with_kv_cache_equals_full_forward_without_cache(engine: Engine) -> None:
-    for prompt, completion in zip(_prompts(engine), engine.generate(_prompts(engine), SamplingParams(max_tokens=24, temperature=0))):
+    for prompt, completion in zip(_prompts(engine), engine.generate(_prompts(engine), SamplingParams(max_tokens=24,
+                                                                                                     temperature=0))):
         ids = list(prompt)
         with torch.no_grad():
             for _ in completion.token_ids:

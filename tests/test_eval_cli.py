@@ -16,10 +16,10 @@ import torch
 
 from quark.atomic import atomic_dir
 from quark.evaluation.perplexity import perplexity
-from quark.modelio import load_model, save_model
+from quark.modelfolder import load_model, save_model
 from quark.models.llm import LLM, LLMConfig
 from quark.tokenizer import Tokenizer, train_tokenizer
-from quark.tokens import TokenWriter
+from quark.tokenizer.token_shards import TokenWriter
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
 
@@ -104,7 +104,8 @@ def test_docqa_with_a_model(quark, tiny: dict, tmp_path: Path) -> None:
 def test_report_draws_the_table_and_the_curves(quark, home: Path, tiny: dict, tmp_path: Path) -> None:
     run_dir = home / "runs" / "r1"
     run_dir.mkdir(parents=True)
-    lines = [json.dumps({"step": s, "loss": 6.0 / (1 + s / 10)} | ({"val_loss": 6.5 / (1 + s / 10)} if s % 20 == 0 else {}))
+    lines = [json.dumps({"step": s,
+                         "loss": 6.0 / (1 + s / 10)} | ({"val_loss": 6.5 / (1 + s / 10)} if s % 20 == 0 else {}))
              for s in range(0, 101, 5)]
     (run_dir / "metrics.jsonl").write_text("\n".join(lines) + '\n{"step": 105, "lo')  # a line being written
     quark("eval", "perplexity", "--model", "tiny", "--data", "ts")
@@ -121,7 +122,8 @@ def test_report_draws_the_table_and_the_curves(quark, home: Path, tiny: dict, tm
 
 def test_bad_input_is_one_line_and_exit_1(quark, tiny: dict, tmp_path: Path) -> None:
     assert "unknown model 'nope'" in quark("eval", "perplexity", "--model", "nope", "--data", "ts", expect=1).output
-    assert "unknown token set 'nope'" in quark("eval", "perplexity", "--model", "tiny", "--data", "nope", expect=1).output
+    assert "unknown token set 'nope'" in quark("eval", "perplexity", "--model", "tiny", "--data", "nope",
+                                               expect=1).output
     bad = tmp_path / "qa.jsonl"
     bad.write_text(json.dumps(DOCQA[0]) + "\n{oops\n")
     assert "qa.jsonl:2: not valid JSON" in quark("eval", "docqa", "--model", "tiny", "--data", bad, expect=1).output

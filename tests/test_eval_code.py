@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from quark.errors import QuarkError
-from quark.evaluation import code, humaneval, mbpp
+from quark.evaluation import code_execution, humaneval, mbpp
 from quark.sandbox import Limits, open_sandbox
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
@@ -31,29 +31,29 @@ def sandbox():
     (200, 1, 100, 0.5),           # C(199,100)/C(200,100) = 100/200
 ])
 def test_pass_at_k_matches_hand_computed_values(n: int, c: int, k: int, expected: float) -> None:
-    assert code.pass_at_k(n, c, k) == pytest.approx(expected, abs=1e-12)
+    assert code_execution.pass_at_k(n, c, k) == pytest.approx(expected, abs=1e-12)
 
 
 def test_pass_at_k_is_stable_where_binomials_overflow_floats() -> None:
     # C(2000, 1000) is ~1e600, far past float range; the product form stays exact.
     exact = 1 - math.comb(1990, 1000) / math.comb(2000, 1000)
-    assert code.pass_at_k(2000, 10, 1000) == pytest.approx(exact, rel=1e-9)
+    assert code_execution.pass_at_k(2000, 10, 1000) == pytest.approx(exact, rel=1e-9)
     with pytest.raises(ValueError):
-        code.pass_at_k(3, 1, 4)
+        code_execution.pass_at_k(3, 1, 4)
 
 
 def test_all_164_humaneval_canonical_solutions_pass_in_the_sandbox(sandbox) -> None:
     problems = humaneval.load_problems()
     assert len(problems) == 164 and problems[0].task_id == "HumanEval/0" and problems[-1].task_id == "HumanEval/163"
-    results = code.execute(problems, code.references(problems), sandbox=sandbox)
+    results = code_execution.execute(problems, code_execution.references(problems), sandbox=sandbox)
     assert [r.task_id for r in results if not r.passed] == []
-    assert code.score(results) == {"problems": 164, "samples_per_problem": 1, "pass@1": 1.0, "failures": {}}
+    assert code_execution.score(results) == {"problems": 164, "samples_per_problem": 1, "pass@1": 1.0, "failures": {}}
 
 
 def test_known_wrong_completions_score_zero(sandbox) -> None:
     problems = humaneval.load_problems(limit=20)
     wrong = {p.task_id: ["    pass\n", "    return None\n"] for p in problems}
-    metrics = code.score(code.execute(problems, wrong, sandbox=sandbox))
+    metrics = code_execution.score(code_execution.execute(problems, wrong, sandbox=sandbox))
     assert metrics["pass@1"] == 0.0 and metrics["pass@2"] == 0.0 and metrics["failures"] == {"wrong": 40}
 
 
@@ -67,12 +67,12 @@ def test_hostile_completions_fail_cleanly_and_the_run_goes_on() -> None:
         "    open('/usr/lib/quark-was-here.py', 'w').write('pwned')\n    return True\n",
         problem.reference,
     ]}
-    results = code.execute([problem], completions, sandbox=box)
+    results = code_execution.execute([problem], completions, sandbox=box)
     assert [r.passed for r in results] == [False, False, False, False, True]
     assert results[0].killed == "timeout" and results[1].killed == "memory"
     assert "OSError" in results[2].error or "unreachable" in results[2].error
     assert "Read-only file system" in results[3].error and not Path("/usr/lib/quark-was-here.py").exists()
-    metrics = code.score(results)
+    metrics = code_execution.score(results)
     assert metrics["pass@1"] == pytest.approx(0.2) and metrics["pass@5"] == 1.0
     assert metrics["failures"] == {"timeout": 1, "memory": 1, "wrong": 2}
 
@@ -85,11 +85,11 @@ def test_generated_completions_are_cut_at_stop_sequences(sandbox) -> None:
         # A model that solves the problem, then rambles on into new top-level code.
         return [by_prompt[prompt] + "\n\ndef unrelated(:\n    syntax error here\n"] * n
 
-    completions = code.sample(problems, complete, n=2, temperature=0.8, stops=humaneval.STOPS)
+    completions = code_execution.sample(problems, complete, n=2, temperature=0.8, stops=humaneval.STOPS)
     assert completions == {p.task_id: [p.reference + "\n"] * 2 for p in problems}
-    assert code.score(code.execute(problems, completions, sandbox=sandbox))["pass@2"] == 1.0
+    assert code_execution.score(code_execution.execute(problems, completions, sandbox=sandbox))["pass@2"] == 1.0
     with pytest.raises(QuarkError, match="temperature"):
-        code.sample(problems, complete, n=2, temperature=0.0, stops=())
+        code_execution.sample(problems, complete, n=2, temperature=0.0, stops=())
 
 
 def _write_jsonl(path: Path, rows: list) -> Path:
@@ -109,9 +109,10 @@ MBPP_ROWS = [
 def test_mbpp_reference_passes_and_wrong_code_fails(tmp_path: Path, sandbox) -> None:
     problems = mbpp.load_problems(_write_jsonl(tmp_path / "mbpp.jsonl", MBPP_ROWS))
     assert problems[0].prompt == '"""\nWrite a function to add two numbers.\nassert add(1, 2) == 3\n"""\n'
-    assert code.score(code.execute(problems, code.references(problems), sandbox=sandbox))["pass@1"] == 1.0
+    assert code_execution.score(code_execution.execute(problems, code_execution.references(problems),
+                                                       sandbox=sandbox))["pass@1"] == 1.0
     wrong = {"1": ["def add(a, b):\n    return a - b"], "2": ["def biggest(xs):\n    return max(xs)"]}
-    assert code.score(code.execute(problems, wrong, sandbox=sandbox))["pass@1"] == 0.0
+    assert code_execution.score(code_execution.execute(problems, wrong, sandbox=sandbox))["pass@1"] == 0.0
 
 
 @pytest.mark.parametrize("row, message", [

@@ -68,7 +68,8 @@ def test_docqa_metrics_on_a_hand_made_example(tmp_path: Path) -> None:
     assert metrics["citation_coverage"] == pytest.approx(1 / 3)
     assert metrics["citation_precision"] == pytest.approx(1 / 2)
     perfect = docqa.score(examples, [docqa.reference_prediction(e) for e in examples])
-    assert perfect["exact_match"] == perfect["f1"] == perfect["citation_coverage"] == perfect["citation_precision"] == 1.0
+    assert (perfect["exact_match"] == perfect["f1"] == perfect["citation_coverage"] == perfect["citation_precision"]
+            == 1.0)
     assert docqa.citations("see [p1, p2] and [p2] [x]", frozenset({"p1", "p2"})) == ["p1", "p2", "p2"]
     assert "[p1]" in docqa.prompt(examples[0]) and "Where is the Eiffel Tower?" in docqa.prompt(examples[0])
 

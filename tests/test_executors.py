@@ -11,7 +11,7 @@ from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
 from conftest import Quark
-from quark.executors import ExecutorOptions, StageRunner
+from quark.data.executors import ExecutorOptions, StageRunner
 
 COMMANDS = {"data ingest": ("data", "ingest", "corpus"),
             "tokenize encode": ("tokenize", "encode", "--data", "words", "--tokenizer", "tok")}

@@ -13,10 +13,11 @@ from _align import align_home, corpus_home, metrics, one_thread, synth_data  # n
 from _train_data import TINY
 from conftest import Quark
 from quark import db
-from quark.align.batches import IGNORE, encode_example, pack
+from quark.align.batches import encode_example, pack
 from quark.align.data import prompts_of, read_chat
 from quark.align.sft import end_rate
 from quark.inference import Engine
+from quark.models.llm import IGNORE_INDEX
 from quark.tokenizer import Tokenizer, tool_call_text
 from quark.train.trainer import Trainer
 
@@ -85,10 +86,10 @@ def test_packing_shifts_labels_and_masks_padding(tok: Tokenizer) -> None:
     for start, length in zip(starts, lengths):
         for t in range(length):
             assert inputs[at + t] == stream_ids[start + t]
-            want = stream_ids[start + t + 1] if stream_mask[start + t + 1] else IGNORE
+            want = stream_ids[start + t + 1] if stream_mask[start + t + 1] else IGNORE_INDEX
             assert labels[at + t] == want
         at += length
-    assert set(inputs[at:]) == {tok.pad_id} and set(labels[at:]) == {IGNORE}
+    assert set(inputs[at:]) == {tok.pad_id} and set(labels[at:]) == {IGNORE_INDEX}
     assert packed.trained_tokens == sum(mask_long[1:]) + 2 * sum(mask_short[1:])
     # An example longer than a window is left out, not cut.
     assert pack(tok, [CONVERSATION, short], seq_len=len(ids_short), seed=0).skipped == 1
@@ -99,7 +100,8 @@ def test_sft_teaches_a_base_model_to_answer_and_stop(align_home: Path, quark: Qu
     # A base model that has only read code: it has never seen the chat template.
     quark("pretrain", "--recipe", "tiny-cpu", "--data", "code", "--name", "base", *TINY, "--set", "train.micro_batch=8",
           "--max-steps", "300", "--eval-every", "300", "--save-every", "300")
-    out = quark.json("finetune", "sft", "--model", "base", "--data", "chat", "--name", "chat", "--set", "train.seq_len=128",
+    out = quark.json("finetune", "sft", "--model", "base", "--data", "chat", "--name", "chat", "--set",
+                     "train.seq_len=128",
                      "--max-steps", "150", "--eval-every", "75", "--save-every", "150")
 
     held_out = prompts_of(read_chat(align_home / "data" / "chat" / "val.jsonl"))
@@ -121,7 +123,8 @@ def test_sft_teaches_a_base_model_to_answer_and_stop(align_home: Path, quark: Qu
     assert {p.name for p in model_dir.iterdir()} >= {"config.json", "model.safetensors", "tokenizer.model", "card.md"}
     card = (model_dir / "card.md").read_text()
     assert "`base`" in card and f"{out['val_end_rate']:.4f}" in card and "lora:" in card
-    row = db.connect(align_home / "quark.db").execute("SELECT kind, model, status FROM runs WHERE name='chat'").fetchone()
+    conn = db.connect(align_home / "quark.db")
+    row = conn.execute("SELECT kind, model, status FROM runs WHERE name='chat'").fetchone()
     assert tuple(row) == ("sft", "base", "finished")
 
 
@@ -179,7 +182,8 @@ GOOD = json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "ass
     (json.dumps({"turns": []}), "missing field 'messages'"),
     ('["a list"]', "expected a JSON object"),
 ])
-def test_malformed_chat_jsonl_names_file_and_line(align_home: Path, quark: Quark, tmp_path: Path, bad: str, says: str) -> None:
+def test_malformed_chat_jsonl_names_file_and_line(align_home: Path, quark: Quark, tmp_path: Path, bad: str,
+                                                  says: str) -> None:
     data = _write(tmp_path / "chat.jsonl", [GOOD, "", bad, GOOD])
     result = quark("finetune", "sft", "--model", "rand", "--data", str(data), "--name", "bad", expect=1)
     line = result.output.strip().splitlines()[-1]

@@ -15,7 +15,7 @@ from conftest import Quark
 from quark.align.data import prompts_of, read_chat
 from quark.errors import QuarkError
 from quark.inference import Engine, SamplingParams
-from quark.modelio import load_model
+from quark.modelfolder import load_model
 
 
 def _digest(path: Path) -> str:
@@ -47,7 +47,8 @@ def test_lora_adapter_trains_alone_and_loads_merged(align_home: Path, quark: Qua
     assert _digest(base / "model.safetensors") == before  # the base was never written to
     assert "LoRA adapter" in (adapter / "card.md").read_text()
 
-    prompts = [Engine.load(base).chat_prompt(p) for p in prompts_of(read_chat(align_home / "data" / "chat" / "val.jsonl"))[:6]]
+    held_out = prompts_of(read_chat(align_home / "data" / "chat" / "val.jsonl"))[:6]
+    prompts = [Engine.load(base).chat_prompt(p) for p in held_out]
     prompts = [p for p in prompts if len(p) < 200]
     greedy = SamplingParams(max_tokens=24, temperature=0.0)
     plain = [c.token_ids for c in Engine.load(base).generate(prompts, greedy)]

@@ -10,9 +10,9 @@ import typer
 from typer.testing import CliRunner
 
 from quark import atomic, db
+from quark.commands._cli import group, quark_command
 from quark.errors import QuarkError
 from quark.home import Home, validate_name
-from quark.commands._cli import group, quark_command
 
 
 @pytest.mark.parametrize("bad", ["../x", "a/b", "a\\b", "", ".hidden", "x\x00", "a..b", "x" * 200, "tab\tname"])

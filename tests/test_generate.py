@@ -58,7 +58,8 @@ def test_text_is_written_to_the_terminal_as_tokens_arrive(quark: Quark, monkeypa
 
 def test_prompt_from_stdin_and_stop_strings(quark: Quark) -> None:
     literal = quark.json("generate", "-m", "tiny", "-p", "import os\n", "--max-tokens", "2", "--temperature", "0")
-    piped = quark.json("generate", "-m", "tiny", "-p", "-", "--max-tokens", "2", "--temperature", "0", input="import os\n")
+    piped = quark.json("generate", "-m", "tiny", "-p", "-", "--max-tokens", "2", "--temperature", "0",
+                       input="import os\n")
     assert piped["prompt_token_ids"] == literal["prompt_token_ids"]
 
     base = ("generate", "-m", "tiny", "-p", "x = ", "--max-tokens", "30", "--temperature", "1", "--seed", "3")

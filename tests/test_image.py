@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import io
 import json
 import shutil
@@ -19,14 +20,14 @@ from quark.home import Home
 from quark.image import shapes
 from quark.image.evaluate import analyse, evaluate
 
-# 16 px, three colours, one background: learns colour from text in a couple of hundred small steps.
+# 16 px, three colours, one background: learns colour from text in 150 small steps (one save, at the end).
 FAST = """
 model: {size: 16, channels: "16,32", attention: "1", head_dim: 16, cross_attention_dim: 32, norm_groups: 8,
         text_max_tokens: 48}
 diffusion: {prediction_type: sample, snr_gamma: 5.0, caption_dropout: 0.1, ema_decay: 0.9, steps: 10, guidance: 3.0}
 data: {colours: "red,green,blue", backgrounds: "white", images: 512, heldout_images: 8}
 optim: {lr: 3.0e-3, betas: [0.9, 0.99], weight_decay: 0.0, warmup: 10}
-train: {micro_batch: 8, max_steps: 200, eval_every: 0, save_every: 100, keep_last: 2, device: cpu}
+train: {micro_batch: 8, max_steps: 150, eval_every: 0, save_every: 150, keep_last: 1, device: cpu}
 """
 PROMPT = "a large red circle in the center on a white background"
 
@@ -59,7 +60,7 @@ def image_home(tiny_model_home: Path, tmp_path_factory: pytest.TempPathFactory, 
 
 
 def test_saved_pipeline_loads_back_to_identical_images(tiny_model_home: Path, tmp_path: Path) -> None:
-    from quark.modelio import load_model, load_tokenizer
+    from quark.modelfolder import load_model, load_tokenizer
     from quark.models.diffusion import QuarkImagePipeline, QuarkTextEncoder, UNetShape, build_unet, training_scheduler
 
     folder = tiny_model_home / "models" / "tiny"
@@ -123,9 +124,11 @@ def test_generate_writes_pngs_with_provenance_and_asset_rows(quark, image_home: 
                        "--negative", "blue square", "--sampler", "dpm", "-o", str(tmp_path / "again.png"))
     assert again["images"][0]["path"] == str(tmp_path / "again.png")
     assert np.array_equal(np.asarray(Image.open(second["path"])), np.asarray(Image.open(tmp_path / "again.png")))
-    rows = db.connect(image_home / "quark.db").execute("SELECT kind, path, seed, params FROM assets ORDER BY id").fetchall()
+    conn = db.connect(image_home / "quark.db")
+    rows = conn.execute("SELECT kind, path, sha256, seed, params FROM assets ORDER BY id").fetchall()
     assert [(r["kind"], r["seed"]) for r in rows] == [("image", 5), ("image", 6), ("image", 6)]
     assert json.loads(rows[0]["params"])["steps"] == 3
+    assert all(r["sha256"] == hashlib.sha256(Path(r["path"]).read_bytes()).hexdigest() for r in rows)
 
 
 def _one_line_error(result, *needles: str) -> None:
@@ -174,7 +177,7 @@ def test_short_training_follows_the_colour_in_heldout_prompts(quark, tiny_model_
     shutil.rmtree(quark.home)
     shutil.copytree(tiny_model_home, quark.home)
     quark("image", "train", "--builtin", "shapes", "--recipe", str(recipe), "--text-encoder", "tiny", "--name", "col")
-    result = quark.json("eval", "image", "--model", "col", "--samples", "3")
+    result = quark.json("eval", "image", "--model", "col", "--samples", "3", "--steps", "6")
     metrics = result["metrics"]
     assert metrics["images"] == 3 * metrics["prompts"] and metrics["colour_chance"] == pytest.approx(1 / 3)
     assert metrics["colour"] >= metrics["colour_chance"] + 0.2, metrics

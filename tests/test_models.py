@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from _train_data import corpus_home, one_thread, token_home  # noqa: F401
-from quark.flops import activation_bytes
-from quark.modelio import load_model, save_model
+from quark.modelfolder import load_model, save_model
+from quark.modelfolder.flops import activation_bytes
 from quark.models.llm import LLM, LLMConfig
 from quark.tokenizer import Tokenizer
 
@@ -115,7 +115,8 @@ def test_import_a_sharded_llama_folder_with_a_home_tokenizer(token_home: Path, q
     with torch.no_grad():
         assert (load_model(token_home / "models" / "mine")(idx) - ours(idx)).abs().max() <= 1e-5
     listed = {m["name"]: m for m in quark.json("models", "list")["models"]}
-    assert listed["mine"]["source"] == f"import:{sharded.resolve()}" and listed["mine"]["parameters"] == out["parameters"]
+    mine = listed["mine"]
+    assert mine["source"] == f"import:{sharded.resolve()}" and mine["parameters"] == out["parameters"]
 
 
 def test_truncated_safetensors_fail_in_one_line_naming_the_file(token_home: Path, quark, tmp_path: Path) -> None:
@@ -138,6 +139,6 @@ def test_truncated_safetensors_fail_in_one_line_naming_the_file(token_home: Path
 
 
 def test_library_never_imports_transformers() -> None:
-    code = ("import sys, quark.hf, quark.flops, quark.commands; "
+    code = ("import sys, quark.modelfolder.hf_llama, quark.modelfolder.flops, quark.commands; "
             "assert 'transformers' not in sys.modules, 'transformers imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -117,7 +117,8 @@ def test_recipe_file_with_wrong_type_names_file_and_key(token_home: Path, quark,
     result = quark("pretrain", "--recipe", str(recipe), "--data", "code", "--name", "x", expect=1)
     assert str(recipe) in result.output and "train.seq_len" in result.output
     recipe.write_text("train:\n  max_step: 5\n")
-    assert "train.max_step" in quark("pretrain", "--recipe", str(recipe), "--data", "code", "--name", "x", expect=1).output
+    assert "train.max_step" in quark("pretrain", "--recipe", str(recipe), "--data", "code", "--name", "x",
+                                     expect=1).output
 
 
 def test_missing_token_shard_is_one_line_naming_the_file(token_home: Path, quark) -> None:
@@ -153,7 +154,8 @@ def test_windows_are_a_deterministic_function_of_position() -> None:
     first = windows.take(0, 200)
     assert torch.equal(first["input_ids"][:, 1:], first["labels"][:, :-1])
     # Samples are addressed by index: slices taken apart equal the whole, and a fresh reader agrees.
-    assert torch.equal(torch.cat([windows.take(0, 7)["input_ids"], windows.take(7, 193)["input_ids"]]), first["input_ids"])
+    assert torch.equal(torch.cat([windows.take(0, 7)["input_ids"], windows.take(7, 193)["input_ids"]]),
+                       first["input_ids"])
     assert torch.equal(TokenWindows(stream, 16, seed=3).take(150, 5)["input_ids"], first["input_ids"][150:155])
     # One epoch covers every window once; the next one is shuffled differently.
     per_epoch = windows.windows_per_epoch

@@ -6,16 +6,12 @@ from pathlib import Path
 
 import pytest
 import torch
-import typer
 from safetensors import safe_open
-from typer.testing import CliRunner
 
-from quark.commands._cli import group, quark_command
-from quark.commands._quantize import quantize_command
 from conftest import Quark
 from quark.errors import QuarkError
 from quark.inference import Engine, SamplingParams
-from quark.inference.quantize import Int8Linear, weight_bytes
+from quark.modelfolder.quantized import Int8Linear, weight_bytes
 
 
 @pytest.fixture(scope="module")
@@ -63,13 +59,8 @@ def test_int8_linear_matches_its_dequantized_weights(in_features: int) -> None:
 def test_quantize_command_saves_a_folder_that_loads_without_requantizing(tiny_model_home: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     shutil.copytree(tiny_model_home, home)
-    models = group("models", "the wiring commands/models.py does")
-    quark_command(models, "quantize")(quantize_command)
-    root = typer.Typer()
-    root.add_typer(models)
-    run = CliRunner().invoke(root, ["models", "quantize", "tiny", "--mode", "int8", "--out", "tiny-q", "--home", str(home), "--json"])
-    assert run.exit_code == 0, run.output
-    result = json.loads(run.stdout)
+    quark = Quark(home)
+    result = quark.json("models", "quantize", "tiny", "--mode", "int8", "--out", "tiny-q")
     assert result["model"] == "tiny-q" and result["ratio"] > 3.5
 
     folder = home / "models" / "tiny-q"
@@ -78,7 +69,8 @@ def test_quantize_command_saves_a_folder_that_loads_without_requantizing(tiny_mo
     with safe_open(folder / "model.safetensors", "pt") as f:
         assert f.get_tensor("layers.0.mlp.up_proj.weight").dtype == torch.int8
         assert "lm_head.weight" not in f.keys()  # tied: the head is the int8 embedding table
-    assert (folder / "model.safetensors").stat().st_size < (home / "models" / "tiny" / "model.safetensors").stat().st_size / 3
+    full_size = (home / "models" / "tiny" / "model.safetensors").stat().st_size
+    assert (folder / "model.safetensors").stat().st_size < full_size / 3
 
     saved = Engine.load(folder)
     fresh = Engine.load(home / "models" / "tiny", quantize="int8")
@@ -89,9 +81,9 @@ def test_quantize_command_saves_a_folder_that_loads_without_requantizing(tiny_mo
     with pytest.raises(QuarkError, match="already quantized"):
         Engine.load(folder, quantize="nf4")
 
-    again = CliRunner().invoke(root, ["models", "quantize", "tiny", "--out", "tiny-q", "--home", str(home)])
+    again = quark("models", "quantize", "tiny", "--out", "tiny-q", expect=None)
     assert again.exit_code == 1 and "already exists" in again.output
-    nf4 = CliRunner().invoke(root, ["models", "quantize", "tiny", "--mode", "nf4", "--home", str(home)])
+    nf4 = quark("models", "quantize", "tiny", "--mode", "nf4", expect=None)
     assert nf4.exit_code == 1 and "only int8" in nf4.output
 
     (folder / "model.safetensors").write_bytes(b"\x00" * 64)

@@ -40,7 +40,8 @@ def test_no_network_not_even_the_hosts_loopback(sandbox) -> None:
     server.listen()
     port = server.getsockname()[1]
     try:
-        result = sandbox.run(f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)\nprint('connected')")
+        result = sandbox.run(f"import socket\nsocket.create_connection(('127.0.0.1', {port}), "
+                             "timeout=2)\nprint('connected')")
     finally:
         server.close()
     assert result.exit_code == 1 and "connected" not in result.stdout
@@ -62,7 +63,8 @@ def test_cpu_seconds_limit(sandbox) -> None:
 
 
 def test_unbounded_allocation_fails_cleanly(sandbox) -> None:
-    result = sandbox.run("chunks = []\nwhile True:\n    chunks.append(bytearray(10**7))", limits=Limits(timeout_s=10, memory_mb=200))
+    result = sandbox.run("chunks = []\nwhile True:\n    chunks.append(bytearray(10**7))", limits=Limits(timeout_s=10,
+                                                                                                        memory_mb=200))
     assert result.killed == "memory" and result.exit_code != 0 and not result.timed_out
 
 
@@ -119,7 +121,8 @@ def test_timeout_kills_every_process_of_the_program(sandbox) -> None:
     program = f"""
 import os, signal, subprocess, sys
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
-subprocess.Popen([sys.executable, '-c', 'import time, signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)', {marker!r}],
+subprocess.Popen([sys.executable, '-c',
+                  'import time, signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)', {marker!r}],
                  start_new_session=True)
 while True:
     pass
@@ -145,7 +148,8 @@ def test_output_is_capped(sandbox) -> None:
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_javascript(sandbox) -> None:
     assert sandbox.run("console.log([1, 2, 3].map(x => x * 2).join(','))", "js").stdout == "2,4,6\n"
-    failing = sandbox.run("require('net').connect(80, '1.1.1.1').on('error', e => { console.error(e.code); process.exit(4) })",
+    failing = sandbox.run("require('net').connect(80, '1.1.1.1').on('error', e => { console.error(e.code); "
+                          "process.exit(4) })",
                           "javascript")
     assert failing.exit_code == 4 and failing.stderr.strip() in {"ENETUNREACH", "EACCES"}
 

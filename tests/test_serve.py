@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -23,15 +24,15 @@ from quark.tokenizer import Tokenizer
 CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Write a function."}]
 
 
-@pytest.fixture(scope="module")
-def server(tiny_model_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`quark serve` in a subprocess on a free port; yields its base URL (…/v1)."""
+@contextmanager
+def quark_serve(tiny_model_home: Path, tmp_path_factory: pytest.TempPathFactory, *options: str) -> Iterator[str]:
+    """`quark serve OPTIONS` on the tiny model in a subprocess on a free port; yields its base URL (…/v1)."""
     home = tmp_path_factory.mktemp("serve") / "home"
     shutil.copytree(tiny_model_home, home)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny matmuls: threads only contend on a shared CPU
     proc = subprocess.Popen([sys.executable, "-m", "quark", "serve", "--model", "tiny", "--port", "0", "--home", str(home),
-                             "--batch-window-ms", "30", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+                             "--batch-window-ms", "30", "--json", *options], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: lines.put(proc.stdout.readline()), daemon=True).start()
     try:
@@ -53,6 +54,12 @@ def server(tiny_model_home: Path, tmp_path_factory: pytest.TempPathFactory) -> I
             proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with quark_serve(tiny_model_home, tmp_path_factory) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

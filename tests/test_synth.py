@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from quark import synth
+from quark.data import synth
 from quark.errors import QuarkError
 from quark.tokenizer import ROLES
 
@@ -41,7 +41,8 @@ def test_chat_jsonl_is_valid_openai_messages(chat_dir: Path) -> None:
 
 
 def test_tool_traces_call_then_answer_with_the_real_result(chat_dir: Path) -> None:
-    traces = [r["messages"] for r in _lines(chat_dir / "train.jsonl") if any(m["role"] == "tool" for m in r["messages"])]
+    traces = [r["messages"] for r in _lines(chat_dir / "train.jsonl")
+              if any(m["role"] == "tool" for m in r["messages"])]
     assert len(traces) > 100
     for messages in traces:
         roles = [m["role"] for m in messages]

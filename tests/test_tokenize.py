@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from conftest import Quark
-from quark.corpus_text import in_holdout
 from quark.home import Home
 from quark.tokenizer import ROLES, Tokenizer
-from quark.tokens import TokenSet
+from quark.tokenizer.corpus_text import in_holdout
+from quark.tokenizer.token_shards import TokenSet
 from tokenize_helpers import split_evenly, stdlib_sources, write_dataset
 
 VOCAB = 2500

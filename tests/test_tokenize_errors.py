@@ -66,7 +66,8 @@ def test_corrupt_shard(words: Quark) -> None:
 
 
 @pytest.mark.parametrize(("vocab", "says"), [("100", "vocab size 100 is too small for this data: it needs at least"),
-                                             ("20000", "vocab size 20000 is too large for this data: it yields at most")])
+                                             ("20000",
+                                              "vocab size 20000 is too large for this data: it yields at most")])
 def test_vocab_size_that_does_not_fit_the_data(words: Quark, vocab: str, says: str) -> None:
     _fails(words, "tokenize", "train", "--data", "words", "--vocab-size", vocab, "--name", "tok", says=says)
 

@@ -8,8 +8,8 @@ import asyncio
 import pytest
 
 from chat_fixtures import chat_home  # noqa: F401  (fixture)
-from quark.home import Home
 from quark.errors import QuarkError
+from quark.home import Home
 from quark.tui.app import ChatApp, check_keys
 from quark.tui.slash import parse_slash
 from quark.tui.widgets import CheckpointPicker, ConversationItem, MessageView, code_blocks
@@ -62,7 +62,7 @@ def test_stream_a_reply_save_quit_then_restart_load_and_the_prompt_carries_it(ch
             assert stored[-1].content == reply and assistant.message_id == stored[-1].id
             await _type(pilot, "/save work", keys=True)
             await pilot.pause()
-            assert [c["name"] for c in app.session.checkpoints()] == ["work"]
+            assert [c["name"] for c in app.session.snapshots()] == ["work"]
             await pilot.press("ctrl+q")
             await pilot.pause()
             return app.session.conversation_id

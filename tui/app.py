@@ -25,8 +25,18 @@ from quark.chat.config import load_config
 from quark.errors import QuarkError
 from quark.home import Home
 from quark.tui.slash import SlashCommand, parse_slash
-from quark.tui.widgets import (CheckpointPicker, Confirm, ConversationItem, HistoryInput, MemoryPanel, MessageView,
-                               StatusBar, TextPrompt, code_blocks, message_views)
+from quark.tui.widgets import (
+    CheckpointPicker,
+    Confirm,
+    ConversationItem,
+    HistoryInput,
+    MemoryPanel,
+    MessageView,
+    StatusBar,
+    TextPrompt,
+    code_blocks,
+    message_views,
+)
 
 SHOWN_MESSAGES = 200  # the newest messages of a thread rendered when a conversation is opened
 STREAM_AHEAD = 8  # streamed pieces allowed to wait for the screen before generation pauses
@@ -88,9 +98,10 @@ class ChatApp(App):
     ]
 
     def __init__(self, home: Home, *, model: str | None = None, conversation_id: int | None = None,
-                 checkpoint: str | None = None, adapter: str | None = None, image_model: str | None = None) -> None:
+                 checkpoint: str | None = None, adapter: str | None = None, device: str = "auto",
+                 quantize: str | None = None, image_model: str | None = None) -> None:
         super().__init__()
-        self.session = ChatSession(home, model=model, adapter=adapter)
+        self.session = ChatSession(home, model=model, adapter=adapter, device=device, quantize=quantize)
         self.home, self.image_model_name = home, image_model
         self._image_model = None  # loaded on the first /image
         self._start_conversation, self._start_checkpoint = conversation_id, checkpoint
@@ -125,7 +136,7 @@ class ChatApp(App):
             if self._start_conversation is not None:
                 self.session.select(self._start_conversation)
             elif self._start_checkpoint:
-                self.session.load_checkpoint(self._start_checkpoint, into="new")
+                self.session.load_snapshot(self._start_checkpoint, into="new")
         except QuarkError as exc:
             self.notify(str(exc), severity="error")
         await self._show_conversation()
@@ -267,12 +278,12 @@ class ChatApp(App):
         session, arg = self.session, command.argument
         if command.name == "save":
             name, _, flag = arg.partition(" ")
-            snapshot = session.save_checkpoint(name.strip(), force=flag.strip() == "--force")
+            snapshot = session.save_snapshot(name.strip(), force=flag.strip() == "--force")
             self.notify(f"saved checkpoint {snapshot.name} ({len(snapshot.messages)} messages)")
         elif command.name == "load":
             name, _, into = arg.partition(" ")
             self._require_idle()
-            session.load_checkpoint(name.strip(), into=into.strip() or "current")
+            session.load_snapshot(name.strip(), into=into.strip() or "current")
             await self._show_conversation()
             self.refresh_conversations()
             self.notify(f"loaded checkpoint {name.strip()}: the next prompt carries it")
@@ -415,7 +426,7 @@ class ChatApp(App):
             if name:
                 await self.run_slash(SlashCommand("load", name))
 
-        self.push_screen(CheckpointPicker(self.session.checkpoints()), done)
+        self.push_screen(CheckpointPicker(self.session.snapshots()), done)
 
     def action_toggle_memory(self) -> None:
         panel = self.query_one("#memory")
@@ -463,8 +474,9 @@ def check_keys(keys: dict[str, str], source: Path) -> None:
 
 
 def run_app(home: Home, *, model: str | None = None, conversation_id: int | None = None,
-            checkpoint: str | None = None, adapter: str | None = None, image_model: str | None = None) -> None:
+            checkpoint: str | None = None, adapter: str | None = None, device: str = "auto",
+            quantize: str | None = None, image_model: str | None = None) -> None:
     # A bad config.toml is a one-line error before the screen opens.
     check_keys(load_config(home.config_path).keys, home.config_path)
-    ChatApp(home, model=model, conversation_id=conversation_id, checkpoint=checkpoint, adapter=adapter,
-            image_model=image_model).run()
+    ChatApp(home, model=model, conversation_id=conversation_id, checkpoint=checkpoint, adapter=adapter, device=device,
+            quantize=quantize, image_model=image_model).run()

@@ -20,7 +20,8 @@ from quark.memory.store import Hit
 
 def code_blocks(markdown: str) -> list[str]:
     """The fenced and indented code blocks of a markdown text, in order (for 'copy code')."""
-    return [token.content for token in MarkdownIt("commonmark").parse(markdown) if token.type in ("fence", "code_block")]
+    return [token.content for token in MarkdownIt("commonmark").parse(markdown) if token.type in ("fence",
+                                                                                                  "code_block")]
 
 
 class MessageView(Vertical, can_focus=True):

@@ -2,7 +2,7 @@
 
 SFT: each conversation is encoded in the chat template with a loss mask (assistant content and
 its closing <|end|> only), shifted into (inputs, labels), and packed first-come into windows of
-seq_len; labels are -100 everywhere else, padding included. Packing fixes the windows once;
+seq_len; labels are IGNORE_INDEX (-100) everywhere else, padding included. Packing fixes the windows once;
 every epoch visits them in an order drawn from (seed, epoch).
 
 Preferences: sample i is pair i (in a seeded order per epoch) as two rows, chosen then rejected,
@@ -24,9 +24,8 @@ import torch
 
 from quark.align.data import Pair
 from quark.errors import QuarkError
+from quark.models.llm import IGNORE_INDEX
 from quark.tokenizer import Tokenizer
-
-IGNORE = -100
 
 
 def encode_example(tokenizer: Tokenizer, messages: Sequence[dict]) -> tuple[list[int], list[bool]]:
@@ -43,7 +42,7 @@ def encode_example(tokenizer: Tokenizer, messages: Sequence[dict]) -> tuple[list
 
 def shift(ids: Sequence[int], mask: Sequence[bool]) -> tuple[list[int], list[int]]:
     """Causal LM (inputs, labels): position t predicts token t+1, labelled only where it is trained."""
-    return list(ids[:-1]), [token if train else IGNORE for token, train in zip(ids[1:], mask[1:])]
+    return list(ids[:-1]), [token if train else IGNORE_INDEX for token, train in zip(ids[1:], mask[1:])]
 
 
 @dataclass
@@ -55,12 +54,13 @@ class Packed:
 
     @property
     def trained_tokens(self) -> int:
-        return int((self.labels != IGNORE).sum())
+        return int((self.labels != IGNORE_INDEX).sum())
 
 
 def pack(tokenizer: Tokenizer, conversations: Sequence[list[dict]], seq_len: int, *, seed: int | None) -> Packed:
     """Pack conversations (shuffled by `seed` when given) into windows of `seq_len`."""
-    order = np.random.default_rng(seed).permutation(len(conversations)) if seed is not None else range(len(conversations))
+    count = len(conversations)
+    order = np.random.default_rng(seed).permutation(count) if seed is not None else range(count)
     windows: list[tuple[list[int], list[int]]] = []
     current: tuple[list[int], list[int]] = ([], [])
     examples = skipped = 0
@@ -78,7 +78,7 @@ def pack(tokenizer: Tokenizer, conversations: Sequence[list[dict]], seq_len: int
     if current[0]:
         windows.append(current)
     out_inputs = np.full((len(windows), seq_len), tokenizer.pad_id, dtype=np.int64)
-    out_labels = np.full((len(windows), seq_len), IGNORE, dtype=np.int64)
+    out_labels = np.full((len(windows), seq_len), IGNORE_INDEX, dtype=np.int64)
     for row, (inputs, labels) in enumerate(windows):
         out_inputs[row, :len(inputs)] = inputs
         out_labels[row, :len(labels)] = labels
@@ -124,7 +124,7 @@ def pad_rows(sequences: Sequence[tuple[list[int], int]], pad_id: int) -> dict[st
     shifted), last (each row's final position)."""
     width = max(len(seq) for seq, _ in sequences)
     inputs = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(sequences), width), IGNORE, dtype=torch.long)
+    labels = torch.full((len(sequences), width), IGNORE_INDEX, dtype=torch.long)
     last = torch.empty(len(sequences), dtype=torch.long)
     for row, (seq, prompt_len) in enumerate(sequences):
         # The whole sequence is the input (a reward model reads the hidden state at its <|end|>);
@@ -141,8 +141,9 @@ class PairBatches:
 
     take(start, count) -> input_ids / labels (2·count, T): rows 2i and 2i+1 are pair i's chosen and
     rejected sequence, whole; labels[t] is token t+1 where that token is the reply's (or its
-    <|end|>), else -100; `last` (2·count,) is the position of each row's final token (<|end|>); `pair` (count,) the pairs' indices, for per-pair extras such as the
-    reference log-probabilities DPO stores in `extra`.
+    <|end|>), else IGNORE_INDEX; `last` (2·count,) is the position of each row's final token
+    (<|end|>); `pair` (count,) the pairs' indices, for per-pair extras such as the reference
+    log-probabilities DPO stores in `extra`.
     """
 
     def __init__(self, tokenizer: Tokenizer, pairs: Sequence[Pair], seq_len: int, *, seed: int | None,

@@ -4,7 +4,7 @@
     {"prompt": "..." | [messages], "chosen": "...", "rejected": "..."}
 
 `--data` names a JSONL file, a folder holding `train.jsonl` (and optionally `val.jsonl`, as
-quark.synth and `quark data synth` write them), or a dataset folder under the home's `data/`.
+quark.data.synth and `quark data synth` write them), or a dataset folder under the home's `data/`.
 Every row is validated before any training starts, and a bad one is refused with its file and
 line number: a half-trained model on half-read data is worse than no model.
 """
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from quark.errors import QuarkError
-from quark.evaluation.jsonl import field, read_jsonl
 from quark.home import Home
+from quark.jsonl import field, read_jsonl
 from quark.tokenizer import ROLES
 
 

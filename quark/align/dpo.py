@@ -21,11 +21,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from quark.align.batches import IGNORE, PairBatches
+from quark.align.batches import PairBatches
 from quark.align.data import read_pairs
 from quark.align.policy import load_policy
 from quark.align.run import Context, Job, run
 from quark.home import Home
+from quark.models.llm import IGNORE_INDEX
 from quark.progress import progress_bar
 from quark.train.trainer import autocast, compute_dtype
 
@@ -34,7 +35,7 @@ def sequence_logps(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Te
     """Sum of log p(token) over each row's labelled tokens (the reply and its <|end|>): (rows,)."""
     logits = model(batch["input_ids"])
     labels = batch["labels"]
-    nll = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE, reduction="none")
+    nll = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="none")
     return -nll.view(labels.shape).sum(-1)
 
 
@@ -87,7 +88,8 @@ def _held_out_margin(val: PairBatches, batch_pairs: int) -> Callable[[nn.Module]
 def build(ctx: Context) -> Job:
     t, tok = ctx.recipe.train, ctx.tokenizer
     train = PairBatches(tok, read_pairs(ctx.data.train), t.seq_len, seed=t.seed, what=str(ctx.data.train))
-    val = PairBatches(tok, read_pairs(ctx.data.val), t.seq_len, seed=None, what=str(ctx.data.val)) if ctx.data.val else None
+    val = PairBatches(tok, read_pairs(ctx.data.val), t.seq_len, seed=None,
+                      what=str(ctx.data.val)) if ctx.data.val else None
     model, publish = load_policy(ctx)
     dtype = compute_dtype(t, ctx.env.device)
     show = ctx.env.is_main and ctx.progress

@@ -7,7 +7,8 @@
 peft needs nothing of a transformers model: `get_peft_model` wraps any nn.Module and swaps the
 target nn.Linear layers for LoRA layers in place, so the LLM it wraps trains through the same
 Trainer as any model (only the adapter matrices require grad). `merge` folds an adapter back into
-the base weights, which is how inference uses one: no adapter cost per token.
+the base weights, which is how inference uses one: no adapter cost per token (merging lives in
+quark.modelfolder.adapters, so inference never imports alignment).
 
 QLoRA keeps the frozen base in 4-bit NormalFloat (bitsandbytes `Linear4bit`, CUDA only) and
 trains the same adapters on top; the adapter is saved and merged into the full-precision base
@@ -21,26 +22,23 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from quark.align.adapters import adapter_dir, existing_adapter, read_adapter_config
 from quark.align.recipe import LoraSettings
-from quark.atomic import atomic_dir
 from quark.errors import QuarkError
-from quark.home import Home
-from quark.modelio import generation_defaults, load_model, save_model
+from quark.inference.quantize import quantize_bitsandbytes
 from quark.models.llm import LLM
 
 if TYPE_CHECKING:  # peft takes seconds to import (it pulls in transformers): only when a LoRA is used
     from peft import LoraConfig, PeftModel
 
 
-def lora_config(settings: LoraSettings, base_name: str) -> "LoraConfig":
+def lora_config(settings: LoraSettings, base_name: str) -> LoraConfig:
     from peft import LoraConfig
 
     return LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
                       target_modules=settings.target_list, bias="none", base_model_name_or_path=base_name)
 
 
-def add_lora(model: LLM, settings: LoraSettings, base_name: str) -> "PeftModel":
+def add_lora(model: LLM, settings: LoraSettings, base_name: str) -> PeftModel:
     """Wrap `model` with fresh adapters (B = 0, so the output is the base's until training moves
     them); every base weight is frozen. The LLM itself is `peft.get_base_model()`."""
     from peft import get_peft_model
@@ -62,56 +60,12 @@ def check_qlora(device: torch.device) -> None:
 def quantize_nf4(model: LLM, device: torch.device, compute_dtype: torch.dtype = torch.bfloat16) -> LLM:
     """QLoRA's frozen base: the blocks' Linear layers become bitsandbytes NF4 (double quantization),
     quantized as they move to the GPU; embeddings and norms stay as they are."""
-    from quark.inference.quantize import quantize_bitsandbytes
-
     check_qlora(device)
     return quantize_bitsandbytes(model.to(compute_dtype), "nf4", device, compute_dtype).train()
 
 
-def save_adapter(peft: "PeftModel", folder: Path) -> None:
+def save_adapter(peft: PeftModel, folder: Path) -> None:
     """PEFT layout into `folder` (callers wrap this in atomic_dir); Quark writes its own card.md,
     so peft's generic README is dropped."""
     peft.save_pretrained(str(folder), save_embedding_layers=False)  # "auto" would look the base up on the Hub
     (Path(folder) / "README.md").unlink(missing_ok=True)
-
-
-def merge(model: LLM, folder: Path) -> LLM:
-    """`model` with the adapter in `folder` folded into its weights (in place, returned)."""
-    from peft import PeftModel
-
-    read_adapter_config(folder)
-    try:
-        peft = PeftModel.from_pretrained(model, str(folder))
-    except (ValueError, RuntimeError, KeyError, OSError) as exc:
-        raise QuarkError(f"adapter {folder} does not fit model {folder.parent.parent.name!r}: "
-                         f"{str(exc).strip().splitlines()[0]}") from None
-    return peft.merge_and_unload()
-
-
-def load_merged(model_folder: Path, adapter: str, *, device: str | torch.device = "cpu",
-                dtype: torch.dtype = torch.float32) -> LLM:
-    """A model folder's weights with one of its adapters merged in: merged in float32 on the CPU,
-    then moved and cast, so a bf16 model gets the adapter at full precision before rounding."""
-    folder = existing_adapter(model_folder, adapter)
-    model = merge(load_model(model_folder, device="cpu", dtype=torch.float32), folder)
-    return model.to(device=device, dtype=dtype).eval()
-
-
-def merge_into_folder(home: Home, base: str, adapter: str, name: str) -> dict:
-    """`quark models merge`: models/<name>/ = models/<base>/ with `adapter` merged in."""
-    base_folder = home.existing(home.model_dir(base), "model")
-    dest = home.model_dir(name)
-    if dest.exists():
-        raise QuarkError(f"model {name!r} already exists ({dest}); choose another --name")
-    model = load_merged(base_folder, adapter)
-    source = adapter_dir(base_folder, adapter)
-    card = (f"# {name}\n\nModel `{base}` with LoRA adapter `{adapter}` merged into its weights "
-            f"(`quark models merge`).\n")
-    if (source / "card.md").is_file():
-        card += "\n## Adapter card\n\n" + (source / "card.md").read_text(encoding="utf-8")
-    with atomic_dir(dest) as tmp:
-        save_model(tmp, model, base_folder / "tokenizer.model", generation=generation_defaults(base_folder),
-                   extra_config={"source": f"merge:{base}+{adapter}", "base_model": base, "adapter": adapter})
-        (tmp / "card.md").write_text(card, encoding="utf-8")
-    return {"model": name, "base": base, "adapter": adapter, "model_dir": str(dest),
-            "parameters": model.num_parameters()}

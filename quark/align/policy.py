@@ -18,7 +18,7 @@ import torch.nn as nn
 from quark.align.lora import add_lora, quantize_nf4, save_adapter
 from quark.align.run import Context, now
 from quark.errors import QuarkError
-from quark.modelio import generation_defaults, load_model, load_state, save_model
+from quark.modelfolder import load_model, load_state, save_derived
 from quark.train import checkpoint
 
 Publish = Callable[[Path, Path], None]
@@ -38,8 +38,8 @@ def load_policy(ctx: Context) -> tuple[nn.Module, Publish]:
 def _publish_model(ctx: Context) -> Publish:
     def publish(step: Path, folder: Path) -> None:
         model = checkpoint.load_llm(step, ctx.config)
-        save_model(folder, model, ctx.base_folder / "tokenizer.model", generation=generation_defaults(ctx.base_folder),
-                   extra_config={"source_run": ctx.name, "base_model": ctx.base, "created": now()})
+        save_derived(folder, model, ctx.base_folder,
+                     extra_config={"source_run": ctx.name, "base_model": ctx.base, "created": now()})
     return publish
 
 

@@ -25,7 +25,7 @@ from quark.align.data import read_pairs
 from quark.align.run import Context, Job, now, run
 from quark.errors import QuarkError
 from quark.home import Home
-from quark.modelio import check_state, generation_defaults, load_model, load_state, load_tokenizer, save_model
+from quark.modelfolder import check_state, load_model, load_state, load_tokenizer, save_derived
 from quark.models.llm import LLM, LLMConfig, rope_tables
 from quark.tokenizer import Tokenizer
 from quark.train import checkpoint
@@ -55,7 +55,7 @@ class RewardModel(LLM):
         return self.reward_head(picked).squeeze(-1).float()
 
     @classmethod
-    def assemble(cls, llm: LLM, head: dict[str, torch.Tensor] | None = None) -> "RewardModel":
+    def assemble(cls, llm: LLM, head: dict[str, torch.Tensor] | None = None) -> RewardModel:
         """A reward model from an LLM's weights and a saved head (a fresh zero head when None)."""
         cfg = llm.config
         with torch.device("meta"):
@@ -104,7 +104,8 @@ def _held_out(val: PairBatches, batch_pairs: int) -> Callable[[nn.Module], dict[
 def build(ctx: Context) -> Job:
     t, tok = ctx.recipe.train, ctx.tokenizer
     train = PairBatches(tok, read_pairs(ctx.data.train), t.seq_len, seed=t.seed, what=str(ctx.data.train))
-    val = PairBatches(tok, read_pairs(ctx.data.val), t.seq_len, seed=None, what=str(ctx.data.val)) if ctx.data.val else None
+    val = PairBatches(tok, read_pairs(ctx.data.val), t.seq_len, seed=None,
+                      what=str(ctx.data.val)) if ctx.data.val else None
     model = RewardModel.assemble(load_model(ctx.base_folder))
 
     def publish(step: Path, folder: Path) -> None:
@@ -117,9 +118,9 @@ def build(ctx: Context) -> Job:
         llm.load_state_dict({k: v for k, v in weights.items() if not k.startswith(_HEAD)}, assign=True)
         if ctx.config.tie_embeddings:
             llm.lm_head.weight = llm.embed_tokens.weight
-        save_model(folder, llm, ctx.base_folder / "tokenizer.model", generation=generation_defaults(ctx.base_folder),
-                   extra_config={"source_run": ctx.name, "base_model": ctx.base, "reward_head": HEAD_FILE,
-                                 "created": now()})
+        save_derived(folder, llm, ctx.base_folder,
+                     extra_config={"source_run": ctx.name, "base_model": ctx.base, "reward_head": HEAD_FILE,
+                                   "created": now()})
         save_file(head, str(folder / HEAD_FILE), metadata={"format": "pt", "kind": "quark-reward-head"})
 
     info = {"train_pairs": len(train), "train_skipped": train.skipped}
@@ -143,7 +144,7 @@ class RewardScorer:
         self.model, self.tokenizer, self.batch_size = model.eval(), tokenizer, batch_size
 
     @classmethod
-    def load(cls, folder: Path, *, device: str | torch.device = "cpu") -> "RewardScorer":
+    def load(cls, folder: Path, *, device: str | torch.device = "cpu") -> RewardScorer:
         folder = Path(folder)
         if not (folder / HEAD_FILE).is_file():
             raise QuarkError(f"{folder} is not a reward model (no {HEAD_FILE}; train one with quark finetune reward)")

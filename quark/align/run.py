@@ -25,16 +25,17 @@ import torch.nn as nn
 
 from quark import db
 from quark.align.data import DataFiles, resolve_data
-from quark.align.adapters import adapter_dir
 from quark.align.recipe import AlignRecipe, load_align_recipe
 from quark.atomic import atomic_dir
+from quark.device import resolve_device
 from quark.errors import QuarkError
 from quark.home import Home
-from quark.modelio import load_tokenizer, read_config
+from quark.modelfolder import load_tokenizer, read_config
+from quark.modelfolder.adapters import adapter_dir
 from quark.models.llm import LLMConfig
 from quark.tokenizer import Tokenizer
 from quark.train import checkpoint
-from quark.train.dist import Dist, resolve_device, setup, teardown
+from quark.train.dist import Dist, setup, teardown
 from quark.train.trainer import Batches, LossFn, Trainer, fit_run
 
 
@@ -86,14 +87,16 @@ def _resolve(home: Home, kind: str, name: str, base: str | None, data: str | Non
                              "drop --recipe (change single values with --set or --max-steps)")
         if base and base != recorded["base"]:
             raise QuarkError(f"run {name!r} fine-tunes model {recorded['base']!r}, not {base!r}")
-        files = DataFiles(Path(recorded["data"]["train"]), Path(recorded["data"]["val"]) if recorded["data"]["val"] else None)
+        files = DataFiles(Path(recorded["data"]["train"]),
+                          Path(recorded["data"]["val"]) if recorded["data"]["val"] else None)
         if data and resolve_data(home, data, val) != files:
             raise QuarkError(f"run {name!r} trains on {files.train}, not {data!r}")
         return load_align_recipe(kind, str(run_dir / "recipe.yaml"), overrides), recorded["base"], files
     if not base or not data:
         raise QuarkError("a new run needs --model and --data (or --resume to continue an existing run)")
     if run_dir.exists():
-        raise QuarkError(f"run {name!r} already exists ({run_dir}): add --resume to continue it, or pick another --name")
+        raise QuarkError(f"run {name!r} already exists ({run_dir}): add --resume to continue it, or pick another "
+                         "--name")
     return load_align_recipe(kind, recipe or kind, overrides), base, resolve_data(home, data, val)
 
 
@@ -115,7 +118,7 @@ def run(home: Home, kind: str, build: Callable[[Context], Job], *, name: str, ba
     if resolved.lora.qlora:
         from quark.align.lora import check_qlora
 
-        check_qlora(resolve_device(t.device))
+        check_qlora(resolve_device(t.device, what="train.device"))
     output = output_of(home, base, name, resolved)
     if output.exists() and not resume:  # a resumed run replaces what it published before
         raise QuarkError(f"{output} already exists: pick another --name")
@@ -124,7 +127,8 @@ def run(home: Home, kind: str, build: Callable[[Context], Job], *, name: str, ba
     env = setup(t.device)
     try:
         checkpoint.seed_everything(t.seed)
-        ctx = Context(home, name, base, base_folder, config, load_tokenizer(base_folder), resolved, files, env, progress)
+        ctx = Context(home, name, base, base_folder, config, load_tokenizer(base_folder), resolved, files, env,
+                      progress)
         job = build(ctx)
         conn = None
         if env.is_main:
@@ -165,7 +169,8 @@ def card(summary: dict[str, Any], recipe: AlignRecipe) -> str:
             rows.append((key.replace("_", " "), f"{value:.4f}" if isinstance(value, float) else f"{value:,}"))
     table = "".join(f"| {k} | {v} |\n" for k, v in rows)
     return (f"# {summary['run']}\n\n{what}{how} of `{summary['base']}` by `quark finetune {summary['kind']}` "
-            f"(run `runs/{summary['run']}/`).\n\n| | |\n|---|---|\n{table}\n## Recipe\n\n```yaml\n{recipe.to_yaml()}```\n")
+            f"(run `runs/{summary['run']}/`).\n\n| | |\n|---|---|\n{table}\n## "
+            f"Recipe\n\n```yaml\n{recipe.to_yaml()}```\n")
 
 
 def now() -> str:

@@ -41,7 +41,8 @@ def end_rate(engine: Engine, prompts: Sequence[list[dict]], max_tokens: int) -> 
     return sum(c.finish_reason == "stop" for c in done) / len(done), [c.text for c in done]
 
 
-def _reply_checker(tokenizer: Tokenizer, prompts: list[list[dict]], max_tokens: int) -> Callable[[nn.Module], dict[str, Any]]:
+def _reply_checker(tokenizer: Tokenizer, prompts: list[list[dict]], max_tokens: int) -> Callable[[nn.Module], dict[str,
+                                                                                                                   Any]]:
     def check(model: nn.Module) -> dict[str, Any]:
         rate, replies = end_rate(Engine(model, tokenizer), prompts, max_tokens)
         return {"val_end_rate": rate, "sample": replies[0] if replies else ""}

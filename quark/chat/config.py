@@ -19,9 +19,10 @@ A wrong key or type is a one-line error naming the file and the key.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+
+import tomllib
 
 from quark.errors import QuarkError
 

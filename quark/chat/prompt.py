@@ -25,7 +25,7 @@ from quark.chat.store import Message
 from quark.errors import QuarkError
 from quark.memory.store import Memory
 from quark.memory.summary import summary_line
-from quark.memory.text import truncate
+from quark.text import truncate
 from quark.tokenizer import Tokenizer
 
 MEMORY_SHARE = 0.4  # of the tokens left after system prompt, message and reply reserve

@@ -23,20 +23,23 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from quark.chat import checkpoint as checkpoints
+from quark.chat import snapshot
 from quark.chat.config import ChatConfig, load_config
 from quark.chat.prompt import BuiltPrompt, PromptInputs, PromptMemory, build_prompt, reply_reserve
 from quark.chat.store import NEW_TITLE, ChatStore, Conversation, Message
 from quark.db import connect, transaction
+from quark.device import resolve_device
 from quark.errors import QuarkError
 from quark.home import Home
 from quark.inference import Engine, SamplingParams
-from quark.memory.embedder import Embedder, ModelEmbedder
+from quark.inference.sampling import sampling_params
 from quark.memory.extract import NewMemory, chunk_message, extract_facts
 from quark.memory.profile import PROFILE_KEY, describe, update_profile
 from quark.memory.store import Hit, Memory, MemoryStore, parse_ref
 from quark.memory.summary import summary_lines
-from quark.memory.text import truncate
+from quark.modelfolder import list_models
+from quark.retrieval.embedder import Embedder, ModelEmbedder
+from quark.text import truncate
 
 BACKFILL = 64  # memories embedded per turn that the current embedder has not seen yet
 MODEL_PREFERENCE = "model"
@@ -91,7 +94,8 @@ class ChatSession:
     memory (a trained embedding head, say); without it, memory embeds with the loaded model."""
 
     def __init__(self, home: Home, *, config: ChatConfig | None = None, conversation_id: int | None = None,
-                 model: str | None = None, adapter: str | None = None, embedder: Embedder | None = None) -> None:
+                 model: str | None = None, adapter: str | None = None, embedder: Embedder | None = None,
+                 device: str = "auto", quantize: str | None = None) -> None:
         self.home = home
         self.config = config or load_config(home.config_path)
         self.conn = connect(home.db_path)
@@ -105,6 +109,8 @@ class ChatSession:
         if adapter and not model:
             raise QuarkError("--adapter needs --model: an adapter belongs to one base model")
         self.adapter = adapter  # a LoRA adapter of the model, merged in when the engine loads
+        self.device = resolve_device(device)  # checked now: a bad --device fails before the first turn
+        self.quantize = quantize
         self.conversation_id: int | None = None
         self.last_prompt: BuiltPrompt | None = None
         if conversation_id is not None:
@@ -126,8 +132,7 @@ class ChatSession:
 
     # ---- model -------------------------------------------------------------------------------
     def available_models(self) -> list[str]:
-        root = self.home.root / "models"
-        return sorted(p.name for p in root.iterdir() if (p / "config.json").is_file()) if root.is_dir() else []
+        return [folder.name for folder in list_models(self.home)]
 
     def resolve_model(self) -> str:
         """The model to chat with: chosen explicitly, else the conversation's, else the last used,
@@ -154,8 +159,9 @@ class ChatSession:
             self.adapter = None  # adapters belong to one base model
         loaded = f"{name}+{self.adapter}" if self.adapter else name
         if self.engine is None or self.engine.name != loaded:
-            folder = self.home.existing(self.home.model_dir(name), "model")
-            self.engine = Engine.load(folder, adapter=self.adapter)
+            self.engine = Engine.named(self.home, name, device=self.device, quantize=self.quantize,
+                                       adapter=self.adapter)
+            folder = self.home.model_dir(name)
             if not self._own_embedder:
                 self.embedder = ModelEmbedder.for_model_folder(self.engine.model, self.engine.tokenizer, folder)
         self.model_name = name
@@ -253,32 +259,32 @@ class ChatSession:
         with self._read():
             return self.store.preference(PROFILE_KEY, {}) or {}
 
-    # ---- checkpoints -------------------------------------------------------------------------
-    def save_checkpoint(self, name: str, *, force: bool = False) -> checkpoints.Snapshot:
+    # ---- snapshots (`quark checkpoint`) ---------------------------------------------------------------------
+    def save_snapshot(self, name: str, *, force: bool = False) -> snapshot.Snapshot:
         with self._lock:
-            return checkpoints.save(self.conn, name, self._require_conversation(), force=force)
+            return snapshot.save_snapshot(self.conn, name, self._require_conversation(), force=force)
 
-    def load_checkpoint(self, name: str, *, into: str = "current") -> Conversation:
+    def load_snapshot(self, name: str, *, into: str = "current") -> Conversation:
         """Restore into the current conversation (a new branch becomes its tip) or a new one."""
         if into not in ("current", "new"):
             raise QuarkError(f"--into must be 'current' or 'new', not {into!r}")
         with self._lock:
             target = self.conversation_id if into == "current" else None
-            self.conversation_id = checkpoints.load(self.conn, name, target)
+            self.conversation_id = snapshot.load_snapshot(self.conn, name, target)
         self._covered = None  # restored memories have no vectors yet
         return self.select(self.conversation_id)
 
-    def checkpoints(self) -> list[dict]:
+    def snapshots(self) -> list[dict]:
         with self._read():
-            return checkpoints.listing(self.conn)
+            return snapshot.list_snapshots(self.conn)
 
     # ---- a turn ------------------------------------------------------------------------------
     def params(self, *, max_tokens: int | None = None, temperature: float | None = None,
                seed: int | None = None) -> SamplingParams:
-        return SamplingParams(max_tokens=max_tokens if max_tokens is not None else self.config.max_tokens,
-                              temperature=self.config.temperature if temperature is None else temperature,
-                              top_k=self.config.top_k, top_p=self.config.top_p,
-                              seed=self.config.seed if seed is None else seed)
+        c = self.config
+        defaults = {"max_new_tokens": c.max_tokens, "temperature": c.temperature, "top_k": c.top_k, "top_p": c.top_p,
+                    "seed": c.seed}
+        return sampling_params(defaults, max_tokens=max_tokens, temperature=temperature, seed=seed)
 
     def begin(self, text: str, params: SamplingParams | None = None) -> Turn:
         started = time.perf_counter()

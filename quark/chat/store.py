@@ -38,7 +38,7 @@ class Conversation:
     updated_at: float
 
     @classmethod
-    def from_row(cls, row) -> "Conversation":
+    def from_row(cls, row) -> Conversation:
         values = list(row)
         values[7] = json.loads(values[7]) if values[7] else None
         return cls(*values)
@@ -56,7 +56,7 @@ class Message:
     created_at: float = 0.0
 
     @classmethod
-    def from_row(cls, row) -> "Message":
+    def from_row(cls, row) -> Message:
         values = list(row)
         values[6] = json.loads(values[6] or "{}")
         return cls(*values)
@@ -79,7 +79,8 @@ class ChatStore:
         return self.conversation(cursor.lastrowid)
 
     def conversation(self, conversation_id: int) -> Conversation:
-        row = self.conn.execute(f"SELECT {_CONVERSATION} FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+        row = self.conn.execute(f"SELECT {_CONVERSATION} FROM conversations WHERE id = ?", (conversation_id,
+                                                                                            )).fetchone()
         if row is None:
             raise QuarkError(f"no conversation {conversation_id} (see the conversation list in `quark chat`)")
         return Conversation.from_row(row)
@@ -90,7 +91,7 @@ class ChatStore:
             rows = self.conn.execute(f"SELECT {_CONVERSATION} FROM conversations ORDER BY updated_at DESC, id DESC "
                                      "LIMIT ?", (limit,)).fetchall()
             return [Conversation.from_row(r) for r in rows]
-        from quark.memory.store import fts_query  # the same word rules as memory search
+        from quark.retrieval.hybrid import fts_query  # the same word rules as memory search
 
         match = fts_query(search)
         rows = self.conn.execute(
@@ -142,7 +143,8 @@ class ChatStore:
         now = created_at if created_at is not None else time.time()
         cursor = self.conn.execute(
             "INSERT INTO messages(conversation_id, parent_id, role, content, reply_to, meta, created_at) "
-            "VALUES (?,?,?,?,?,?,?)", (conversation_id, parent_id, role, content, reply_to, json.dumps(meta or {}), now))
+            "VALUES (?,?,?,?,?,?,?)", (conversation_id, parent_id, role, content, reply_to, json.dumps(meta or {}),
+                                       now))
         return Message(cursor.lastrowid, conversation_id, parent_id, role, content, reply_to, meta or {}, now)
 
     def update_meta(self, message_id: int, meta: dict) -> None:
@@ -162,7 +164,8 @@ class ChatStore:
             f"WITH RECURSIVE up(id, depth) AS (SELECT ?, 0 UNION ALL "
             f"SELECT m.parent_id, up.depth + 1 FROM messages m JOIN up ON m.id = up.id "
             f"WHERE m.parent_id IS NOT NULL AND m.parent_id IS NOT ?) "
-            f"SELECT {', '.join('m.' + c.strip() for c in _MESSAGE.split(','))} FROM up JOIN messages m ON m.id = up.id "
+            f"SELECT {', '.join('m.' + c.strip() for c in _MESSAGE.split(','))} FROM up JOIN messages m ON m.id = "
+            "up.id "
             f"ORDER BY up.depth DESC", (tip_id, after)).fetchall()
         messages = [Message.from_row(r) for r in rows]
         return [m for m in messages if m.id != after]

@@ -28,7 +28,7 @@ from quark.home import Home
 LOCK_WAIT_S = 60.0
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS datasets (
-    name VARCHAR NOT NULL, kind VARCHAR NOT NULL,          -- ingest | blend
+    name VARCHAR NOT NULL, kind VARCHAR NOT NULL,          -- ingest | blend | dedup | filter
     docs BIGINT NOT NULL, chars BIGINT NOT NULL, shards INTEGER NOT NULL,
     sources VARCHAR NOT NULL,                               -- JSON list: what it was built from
     created_at DOUBLE NOT NULL);
@@ -63,7 +63,8 @@ def reader(home: Home) -> Iterator[duckdb.DuckDBPyConnection | None]:
         return
     con = _connect(home, read_only=True)
     try:
-        catalogued = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'datasets'").fetchone()
+        catalogued = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = "
+                                 "'datasets'").fetchone()
         yield con if catalogued[0] else None
     finally:
         con.close()
@@ -131,6 +132,16 @@ def counts(home: Home, name: str, column: str, top: int | None = None) -> dict[s
     return dict(rows)
 
 
+def language_totals(home: Home, name: str) -> dict[str, dict[str, int]]:
+    """Documents and characters of `name` per language, largest first: the dataset's language buckets."""
+    with reader(home) as con:
+        if con is None:
+            return {}
+        rows = con.execute("SELECT language, count(*), coalesce(sum(chars), 0) AS c FROM documents WHERE dataset = ? "
+                           "GROUP BY language ORDER BY c DESC, language", [name]).fetchall()
+    return {language: {"docs": int(docs), "chars": int(chars)} for language, docs, chars in rows}
+
+
 def code_block_totals(home: Home, name: str) -> tuple[int, int]:
     """(fenced code blocks in all documents, documents with at least one)."""
     with reader(home) as con:
@@ -141,7 +152,8 @@ def code_block_totals(home: Home, name: str) -> tuple[int, int]:
     return int(total), int(with_blocks)
 
 
-def publish(home: Home, names: list[str], build: Callable[[dict[str, Path]], list[DatasetRecord]]) -> list[DatasetRecord]:
+def publish(home: Home, names: list[str], build: Callable[[dict[str, Path]],
+                                                          list[DatasetRecord]]) -> list[DatasetRecord]:
     """Build `names` in temporary folders with `build`, then swap them in and catalog them together."""
     con = None
     data_root = home.dataset_dir(names[0]).parent
@@ -192,3 +204,19 @@ def _register(con: duckdb.DuckDBPyConnection, record: DatasetRecord, folder: Pat
     if record.removal is not None:
         con.execute("INSERT INTO removals VALUES (?, ?, ?, ?)", [record.removal[0], record.name, record.removal[1],
                                                                  time.time()])
+
+
+def summary(home: Home, record: DatasetRecord) -> dict[str, Any]:
+    """What a command that built `record` reports: counts, shards, drops by reason, languages, licences."""
+    entry = require(home, record.name)
+    return {
+        "dataset": record.name,
+        "docs": entry["docs"],
+        "chars": entry["chars"],
+        "shards": [str(path.relative_to(home.root)) for path in list_shards(home.dataset_dir(record.name))],
+        "dropped": dict(sorted((record.drops or {}).items(), key=lambda kv: (-kv[1], kv[0]))),
+        "scrubbed": record.extra.get("scrubbed", {}),
+        "languages": counts(home, record.name, "language", top=10),
+        "licenses": counts(home, record.name, "license", top=10),
+        "path": str(home.dataset_dir(record.name)),
+    }

@@ -1,5 +1,5 @@
 """Duplicate removal: exact (sha256 of the cleaned text) first, then near duplicates with datatrove's
-MinHash stages on what is left.
+MinHash stages (or SimHash, quark.data.simhash) on what is left.
 
 Exact duplicates are settled before MinHash so that each dropped document has one reason, and so a
 document and its exact copy can never both be dropped (MinHash keeps one member of each cluster,
@@ -24,6 +24,18 @@ from datatrove.utils.word_tokenizers import WordTokenizer, simple_span_tokenize
 # with high probability. sha1 hashing: datatrove's default xxhash path fails on current xxhash.
 MINHASH = MinhashConfig(n_grams=5, num_buckets=14, hashes_per_bucket=8, seed=1,
                         hash_config=HashConfig(precision=64, hash_fc="sha1"))
+MAX_MINHASH_HASHES = 160  # bands x rows: signature cost grows with it
+
+
+def minhash_config(threshold: float | None) -> MinhashConfig:
+    """The bands x rows whose LSH threshold (1/bands)^(1/rows) is closest to `threshold` (a Jaccard
+    similarity of word 5-grams); None gives the ingest default (14 x 8, about 0.72)."""
+    if threshold is None:
+        return MINHASH
+    bands, rows = min(((b, r) for r in range(2, 17) for b in range(1, 65) if b * r <= MAX_MINHASH_HASHES),
+                      key=lambda br: (abs((1 / br[0]) ** (1 / br[1]) - threshold), br[0] * br[1]))
+    return MinhashConfig(n_grams=MINHASH.n_grams, num_buckets=bands, hashes_per_bucket=rows, seed=MINHASH.seed,
+                         hash_config=MINHASH.hash_config)
 
 
 class SplitWordTokenizer(WordTokenizer):
@@ -68,14 +80,14 @@ class ExactDedupIndex(PipelineStep):
         return data
 
 
-class ExactDedupFilter(BaseFilter):
-    """Drop the positions ExactDedupIndex chose for this rank."""
+class PositionFilter(BaseFilter):
+    """Drop the positions an index stage chose for this rank (`<index_dir>/<rank>.json`), as `reason`."""
 
-    name = "Exact dedup filter"
+    name = "Drop by position"
 
-    def __init__(self, index_dir: str):
+    def __init__(self, index_dir: str, reason: str):
         super().__init__()
-        self.index_dir = index_dir
+        self.index_dir, self.reason = index_dir, reason
         self._drop: set[int] = set()
         self._position = 0
 
@@ -86,7 +98,16 @@ class ExactDedupFilter(BaseFilter):
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         position, self._position = self._position, self._position + 1
-        return (False, "exact_duplicate") if position in self._drop else True
+        return (False, self.reason) if position in self._drop else True
+
+
+class ExactDedupFilter(PositionFilter):
+    """Drop the positions ExactDedupIndex chose for this rank."""
+
+    name = "Exact dedup filter"
+
+    def __init__(self, index_dir: str):
+        super().__init__(index_dir, "exact_duplicate")
 
 
 class NearDuplicateFilter(MinhashDedupFilter):

@@ -19,15 +19,15 @@ from typing import Any
 from datatrove.pipeline.base import PipelineStep
 
 from quark.data import catalog
-from quark.data.pipeline import STAGE_NAMES, ingest_stages, plan_readers, topics_reader
+from quark.data.executors import ExecutorOptions, StageRunner
+from quark.data.licenses import UNKNOWN_POLICIES
+from quark.data.pipeline import DEDUP_METHODS, ingest_stages, plan_readers, topics_reader
 from quark.data.shards import list_shards
 from quark.data.sources import BUILTIN_LICENSE, Plan, plan_paths, plan_stdlib
 from quark.errors import QuarkError
-from quark.executors import ExecutorOptions, StageRunner
 from quark.home import Home, validate_name
 
 BUILTINS = ("stdlib",)
-STAGES_PER_DATASET = len(STAGE_NAMES)
 # Called after each stage with (dataset, stage name); the CLI advances its progress bar.
 StageCallback = Callable[[str, str], None]
 
@@ -44,11 +44,21 @@ class Job:
 
 def ingest(home: Home, paths: list[Path], *, name: str | None = None, builtin: str | None = None,
            text_field: str = "text", limit: int | None = None, options: ExecutorOptions | None = None,
+           unknown_license: str = "auto", dedup: str = "minhash",
            on_stage: StageCallback | None = None) -> dict[str, Any]:
-    """Ingest `paths` as dataset `name` (or the built-in corpus as stdlib-code + stdlib-text)."""
+    """Ingest `paths` as dataset `name` (or the built-in corpus as stdlib-code + stdlib-text).
+
+    `unknown_license` is the policy for documents whose licence stays unknown (keep, drop, or auto:
+    drop inside a copyleft folder or repository, keep elsewhere; see quark.data.licenses). `dedup`
+    is minhash, simhash, exact or none (then `quark data dedup` can run it later as a stage of its own).
+    """
     options = options or ExecutorOptions()
     if limit is not None and limit < 1:
         raise QuarkError(f"--limit must be at least 1, got {limit}")
+    if unknown_license not in UNKNOWN_POLICIES:
+        raise QuarkError(f"--unknown-licence must be one of {', '.join(UNKNOWN_POLICIES)}, got {unknown_license!r}")
+    if dedup not in DEDUP_METHODS:
+        raise QuarkError(f"--dedup must be one of {', '.join(DEDUP_METHODS)}, got {dedup!r}")
     jobs = _jobs(paths, name, builtin, text_field, limit)
     for job in jobs:
         home.dataset_dir(job.name)  # validate every name before any work
@@ -57,12 +67,14 @@ def ingest(home: Home, paths: list[Path], *, name: str | None = None, builtin: s
     try:
         with StageRunner(options, scratch) as runner:
             records = catalog.publish(home, [job.name for job in jobs],
-                                      lambda folders: [_run_job(runner, job, folders[job.name], on_stage)
+                                      lambda folders: [_run_job(runner, job, folders[job.name], unknown_license, dedup, on_stage)
                                                        for job in jobs])
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return {
-        "datasets": [_summary(home, record) for record in records],
+        "datasets": [catalog.summary(home, record) for record in records],
+        "unknown_license": unknown_license,
+        "dedup": dedup,
         "executor": options.kind,
         "workers": options.workers,
         "seconds": round(time.perf_counter() - started, 2),
@@ -74,7 +86,8 @@ def _jobs(paths: list[Path], name: str | None, builtin: str | None, text_field: 
         if builtin not in BUILTINS:
             raise QuarkError(f"unknown built-in corpus {builtin!r}: choose one of {', '.join(BUILTINS)}")
         if paths or name:
-            raise QuarkError("--builtin stdlib names its own datasets (stdlib-code, stdlib-text): drop the paths/--name")
+            raise QuarkError("--builtin stdlib names its own datasets (stdlib-code, stdlib-text): drop the "
+                             "paths/--name")
         license = {"license": BUILTIN_LICENSE}
         code = plan_stdlib(limit)
         topics = topics_reader(limit, BUILTIN_LICENSE)
@@ -93,10 +106,12 @@ def _jobs(paths: list[Path], name: str | None, builtin: str | None, text_field: 
     return [Job(name, plan, lambda work: plan_readers(plan, work, text_field), plan.files)]
 
 
-def _run_job(runner: StageRunner, job: Job, output: Path, on_stage: StageCallback | None) -> catalog.DatasetRecord:
+def _run_job(runner: StageRunner, job: Job, output: Path, unknown_license: str, dedup: str,
+             on_stage: StageCallback | None) -> catalog.DatasetRecord:
     work = runner.scratch / job.name
     tasks = max(1, min(runner.options.workers, job.units))
-    stages = ingest_stages(job.readers(work), job.plan.folder_licenses, work, output, tasks, runner.error_dir)
+    stages = ingest_stages(job.readers(work), job.plan.folder_licenses, work, output, tasks, runner.error_dir,
+                           unknown_license, dedup)
     for stage in stages:
         runner.run(f"{job.name}/{stage.name}", stage.pipeline, stage.tasks)
         if on_stage:
@@ -107,18 +122,3 @@ def _run_job(runner: StageRunner, job: Job, output: Path, on_stage: StageCallbac
     scrubbed = {key.removeprefix("scrubbed_"): n for key, n in sorted(totals.items()) if key.startswith("scrubbed_")}
     return catalog.DatasetRecord(job.name, "ingest", job.plan.sources, drops=dict(dropped),
                                  extra={"scrubbed": scrubbed})
-
-
-def _summary(home: Home, record: catalog.DatasetRecord) -> dict[str, Any]:
-    entry = catalog.require(home, record.name)
-    return {
-        "dataset": record.name,
-        "docs": entry["docs"],
-        "chars": entry["chars"],
-        "shards": [str(path.relative_to(home.root)) for path in list_shards(home.dataset_dir(record.name))],
-        "dropped": dict(sorted((record.drops or {}).items(), key=lambda kv: (-kv[1], kv[0]))),
-        "scrubbed": record.extra.get("scrubbed", {}),
-        "languages": catalog.counts(home, record.name, "language", top=10),
-        "path": str(home.dataset_dir(record.name)),
-    }
-

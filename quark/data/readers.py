@@ -1,5 +1,6 @@
-"""Readers: datatrove's JSONL and Parquet readers made strict, and two readers datatrove has no
-equivalent for (whole files as documents; the documentation topics of the running Python).
+"""Readers: datatrove's JSONL and Parquet readers made strict, and readers datatrove has no
+equivalent for (whole files as documents; the Arrow files of Hugging Face dataset folders; the
+documentation topics of the running Python).
 
 Every reader sets `source` (where a user would look the document up) and `origin_file` (the file on
 disk, for its folder's licence). Bad input raises QuarkError naming the file and line; files that
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 from datatrove.data import DocumentsPipeline
@@ -106,12 +108,30 @@ class StrictJsonlReader(BaseDiskReader):
         if not isinstance(record, dict):
             raise QuarkError(f"{file}:{number}: expected a JSON object, got {type(record).__name__}")
         if self.text_key not in record:
-            raise QuarkError(f"{file}:{number}: no {self.text_key!r} field (fields: {', '.join(sorted(record)) or 'none'}; "
+            raise QuarkError(f"{file}:{number}: no {self.text_key!r} field (fields: "
+                             f"{', '.join(sorted(record)) or 'none'}; "
                              "choose one with --text-field)")
         if not isinstance(record[self.text_key], (str, type(None))):
             raise QuarkError(f"{file}:{number}: field {self.text_key!r} is {type(record[self.text_key]).__name__}, "
                              "expected a string")
         return record
+
+
+class ArrowReader(BaseDiskReader):
+    """Arrow IPC files as `datasets` writes them (quark.data.hfdisk): one document per row."""
+
+    name = "Arrow (Hugging Face datasets)"
+
+    def read_file(self, filepath: str) -> DocumentsPipeline:
+        from quark.data.hfdisk import arrow_batches
+
+        row = 0
+        for batch in arrow_batches(Path(self.data_folder.resolve_paths(filepath))):
+            for record in batch.to_pylist():
+                document = self.get_document_from_dict(record, filepath, row)
+                row += 1
+                if document is not None:
+                    yield document
 
 
 class StagedShardReader(ParquetReader):

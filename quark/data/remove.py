@@ -58,8 +58,9 @@ def remove_source(home: Home, pattern: str) -> dict[str, Any]:
     found = {entry["name"]: _count_matches(home.dataset_dir(entry["name"]), matches) for entry in entries}
     if not any(found.values()):
         raise QuarkError(f"no document's source matches {pattern!r} (see sources with quark data export)")
+    # every dataset of documents loses them (ingested, deduplicated, filtered); blends are rebuilt
     removed = {entry["name"]: found[entry["name"]] for entry in entries
-               if entry["kind"] == "ingest" and found[entry["name"]]}
+               if entry["kind"] != "blend" and found[entry["name"]]}
     changed = set(removed)
     blends = []
     for entry in entries:  # creation order: a blend's inputs were made before it
@@ -77,7 +78,8 @@ def remove_source(home: Home, pattern: str) -> dict[str, Any]:
             _filter_shards(home.dataset_dir(name), folders[name], matches)
             entry = next(e for e in entries if e["name"] == name)
             records.append(catalog.DatasetRecord(
-                name, "ingest", entry["sources"], drops={**drops[name], "removed": drops[name].get("removed", 0) + count},
+                name, entry["kind"], entry["sources"],
+                drops={**drops[name], "removed": drops[name].get("removed", 0) + count},
                 removal=(pattern, count), rebuilt=True))
         resolve = lambda dataset: folders.get(dataset, home.dataset_dir(dataset))  # noqa: E731
         for name, manifest in blends:

@@ -65,6 +65,11 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def describe_shard(path: Path) -> dict[str, Any]:
+    """A shard as provenance records it: file, sha256 of its bytes, rows."""
+    return {"file": f"{SPLIT}/{path.name}", "sha256": file_sha256(path), "rows": pq.ParquetFile(path).metadata.num_rows}
+
+
 def document_row(_writer: Any, document: Any) -> dict[str, Any]:
     """datatrove DiskWriter adapter: a cleaned Document to one row of SCHEMA."""
     meta = document.metadata

@@ -4,7 +4,9 @@ Runs in the calling process before any worker starts, so a missing or unreadable
 file without the text column, fails at once with one clear line. Walking a folder skips version
 control, caches and virtual environments silently (they are not documents), and skips and counts
 vendored code, generated files, binaries and oversized files. A git checkout contributes its
-tracked files (`git ls-files`), so build output and ignored files stay out.
+tracked files (`git ls-files`), so build output and ignored files stay out. A Hugging Face
+`datasets` folder (save_to_disk, or the datasets cache) contributes its Arrow/Parquet data files
+only (quark.data.hfdisk).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from quark.data import hfdisk
 from quark.data.licenses import LICENSE_FILE, license_file_id
 from quark.errors import QuarkError
 
@@ -44,11 +47,13 @@ BUILTIN_LICENSE = "PSF-2.0"
 
 @dataclass
 class ReaderInput:
-    """The files one reader reads: `kind` is text, jsonl or parquet; `files` are relative to `root`."""
+    """The files one reader reads: `kind` is text, jsonl, parquet or arrow; `files` are relative to
+    `root`; `license` is what the input declares for all of them (a Hugging Face dataset's card)."""
 
     kind: str
     root: Path
     files: list[str] = field(default_factory=list)
+    license: str | None = None
 
 
 @dataclass
@@ -67,6 +72,8 @@ def kind_of(path: Path) -> str:
     name = path.name.lower()
     if name.endswith(JSONL_SUFFIXES):
         return "jsonl"
+    if name.endswith(".arrow"):
+        return "arrow"
     return "parquet" if name.endswith(".parquet") else "text"
 
 
@@ -81,7 +88,9 @@ def plan_paths(paths: list[Path], text_field: str, limit: int | None = None) -> 
             raise QuarkError(f"no such file or folder: {given}")
         path = path.resolve()
         plan.sources.append(str(path))
-        if path.is_dir():
+        if path.is_dir() and hfdisk.is_hf_dataset_folder(path):
+            _plan_hf_folder(plan, path)
+        elif path.is_dir():
             if not (path / ".git").exists():  # a folder inside a repository is under the repository's licence
                 plan.folder_licenses.update(_enclosing_license(path.parent))
             _plan_folder(plan, path, limit)
@@ -90,10 +99,19 @@ def plan_paths(paths: list[Path], text_field: str, limit: int | None = None) -> 
             plan.folder_licenses.update(_enclosing_license(path.parent))
             _add(plan, path.parent, path.name)
     for item in plan.inputs:
-        if item.kind == "parquet":
+        if item.kind in ("parquet", "arrow"):
             for name in item.files:
-                _check_parquet(item.root / name, text_field)
+                _check_columns(item.root / name, text_field)
     return plan
+
+
+def _plan_hf_folder(plan: Plan, root: Path) -> None:
+    """A `datasets` folder: only its data files, in its own order, under the licence its card names."""
+    found = hfdisk.plan_folder(root)
+    for kind in ("arrow", "parquet"):
+        files = [name for name in found.files if kind_of(Path(name)) == kind]
+        if files:
+            plan.inputs.append(ReaderInput(kind, root, files, license=found.license))
 
 
 def plan_stdlib(limit: int | None = None) -> Plan:
@@ -190,18 +208,23 @@ def _skip_reason(path: Path) -> str | None:
 
 
 def _enclosing_license(folder: Path) -> dict[str, str]:
-    """The licence of the nearest folder at or above `folder` that has a licence file, looking no
-    higher than the root of the git repository it is in."""
+    """The licences of the folders at or above `folder` that have a licence file, looking no higher
+    than the root of the git repository it is in (or the nearest one, outside any repository).
+    All of them, not only the nearest: the unknown-licence policy asks whether any is copyleft."""
+    found: dict[str, str] = {}
     for candidate in (folder, *folder.parents):
         try:
             entries = [entry.name for entry in candidate.iterdir()]
         except OSError:
-            return {}
-        if found := _folder_licenses(candidate, entries):
-            return found
-        if ".git" in entries:
-            return {}
-    return {}
+            break
+        found.update(_folder_licenses(candidate, entries))
+        if ".git" in entries or (found and not _inside_git(candidate)):
+            break
+    return found
+
+
+def _inside_git(folder: Path) -> bool:
+    return any((parent / ".git").exists() for parent in folder.parents)
 
 
 def _folder_licenses(folder: Path, entries: list[str]) -> dict[str, str]:
@@ -222,15 +245,19 @@ def _check_readable(path: Path) -> None:
         raise QuarkError(f"cannot read {path}: {error.strerror or error}") from error
 
 
-def _check_parquet(path: Path, text_field: str) -> None:
-    try:
-        schema = pq.read_schema(path)
-    except (OSError, pa.ArrowException) as error:
-        raise QuarkError(f"{path}: not a readable Parquet file ({error})") from error
+def _check_columns(path: Path, text_field: str) -> None:
+    if kind_of(path) == "arrow":
+        schema = hfdisk.arrow_schema(path)
+    else:
+        try:
+            schema = pq.read_schema(path)
+        except (OSError, pa.ArrowException) as error:
+            raise QuarkError(f"{path}: not a readable Parquet file ({error})") from error
     if text_field not in schema.names:
         raise QuarkError(f"{path}: no {text_field!r} column (columns: {', '.join(schema.names)}; "
                          "choose one with --text-field)")
-    if not (pa.types.is_string(schema.field(text_field).type) or pa.types.is_large_string(schema.field(text_field).type)):
+    kind = schema.field(text_field).type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
         raise QuarkError(f"{path}: column {text_field!r} is {schema.field(text_field).type}, expected strings")
 
 

@@ -85,26 +85,40 @@ class DetectLanguage(PipelineStep):
 
 
 class LicenseFilter(BaseFilter):
-    """Settle each document's licence (see quark.data.licenses) and drop GPL-family ones."""
+    """Settle each document's licence (see quark.data.licenses) and drop GPL-family ones.
+
+    Drop reasons: `copyleft_license` (the document's own tag, notice or declared licence),
+    `copyleft_folder` (no licence of its own; the enclosing folder's or repository's is copyleft),
+    `unknown_license` (no licence found, and the `unknown` policy says drop).
+    """
 
     name = "Licence policy"
 
-    def __init__(self, folder_licenses: dict[str, str]):
+    def __init__(self, folder_licenses: dict[str, str], unknown_policy: str = "auto"):
         super().__init__()
-        self.folder_licenses = folder_licenses
+        if unknown_policy not in licenses.UNKNOWN_POLICIES:
+            raise QuarkError(f"unknown licence policy {unknown_policy!r} "
+                             f"(expected one of {', '.join(licenses.UNKNOWN_POLICIES)})")
+        self.folder_licenses, self.unknown_policy = folder_licenses, unknown_policy
 
-    def license_of(self, doc: Document) -> str:
+    def own_license(self, doc: Document) -> str | None:
+        """The licence the document states itself: tag, header notice, declared field, body notice."""
         meta = doc.metadata
         header = licenses.spdx_tag(doc.text)
         if header is None and meta.get("is_code"):
             header = licenses.classify(licenses.head(doc.text))
-        origin = meta.get("origin_file")
-        folder = licenses.nearest_folder_license(origin, self.folder_licenses) if origin else None
-        return header or meta.get("license") or folder or licenses.UNKNOWN
+        return header or meta.get("license") or licenses.find_notice(doc.text)
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        doc.metadata["license"] = license = self.license_of(doc)
-        return (False, "copyleft_license") if licenses.is_copyleft(license) else True
+        origin = doc.metadata.get("origin_file")
+        enclosing = licenses.enclosing_licenses(origin, self.folder_licenses) if origin else []
+        own = self.own_license(doc)
+        doc.metadata["license"] = license = own or next(iter(enclosing), licenses.UNKNOWN)
+        if licenses.is_copyleft(license):
+            return False, "copyleft_license" if own else "copyleft_folder"
+        if license == licenses.UNKNOWN and licenses.drops_unknown(self.unknown_policy, enclosing):
+            return False, "unknown_license"
+        return True
 
 
 class Scrub(BaseFormatter):

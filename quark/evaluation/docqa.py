@@ -29,7 +29,7 @@ from pathlib import Path
 
 from quark.errors import QuarkError
 from quark.evaluation import textmetrics
-from quark.evaluation.jsonl import field, read_jsonl
+from quark.jsonl import field, read_jsonl
 
 _BRACKETS = re.compile(r"\[\s*([\w.-]+(?:\s*,\s*[\w.-]+)*)\s*\]")
 
@@ -124,16 +124,16 @@ def score(examples: Sequence[Example], predictions: Sequence[str]) -> dict:
             "bleu": textmetrics.corpus_bleu(cleaned, [e.answers for e in examples])}
 
 
-def builtin_examples(count: int = 20, *, seed: int = 0, distractors: int = 2, passage_chars: int = 500) -> list[Example]:
+def builtin_examples(count: int = 20, *, seed: int = 0, distractors: int = 2,
+                     passage_chars: int = 500) -> list[Example]:
     """Questions over the documentation topics every Python install ships (pydoc_data.topics).
 
     Each example asks what a topic's section says; the gold passage is that topic's opening and
     the answer its first sentence; `distractors` other topics are shuffled in beside it, so a
     model must pick the right passage to cite. Deterministic for a seed.
     """
-    import random
-
     import pydoc_data.topics
+    import random
 
     topics = []
     for key in sorted(pydoc_data.topics.topics):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from quark.errors import QuarkError
-from quark.evaluation.code import CodeProblem
+from quark.evaluation.code_execution import CodeProblem
 
 # Where a function body ends and the model has moved on (the Codex paper's stop sequences).
 STOPS = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from quark.errors import QuarkError
-from quark.evaluation.code import CodeProblem
-from quark.evaluation.jsonl import field, read_jsonl
+from quark.evaluation.code_execution import CodeProblem
+from quark.jsonl import field, read_jsonl
 
 STOPS = ("\nclass", "\nassert", '\n"""', "\nprint", "\nif", "\n```")
 

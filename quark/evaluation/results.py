@@ -41,7 +41,8 @@ def query_results(conn, *, model: str | None = None, task: str | None = None, la
     if latest:
         sql += " AND id IN (SELECT max(id) FROM eval_results GROUP BY model, task)"
     rows = conn.execute(sql + " ORDER BY created_at, id", params).fetchall()
-    return [EvalResult(r["id"], r["model"], r["run"], r["task"], json.loads(r["metrics"]), r["created_at"]) for r in rows]
+    return [EvalResult(r["id"], r["model"], r["run"], r["task"], json.loads(r["metrics"]),
+                       r["created_at"]) for r in rows]
 
 
 def model_run(model_folder: Path) -> str | None:
@@ -57,7 +58,9 @@ def model_run(model_folder: Path) -> str | None:
 
 
 HEADLINE = {"perplexity": ("perplexity",), "humaneval": ("pass@1",), "mbpp": ("pass@1",),
-            "docqa": ("exact_match", "f1", "citation_coverage"), "image": ("colour", "position", "shape", "size")}
+            "docqa": ("exact_match", "f1", "citation_coverage"), "choice": ("acc", "acc_norm"),
+            "redteam": ("helpful_harmless", "unsupported_rate"), "mesh": ("built", "chamfer_p2s", "chamfer_p2p"),
+            "image": ("colour", "position", "shape", "size")}
 _SCORES = "## Evaluation"
 
 

@@ -134,7 +134,7 @@ class CaptionTable:
     index: torch.Tensor  # [N] long
 
     @classmethod
-    def build(cls, encoder, captions: list[str], batch: int = 64) -> "CaptionTable":
+    def build(cls, encoder, captions: list[str], batch: int = 64) -> CaptionTable:
         """Encode every distinct caption once (the cache that keeps the LLM out of the training step).
         A caption longer than the encoder reads is refused, never cut."""
         for caption in dict.fromkeys(captions):

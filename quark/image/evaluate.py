@@ -138,7 +138,8 @@ def adherence(home, model: str | None, *, samples: int = 2, steps: int | None = 
     vocabulary = ShapeData(**recorded).vocabulary(f"{image_model.folder / 'quark_image.json'}") if recorded \
         else ShapeData().vocabulary()
     d = image_model.defaults
-    steps, guidance, sampler = steps or d["steps"], d["guidance"] if guidance is None else guidance, sampler or d["sampler"]
+    steps, sampler = steps or d["steps"], sampler or d["sampler"]
+    guidance = d["guidance"] if guidance is None else guidance
     image_model.check_settings(steps=steps, guidance=guidance, size=image_model.size, n=1, sampler=sampler)
 
     def generate(prompts: list[str], seeds: list[int]) -> list[np.ndarray]:

@@ -17,8 +17,8 @@ seed S + j: the same seed gives the same image.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import json
+import hashlib
+import io
 import re
 import secrets
 import time
@@ -33,11 +33,12 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from quark import db
+from quark.assets import asset_path, insert_asset
 from quark.atomic import atomic_file
 from quark.errors import QuarkError
 from quark.home import Home
-from quark.image.safety import PromptFilter, load_filter
 from quark.image.folders import read_meta, resolve_image_model
+from quark.image.safety import PromptFilter, load_filter
 from quark.models.diffusion import SAMPLERS, QuarkImagePipeline
 
 MAX_SIZE, MAX_STEPS, MAX_IMAGES, MAX_GUIDANCE = 512, 1000, 16, 30.0
@@ -50,6 +51,7 @@ class Asset:
     id: int
     kind: str
     path: str
+    sha256: str
     prompt: str
     negative_prompt: str
     seed: int
@@ -184,33 +186,34 @@ class ImageModel:
             if len(seeds) == 1:
                 return [output.resolve()]
             return [output.with_name(f"{output.stem}-{j}{output.suffix}").resolve() for j in range(len(seeds))]
-        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        folder = self.home.assets_dir
-        return [folder / f"{stamp}-{_slug(prompt)}-{s}.png" for s in seeds]
+        return [asset_path(self.home, "image", f"{_slug(prompt)}-{s}", "png") for s in seeds]
 
     def _save(self, images: list[Image.Image], paths: list[Path], request: Request) -> list[Asset]:
         """Write every PNG under a temporary name, insert the rows, then rename: all or nothing."""
-        now, prompt, negative, seeds, params = time.time(), request.prompt, request.negative, request.seeds, request.params
+        now, prompt, negative = time.time(), request.prompt, request.negative
+        seeds, params = request.seeds, request.params
         conn = db.connect(self.home.db_path)
         try:
             with contextlib.ExitStack() as files:
+                digests = []
                 for image, path, seed in zip(images, paths, seeds):
                     info = PngInfo()
                     for key, value in {"prompt": prompt, "negative_prompt": negative, "seed": seed, "model": self.name,
                                        **params, "software": "quark image"}.items():
                         info.add_text(key, str(value))
-                    image.save(files.enter_context(atomic_file(path, "wb")), format="PNG", pnginfo=info)
+                    png = io.BytesIO()
+                    image.save(png, format="PNG", pnginfo=info)
+                    files.enter_context(atomic_file(path, "wb")).write(png.getvalue())
+                    digests.append(hashlib.sha256(png.getvalue()).hexdigest())
                 with db.transaction(conn):
-                    ids = [conn.execute(
-                        "INSERT INTO assets(kind, path, prompt, negative_prompt, seed, model, params, created_at) "
-                        "VALUES ('image', ?, ?, ?, ?, ?, ?, ?)",
-                        (str(path), prompt, negative, seed, self.name, json.dumps(params), now)).lastrowid
-                        for path, seed in zip(paths, seeds)]
+                    ids = [insert_asset(conn, "image", path, digest, prompt=prompt, negative_prompt=negative, seed=seed,
+                                        model=self.name, params=params)
+                           for path, digest, seed in zip(paths, digests, seeds)]
                     files.close()  # the renames, inside the transaction: a failed one rolls the rows back
         finally:
             conn.close()
-        return [Asset(int(i), "image", str(p), prompt, negative, s, self.name, params, now)
-                for i, p, s in zip(ids, paths, seeds)]
+        return [Asset(i, "image", str(p), d, prompt, negative, s, self.name, params, now)
+                for i, p, d, s in zip(ids, paths, digests, seeds)]
 
 
 def png_text(path: Path) -> dict[str, str]:

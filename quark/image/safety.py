@@ -14,9 +14,10 @@ the list lives. The pipeline's optional `safety_checker` slot (diffusers' conven
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+
+import tomllib
 
 from quark.errors import QuarkError
 

@@ -63,7 +63,7 @@ class Vocabulary:
     backgrounds: tuple[str, ...] = ("white", "black", "gray")
 
     @classmethod
-    def parse(cls, colours: str, shapes: str, backgrounds: str, where: str = "recipe data section") -> "Vocabulary":
+    def parse(cls, colours: str, shapes: str, backgrounds: str, where: str = "recipe data section") -> Vocabulary:
         def pick(text: str, known: dict | tuple, what: str) -> tuple[str, ...]:
             values = tuple(v.strip() for v in text.split(",") if v.strip())
             unknown = [v for v in values if v not in known]

@@ -38,8 +38,8 @@ from quark.atomic import atomic_dir
 from quark.errors import QuarkError
 from quark.home import Home
 from quark.image import shapes
-from quark.image.folders import IMAGE_META
 from quark.image.data import CaptionedImages, CaptionTable, DiffusionBatches, read_folder
+from quark.image.folders import IMAGE_META
 from quark.image.recipe import ImageRecipe, load_image_recipe
 from quark.models.diffusion import QuarkImagePipeline, QuarkTextEncoder, build_unet, denoise, training_scheduler
 from quark.train import checkpoint
@@ -155,7 +155,8 @@ def _resolve(home: Home, name: str, data: str | None, builtin: str | None, text_
         raise QuarkError("--text-encoder MODEL is required: the Quark language model whose hidden states condition "
                          "the image model (e.g. one made by `quark pretrain`)")
     if run_dir.exists():
-        raise QuarkError(f"run {name!r} already exists ({run_dir}): add --resume to continue it, or pick another --name")
+        raise QuarkError(f"run {name!r} already exists ({run_dir}): add --resume to continue it, "
+                         "or pick another --name")
     if model_dir.exists():
         raise QuarkError(f"model {name!r} already exists ({model_dir}): pick another --name")
     return load_image_recipe(recipe or "image-tiny", overrides), source, text_encoder
@@ -164,8 +165,9 @@ def _resolve(home: Home, name: str, data: str | None, builtin: str | None, text_
 def _text_encoder(home: Home, name: str, recipe: ImageRecipe) -> QuarkTextEncoder:
     folder = home.existing(home.model_dir(name), "model")
     if not (folder / "config.json").is_file() or (folder / "model_index.json").is_file():
-        raise QuarkError(f"--text-encoder {name!r} is not a Quark language model folder (config.json + model.safetensors)")
-    from quark.modelio import load_model, load_tokenizer
+        raise QuarkError(f"--text-encoder {name!r} is not a Quark language model folder "
+                         "(config.json + model.safetensors)")
+    from quark.modelfolder import load_model, load_tokenizer
 
     return QuarkTextEncoder(load_model(folder), load_tokenizer(folder), recipe.model.text_max_tokens)
 
@@ -249,8 +251,9 @@ def card(summary: dict[str, Any], recipe: ImageRecipe) -> str:
     def fmt(value: float | None) -> str:
         return "-" if value is None else f"{value:.4f}"
 
+    skipped = summary["skipped_images"]
     rows = [("data", f"{where}: {summary['images']:,} images"
-                     + (f" ({len(summary['skipped_images'])} unreadable skipped)" if summary["skipped_images"] else "")),
+                     + (f" ({len(skipped)} unreadable skipped)" if skipped else "")),
             ("text encoder", f"`{summary['text_encoder']}` (frozen; copied into text_encoder/)"),
             ("UNet parameters", f"{summary['unet_parameters']:,}"), ("resolution", f"{recipe.model.size} px"),
             ("steps", f"{summary['steps']:,}"), ("images seen", f"{summary['images_seen']:,}"),

@@ -1,6 +1,8 @@
 """The one inference engine that generate, serve, chat and eval all use."""
 
 from quark.inference.engine import Completion, Engine, StreamEvent
+from quark.inference.grammar import Grammar, json_schema_grammar, tool_call_grammar
 from quark.inference.sampling import SamplingParams
 
-__all__ = ["Completion", "Engine", "SamplingParams", "StreamEvent"]
+__all__ = ["Completion", "Engine", "Grammar", "SamplingParams", "StreamEvent", "json_schema_grammar",
+           "tool_call_grammar"]

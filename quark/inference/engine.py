@@ -2,8 +2,9 @@
 
 Text is streamed incrementally: each step decodes a row's completion so far and emits only the
 new suffix, holding back an incomplete UTF-8 character (byte-fallback pieces) and any tail that
-could still become a stop string. Generation ends for a row on EOS or <|end|>, a stop string, or
-max_tokens; a prompt that cannot fit the context is an error, never silently cut.
+could still become a stop string (quark.inference.streaming). Generation ends for a row on EOS or
+<|end|>, a stop string, a complete grammar (rows with `SamplingParams.grammar` are masked to it
+each step), or max_tokens; a prompt that cannot fit the context is an error, never silently cut.
 
 A `LiveBatch` holds the rows generating together. New rows may join it between steps
 (continuous batching: the server admits requests as they arrive instead of making them wait for
@@ -15,6 +16,7 @@ compacted (finished rows and columns no live row uses are dropped) so they stop 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -22,10 +24,15 @@ from pathlib import Path
 
 import torch
 
+from quark.device import default_dtype, resolve_device
 from quark.errors import QuarkError
+from quark.home import Home
+from quark.inference.grammar import GrammarCompiler, GrammarMatcher, constrain
 from quark.inference.quantize import load_for_inference
 from quark.inference.sampling import RowSampler, SamplingParams
-from quark.modelio import load_tokenizer
+from quark.inference.streaming import TextStream
+from quark.modelfolder import load_tokenizer
+from quark.modelfolder.adapters import load_merged
 from quark.models.llm import LLM, KVCache
 from quark.tokenizer import Tokenizer
 
@@ -52,14 +59,36 @@ class Completion:
 
 
 @dataclass
-class _Row:
+class Row:
+    """One sequence being generated: its prompt, sampler, budget, tokens so far and shown text."""
+
     key: int  # the StreamEvent.index of this row's events
     prompt: list[int]
     sampler: RowSampler
     max_tokens: int
+    grammar: GrammarMatcher | None = None
     tokens: list[int] = field(default_factory=list)
-    emitted: int = 0  # characters of text already streamed
+    stream: TextStream = field(default_factory=TextStream)  # what of its text has been shown
     finish_reason: str | None = None
+
+    def advance(self, token: int, tokenizer: Tokenizer, stop_ids: set[int]) -> StreamEvent:
+        """Record `token` and return the text it makes safe to show (see quark.inference.streaming)."""
+        if self.grammar is not None:
+            self.grammar.accept(token)
+        if token in stop_ids:
+            self.finish_reason = "stop"
+            return StreamEvent(self.key, self.stream.flush(tokenizer.decode(self.tokens), final=True), [], "stop")
+        self.tokens.append(token)
+        text = tokenizer.decode(self.tokens)
+        before_stop = self.stream.cut_at_stop(text)
+        if before_stop is not None:
+            self.finish_reason = "stop"
+            return StreamEvent(self.key, before_stop, [token], "stop")
+        complete = self.grammar is not None and self.grammar.complete
+        if complete or len(self.tokens) >= self.max_tokens:
+            self.finish_reason = "stop" if complete else "length"
+            return StreamEvent(self.key, self.stream.flush(text, final=True), [token], self.finish_reason)
+        return StreamEvent(self.key, self.stream.flush(text, final=False), [token])
 
 
 class Engine:
@@ -70,25 +99,44 @@ class Engine:
         self.device = model.norm.weight.device
         self.dtype = model.norm.weight.dtype  # activations' dtype: norms are never quantized
         self.stop_ids = {tokenizer.eos_id, tokenizer.end_id}
+        self._grammars: GrammarCompiler | None = None
+        self._grammars_lock = threading.Lock()
 
     @classmethod
-    def load(cls, folder: Path, *, device: str = "cpu", dtype: torch.dtype = torch.float32,
-             quantize: str | None = None, adapter: str | None = None) -> "Engine":
-        """Load a model folder. `quantize` ("int8" | "nf4") quantizes on load (see quantize.py; a
-        folder saved quantized loads as it was saved). `adapter` names one of its LoRA adapters
-        (models/<m>/adapters/<name>), merged into the weights on load so generation costs what
-        the base costs."""
+    def load(cls, folder: Path, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+             quantize: str | None = None, adapter: str | None = None) -> Engine:
+        """Load a model folder on `device` ("auto" | "cpu" | "cuda[:N]", see quark.device), in
+        `dtype` (default: bf16 on CUDA, fp32 on CPU). `quantize` ("int8" | "nf4") quantizes on
+        load (see quark.inference.quantize; a folder saved quantized loads as it was saved).
+        `adapter` names one of its LoRA adapters (models/<m>/adapters/<name>), merged into the
+        weights on load so generation costs what the base costs."""
         folder = Path(folder)
+        device = resolve_device(device)
+        dtype = dtype or default_dtype(device)
         if adapter:
             if quantize:
                 raise QuarkError("an adapter cannot be quantized on load: fold it in with `quark models merge`, "
                                  "then quantize the merged model")
-            from quark.align.lora import load_merged
-
             return cls(load_merged(folder, adapter, device=device, dtype=dtype), load_tokenizer(folder),
                        f"{folder.name}+{adapter}")
         model = load_for_inference(folder, device=device, dtype=dtype, mode=quantize)
         return cls(model, load_tokenizer(folder), folder.name)
+
+    @classmethod
+    def named(cls, home: Home, name: str, *, device: str | torch.device = "auto", quantize: str | None = None,
+              adapter: str | None = None) -> Engine:
+        """The model `name` of a home (models/<name>/), loaded as `load` does; an unknown model or
+        adapter is a one-line error naming what the home has."""
+        folder = home.existing(home.model_dir(name), "model")
+        return cls.load(folder, device=device, quantize=quantize, adapter=adapter)
+
+    @property
+    def grammars(self) -> GrammarCompiler:
+        """Grammars compiled for this tokenizer, each once (built on first use)."""
+        with self._grammars_lock:
+            if self._grammars is None:
+                self._grammars = GrammarCompiler(self.tokenizer)
+            return self._grammars
 
     @property
     def context_length(self) -> int:
@@ -108,7 +156,7 @@ class Engine:
         texts = ["" for _ in prompts]
         first: list[float] = [0.0 for _ in prompts]
         finish: list[str] = ["length" for _ in prompts]
-        rows = self._rows(prompts, params)
+        rows = self.rows(prompts, params)
         for event in self._run(rows):
             if not parts[event.index] and event.token_ids:
                 first[event.index] = time.perf_counter() - start
@@ -126,7 +174,7 @@ class Engine:
 
         `cancelled(index)` is asked before each step: a row whose reader has gone away (a closed
         HTTP stream) stops there, without a final event, and stops costing compute."""
-        yield from self._run(self._rows(prompts, params), cancelled)
+        yield from self._run(self.rows(prompts, params), cancelled)
 
     def complete_text(self, prompt: str, params: SamplingParams) -> Completion:
         return self.generate([[self.tokenizer.bos_id, *self.tokenizer.encode(prompt)]], params)[0]
@@ -138,12 +186,14 @@ class Engine:
     def _requested(params: SamplingParams | Sequence[SamplingParams], i: int) -> int:
         return (params if isinstance(params, SamplingParams) else params[i]).max_tokens
 
-    def live_batch(self, cancelled: Callable[[int], bool] | None = None) -> "LiveBatch":
+    def live_batch(self, cancelled: Callable[[int], bool] | None = None) -> LiveBatch:
         """An empty batch that rows can join between steps (what the server runs)."""
         return LiveBatch(self, cancelled)
 
-    def _rows(self, prompts: Sequence[Sequence[int]], params: SamplingParams | Sequence[SamplingParams],
-              first_key: int = 0) -> list[_Row]:
+    # ---- the step API LiveBatch drives ----------------------------------------------------------
+    def rows(self, prompts: Sequence[Sequence[int]], params: SamplingParams | Sequence[SamplingParams],
+             first_key: int = 0) -> list[Row]:
+        """One checked Row per prompt (keys from `first_key`), its budget clamped to the context."""
         if isinstance(params, SamplingParams):
             params = [params] * len(prompts)
         if len(params) != len(prompts):
@@ -153,56 +203,23 @@ class Engine:
             prompt = list(prompt)
             self.check_prompt(prompt)
             budget = min(p.max_tokens, self.context_length - len(prompt))
-            rows.append(_Row(key, prompt, RowSampler.create(p, prompt, self.device), budget))
+            grammar = self.grammars.matcher(p.grammar) if p.grammar is not None else None
+            rows.append(Row(key, prompt, RowSampler.create(p, prompt, self.device), budget, grammar,
+                            stream=TextStream(p.stop)))
         return rows
 
-    def _run(self, rows: list[_Row], cancelled: Callable[[int], bool] | None = None) -> Iterator[StreamEvent]:
+    def _run(self, rows: list[Row], cancelled: Callable[[int], bool] | None = None) -> Iterator[StreamEvent]:
         batch = LiveBatch(self, cancelled)
         batch.admit(rows)
         while batch:
             events, _ = batch.step()
             yield from events
 
-    def _last_logits(self, idx: torch.Tensor, cache: KVCache, mask: torch.Tensor | None) -> torch.Tensor:
+    def last_logits(self, idx: torch.Tensor, cache: KVCache, mask: torch.Tensor | None) -> torch.Tensor:
         """Float32 logits of the last position only: at prefill, projecting every prompt position
         onto the vocabulary would cost prompt-length times the lm_head for nothing."""
         hidden = self.model(idx, cache=cache, attention_mask=mask, return_hidden=True)
         return self.model.lm_head(hidden[:, -1]).float()
-
-    def _advance(self, row: _Row, token: int) -> StreamEvent | None:
-        """Record `token` for a row and return the text it makes safe to show, if any."""
-        if token in self.stop_ids:
-            row.finish_reason = "stop"
-            return StreamEvent(row.key, self._flush(row, self.tokenizer.decode(row.tokens), final=True), [], "stop")
-        row.tokens.append(token)
-        text = self.tokenizer.decode(row.tokens)
-        for stop in row.sampler.params.stop:
-            cut = text.find(stop, max(0, row.emitted - len(stop)))
-            if cut != -1:
-                row.finish_reason = "stop"
-                new = text[row.emitted:cut] if cut > row.emitted else ""
-                row.emitted = max(row.emitted, cut)
-                return StreamEvent(row.key, new, [token], "stop")
-        if len(row.tokens) >= row.max_tokens:
-            row.finish_reason = "length"
-            return StreamEvent(row.key, self._flush(row, text, final=True), [token], "length")
-        return StreamEvent(row.key, self._flush(row, text, final=False), [token])
-
-    @staticmethod
-    def _flush(row: _Row, text: str, *, final: bool) -> str:
-        """The part of `text` (the row's whole completion) not yet emitted and safe to show."""
-        safe = len(text)
-        if not final:
-            if text.endswith("\ufffd"):  # a multi-byte character still arriving byte by byte
-                safe = len(text.rstrip("\ufffd"))
-            for stop in row.sampler.params.stop:  # hold back a tail that may grow into a stop string
-                for k in range(min(len(stop) - 1, safe), 0, -1):
-                    if text[:safe].endswith(stop[:k]):
-                        safe -= k
-                        break
-        new = text[row.emitted:safe] if safe > row.emitted else ""
-        row.emitted = max(row.emitted, safe)
-        return new
 
 
 class LiveBatch:
@@ -210,12 +227,13 @@ class LiveBatch:
 
     Every row's newest token sits in the last filled column. `admit` prefills joining rows on their
     own and copies them in right-aligned; `step` samples one token for every live row, runs the
-    next forward and returns the events (and the keys of rows that ended). Not thread-safe.
+    next forward and returns the events (and the keys of rows that ended). It drives the engine
+    through its public step API only (`rows`, `last_logits`, `Row.advance`). Not thread-safe.
     """
 
     def __init__(self, engine: Engine, cancelled: Callable[[int], bool] | None = None) -> None:
         self.engine, self.cancelled = engine, cancelled
-        self.rows: list[_Row] = []  # one per cache line, finished rows included until compaction
+        self.rows: list[Row] = []  # one per cache line, finished rows included until compaction
         self.cache: KVCache | None = None
         self.logits: torch.Tensor | None = None  # (lines, vocab): the next token's, per line
         self._next_key = 0
@@ -226,13 +244,13 @@ class LiveBatch:
 
     def add(self, prompts: Sequence[Sequence[int]], params: SamplingParams | Sequence[SamplingParams]) -> list[int]:
         """Join prompts to the batch; returns the keys their StreamEvents will carry."""
-        rows = self.engine._rows(prompts, params, first_key=self._next_key)
+        rows = self.engine.rows(prompts, params, first_key=self._next_key)
         self._next_key += len(rows)
         self.admit(rows)
         return [row.key for row in rows]
 
     @torch.inference_mode()
-    def admit(self, rows: list[_Row]) -> None:
+    def admit(self, rows: list[Row]) -> None:
         if not rows:
             return
         engine, config = self.engine, self.engine.model.config
@@ -247,10 +265,10 @@ class LiveBatch:
         if not alive:  # nothing running: prefill straight into a cache with room for every budget
             self.cache = KVCache.empty(config, len(rows), width + max(r.max_tokens for r in rows), engine.device,
                                        engine.dtype)
-            self.logits, self.rows = engine._last_logits(idx, self.cache, prompt_mask), list(rows)
+            self.logits, self.rows = engine.last_logits(idx, self.cache, prompt_mask), list(rows)
             return
         joining = KVCache.empty(config, len(rows), width, engine.device, engine.dtype)
-        logits = engine._last_logits(idx, joining, prompt_mask)
+        logits = engine.last_logits(idx, joining, prompt_mask)
         old, keep = self.cache, torch.tensor(alive, dtype=torch.long, device=engine.device)
         start = self._first_used_column(old.key_mask.index_select(0, keep)[:, :old.length])
         used = old.length - start
@@ -278,6 +296,8 @@ class LiveBatch:
         next_ids = [engine.tokenizer.pad_id] * len(self.rows)
         live = [False] * len(self.rows)
         greedy: list[int] | None = None
+        constrain(self.logits, [(line, row.grammar) for line, row in enumerate(self.rows)
+                                if row.grammar is not None and not row.finish_reason])
         for line, row in enumerate(self.rows):
             if row.finish_reason:
                 continue
@@ -291,9 +311,7 @@ class LiveBatch:
             else:
                 token = row.sampler.next_token(self.logits[line])
             row.sampler.observe(token)
-            event = engine._advance(row, token)
-            if event is not None:
-                events.append(event)
+            events.append(row.advance(token, engine.tokenizer, engine.stop_ids))
             if row.finish_reason:
                 ended.append(row.key)
             else:
@@ -307,7 +325,7 @@ class LiveBatch:
             next_ids, live = [next_ids[k] for k in keep], [True] * len(keep)
         step = torch.tensor(next_ids, dtype=torch.long, device=engine.device)[:, None]
         step_mask = None if all(live) else torch.tensor(live, device=engine.device)[:, None]
-        self.logits = engine._last_logits(step, self.cache, step_mask)
+        self.logits = engine.last_logits(step, self.cache, step_mask)
         return events, ended
 
     def fail(self) -> list[int]:

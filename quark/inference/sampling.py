@@ -3,11 +3,14 @@ settings and its own seeded generator (the same seed gives the same text whateve
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from quark.errors import QuarkError
+from quark.inference.grammar import Grammar
 
 
 @dataclass
@@ -19,6 +22,7 @@ class SamplingParams:
     repetition_penalty: float = 1.0  # CTRL-style; 1.0 is off
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    grammar: Grammar | None = None  # constrain the output (inference/grammar.py); it ends when complete
 
     def __post_init__(self) -> None:
         self.stop = tuple(self.stop or ())
@@ -32,6 +36,28 @@ class SamplingParams:
                 raise QuarkError(message)
 
 
+def sampling_params(defaults: Mapping[str, Any], *, max_tokens: int | None = None, temperature: float | None = None,
+                    top_k: int | None = None, top_p: float | None = None, repetition_penalty: float | None = None,
+                    stop: Sequence[str] = (), seed: int | None = None, room: int | None = None,
+                    grammar: Grammar | None = None) -> SamplingParams:
+    """A request's settings over a model's defaults: each override that is None takes the default.
+
+    `defaults` is a generation_config.json (max_new_tokens, temperature, top_k, top_p, and
+    optionally repetition_penalty and seed), or a chat config in the same shape. `room`, the
+    context the prompt leaves, caps the *default* length; an explicit max_tokens is the caller's
+    to check (serve refuses one that does not fit; the engine clamps it otherwise)."""
+    default_max = int(defaults["max_new_tokens"])
+    return SamplingParams(
+        max_tokens=max_tokens if max_tokens is not None else (min(default_max,
+                                                                  room) if room is not None else default_max),
+        temperature=float(defaults["temperature"]) if temperature is None else temperature,
+        top_k=int(defaults.get("top_k", 0)) if top_k is None else top_k,
+        top_p=float(defaults.get("top_p", 1.0)) if top_p is None else top_p,
+        repetition_penalty=float(defaults.get("repetition_penalty", 1.0)) if repetition_penalty is None
+        else repetition_penalty,
+        stop=tuple(stop or ()), seed=defaults.get("seed") if seed is None else seed, grammar=grammar)
+
+
 @dataclass
 class RowSampler:
     """Sampling state of one sequence: its parameters, generator, and the ids it has seen."""
@@ -41,7 +67,7 @@ class RowSampler:
     generator: torch.Generator | None = field(default=None)
 
     @classmethod
-    def create(cls, params: SamplingParams, prompt: list[int], device: torch.device) -> "RowSampler":
+    def create(cls, params: SamplingParams, prompt: list[int], device: torch.device) -> RowSampler:
         generator = None
         if params.temperature > 0:
             generator = torch.Generator(device=device)
@@ -59,7 +85,8 @@ class RowSampler:
         if p.repetition_penalty != 1.0 and len(self.seen):
             previous = logits[self.seen]
             logits = logits.clone()
-            logits[self.seen] = torch.where(previous > 0, previous / p.repetition_penalty, previous * p.repetition_penalty)
+            logits[self.seen] = torch.where(previous > 0, previous / p.repetition_penalty,
+                                            previous * p.repetition_penalty)
         if p.temperature == 0:
             return int(logits.argmax())
         logits = logits / p.temperature

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from quark.memory.text import STOPWORDS, truncate
+from quark.text import STOPWORDS, truncate
 
 CHUNK_CHARS = 400  # a chunk is at most this many characters, cut at paragraph or sentence ends
 

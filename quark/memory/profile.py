@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from quark.memory.text import content_words
+from quark.text import content_words
 
 PROFILE_KEY = "profile"
 _ALPHA = 0.3  # weight of the newest turn in the moving averages

@@ -2,10 +2,9 @@
 
 `memories` is the source of truth; triggers keep `memories_fts` (BM25) in step, and each
 embedding lives in `memory_vec_<dim>` (a vec0 table, cosine distance, partitioned by embedder so
-a query only meets vectors from its own space). The vec0 table for a dimension is created the
-first time an embedder of that dimension writes, with a trigger that deletes its rows when their
-`memory_embeddings` entry goes (which cascades from the memory, which cascades from its
-conversation). Write methods expect the caller's transaction (quark.db.transaction) so a turn's
+a query only meets vectors from its own space). Search and vector writes are
+quark.retrieval.hybrid over these tables; a `memory_embeddings` entry cascades from the memory,
+which cascades from its conversation. Write methods expect the caller's transaction (quark.db.transaction) so a turn's
 message, memories and vectors commit together.
 """
 
@@ -20,13 +19,10 @@ import numpy as np
 
 from quark.errors import QuarkError
 from quark.memory.extract import NewMemory
-from quark.memory.text import content_words
+from quark.retrieval.hybrid import HybridIndex, HybridTables
 
-RRF_K = 60  # reciprocal-rank-fusion constant (Cormack et al.): score = sum 1 / (RRF_K + rank)
-# Full-text queries keep their MAX_TERMS rarest words and, once there are PRUNE_FROM memories, drop
-# words found in more than COMMON_FRACTION of them: BM25 gives such words almost no weight, and
-# scoring their long posting lists is what makes a query slow.
-MAX_TERMS, COMMON_FRACTION, PRUNE_FROM = 8, 0.05, 1000
+TABLES = HybridTables(items="memories", fts="memories_fts", fts_vocab="memories_fts_vocab",
+                      embeddings="memory_embeddings", item_column="memory_id", vec_prefix="memory_vec_")
 _COLUMNS = "id, kind, tag, text, source_message_id, conversation_id, created_at"
 
 
@@ -65,22 +61,10 @@ def parse_ref(ref: str | int) -> int:
     return int(match.group(1))
 
 
-def query_words(text: str) -> list[str]:
-    """The distinct content words of a query, as FTS5 will be given them."""
-    return list(dict.fromkeys(w.replace('"', "") for w in content_words(text)))
-
-
-def fts_query(words: str | list[str]) -> str:
-    """An FTS5 OR-query of the words (or a text's content words), each quoted so no word is syntax."""
-    terms = query_words(words) if isinstance(words, str) else words
-    return " OR ".join(f'"{t}"' for t in terms[:32])
-
-
 class MemoryStore:
     def __init__(self, conn) -> None:
         self.conn = conn
-        self._vec_dims: set[int] = set()
-        self._stemmer_ready = False
+        self.index = HybridIndex(conn, TABLES)
 
     # ---- writing (inside the caller's transaction) -------------------------------------------
     def add(self, items: Sequence[NewMemory], *, conversation_id: int | None, source_message_id: int | None,
@@ -105,16 +89,7 @@ class MemoryStore:
         return out
 
     def attach_vectors(self, memory_ids: Sequence[int], vectors: np.ndarray, embedder: str) -> None:
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        dim = int(vectors.shape[1])
-        table = self._vec_table(dim)
-        for memory_id, vector in zip(memory_ids, vectors):
-            cursor = self.conn.execute(
-                "INSERT INTO memory_embeddings(memory_id, embedder, dim) VALUES (?,?,?) "
-                "ON CONFLICT(memory_id, embedder) DO NOTHING", (memory_id, embedder, dim))
-            if cursor.rowcount:
-                self.conn.execute(f"INSERT INTO {table}(rowid, embedding, embedder) VALUES (?,?,?)",
-                                  (cursor.lastrowid, vector.tobytes(), embedder))
+        self.index.add_vectors(memory_ids, vectors, embedder)
 
     def forget(self, memory_id: int) -> Memory:
         """Delete one memory; its FTS entry and vectors go with it (triggers, cascade)."""
@@ -132,22 +107,6 @@ class MemoryStore:
         else:
             return None
         return Memory(*row) if row else None
-
-    def _vec_table(self, dim: int) -> str:
-        table = f"memory_vec_{int(dim)}"
-        if dim not in self._vec_dims:
-            self.conn.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {table} USING vec0("
-                              f"embedding float[{int(dim)}] distance_metric=cosine, embedder text partition key)")
-            self.conn.execute(f"CREATE TRIGGER IF NOT EXISTS {table}_gc AFTER DELETE ON memory_embeddings "
-                              f"WHEN old.dim = {int(dim)} BEGIN DELETE FROM {table} WHERE rowid = old.id; END")
-            self._vec_dims.add(dim)
-        return table
-
-    def _has_vec_table(self, dim: int) -> bool:
-        if dim in self._vec_dims:
-            return True
-        found = self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (f"memory_vec_{int(dim)}",)).fetchone()
-        return found is not None
 
     # ---- reading -----------------------------------------------------------------------------
     def get(self, memory_id: int) -> Memory:
@@ -202,67 +161,14 @@ class MemoryStore:
         Each side contributes its top `candidates`; a memory's score is the sum of 1/(60 + rank)
         over the sides that found it. Memories whose source message is in `exclude_sources` (the
         turns already in the prompt) are skipped."""
-        text_ids = self._text_candidates(query, candidates)
-        vector_ids = self._vector_candidates(query_vector, embedder, candidates)
-        scores: dict[int, float] = {}
-        for ranked in (text_ids, vector_ids):
-            for rank, memory_id in enumerate(ranked, start=1):
-                scores[memory_id] = scores.get(memory_id, 0.0) + 1.0 / (RRF_K + rank)
-        text_rank = {m: r for r, m in enumerate(text_ids, start=1)}
-        vector_rank = {m: r for r, m in enumerate(vector_ids, start=1)}
+        ranked = {r.id: r for r in self.index.search(query, query_vector, embedder, candidates=candidates)}
         excluded = set(exclude_sources)
         hits: list[Hit] = []
-        for memory in self.get_many(sorted(scores, key=lambda m: (-scores[m], m))):
+        for memory in self.get_many(ranked):
             if memory.kind not in kinds or memory.source_message_id in excluded:
                 continue
-            hits.append(Hit(memory, scores[memory.id], text_rank.get(memory.id), vector_rank.get(memory.id)))
+            r = ranked[memory.id]
+            hits.append(Hit(memory, r.score, r.text_rank, r.vector_rank))
             if len(hits) == k:
                 break
         return hits
-
-    def _text_candidates(self, query: str, limit: int) -> list[int]:
-        words = self._selective(query_words(query))
-        if not words:
-            return []
-        rows = self.conn.execute("SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rank LIMIT ?",
-                                 (fts_query(words), limit)).fetchall()
-        return [row[0] for row in rows]
-
-    def _selective(self, words: list[str]) -> list[str]:
-        """The rarest words of a query (see MAX_TERMS, COMMON_FRACTION), in query order.
-
-        Document frequencies come from the fts5vocab table, which holds *stemmed* terms; each
-        word is stemmed by the same tokenizer through a one-row-per-word TEMP FTS5 table."""
-        if len(words) <= 1:
-            return words
-        total = self.conn.execute("SELECT max(id) FROM memories").fetchone()[0] or 0
-        if total < PRUNE_FROM and len(words) <= MAX_TERMS:
-            return words
-        if not self._stemmer_ready:
-            self.conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_words USING fts5("
-                              "w, tokenize='porter unicode61')")
-            self.conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_words_vocab USING "
-                              "fts5vocab(temp, query_words, 'instance')")
-            self._stemmer_ready = True
-        self.conn.execute("DELETE FROM temp.query_words")
-        self.conn.executemany("INSERT INTO temp.query_words(rowid, w) VALUES (?, ?)", enumerate(words))
-        stems = dict(self.conn.execute("SELECT doc, term FROM temp.query_words_vocab").fetchall())
-        marks = ",".join("?" * len(stems))
-        df = dict(self.conn.execute(f"SELECT term, doc FROM memories_fts_vocab WHERE term IN ({marks})",
-                                    list(stems.values())).fetchall())
-        frequency = {i: df.get(stems.get(i), 0) for i in range(len(words))}
-        ranked = sorted(range(len(words)), key=lambda i: frequency[i])
-        keep = [i for i in ranked if total < PRUNE_FROM or frequency[i] <= COMMON_FRACTION * total][:MAX_TERMS]
-        return [words[i] for i in sorted(keep or ranked[:1])]
-
-    def _vector_candidates(self, vector: np.ndarray | None, embedder: str | None, limit: int) -> list[int]:
-        if vector is None or embedder is None:
-            return []
-        vector = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
-        if not self._has_vec_table(vector.shape[0]):
-            return []
-        rows = self.conn.execute(
-            f"SELECT e.memory_id FROM (SELECT rowid, distance FROM memory_vec_{int(vector.shape[0])} "
-            "WHERE embedding MATCH ? AND k = ? AND embedder = ?) v JOIN memory_embeddings e ON e.id = v.rowid "
-            "ORDER BY v.distance", (vector.tobytes(), limit, embedder)).fetchall()
-        return [row[0] for row in rows]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from quark.memory.text import first_sentence, truncate
+from quark.text import first_sentence, truncate
 
 SUMMARY_CHARS = 160
 _FENCE = re.compile(r"```([\w+-]*)[^\n]*\n(.*?)(?:```|$)", re.DOTALL)

@@ -19,6 +19,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 
 from quark.errors import QuarkError
 
@@ -34,7 +35,8 @@ class Limits:
     `memory_mb` caps writable memory (RLIMIT_DATA) and address space (RLIMIT_AS, plus the
     language's reservation headroom: V8 reserves gigabytes of address space it never touches).
     `cpus` is a share of CPU and only Docker can enforce it; rlimits bound CPU *seconds* instead.
-    `pids` counts threads as well as processes.
+    `pids` counts threads as well as processes. Output keeps the first `output_bytes` of each
+    stream and, when `tail_bytes` is set, its last `tail_bytes` too, saying how much was cut.
     """
 
     timeout_s: float = 10.0
@@ -46,11 +48,15 @@ class Limits:
     open_files: int = 256
     output_bytes: int = 64_000
     cpus: float = 1.0
+    tail_bytes: int = 0  # also keep the last this many bytes of each stream (the middle is cut)
 
     def __post_init__(self) -> None:
-        for name in ("timeout_s", "memory_mb", "pids", "file_size_mb", "tmpfs_mb", "open_files", "output_bytes", "cpus"):
+        for name in ("timeout_s", "memory_mb", "pids", "file_size_mb", "tmpfs_mb", "open_files", "output_bytes",
+                     "cpus"):
             if not getattr(self, name) > 0:
                 raise QuarkError(f"sandbox limit {name} must be positive, got {getattr(self, name)!r}")
+        if self.tail_bytes < 0:
+            raise QuarkError(f"sandbox limit tail_bytes must not be negative, got {self.tail_bytes!r}")
 
     @property
     def cpu_seconds(self) -> int:
@@ -168,28 +174,44 @@ def sandbox_env(lang: Language) -> dict[str, str]:
 
 
 class _Capture(threading.Thread):
-    """Drain a pipe, keeping the first `cap` bytes; the program never blocks on a full pipe."""
+    """Drain a pipe, keeping the first `cap` bytes and the last `tail` bytes; the program never
+    blocks on a full pipe."""
 
-    def __init__(self, fd: int, cap: int) -> None:
+    def __init__(self, fd: int, cap: int, tail: int = 0) -> None:
         super().__init__(daemon=True)
-        self.fd, self.cap, self.data, self.total = fd, cap, bytearray(), 0
+        self.fd, self.cap, self.tail_cap, self.data, self.total = fd, cap, tail, bytearray(), 0
+        self.tail = bytearray()
 
     def run(self) -> None:
         try:
             while chunk := os.read(self.fd, 65536):
                 self.total += len(chunk)
-                if len(self.data) < self.cap:
-                    self.data += chunk[: self.cap - len(self.data)]
+                room = self.cap - len(self.data)
+                if room > 0:
+                    self.data += chunk[:room]
+                    chunk = chunk[room:]
+                if self.tail_cap and chunk:
+                    self.tail += chunk
+                    del self.tail[:-self.tail_cap]
         except OSError:
             pass
         finally:
             os.close(self.fd)
 
     def text(self) -> str:
-        text = self.data.decode("utf-8", errors="replace")
-        if self.total > len(self.data):
-            text += f"\n[output truncated: {self.total - len(self.data)} more bytes]"
-        return text
+        return cut_text(bytes(self.data), bytes(self.tail), self.total)
+
+
+def cut_text(head: bytes, tail: bytes, total: int) -> str:
+    """Captured output as text, saying how many bytes were cut (from the end, or the middle)."""
+    cut = total - len(head) - len(tail)
+    text = head.decode("utf-8", errors="replace")
+    if cut <= 0:
+        return text + tail.decode("utf-8", errors="replace")
+    if not tail:
+        return text + f"\n[output truncated: {cut} more bytes]"
+    return (text + f"\n[output truncated: {cut} bytes cut from the middle; the first {len(head)} and the last "
+            f"{len(tail)} bytes are kept]\n" + tail.decode("utf-8", errors="replace"))
 
 
 def classify(exit_code: int | None, timed_out: bool, stderr: str, *, oom: bool = False) -> str | None:
@@ -224,7 +246,8 @@ def run_process(argv: list[str], limits: Limits, env: dict[str, str], backend: s
         raise QuarkError(f"cannot start the sandbox ({argv[0]}): {exc}") from None
     os.close(out_w)
     os.close(err_w)
-    readers = [_Capture(out_r, limits.output_bytes), _Capture(err_r, limits.output_bytes)]
+    readers = [_Capture(out_r, limits.output_bytes, limits.tail_bytes),
+               _Capture(err_r, limits.output_bytes, limits.tail_bytes)]
     for reader in readers:
         reader.start()
     timed_out = False
@@ -257,8 +280,21 @@ class Sandbox(ABC):
         self.limits = limits or Limits()
 
     @abstractmethod
-    def run(self, code: str, language: str = "python", *, limits: Limits | None = None) -> RunResult:
-        """Run `code` and return how it ended. Never raises for anything the program does."""
+    def run(self, code: str, language: str = "python", *, limits: Limits | None = None,
+            workspace: Path | None = None) -> RunResult:
+        """Run `code` and return how it ended. Never raises for anything the program does.
+
+        `workspace`: a host folder the program sees read-only at /workspace, its working folder
+        (tests to run, files to read); without one it starts in its private /tmp."""
+
+    @staticmethod
+    def check_workspace(workspace: Path | None) -> Path | None:
+        if workspace is None:
+            return None
+        path = Path(workspace).resolve()
+        if not path.is_dir():
+            raise QuarkError(f"sandbox workspace {workspace} is not a folder")
+        return path
 
     @staticmethod
     def resolve(code: str, language_name: str) -> Language:

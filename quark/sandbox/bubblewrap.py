@@ -43,16 +43,21 @@ class BubblewrapSandbox(Sandbox):
         if problem:
             raise QuarkError(f"bubblewrap cannot create a sandbox here: {problem}")
 
-    def run(self, code: str, language: str = "python", *, limits: Limits | None = None) -> RunResult:
+    def run(self, code: str, language: str = "python", *, limits: Limits | None = None,
+            workspace: Path | None = None) -> RunResult:
         lang = self.resolve(code, language)
+        workspace = self.check_workspace(workspace)
         limits = limits or self.limits
         interpreter = lang.interpreter()
         inner = launcher_argv(sys.executable, limits, lang, [interpreter, lang.code_flag, code],
                               drop_to=NOBODY if self.as_root else None)
-        return run_process(self.command(inner, limits, lang, interpreter), limits, sandbox_env(lang), self.name)
+        return run_process(self.command(inner, limits, lang, interpreter, workspace), limits, sandbox_env(lang),
+                           self.name)
 
-    def command(self, inner: list[str], limits: Limits, lang: Language, interpreter: str) -> list[str]:
-        """The full bwrap argv around `inner`."""
+    def command(self, inner: list[str], limits: Limits, lang: Language, interpreter: str,
+                workspace: Path | None = None) -> list[str]:
+        """The full bwrap argv around `inner`; a workspace is bound read-only at /workspace."""
+        bind = ["--ro-bind", str(workspace), "/workspace"] if workspace else []
         if self.as_root:
             isolation = ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
                          "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
@@ -61,7 +66,8 @@ class BubblewrapSandbox(Sandbox):
         return [self.bwrap, *isolation, "--die-with-parent", "--new-session",
                 "--perms", "1777", "--size", str(limits.tmpfs_mb * 1024 * 1024), "--tmpfs", "/tmp",
                 *_mounts(_runtime_prefixes(interpreter)),
-                "--proc", "/proc", "--dev", "/dev", "--remount-ro", "/", "--chdir", "/tmp", *inner]
+                *bind, "--proc", "/proc", "--dev", "/dev", "--remount-ro", "/",
+                "--chdir", "/workspace" if workspace else "/tmp", *inner]
 
 
 def _runtime_prefixes(interpreter: str) -> list[Path]:
@@ -101,7 +107,7 @@ def _mounts(prefixes: Iterable[Path]) -> list[str]:
     return args
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _probe(bwrap: str) -> str | None:
     """Run a trivial program once per process; return bwrap's complaint if it cannot sandbox here
     (no user namespaces, a seccomp/AppArmor policy, a container without CAP_SYS_ADMIN)."""

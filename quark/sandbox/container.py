@@ -10,13 +10,14 @@ is always removed.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import docker
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound
 
 from quark.errors import QuarkError
-from quark.sandbox.base import NOBODY, Language, Limits, RunResult, Sandbox, classify, sandbox_env
+from quark.sandbox.base import NOBODY, Language, Limits, RunResult, Sandbox, classify, cut_text, sandbox_env
 
 _LOG_BYTES = "1m"
 
@@ -37,11 +38,13 @@ class DockerSandbox(Sandbox):
     def image(self, lang: Language) -> str:
         return self.images.get(lang.name, lang.docker_image)
 
-    def run(self, code: str, language: str = "python", *, limits: Limits | None = None) -> RunResult:
+    def run(self, code: str, language: str = "python", *, limits: Limits | None = None,
+            workspace: Path | None = None) -> RunResult:
         lang = self.resolve(code, language)
+        workspace = self.check_workspace(workspace)
         limits = limits or self.limits
         api = self.client.api
-        spec = container_spec(api, code, lang, limits, self.image(lang))
+        spec = container_spec(api, code, lang, limits, self.image(lang), workspace=workspace)
         try:
             api.inspect_image(spec["image"])
         except ImageNotFound:
@@ -61,8 +64,8 @@ class DockerSandbox(Sandbox):
                 except APIError:  # it exited between the timeout and the kill
                     pass
             state = api.inspect_container(container)["State"]
-            stdout = _capped(api.logs(container, stdout=True, stderr=False), limits.output_bytes)
-            stderr = _capped(api.logs(container, stdout=False, stderr=True), limits.output_bytes)
+            stdout = _capped(api.logs(container, stdout=True, stderr=False), limits)
+            stderr = _capped(api.logs(container, stdout=False, stderr=True), limits)
         finally:
             api.remove_container(container, force=True)
         return RunResult(exit_code=status, stdout=stdout, stderr=stderr, timed_out=timed_out,
@@ -70,10 +73,13 @@ class DockerSandbox(Sandbox):
                          backend=self.name, duration_s=time.monotonic() - start)
 
 
-def container_spec(api: docker.APIClient, code: str, lang: Language, limits: Limits, image: str) -> dict:
-    """Keyword arguments of `APIClient.create_container` for one run (builds, never calls the daemon)."""
+def container_spec(api: docker.APIClient, code: str, lang: Language, limits: Limits, image: str, *,
+                   workspace: Path | None = None) -> dict:
+    """Keyword arguments of `APIClient.create_container` for one run (builds, never calls the daemon);
+    a workspace is bound read-only at /workspace and is the working folder."""
     mb = 1024 * 1024
     host_config = api.create_host_config(
+        binds={str(workspace): {"bind": "/workspace", "mode": "ro"}} if workspace else None,
         network_mode="none",
         read_only=True,
         tmpfs={"/tmp": f"rw,exec,nosuid,nodev,size={limits.tmpfs_mb}m,mode=1777"},
@@ -90,10 +96,12 @@ def container_spec(api: docker.APIClient, code: str, lang: Language, limits: Lim
         log_config=docker.types.LogConfig(type="json-file", config={"max-size": _LOG_BYTES}),
     )
     return dict(image=image, command=[lang.interpreters[0], lang.code_flag, code], user=f"{NOBODY}:{NOBODY}",
-                working_dir="/tmp", network_disabled=True, environment=sandbox_env(lang), host_config=host_config,
+                working_dir="/workspace" if workspace else "/tmp", network_disabled=True, environment=sandbox_env(lang), host_config=host_config,
                 use_config_proxy=False, labels={"quark.sandbox": "1"})
 
 
-def _capped(data: bytes, cap: int) -> str:
-    text = data[:cap].decode("utf-8", errors="replace")
-    return text + (f"\n[output truncated: {len(data) - cap} more bytes]" if len(data) > cap else "")
+def _capped(data: bytes, limits: Limits) -> str:
+    head = data[:limits.output_bytes]
+    rest = data[limits.output_bytes:]
+    tail = rest[-limits.tail_bytes:] if limits.tail_bytes and rest else b""
+    return cut_text(head, tail, len(data))

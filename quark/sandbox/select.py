@@ -70,6 +70,6 @@ def docker_available() -> bool:
 def _unsandboxed(limits: Limits | None, allowed: bool) -> Sandbox:
     if not allowed:
         raise QuarkError("refusing to run code unsandboxed without explicit permission (allow_unsandboxed=True)")
-    from quark.sandbox.local import UnsandboxedRunner
+    from quark.sandbox.unsandboxed import UnsandboxedRunner
 
     return UnsandboxedRunner(limits)

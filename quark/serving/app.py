@@ -24,14 +24,24 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from quark.embedding import embed_texts
-from quark.inference import Engine, SamplingParams, StreamEvent
-from quark.modelio import DEFAULT_GENERATION
+from quark.errors import QuarkError
+from quark.inference import Engine, Grammar, SamplingParams, StreamEvent
+from quark.inference.sampling import sampling_params
+from quark.inference.tool_calls import ToolCallReader, read_tool_calls, starts_tool_call
+from quark.modelfolder import DEFAULT_GENERATION
+from quark.retrieval.embedding import embed_texts
 from quark.serving.batcher import FINISHED, Batcher, Job
 from quark.serving.keys import Caller, KeyStore, RateLimiter
 from quark.serving.metrics import Metrics, MetricsMiddleware
-from quark.serving.protocol import (APIError, ChatCompletionRequest, CompletionRequest, EmbeddingRequest, _Request,
-                                    validation_error)
+from quark.serving.protocol import (
+    APIError,
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    _Request,
+    validation_error,
+)
+from quark.tokenizer.chat_template import with_tools_prompt
 
 if TYPE_CHECKING:
     from quark.serving.images import ImageService
@@ -89,7 +99,8 @@ class Service:
                                 f"resulted in {len(prompt)} tokens. Please reduce the length of the {param}.",
                            param=param, code="context_length_exceeded")
 
-    def sampling(self, request: _Request, prompt_len: int, requested: int | None, param: str) -> list[SamplingParams]:
+    def sampling(self, request: _Request, prompt_len: int, requested: int | None, param: str,
+                 grammar: Grammar | None = None) -> list[SamplingParams]:
         """One SamplingParams per choice; the model's generation_config fills what the request omits."""
         limit = self.engine.context_length
         room = limit - prompt_len
@@ -98,14 +109,13 @@ class Service:
                                 f"{prompt_len + requested} tokens ({prompt_len} in the {param}, {requested} in the "
                                 "completion). Please reduce the length of the messages or completion.",
                            param="max_tokens", code="context_length_exceeded")
-        d = self.defaults
-        base = dict(max_tokens=requested or min(int(d["max_new_tokens"]), room),
-                    temperature=d["temperature"] if request.temperature is None else request.temperature,
-                    top_k=int(d.get("top_k", 0)) if request.top_k is None else request.top_k,
-                    top_p=d.get("top_p", 1.0) if request.top_p is None else request.top_p,
-                    repetition_penalty=request.repetition_penalty or 1.0, stop=tuple(request.stop))
         # With a seed, choice j uses seed + j: n identical answers would defeat the point of n.
-        return [SamplingParams(**base, seed=None if request.seed is None else request.seed + j) for j in range(request.n)]
+        return [sampling_params(self.defaults, max_tokens=requested or None, temperature=request.temperature,
+                                top_k=request.top_k, top_p=request.top_p,
+                                repetition_penalty=request.repetition_penalty or None, stop=request.stop,
+                                seed=None if request.seed is None else request.seed + j, room=room,
+                                grammar=grammar)
+                for j in range(request.n)]
 
     def submit(self, rows: list[list[int]], params: list[SamplingParams]) -> list[tuple[Job, int]]:
         """Queue rows as jobs of at most one batch each; returns (job, index of its first row)."""
@@ -131,14 +141,15 @@ class Service:
             for job, _ in jobs:
                 job.cancelled = True
 
-    async def collect(self, jobs: list[tuple[Job, int]], rows: int) -> tuple[list[str], list[str], int]:
-        texts, reasons, tokens = [""] * rows, ["length"] * rows, 0
+    async def collect(self, jobs: list[tuple[Job, int]], rows: int) -> tuple[list[str], list[str], list[list[int]]]:
+        """Each row's text, finish reason and token ids."""
+        texts, reasons, ids = [""] * rows, ["length"] * rows, [[] for _ in range(rows)]
         async for event in self.events(jobs):
             texts[event.index] += event.text
-            tokens += len(event.token_ids)
+            ids[event.index] += event.token_ids
             if event.finish_reason:
                 reasons[event.index] = event.finish_reason
-        return texts, reasons, tokens
+        return texts, reasons, ids
 
     def model_card(self) -> dict[str, Any]:
         return {"id": self.engine.name, "object": "model", "created": self.created, "owned_by": "quark"}
@@ -170,20 +181,29 @@ def _routes(service: Service) -> APIRouter:
         service.check_model(body.model)
         if (problem := body.unsupported()) is not None:
             raise problem
-        prompt = engine.chat_prompt([m.as_template_message() for m in body.messages])
+        grammar = await run_in_threadpool(body.grammar, engine.grammars)  # a bad schema: a 400 before any work
+        messages = [m.as_template_message() for m in body.messages]
+        if body.calls_tools:
+            messages = with_tools_prompt(messages, body.openai_tools())
+        try:
+            prompt = engine.chat_prompt(messages)
+        except QuarkError as exc:
+            raise APIError(400, f"Invalid 'messages': {exc}.", param="messages", code="invalid_value") from None
         service.check_prompt(prompt, "messages")
-        params = service.sampling(body, len(prompt), body.max_completion_tokens or body.max_tokens, "messages")
+        params = service.sampling(body, len(prompt), body.max_completion_tokens or body.max_tokens, "messages",
+                                  grammar)
         jobs = service.submit([prompt] * body.n, params)
         rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return _stream(_chat_chunks(service, jobs, rid, created, body.n, len(prompt), include_usage))
-        texts, reasons, tokens = await service.collect(jobs, body.n)
+            return _stream(_chat_chunks(service, jobs, rid, created, body.n, len(prompt), include_usage,
+                                        body.calls_tools))
+        texts, reasons, ids = await service.collect(jobs, body.n)
+        choices = [{"index": i, **_chat_choice(engine, texts[i], ids[i], reasons[i], body.calls_tools),
+                    "logprobs": None}
+                   for i in range(body.n)]
         return {"id": rid, "object": "chat.completion", "created": created, "model": engine.name,
-                "system_fingerprint": None,
-                "choices": [{"index": i, "message": {"role": "assistant", "content": texts[i]}, "logprobs": None,
-                             "finish_reason": reasons[i]} for i in range(body.n)],
-                "usage": _usage(len(prompt), tokens)}
+                "system_fingerprint": None, "choices": choices, "usage": _usage(len(prompt), sum(map(len, ids)))}
 
     @v1.post("/completions")
     async def completions(body: CompletionRequest):
@@ -203,12 +223,12 @@ def _routes(service: Service) -> APIRouter:
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return _stream(_completion_chunks(service, jobs, rid, created, prompt_tokens, include_usage))
-        texts, reasons, tokens = await service.collect(jobs, len(rows))
+        texts, reasons, ids = await service.collect(jobs, len(rows))
         return {"id": rid, "object": "text_completion", "created": created, "model": engine.name,
                 "system_fingerprint": None,
                 "choices": [{"index": i, "text": texts[i], "logprobs": None, "finish_reason": reasons[i]}
                             for i in range(len(rows))],
-                "usage": _usage(prompt_tokens, tokens)}
+                "usage": _usage(prompt_tokens, sum(map(len, ids)))}
 
     @v1.post("/embeddings")
     async def embeddings(body: EmbeddingRequest):
@@ -238,6 +258,15 @@ def _routes(service: Service) -> APIRouter:
 
         v1.include_router(image_routes(service.images))
     return v1
+
+
+def _chat_choice(engine: Engine, text: str, token_ids: list[int], reason: str, tools: bool) -> dict[str, Any]:
+    """A chat choice's message and finish reason: when tools were offered, a complete tool-call
+    reply becomes `tool_calls`."""
+    if tools and starts_tool_call(engine.tokenizer, token_ids) and (calls := read_tool_calls(text)) is not None:
+        return {"message": {"role": "assistant", "content": None, "tool_calls": [c.as_openai() for c in calls]},
+                "finish_reason": "tool_calls"}
+    return {"message": {"role": "assistant", "content": text}, "finish_reason": reason}
 
 
 def _completion_prompts(engine: Engine, prompt: str | list[str] | list[int] | list[list[int]]) -> list[list[int]]:
@@ -276,25 +305,33 @@ def _chunker(kind: str, service: Service, rid: str, created: int, include_usage:
 
 
 async def _chat_chunks(service: Service, jobs, rid: str, created: int, n: int, prompt_tokens: int,
-                       include_usage: bool) -> AsyncIterator[str]:
+                       include_usage: bool, tools: bool) -> AsyncIterator[str]:
     chunk = _chunker("chat.completion.chunk", service, rid, created, include_usage)
 
     def choice(index: int, delta: dict, finish: str | None = None) -> dict:
         return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
 
     yield chunk([choice(i, {"role": "assistant", "content": ""}) for i in range(n)])
-    tokens = 0
+    calls: dict[int, ToolCallReader] = {}  # rows whose reply is a tool call, read as it streams
+    seen = [0] * n  # tokens so far per row: a tool call is told by its first
     try:
         async for event in service.events(jobs):
-            tokens += len(event.token_ids)
-            if event.text:
+            if tools and not seen[event.index] and starts_tool_call(service.engine.tokenizer, event.token_ids):
+                calls[event.index] = ToolCallReader()
+            seen[event.index] += len(event.token_ids)
+            reader = calls.get(event.index)
+            if reader is not None:
+                if deltas := reader.feed(event.text):
+                    yield chunk([choice(event.index, {"tool_calls": deltas})])
+            elif event.text:
                 yield chunk([choice(event.index, {"content": event.text})])
             if event.finish_reason:
-                yield chunk([choice(event.index, {}, event.finish_reason)])
+                finish = "tool_calls" if reader is not None and reader.complete else event.finish_reason
+                yield chunk([choice(event.index, {}, finish)])
     except APIError as exc:
         yield _sse(exc.body())
     if include_usage:
-        yield chunk([], _usage(prompt_tokens, tokens))
+        yield chunk([], _usage(prompt_tokens, sum(seen)))
     yield _sse("[DONE]")
 
 

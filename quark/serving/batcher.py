@@ -183,7 +183,8 @@ class Batcher:
         items: dict[asyncio.AbstractEventLoop, list[tuple[Job, StreamEvent | Finished]]] = {}
         for event in events:
             job, local = self._owners[event.index]
-            items.setdefault(job.loop, []).append((job, StreamEvent(local, event.text, event.token_ids, event.finish_reason)))
+            items.setdefault(job.loop, []).append((job, StreamEvent(local, event.text, event.token_ids,
+                                                                    event.finish_reason)))
         for key in ended:
             job, _ = self._owners.pop(key)
             job.unfinished -= 1

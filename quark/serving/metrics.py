@@ -27,7 +27,8 @@ class Metrics:
                                 ["endpoint", "status"], registry=r)
         self.latency = Histogram("quark_request_latency_seconds", "Arrival to last byte, by route.",
                                  ["endpoint"], buckets=LATENCY_BUCKETS, registry=r)
-        self.first_token = Histogram("quark_time_to_first_token_seconds", "Queueing plus prefill, per generation request.",
+        self.first_token = Histogram("quark_time_to_first_token_seconds",
+                                     "Queueing plus prefill, per generation request.",
                                      buckets=LATENCY_BUCKETS, registry=r)
         self.prompt_tokens = Counter("quark_prompt_tokens", "Prompt tokens processed.", registry=r)
         self.completion_tokens = Counter("quark_completion_tokens", "Tokens generated.", registry=r)

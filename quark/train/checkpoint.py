@@ -24,13 +24,17 @@ import numpy as np
 import torch
 import torch.nn as nn
 from safetensors.torch import save_file
-from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
-                                                     get_optimizer_state_dict, set_model_state_dict,
-                                                     set_optimizer_state_dict)
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
 
 from quark.atomic import atomic_dir, write_text
 from quark.errors import QuarkError
-from quark.modelio import check_state, load_state
+from quark.modelfolder import check_state, load_state
 from quark.models.llm import LLM, LLMConfig, rope_tables
 from quark.train.dist import Dist
 
@@ -57,7 +61,8 @@ def remove_partial(run_dir: Path) -> None:
 
 def _rng_state() -> dict[str, Any]:
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {"python": random.getstate(), "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
+    return {"python": random.getstate(), "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss,
+                                                   gauss),
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 

@@ -20,7 +20,7 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import FSDPModule, fully_shard
 from torch.nn.parallel import DistributedDataParallel
 
-from quark.errors import QuarkError
+from quark.device import resolve_device
 
 
 @dataclass(frozen=True)
@@ -55,24 +55,12 @@ class Dist:
         return gathered
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """auto → this process's GPU when CUDA is available, else the CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise QuarkError(f"train.device {name!r}: no CUDA device is available here (use cpu or auto)")
-        return torch.device(name if ":" in name else f"cuda:{local_rank}")
-    if name != "cpu":
-        raise QuarkError(f"train.device {name!r}: expected auto, cpu, cuda or cuda:N")
-    return torch.device("cpu")
-
-
 def setup(device: str) -> Dist:
     """Join the torchrun process group if there is one; pick this process's device."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    target = resolve_device(device, int(os.environ.get("LOCAL_RANK", "0")))
+    # A bare "cuda" (or auto) is this process's own GPU under torchrun: LOCAL_RANK picks it.
+    target = resolve_device(device, what="train.device", default_index=int(os.environ.get("LOCAL_RANK", "0")))
     if target.type == "cuda":
         torch.cuda.set_device(target)
     if world > 1 and not dist.is_initialized():

@@ -25,12 +25,12 @@ import torch.nn as nn
 from quark import db
 from quark.atomic import atomic_dir
 from quark.errors import QuarkError
-from quark.flops import flops_per_token, parameter_counts
 from quark.home import Home
-from quark.modelio import save_model
+from quark.modelfolder import save_model
+from quark.modelfolder.flops import flops_per_token, parameter_counts
 from quark.models.llm import LLM, KVCache, LLMConfig
 from quark.tokenizer import Tokenizer
-from quark.tokens import TokenSet
+from quark.tokenizer.token_shards import TokenSet
 from quark.train import checkpoint
 from quark.train.data import TokenWindows
 from quark.train.dist import setup, teardown
@@ -58,7 +58,8 @@ def _resolve(home: Home, name: str, recipe: str | None, data: str | None, overri
     if not recipe or not data:
         raise QuarkError("a new run needs --recipe and --data (or --resume to continue an existing run)")
     if run_dir.exists():
-        raise QuarkError(f"run {name!r} already exists ({run_dir}): add --resume to continue it, or pick another --name")
+        raise QuarkError(f"run {name!r} already exists ({run_dir}): add --resume to continue it, or pick another "
+                         "--name")
     if model_dir.exists():
         raise QuarkError(f"model {name!r} already exists ({model_dir}): pick another --name")
     return load_recipe(recipe, overrides), data
@@ -104,14 +105,17 @@ def _card(name: str, data: str, tokenizer: str, tokens: TokenSet, recipe: Recipe
     return (f"# {name}\n\nPretrained from scratch by `quark pretrain` (run `runs/{name}/`).\n\n"
             f"| | |\n|---|---|\n"
             f"| parameters | {counts['parameters']:,} ({counts['non_embedding_parameters']:,} non-embedding) |\n"
-            f"| data | token set `{data}`: {tokens.num_tokens('train'):,} train / {tokens.num_tokens('val'):,} val tokens |\n"
+            f"| data | token set `{data}`: {tokens.num_tokens('train'):,} train / {tokens.num_tokens('val'):,} val "
+            "tokens |\n"
             f"| tokenizer | `{tokenizer}` ({tokens.vocab_size:,} ids used) |\n"
             f"| steps | {summary['steps']:,} |\n| tokens seen | {summary['tokens']:,} |\n"
-            f"| final train loss | {loss(summary['train_loss'])} |\n| final val loss | {loss(summary['val_loss'])} |\n\n"
+            f"| final train loss | {loss(summary['train_loss'])} |\n| final val loss | {loss(summary['val_loss'])} "
+            "|\n\n"
             f"## Recipe\n\n```yaml\n{recipe.to_yaml()}```\n")
 
 
-def _publish(home: Home, name: str, run_dir: Path, cfg: LLMConfig, tokenizer_path: Path, extra: dict, card: str) -> Path:
+def _publish(home: Home, name: str, run_dir: Path, cfg: LLMConfig, tokenizer_path: Path, extra: dict,
+             card: str) -> Path:
     """models/<name>/ from the run's final checkpoint, in one rename."""
     model = checkpoint.load_llm(checkpoint.checkpoints(run_dir)[-1], cfg)
     with atomic_dir(home.model_dir(name)) as tmp:
@@ -131,7 +135,8 @@ def pretrain(home: Home, *, name: str, recipe: str | None = None, data: str | No
     tokenizer = Tokenizer.load(tokenizer_path)
     cfg = resolved.model.config(tokenizer.vocab_size)
     if tokens.vocab_size > cfg.vocab_size:
-        raise QuarkError(f"token set {data!r} has vocab_size {tokens.vocab_size}, more than its tokenizer's {cfg.vocab_size}")
+        raise QuarkError(f"token set {data!r} has vocab_size {tokens.vocab_size}, more than its tokenizer's "
+                         f"{cfg.vocab_size}")
     train_data = TokenWindows(tokens.shards["train"], t.seq_len, seed=t.seed, what=f"token set {data!r} (train)")
     val_data, prompt = None, []
     if tokens.num_tokens("val") > t.seq_len:
@@ -159,7 +164,8 @@ def pretrain(home: Home, *, name: str, recipe: str | None = None, data: str | No
         summary, resumed = fit_run(trainer, run_dir, resume=resume, conn=conn, name=name, log=log)
         if not env.is_main:
             return None
-        summary = {"run": name, "model": name, "data": data, **counts, **summary, "resumed_from": str(resumed) if resumed else None}
+        summary = {"run": name, "model": name, "data": data, **counts, **summary,
+                   "resumed_from": str(resumed) if resumed else None}
         card = _card(name, data, tokenizer_name, tokens, resolved, counts, summary)
         extra = {"source_run": name, "created": _now(), "data": data, "tokenizer": tokenizer_name}
         summary["model_dir"] = str(_publish(home, name, run_dir, cfg, tokenizer_path, extra, card))

@@ -24,6 +24,7 @@ import yaml
 
 from quark import recipes
 from quark.errors import QuarkError
+from quark.train.loggers import parse_loggers
 from quark.models.llm import PRESETS, LLMConfig
 
 Schedule = Literal["cosine", "wsd"]
@@ -78,6 +79,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model
     activation_checkpointing: bool = False
     strategy: Strategy = "ddp"  # under torchrun: ddp replicates, fsdp shards (FSDP2)
+    loggers: str = ""  # beside metrics.jsonl, comma-separated: csv, tensorboard, wandb (quark.train.loggers)
 
 
 @dataclass
@@ -224,6 +226,7 @@ def check_loop(o: OptimConfig, t: TrainConfig, where: str) -> None:
     for key, value in non_negative.items():
         if value < 0:
             raise QuarkError(f"{where}: {key} must not be negative, got {value}")
+    parse_loggers(t.loggers, f"{where}: train.loggers")
     if not 0 <= o.min_lr_ratio <= 1 or not 0 <= o.decay_fraction <= 1:
         raise QuarkError(f"{where}: optim.min_lr_ratio and optim.decay_fraction must lie in [0, 1]")
 

@@ -33,10 +33,12 @@ import torch.nn.functional as F
 
 from quark import db
 from quark.atomic import write_text
-from quark.flops import peak_flops
+from quark.modelfolder.flops import peak_flops
+from quark.models.llm import IGNORE_INDEX
 from quark.progress import progress_bar
 from quark.train import checkpoint
 from quark.train.dist import Dist, grad_sync, unwrap, wrap
+from quark.train.loggers import RunLogs
 from quark.train.recipe import OptimConfig, TrainConfig
 
 
@@ -54,11 +56,11 @@ def batch_tokens(batch: dict[str, torch.Tensor]) -> int:
 
 
 def causal_lm_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed next-token cross-entropy over labels that are not -100, and their number."""
+    """Summed next-token cross-entropy over labels that are not IGNORE_INDEX, and their number."""
     logits = model(batch["input_ids"])
     labels = batch["labels"]
-    loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum")
-    return loss, (labels != -100).sum()
+    loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
+    return loss, (labels != IGNORE_INDEX).sum()
 
 
 def build_optimizer(model: nn.Module, optim: OptimConfig, device: torch.device) -> torch.optim.AdamW:
@@ -250,12 +252,13 @@ class Trainer:
         if resume_from is not None:
             self.restore(resume_from)
         t, env = self.train, self.env
-        metrics = MetricsLog(self.run_dir / "metrics.jsonl", through_step=self.step) if env.is_main else None
+        metrics = RunLogs.open(MetricsLog(self.run_dir / "metrics.jsonl", through_step=self.step), t.loggers,
+                               self.run_dir, self.step) if env.is_main else None
         peak, peak_source = peak_flops(env.device, self.compute_dtype) if env.is_main else (0.0, "")
         busy = 0.0
         tokens_at_start = self.tokens
-        bar = progress_bar(enabled=self.show_progress,
-                           fields=f"loss {{task.fields[loss]}} · {{task.fields[tps]}} {self.unit}/s · MFU {{task.fields[mfu]}}")
+        fields = f"loss {{task.fields[loss]}} · {{task.fields[tps]}} {self.unit}/s · MFU {{task.fields[mfu]}}"
+        bar = progress_bar(enabled=self.show_progress, fields=fields)
         quiet = lambda _: None  # noqa: E731
         say = bar.console.print if self.show_progress else (log if log and env.is_main else quiet)
         try:
