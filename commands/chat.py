@@ -62,7 +62,7 @@ def chat(
         raise QuarkError("the message is empty (pass --message TEXT or pipe text on stdin)")
     command = parse_slash(text)
     if command is not None and command.name == "image":
-        return _draw(cli, command.argument, image_model, seed)
+        return _draw(cli, command.argument, image_model, seed, device)
     session = ChatSession(cli.home, model=model, adapter=adapter, conversation_id=conversation, device=device,
                           quantize=quantize_mode(quantize))
     try:
@@ -91,13 +91,14 @@ def chat(
     return result.as_dict()
 
 
-def _draw(cli: Cli, prompt: str, image_model: Optional[str], seed: Optional[int]) -> dict:
+def _draw(cli: Cli, prompt: str, image_model: Optional[str], seed: Optional[int], device: str) -> dict:
     """`/image PROMPT` as a scripted message: one PNG under assets/, its path printed."""
+    from quark.device import resolve_device
     from quark.image.generate import ImageModel
 
     if not prompt.strip():
         raise QuarkError("usage: /image PROMPT")
-    asset = ImageModel(cli.home, image_model).generate(prompt, seed=seed)[0]
+    asset = ImageModel(cli.home, image_model, device=resolve_device(device)).generate(prompt, seed=seed)[0]
     cli.print(asset.path, highlight=False)
     return {"image": asset.path, "asset": asset.as_dict()}
 

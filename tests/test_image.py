@@ -20,14 +20,15 @@ from quark.home import Home
 from quark.image import shapes
 from quark.image.evaluate import analyse, evaluate
 
-# 16 px, three colours, one background: learns colour from text in 150 small steps (one save, at the end).
+# 16 px, three colours, one background: learns colour from text in a couple of hundred small steps
+# (one save, at the end). 150 steps reach only ~0.52-0.54 colour accuracy against 1/3 chance: too close to the bar.
 FAST = """
 model: {size: 16, channels: "16,32", attention: "1", head_dim: 16, cross_attention_dim: 32, norm_groups: 8,
         text_max_tokens: 48}
 diffusion: {prediction_type: sample, snr_gamma: 5.0, caption_dropout: 0.1, ema_decay: 0.9, steps: 10, guidance: 3.0}
 data: {colours: "red,green,blue", backgrounds: "white", images: 512, heldout_images: 8}
 optim: {lr: 3.0e-3, betas: [0.9, 0.99], weight_decay: 0.0, warmup: 10}
-train: {micro_batch: 8, max_steps: 150, eval_every: 0, save_every: 150, keep_last: 1, device: cpu}
+train: {micro_batch: 8, max_steps: 200, eval_every: 0, save_every: 200, keep_last: 1, device: cpu}
 """
 PROMPT = "a large red circle in the center on a white background"
 
@@ -177,7 +178,7 @@ def test_short_training_follows_the_colour_in_heldout_prompts(quark, tiny_model_
     shutil.rmtree(quark.home)
     shutil.copytree(tiny_model_home, quark.home)
     quark("image", "train", "--builtin", "shapes", "--recipe", str(recipe), "--text-encoder", "tiny", "--name", "col")
-    result = quark.json("eval", "image", "--model", "col", "--samples", "3", "--steps", "6")
+    result = quark.json("eval", "image", "--model", "col", "--samples", "3")
     metrics = result["metrics"]
     assert metrics["images"] == 3 * metrics["prompts"] and metrics["colour_chance"] == pytest.approx(1 / 3)
     assert metrics["colour"] >= metrics["colour_chance"] + 0.2, metrics

@@ -102,7 +102,7 @@ class ChatApp(App):
                  quantize: str | None = None, image_model: str | None = None) -> None:
         super().__init__()
         self.session = ChatSession(home, model=model, adapter=adapter, device=device, quantize=quantize)
-        self.home, self.image_model_name = home, image_model
+        self.home, self.image_model_name, self._image_device = home, image_model, device
         self._image_model = None  # loaded on the first /image
         self._start_conversation, self._start_checkpoint = conversation_id, checkpoint
         self._engine_lock = threading.Lock()  # one model load or turn at a time
@@ -327,11 +327,13 @@ class ChatApp(App):
     @work(thread=True, group="image")
     def _draw(self, prompt: str) -> None:
         """/image: generate with the image model (off the UI thread), save it, then show it inline."""
+        from quark.device import resolve_device
         from quark.image.generate import ImageModel
 
         try:
             if self._image_model is None:
-                self._image_model = ImageModel(self.home, self.image_model_name)
+                device = resolve_device(self._image_device)
+                self._image_model = ImageModel(self.home, self.image_model_name, device=device)
             asset = self._image_model.generate(prompt)[0]
             self.post_message(ImageReady(prompt, asset.path))
         except QuarkError as exc:  # not TurnFailed: a chat turn may be streaming meanwhile
