@@ -25,6 +25,7 @@ from quark.commands._options import (
 )
 from quark.errors import QuarkError
 from quark.inputs import read_stdin_text
+from quark.tui.slash import parse_slash
 
 # `quark chat` chats (TUI or scripted) and `quark chat export …` is a subcommand: the chat
 # command is the group's own callback, so it runs when no subcommand is named.
@@ -82,6 +83,8 @@ def chat(
                                       "(printed).")] = 8000,
     tui: Annotated[bool, typer.Option("--tui", hidden=True, help="Open the TUI even without a terminal (what "
                                       "each --web browser tab runs).")] = False,
+    image_model: Annotated[Optional[str], typer.Option("--image-model", help="Image model for /image PROMPT "
+                                                       "(default: the home's only one).")] = None,
 ) -> dict | None:
     """Chat with a model, with memory and checkpoints.
 
@@ -98,11 +101,12 @@ def chat(
         quark chat --tools code --message "What is 37 * 41? Use Python." --json
         quark chat --tools web,files --workspace ./notes --allow-risky --message "Save a summary of ..."
         quark chat --tools web --tool-choice web_search --message "Find the SQLite WAL docs"
+        quark chat --image-model shapes --message "/image a large red circle in the center" --json
+        quark chat -c --message "And then?"
+        quark chat --web --port 8001        # the same TUI at http://127.0.0.1:8001
 
     With --tools the model may call tools before it answers; each call (name, arguments, outcome,
     result, duration) is printed as a line, and listed under "tool_calls" with --json.
-        quark chat -c --message "And then?"
-        quark chat --web --port 8001        # the same TUI at http://127.0.0.1:8001
     """
     if ctx.invoked_subcommand is not None:
         return None
@@ -115,7 +119,7 @@ def chat(
 
     if web:
         return _serve_web(cli, host, port, model=model, conversation=conversation, checkpoint=checkpoint,
-                          adapter=adapter, quantize=quantize, device=device)
+                          adapter=adapter, quantize=quantize, device=device, image_model=image_model)
     if message is None and (tui or sys.stdin.isatty()):
         if cli.json:
             raise QuarkError("--json needs --message (or a message on stdin); the TUI has no JSON output")
@@ -124,11 +128,14 @@ def chat(
         run_app(cli.home, model=model, conversation_id=conversation, checkpoint=checkpoint, adapter=adapter,
                 device=device, quantize=quantize_mode(quantize), index=index, reranker=reranker, tools=tools,
                 workspace=workspace, allow_risky=allow_risky, max_steps=max_steps, prefix_cache_mb=prefix_cache_mb,
-                compile=compile.value)
+                compile=compile.value, image_model=image_model)
         return None
     text = read_stdin_text() if message in (None, "-") else message
     if not text.strip():
         raise QuarkError("the message is empty (pass --message TEXT or pipe text on stdin)")
+    command = parse_slash(text)
+    if command is not None and command.name == "image":
+        return _draw(cli, command.argument, image_model, seed, device)
     session = ChatSession(cli.home, model=model, adapter=adapter, conversation_id=conversation, device=device,
                           quantize=quantize_mode(quantize), index=index, reranker=reranker,
                           prefix_cache_mb=prefix_cache_mb, compile=compile.value)
@@ -249,6 +256,18 @@ def chat_export(
         conn.close()
     cli.print(f"wrote conversation {conversation} to {done['path']} ({done['format']}, {done['bytes']} bytes)")
     return done
+
+
+def _draw(cli: Cli, prompt: str, image_model: Optional[str], seed: Optional[int], device: str) -> dict:
+    """`/image PROMPT` as a scripted message: one PNG under assets/, its path printed."""
+    from quark.device import resolve_device
+    from quark.image.generate import ImageModel
+
+    if not prompt.strip():
+        raise QuarkError("usage: /image PROMPT")
+    asset = ImageModel(cli.home, image_model, device=resolve_device(device)).generate(prompt, seed=seed)[0]
+    cli.print(asset.path, highlight=False)
+    return {"image": asset.path, "asset": asset.as_dict()}
 
 
 def register(root: typer.Typer) -> None:

@@ -52,6 +52,13 @@ def stages(fast: bool, steps: int | None) -> list[tuple[str, list[str]]]:
         ("one chat turn", ["chat", "--model", "demo", "--message", "What does `shlex.quote` do?", "--max-tokens", "48",
                            "--temperature", "0"]),
         ("build, simplify and render a mesh", ["mesh", "build", "--example", "mug", "--faces", "800"]),
+        # A short look at the image model (`image-tiny` runs 500 steps): the pretrained LM is its text encoder.
+        ("train the image model", ["image", "train", "--builtin", "shapes", "--recipe", "image-tiny",
+                                   "--text-encoder", "demo-base", "--name", "demo-image",
+                                   "--max-steps", "4" if fast else "40", "--set", "data.images=512",
+                                   "--set", "data.heldout_images=16", "--set", "train.eval_every=0"]),
+        ("draw an image", ["image", "generate", "a large red circle in the center on a white background",
+                           "--model", "demo-image", "--seed", "0", "--steps", "10"]),
         # The model chooses (tool_choice auto) to call run_code, the sandbox answers, the reply quotes it.
         ("a chat turn that calls a tool", ["chat", "--model", "demo", "--tools", "run_code", "--message", TOOL_QUESTION,
                                            "--max-tokens", "64", "--temperature", "0"]),
@@ -67,7 +74,7 @@ def demo(cli: Cli,
          fast: Annotated[bool, typer.Option("--fast", help="Seconds per stage instead of minutes (smoke test).")] = False,
          steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="Pretraining steps [default: the tiny-cpu recipe's 600].")] = None,
          ) -> dict:
-    """Run the whole pipeline on the built-in corpus: data → tokenizer → pretrain → SFT → eval → chat.
+    """Run the whole pipeline on the built-in corpus: data → tokenizer → pretrain → SFT → eval → chat → image.
 
     Uses a home of its own (pass --home; `make demo` uses ./.quark-demo). Minutes on a laptop CPU.
 

@@ -20,7 +20,7 @@ from quark.progress import progress_bar
 from quark.sandbox import BACKENDS, Limits, open_sandbox
 
 app = group("eval", "Evaluate models: perplexity, HumanEval, MBPP, document QA, multiple choice, red team, tool "
-                   "use, image, mesh; report stored results.")
+                   "use, mesh, image adherence; report stored results.")
 REFERENCE = "(reference)"
 
 Model = OptionalModelOption
@@ -46,7 +46,7 @@ def _model(cli: Cli, model: Optional[str], reference: bool) -> tuple[str, Option
 
 
 def _store(cli: Cli, model: str, folder: Optional[Path], run: Optional[str], task: str, metrics: dict) -> dict:
-    run = run or (model_run(folder) if folder else None)
+    run = run or (model_run(folder) if folder and (folder / "config.json").is_file() else None)
     conn = db.connect(cli.home.db_path)
     result_id = save_result(conn, model, run, task, metrics)
     if folder is not None:
@@ -226,13 +226,17 @@ def docqa_command(cli: Cli, data: Annotated[Optional[Path], typer.Option("--data
 
 
 @quark_command(app, "choice")
-def choice_command(cli: Cli, model: Annotated[str, typer.Option("--model", "-m", help="Model folder name under the home's models/.")],
-                   data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Multiple-choice JSONL (MMLU fields: question, choices, answer, subject).")] = None,
+def choice_command(cli: Cli, model: Annotated[str, typer.Option(
+                       "--model", "-m", help="Model folder name under the home's models/.")],
+                   data: Annotated[Optional[Path], typer.Option(
+                       "--data", "-d", help="Multiple-choice JSONL (MMLU fields: question, choices, answer, "
+                                            "subject).")] = None,
                    builtin: Annotated[Optional[str], typer.Option(
                        "--builtin", help="Use a built-in set instead of --data: 'stdlib' asks which function of a "
                                          "standard-library module its docstring describes.")] = None,
                    limit: Limit = None,
-                   batch_size: Annotated[int, typer.Option("--batch-size", help="Continuations per forward pass.")] = 16,
+                   batch_size: Annotated[int, typer.Option("--batch-size",
+                                                           help="Continuations per forward pass.")] = 16,
                    run: Run = None, output: Output = None) -> dict:
     """Multiple choice by log-likelihood (lm-evaluation-harness style): acc, acc_norm, per subject.
 
@@ -270,7 +274,8 @@ def choice_command(cli: Cli, model: Annotated[str, typer.Option("--model", "-m",
 
 @quark_command(app, "redteam")
 def redteam_command(cli: Cli, model: Model = None,
-                    data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Your own red-team JSONL \\[default: the built-in set].")] = None,
+                    data: Annotated[Optional[Path], typer.Option(
+                        "--data", "-d", help="Your own red-team JSONL \\[default: the built-in set].")] = None,
                     limit: Limit = None, max_new_tokens: MaxNew = 96, reference: Reference = False,
                     run: Run = None, output: Output = None) -> dict:
     """Red-team gates: refusals where due, help where not, no unsupported claims.
@@ -310,11 +315,14 @@ def redteam_command(cli: Cli, model: Model = None,
 
 @quark_command(app, "mesh")
 def mesh_command(cli: Cli, model: Model = None,
-                 adapter: Annotated[Optional[str], typer.Option("--adapter", help="A LoRA adapter of the model, merged on load.")] = None,
-                 data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Chat JSONL of (prompt, program) pairs "
-                                                                                  "\\[default: the held-out split of `quark data synth --kind mesh`].")] = None,
+                 adapter: Annotated[Optional[str], typer.Option(
+                     "--adapter", help="A LoRA adapter of the model, merged on load.")] = None,
+                 data: Annotated[Optional[Path], typer.Option(
+                     "--data", "-d", help="Chat JSONL of (prompt, program) pairs "
+                                          "\\[default: the held-out split of `quark data synth --kind mesh`].")] = None,
                  limit: Limit = None, max_new_tokens: MaxNew = 1024, reference: Reference = False,
-                 seed: Annotated[int, typer.Option("--seed", help="Seed of the built-in split, the sampling and the surface samples.")] = 0,
+                 seed: Annotated[int, typer.Option(
+                     "--seed", help="Seed of the built-in split, the sampling and the surface samples.")] = 0,
                  run: Run = None, output: Output = None) -> dict:
     """Text to 3D on held-out prompts: share of programs that validate and build, attribute
     adherence (kinds, count, colours, relation) beside chance, Chamfer distance with its floor.
@@ -351,7 +359,8 @@ def mesh_command(cli: Cli, model: Model = None,
         with atomic_file(output) as handle:
             handle.writelines(json.dumps(row) + "\n" for row in rows)
     stored = _store(cli, name, folder, run, "mesh", metrics)
-    cli.print("adherence (chance): " + ", ".join(f"{k} {v} ({metrics['chance'][k]})" for k, v in metrics["adherence"].items()))
+    cli.print("adherence (chance): "
+              + ", ".join(f"{k} {v} ({metrics['chance'][k]})" for k, v in metrics["adherence"].items()))
     return stored
 
 
@@ -407,6 +416,36 @@ def _trained_groups(cli: Cli, data: str) -> set[str]:
                 if code:
                     groups.add(program_group(code))
     return groups
+
+
+@quark_command(app, "image")
+def image_command(cli: Cli, model: Model = None,
+                  samples: Annotated[int, typer.Option("--samples", "-n", min=1,
+                                                       help="Images per held-out prompt.")] = 2,
+                  steps: Annotated[Optional[int], typer.Option("--steps", min=1,
+                                                               help="Sampling steps \\[default: the model's].")] = None,
+                  guidance: Annotated[Optional[float], typer.Option(
+                      "--guidance", min=0.0, help="Guidance scale \\[default: the model's].")] = None,
+                  sampler: Annotated[Optional[str], typer.Option("--sampler",
+                                                                 help="ddim or dpm \\[default: the model's].")] = None,
+                  seed: Annotated[int, typer.Option("--seed", help="Seed of each prompt's first image.")] = 0,
+                  reference: Reference = False, run: Run = None) -> dict:
+    """Prompt adherence of an image model on the held-out shapes prompts (combinations never trained on).
+
+    A deterministic analyser reads each image's foreground colour, centroid position, shape and
+    size; each accuracy is stored beside its chance level. --reference scores the drawn scenes.
+
+    Example: quark eval image --model shapes --samples 4
+    """
+    from quark.image.evaluate import adherence
+
+    name, folder = _model(cli, model, reference)
+    with progress_bar(enabled=cli.progress_enabled()) as bar:
+        task = bar.add_task("generating", total=None, unit="images")
+        metrics, run_name = adherence(cli.home, name if folder else None, samples=samples, steps=steps,
+                                      guidance=guidance, sampler=sampler, seed=seed,
+                                      on_images=lambda k: bar.advance(task, k))
+    return _store(cli, name, folder, run or run_name, "image", metrics)
 
 
 @quark_command(app, "report")

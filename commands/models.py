@@ -83,6 +83,7 @@ def list_models(cli: Cli) -> dict:
 
         quark models list --json
     """
+    from quark.image.folders import is_pipeline_folder, read_meta
     from quark.modelfolder import list_models as model_folders
     from quark.modelfolder import read_config
     from quark.modelfolder.adapters import list_adapters
@@ -90,7 +91,13 @@ def list_models(cli: Cli) -> dict:
 
     root = cli.home.root / "models"
     rows = []
-    for folder in model_folders(cli.home):
+    pipelines = [p for p in root.iterdir() if is_pipeline_folder(p)] if root.is_dir() else []
+    for folder in sorted({*model_folders(cli.home), *pipelines}):
+        if is_pipeline_folder(folder):  # an image model (quark image train): no LLM config.json at its root
+            meta = read_meta(folder)
+            rows.append({"name": folder.name, "parameters": None, "created": meta.get("created"), "kind": "image",
+                         "source": f"image pipeline, run {meta.get('source_run', '?')}"})
+            continue
         try:
             cfg = read_config(folder)
             meta = json.loads((folder / "config.json").read_text())

@@ -16,9 +16,9 @@ from quark.commands._options import (
     Compile,
     CompileOption,
     DeviceOption,
-    OptionalModelOption,
     PrefixCacheOption,
     QuantizeOption,
+    model_option,
     quantize_mode,
 )
 from quark.errors import QuarkError
@@ -35,7 +35,9 @@ serve.add_typer(keys)
 def serve_command(
     cli: Cli,
     ctx: typer.Context,
-    model: OptionalModelOption = None,
+    model: Annotated[Optional[list[str]], model_option(
+        "Model name (a folder under the home's models/); repeat it to serve an image model beside the language "
+        "model.")] = None,
     host: Annotated[str, typer.Option(
         "--host", help="Address to listen on; anything but loopback needs an API key.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port; 0 picks a free one (printed).")] = 8000,
@@ -56,13 +58,15 @@ def serve_command(
 ) -> None:
     """Serve a model at /v1 (chat, completions, embeddings, models), with /health and /metrics.
 
-    Concurrent requests are batched; a prompt sharing a prefix with an earlier one (a system
-    prompt) reuses its KV (--prefix-cache-mb). Once a key exists (or --api-key-file), /v1 needs a
-    Bearer key.
+    One language model, and any image models beside it (/v1/images/generations). Concurrent
+    requests are batched; a prompt sharing a prefix with an earlier one (a system prompt) reuses
+    its KV (--prefix-cache-mb). Once a key exists (or --api-key-file), /v1 needs a Bearer key.
 
     Example:
 
         quark serve --model tiny --port 8000
+
+        quark serve --model tiny --model shapes     # + images: client.images.generate(model="shapes", …)
 
         curl -s localhost:8000/v1/models
     """
@@ -70,7 +74,15 @@ def serve_command(
         return None
     if not model:
         raise QuarkError("quark serve needs --model NAME (see quark serve --help)")
-    cli.home.existing(cli.home.model_dir(model), "model")
+    from quark.image.folders import is_pipeline_folder
+
+    folders = {name: cli.home.existing(cli.home.model_dir(name), "model") for name in dict.fromkeys(model)}
+    image_names = [name for name, folder in folders.items() if is_pipeline_folder(folder)]
+    language = [name for name in folders if name not in image_names]
+    if len(language) != 1:
+        raise QuarkError(f"quark serve needs exactly one language model among --model, got "
+                         f"{', '.join(language) or 'none'} (image models: {', '.join(image_names) or 'none'})")
+    model = language[0]
     store = KeyStore(cli.home.db_path, read_key_file(api_key_file) if api_key_file else ())
     public = not is_loopback(host)
     if public and not (store.active_count() or api_key_file):
@@ -83,16 +95,24 @@ def serve_command(
     folder = cli.home.model_dir(model)
     from quark.retrieval.embedding import load_head
 
+    images = None
+    if image_names:
+        from quark.image.generate import ImageModel
+        from quark.serving.images import ImageService
+
+        images = ImageService([ImageModel(cli.home, name, device=engine.device) for name in image_names])
     # A public server requires a key on every request, even after its last key is revoked.
     app = create_app(engine, keys=store, defaults=generation_defaults(folder), max_batch=max_batch,
-                     gather_seconds=batch_window_ms / 1000, require_key=public,
+                     gather_seconds=batch_window_ms / 1000, require_key=public, images=images,
                      embedding_head=load_head(folder, engine.model.config.n_embd, device=engine.device))
     url = url_of(sock)
     if cli.json:
-        print(json.dumps({"model": model, "url": url, "base_url": f"{url}/v1", "auth": auth,
+        print(json.dumps({"model": model, "image_models": image_names, "url": url, "base_url": f"{url}/v1",
+                          "auth": auth,
                           "device": str(engine.device), "quantize": quantize_mode(quantize)}), flush=True)
     else:
-        cli.print(f"serving [bold]{model}[/] on {url}/v1 ({'API key required' if auth else 'no API key needed'}); "
+        served = ", ".join([model, *image_names])
+        cli.print(f"serving [bold]{served}[/] on {url}/v1 ({'API key required' if auth else 'no API key needed'}); "
                   "Ctrl-C stops")
         sys.stdout.flush()
     run(app, sock, log_level=log_level)

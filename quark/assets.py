@@ -43,16 +43,25 @@ def asset_path(home: Home, kind: str, stem: str, ext: str) -> Path:
 def record_asset(conn, kind: str, path: Path, *, prompt: str | None = None, negative_prompt: str | None = None,
                  seed: int | None = None, model: str | None = None, params: dict[str, Any] | None = None) -> int:
     """Insert one assets row for the file at `path` (already written) and return its id."""
-    if kind not in KINDS:
-        raise ValueError(f"asset kind must be one of {KINDS}")
     path = Path(path).resolve()
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     with db.transaction(conn):
-        cursor = conn.execute(
-            "INSERT INTO assets(kind, path, sha256, prompt, negative_prompt, seed, model, params, created_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?)",
-            (kind, str(path), digest, prompt, negative_prompt, seed, model, json.dumps(params or {}, sort_keys=True),
-             time.time()))
+        return insert_asset(conn, kind, path, digest, prompt=prompt, negative_prompt=negative_prompt, seed=seed,
+                            model=model, params=params)
+
+
+def insert_asset(conn, kind: str, path: Path, sha256: str, *, prompt: str | None = None,
+                 negative_prompt: str | None = None, seed: int | None = None, model: str | None = None,
+                 params: dict[str, Any] | None = None) -> int:
+    """The row alone, for a caller already inside `db.transaction` that records several files at once
+    (an image request's n PNGs: all rows or none) and hashed their bytes as it wrote them."""
+    if kind not in KINDS:
+        raise ValueError(f"asset kind must be one of {KINDS}")
+    cursor = conn.execute(
+        "INSERT INTO assets(kind, path, sha256, prompt, negative_prompt, seed, model, params, created_at) "
+        "VALUES (?,?,?,?,?,?,?,?,?)",
+        (kind, str(path), sha256, prompt, negative_prompt, seed, model, json.dumps(params or {}, sort_keys=True),
+         time.time()))
     return int(cursor.lastrowid)
 
 

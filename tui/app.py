@@ -85,6 +85,12 @@ class ToolFinished(Message):
         self.event, self.by = event, by
 
 
+class ImageReady(Message):
+    def __init__(self, prompt: str, path: str) -> None:
+        super().__init__()
+        self.prompt, self.path = prompt, path
+
+
 class TurnFailed(Message):
     def __init__(self, error: str) -> None:
         super().__init__()
@@ -102,6 +108,8 @@ class ChatApp(App):
     #messages:focus-within { scrollbar-color: $accent; }
     #conversations:focus { border-left: thick $accent; }
     #conversation-search:focus { border: tall $accent; }
+    #prompt { margin: 0; }
+    .generated-image { width: 32; height: 16; }
     """
     # The footer shows the first few (it must fit 120 columns); F1 lists them all.
     BINDINGS = [
@@ -124,7 +132,8 @@ class ChatApp(App):
                  checkpoint: str | None = None, adapter: str | None = None, device: str = "auto",
                  quantize: str | None = None, index: str | None = None, reranker: str | None = None,
                  tools: str | None = None, workspace: str | None = None, allow_risky: bool = False,
-                 max_steps: int = 4, prefix_cache_mb: float = 512.0, compile: str = "auto") -> None:
+                 max_steps: int = 4, prefix_cache_mb: float = 512.0, compile: str = "auto",
+                 image_model: str | None = None) -> None:
         super().__init__()
         self.session = ChatSession(home, model=model, adapter=adapter, device=device, quantize=quantize, index=index,
                                    reranker=reranker, prefix_cache_mb=prefix_cache_mb, compile=compile)
@@ -133,6 +142,8 @@ class ChatApp(App):
                                       max_steps=max_steps)
         self.tool_choice: Any = "auto"  # OpenAI tool_choice for the model's turns (see quark.agent.choice)
         self._panels: dict[str, ToolPanel] = {}
+        self.home, self.image_model_name, self._image_device = home, image_model, device
+        self._image_model = None  # loaded on the first /image
         self._start_conversation, self._start_checkpoint = conversation_id, checkpoint
         self._engine_lock = threading.Lock()  # one model load or turn at a time
         self._cancel: threading.Event | None = None
@@ -145,6 +156,7 @@ class ChatApp(App):
         self._sent_at = 0.0
         self.first_token_latency: float | None = None  # Enter → first streamed text on screen, seconds
         self.last_result: TurnResult | None = None
+        self.last_image: str | None = None  # the path of the latest /image
 
     # ---- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -446,8 +458,41 @@ class ChatApp(App):
             session.fork(int(target))
             await self._show_conversation()
             self.notify(f"continuing from message #{target}; the other branch is kept")
+        elif command.name == "image":
+            if not arg.strip():
+                raise QuarkError("usage: /image PROMPT")
+            self._status("drawing…")
+            self._draw(arg.strip())
         else:  # help, or an unknown command: the help panel, saying which was unknown
             self.action_help(arg)
+
+    @work(thread=True, group="image")
+    def _draw(self, prompt: str) -> None:
+        """/image: generate with the image model (off the UI thread), save it, then show it inline."""
+        from quark.device import resolve_device
+        from quark.image.generate import ImageModel
+
+        try:
+            if self._image_model is None:
+                device = resolve_device(self._image_device)
+                self._image_model = ImageModel(self.home, self.image_model_name, device=device)
+            asset = self._image_model.generate(prompt)[0]
+            self.post_message(ImageReady(prompt, asset.path))
+        except QuarkError as exc:  # not TurnFailed: a chat turn may be streaming meanwhile
+            self.call_from_thread(self.notify, str(exc), severity="error", timeout=10)
+            self.call_from_thread(self._status, "ready")
+
+    @on(ImageReady)
+    async def _image_ready(self, event: ImageReady) -> None:
+        from textual_image.widget import Image as ImageWidget
+
+        messages = self.query_one("#messages", VerticalScroll)
+        view = ImageWidget(event.path, classes="generated-image")
+        await messages.mount_all([MessageView("user", f"/image {event.prompt}"), view,
+                                  MessageView("assistant", f"saved `{event.path}`")])
+        messages.scroll_end(animate=False)
+        self.last_image = event.path
+        self._status("ready")
 
     def _require_idle(self) -> None:
         if self._cancel is not None:
@@ -628,9 +673,11 @@ def run_app(home: Home, *, model: str | None = None, conversation_id: int | None
             checkpoint: str | None = None, adapter: str | None = None, device: str = "auto",
             quantize: str | None = None, index: str | None = None, reranker: str | None = None,
             tools: str | None = None, workspace: str | None = None, allow_risky: bool = False,
-            max_steps: int = 4, prefix_cache_mb: float = 512.0, compile: str = "auto") -> None:
+            max_steps: int = 4, prefix_cache_mb: float = 512.0, compile: str = "auto",
+            image_model: str | None = None) -> None:
     # A bad config.toml is a one-line error before the screen opens.
     check_keys(load_config(home.config_path).keys, home.config_path)
     ChatApp(home, model=model, conversation_id=conversation_id, checkpoint=checkpoint, adapter=adapter, device=device,
             quantize=quantize, index=index, reranker=reranker, tools=tools, workspace=workspace,
-            allow_risky=allow_risky, max_steps=max_steps, prefix_cache_mb=prefix_cache_mb, compile=compile).run()
+            allow_risky=allow_risky, max_steps=max_steps, prefix_cache_mb=prefix_cache_mb, compile=compile,
+            image_model=image_model).run()

@@ -20,7 +20,7 @@ from quark.evaluation.results import EvalResult
 CURVE_KEYS = ("loss", "val_loss")
 # The metric each task is summarised by, first in the table.
 HEADLINE = {"perplexity": "perplexity", "humaneval": "pass@1", "mbpp": "pass@1", "docqa": "f1", "choice": "acc",
-            "redteam": "helpful_harmless", "mesh": "built"}
+            "redteam": "helpful_harmless", "mesh": "built", "image": "colour"}
 
 Curves = dict[str, list[tuple[int, float]]]
 

@@ -59,7 +59,8 @@ def model_run(model_folder: Path) -> str | None:
 
 HEADLINE = {"perplexity": ("perplexity",), "humaneval": ("pass@1",), "mbpp": ("pass@1",),
             "docqa": ("exact_match", "f1", "citation_coverage"), "choice": ("acc", "acc_norm"),
-            "redteam": ("helpful_harmless", "unsupported_rate"), "mesh": ("built", "chamfer_p2s", "chamfer_p2p")}
+            "redteam": ("helpful_harmless", "unsupported_rate"), "mesh": ("built", "chamfer_p2s", "chamfer_p2p"),
+            "image": ("colour", "position", "shape", "size")}
 _SCORES = "## Evaluation"
 
 

@@ -1,4 +1,5 @@
-"""The OpenAI-compatible HTTP API over one Engine: chat, completions, embeddings, models.
+"""The OpenAI-compatible HTTP API over one Engine: chat, completions, embeddings, models (and
+image models beside it, quark.serving.images).
 
 Handlers validate and tokenize on the event loop, then hand rows to the Batcher, whose worker
 thread runs the model; streamed answers are Server-Sent Events in OpenAI's chunk format ending
@@ -16,7 +17,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -48,6 +49,9 @@ from quark.tokenizer.chat_template import with_tools_prompt
 # generated tokens are charged to its tokens-per-minute limit without threading it through routes.
 _caller: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("quark_caller", default=None)
 
+if TYPE_CHECKING:
+    from quark.serving.images import ImageService
+
 
 def _sse(data: dict[str, Any] | str) -> str:
     return f"data: {data if isinstance(data, str) else json.dumps(data, separators=(',', ':'))}\n\n"
@@ -57,9 +61,10 @@ class Service:
     """What the routes share: the engine, its batcher, keys, limits and metrics."""
 
     def __init__(self, engine: Engine, *, keys: KeyStore | None, defaults: dict[str, Any], max_batch: int,
-                 gather_seconds: float, require_key: bool = False) -> None:
+                 gather_seconds: float, require_key: bool = False, images: ImageService | None = None) -> None:
         self.engine, self.keys, self.defaults = engine, keys, {**DEFAULT_GENERATION, **defaults}
         self.require_key = require_key
+        self.images = images
         self.metrics = Metrics(engine.prefix_cache)
         self.batcher = Batcher(engine, max_batch=max_batch, gather_seconds=gather_seconds,
                                stats=self.metrics.batch_stats())
@@ -93,6 +98,9 @@ class Service:
         return caller
 
     def check_model(self, name: str) -> None:
+        if self.images is not None and name in self.images:
+            raise APIError(400, f"'{name}' is an image model: send it to /v1/images/generations.", param="model",
+                           code="model_not_supported")
         if name != self.engine.name:
             raise APIError(404, f"The model '{name}' does not exist; this server serves '{self.engine.name}'.",
                            param="model", code="model_not_found")
@@ -176,12 +184,16 @@ def _routes(service: Service) -> APIRouter:
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(service.authorize)])
     engine = service.engine
 
+    image_cards = {card["id"]: card for card in service.images.model_cards()} if service.images else {}
+
     @v1.get("/models")
     async def list_models() -> dict:
-        return {"object": "list", "data": [service.model_card()]}
+        return {"object": "list", "data": [service.model_card(), *image_cards.values()]}
 
     @v1.get("/models/{model_id}")
     async def get_model(model_id: str) -> dict:
+        if model_id in image_cards:
+            return image_cards[model_id]
         service.check_model(model_id)
         return service.model_card()
 
@@ -264,6 +276,10 @@ def _routes(service: Service) -> APIRouter:
         return {"object": "list", "model": engine.name, "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
                 "data": [{"object": "embedding", "index": i, "embedding": encode(v)} for i, v in enumerate(vectors)]}
 
+    if service.images is not None:
+        from quark.serving.images import image_routes  # diffusers loads only for a server with image models
+
+        v1.include_router(image_routes(service.images))
     return v1
 
 
@@ -362,13 +378,14 @@ async def _completion_chunks(service: Service, jobs, rid: str, created: int, pro
 
 def create_app(engine: Engine, *, keys: KeyStore | None = None, defaults: dict[str, Any] | None = None,
                max_batch: int = 16, gather_seconds: float = 0.01, require_key: bool = False,
-               embedding_head=None) -> FastAPI:
+               embedding_head=None, images: ImageService | None = None) -> FastAPI:
     """The FastAPI app serving `engine` (under its name). `keys`: require and rate-limit API keys
     as the home says (quark.serving.keys); `require_key`: always require one (a server bound
     beyond loopback); `defaults`: the model's generation_config.json; `embedding_head`: the model's
-    trained embedding head (quark.retrieval.embedding.load_head), which /v1/embeddings then uses."""
+    trained embedding head (quark.retrieval.embedding.load_head), which /v1/embeddings then uses;
+    `images`: image models served beside it at /v1/images/generations (quark.serving.images)."""
     service = Service(engine, keys=keys, defaults=defaults or {}, max_batch=max_batch, gather_seconds=gather_seconds,
-                      require_key=require_key)
+                      require_key=require_key, images=images)
     service.embedding_head = embedding_head
 
     @asynccontextmanager

@@ -12,8 +12,9 @@ is the same whether a global batch runs in one process, accumulated, or spread o
 loss over masked tokens (SFT) or pairs (DPO) is weighted per item, not per micro-batch. The loop
 does gradient accumulation, clipping, AdamW with a warm-up + cosine/WSD schedule, bf16 autocast on
 CUDA, DDP/FSDP2 under torchrun, checkpoints every N steps (resumable under another world size),
-validation and an `on_eval` hook (pretraining prints a greedy sample), metrics.jsonl and the
-progress bar with loss, tokens/s, MFU and ETA.
+validation and an `on_eval` hook (pretraining prints a greedy sample), an `on_step` hook after each optimizer step
+(the image model's EMA), metrics.jsonl and the progress bar with loss, tokens/s (or `items`/s in
+another `unit`), MFU and ETA.
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ class Batches(Protocol):
 
 
 LossFn = Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, torch.Tensor]]
+
+
+def batch_tokens(batch: dict[str, torch.Tensor]) -> int:
+    """The tokens a language-model batch holds (the progress bar's rate and `tokens` in metrics)."""
+    return batch["input_ids"].numel()
 
 
 def causal_lm_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,10 +142,14 @@ class Trainer:
     def __init__(self, model: nn.Module, optim: OptimConfig, train: TrainConfig, data: Batches, *, env: Dist,
                  run_dir: Path, loss_fn: LossFn = causal_lm_loss, val: Batches | None = None, val_samples: int = 0,
                  on_eval: Callable[[nn.Module], dict[str, Any]] | None = None, flops_per_token: float = 0.0,
-                 progress: bool = True, label: str = "pretrain") -> None:
+                 progress: bool = True, label: str = "pretrain",
+                 on_step: Callable[[nn.Module, int], None] | None = None,
+                 items: Callable[[dict[str, torch.Tensor]], int] = batch_tokens, unit: str = "tok") -> None:
         self.optim, self.train, self.data, self.env, self.run_dir = optim, train, data, env, Path(run_dir)
         self.loss_fn, self.val, self.on_eval, self.flops_per_token = loss_fn, val, on_eval, flops_per_token
         self.label = label  # the progress bar's task name
+        # What a step processes, for the rate: tokens by default; an image model counts images.
+        self.on_step, self.items, self.unit = on_step, items, unit
         # Whole val batches per process, the same number on each (FSDP needs every process in every forward).
         self.val_per_process = val_samples // env.world if val is not None else 0
         self.show_progress = progress and env.is_main
@@ -182,7 +192,7 @@ class Trainer:
                 loss_sum.backward()
             totals[0] += loss_sum.detach()
             totals[1] += count
-            tokens += batch["input_ids"].numel()
+            tokens += self.items(batch)
         loss_total, count_total = env.all_reduce_sum(totals).tolist()
         # Processes average their gradients of summed losses; rescale to the mean over all items.
         scale = env.world / max(count_total, 1.0)
@@ -195,6 +205,8 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.on_step is not None:  # e.g. an EMA of the weights, kept inside the model so checkpoints hold it
+            self.on_step(unwrap(self.model), self.step + 1)
         return loss_total / max(count_total, 1.0), norm, lr, tokens * env.world
 
     @torch.no_grad()
@@ -245,8 +257,8 @@ class Trainer:
         peak, peak_source = peak_flops(env.device, self.compute_dtype) if env.is_main else (0.0, "")
         busy = 0.0
         tokens_at_start = self.tokens
-        bar = progress_bar(enabled=self.show_progress,
-                           fields="loss {task.fields[loss]} · {task.fields[tps]} tok/s · MFU {task.fields[mfu]}")
+        fields = f"loss {{task.fields[loss]}} · {{task.fields[tps]}} {self.unit}/s · MFU {{task.fields[mfu]}}"
+        bar = progress_bar(enabled=self.show_progress, fields=fields)
         quiet = lambda _: None  # noqa: E731
         say = bar.console.print if self.show_progress else (log if log and env.is_main else quiet)
         try:
