@@ -14,9 +14,9 @@ import argparse
 import tempfile
 import time
 
+from quark.data.executors import RAY_RUNTIME_ENV, ExecutorOptions
 from quark.data.ingest import ingest
 from quark.data.refine import dedup
-from quark.data.executors import RAY_RUNTIME_ENV, ExecutorOptions
 from quark.home import Home
 
 

@@ -26,6 +26,8 @@ import time
 import fast_simplification
 import numpy as np
 import trimesh
+from _common import machine, preset_engine  # benchmarks/_common.py
+from _results import write_section  # benchmarks/_results.py
 
 from quark.home import Home
 from quark.inference import SamplingParams
@@ -35,9 +37,6 @@ from quark.mesh.generate import messages_for
 from quark.mesh.pipeline import Timings, write_asset
 from quark.mesh.program import example_names, load_example
 from quark.mesh.solid import Group, Solid
-
-from _common import machine, preset_engine  # benchmarks/_common.py
-from _results import write_section  # benchmarks/_results.py
 
 SECTION = "## Mesh"
 

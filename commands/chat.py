@@ -199,7 +199,7 @@ def _serve_web(cli: Cli, host: str, port: int, **options: object) -> None:
     command = [sys.executable, "-m", "quark", "chat", "--tui", "--home", str(cli.home.root)]
     for name, value in options.items():
         if value is not None:
-            command += [f"--{name}", str(getattr(value, "value", value))]  # an enum option by its value
+            command += [f"--{name.replace('_', '-')}", str(getattr(value, "value", value))]  # an enum option by its value
     server, auth = open_web_chat(shlex.join(command), cli.home.db_path, host, port)
     if cli.json:
         print(json.dumps({"url": server.public_url, "auth": auth}), flush=True)

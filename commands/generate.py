@@ -9,8 +9,8 @@ import typer
 from quark.commands._cli import Cli, quark_command
 from quark.commands._options import AdapterOption, DeviceOption, ModelOption, QuantizeOption, quantize_mode
 from quark.inference import Engine
-from quark.inputs import read_stdin_text
 from quark.inference.sampling import sampling_params
+from quark.inputs import read_stdin_text
 from quark.modelfolder import generation_defaults
 
 

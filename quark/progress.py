@@ -32,7 +32,7 @@ class LazyProgress(Progress):
     Commands open the bar, then validate their arguments inside it; an argument error raised
     before the first unit of work then prints its one error line alone, not after a bar at 0%."""
 
-    def __enter__(self) -> "LazyProgress":
+    def __enter__(self) -> LazyProgress:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

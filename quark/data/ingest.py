@@ -22,7 +22,6 @@ from quark.data import catalog
 from quark.data.executors import ExecutorOptions, StageRunner
 from quark.data.licenses import UNKNOWN_POLICIES
 from quark.data.pipeline import DEDUP_METHODS, ingest_stages, plan_readers, topics_reader
-from quark.data.shards import list_shards
 from quark.data.sources import BUILTIN_LICENSE, Plan, plan_paths, plan_stdlib
 from quark.errors import QuarkError
 from quark.home import Home, validate_name

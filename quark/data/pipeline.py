@@ -26,10 +26,22 @@ from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets, MinhashDedupCl
 from datatrove.pipeline.readers import ParquetReader
 from datatrove.pipeline.writers import ParquetWriter
 
-from quark.data.dedup import (ExactDedupFilter, ExactDedupIndex, NearDuplicateFilter, PositionFilter,
-                              SplitWordTokenizer, minhash_config)
-from quark.data.readers import (ArrowReader, PydocTopicsReader, StagedShardReader, StrictJsonlReader, TextFileReader,
-                                record_adapter)
+from quark.data.dedup import (
+    ExactDedupFilter,
+    ExactDedupIndex,
+    NearDuplicateFilter,
+    PositionFilter,
+    SplitWordTokenizer,
+    minhash_config,
+)
+from quark.data.readers import (
+    ArrowReader,
+    PydocTopicsReader,
+    StagedShardReader,
+    StrictJsonlReader,
+    TextFileReader,
+    record_adapter,
+)
 from quark.data.shards import COMPRESSION, SCHEMA, SPLIT, document_row
 from quark.data.simhash import SimhashCluster, SimhashConfig, SimhashSignature
 from quark.data.sources import Plan

@@ -20,11 +20,11 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from quark.data import catalog
+from quark.data.executors import ExecutorOptions, StageRunner
 from quark.data.filters import FilterSpec
 from quark.data.pipeline import DEDUP_METHODS, Stage, dedup_stages, filter_stage, reread_stage
 from quark.data.shards import describe_shard, list_shards
 from quark.errors import QuarkError
-from quark.data.executors import ExecutorOptions, StageRunner
 from quark.home import Home
 
 MANIFEST = "manifest.json"

@@ -40,8 +40,8 @@ class Case:
 
 def held_out(seed: int = 0, val_fraction: float = 0.05, limit: int | None = None) -> list[Case]:
     """The val split that `quark data synth --kind mesh --seed S --val-fraction F` writes."""
-    from quark.mesh.synth import mesh_rows
     from quark.data.synth import in_validation
+    from quark.mesh.synth import mesh_rows
 
     cases = [Case(row["messages"][0]["content"], parse_program_text(row["messages"][1]["content"]))
              for group, row in mesh_rows(seed) if in_validation(group, seed, val_fraction)]

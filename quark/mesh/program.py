@@ -131,7 +131,7 @@ class Extrude(_Node):
     height: Length
 
     @model_validator(mode="after")
-    def _has_area(self) -> "Extrude":
+    def _has_area(self) -> Extrude:
         if polygon_region(self.points).area() < 1e-6:
             raise ValueError("the polygon encloses no area (its points are collinear or repeated): it is not a volume")
         return self
@@ -142,7 +142,7 @@ class Boolean(_Node):
     intersection: only what every child shares."""
 
     type: Literal["union", "difference", "intersection"]
-    children: Annotated[list["Node"], Field(min_length=2, max_length=MAX_CHILDREN)]
+    children: Annotated[list[Node], Field(min_length=2, max_length=MAX_CHILDREN)]
 
 
 Node = Annotated[Union[Box, Sphere, Cylinder, Cone, Torus, Capsule, Extrude, Boolean], Field(discriminator="type")]
@@ -170,7 +170,7 @@ class Program(BaseModel):
     segments: Annotated[int, Field(ge=8, le=128)] = 48
 
     @model_validator(mode="after")
-    def _bounded(self) -> "Program":
+    def _bounded(self) -> Program:
         nodes = sum(count_nodes(p.shape) for p in self.parts)
         if nodes > MAX_NODES:
             raise ValueError(f"{nodes} nodes; at most {MAX_NODES}")

@@ -32,7 +32,7 @@ class Solid:
             raise ValueError("one group index per face")
 
     @classmethod
-    def single(cls, mesh: trimesh.Trimesh, group: Group) -> "Solid":
+    def single(cls, mesh: trimesh.Trimesh, group: Group) -> Solid:
         return cls(mesh, np.zeros(len(mesh.faces), dtype=np.int64), [group])
 
     @property
@@ -41,7 +41,7 @@ class Solid:
         table = np.array([g.rgba for g in self.groups], dtype=np.uint8).reshape(-1, 4)
         return table[self.face_group]
 
-    def with_mesh(self, mesh: trimesh.Trimesh, face_group: np.ndarray) -> "Solid":
+    def with_mesh(self, mesh: trimesh.Trimesh, face_group: np.ndarray) -> Solid:
         """The same groups on new geometry, dropping groups no face uses any more."""
         used = np.unique(face_group)
         remap = np.full(len(self.groups), -1, dtype=np.int64)

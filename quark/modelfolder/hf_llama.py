@@ -24,7 +24,15 @@ from safetensors.torch import save_file
 
 from quark.atomic import atomic_dir
 from quark.errors import QuarkError
-from quark.modelfolder import DEFAULT_GENERATION, check_state, generation_defaults, load_model, load_state, read_config_json, save_model
+from quark.modelfolder import (
+    DEFAULT_GENERATION,
+    check_state,
+    generation_defaults,
+    load_model,
+    load_state,
+    read_config_json,
+    save_model,
+)
 from quark.models.llm import LLM, LLMConfig
 from quark.tokenizer import Tokenizer
 

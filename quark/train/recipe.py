@@ -24,8 +24,8 @@ import yaml
 
 from quark import recipes
 from quark.errors import QuarkError
-from quark.train.loggers import parse_loggers
 from quark.models.llm import PRESETS, LLMConfig
+from quark.train.loggers import parse_loggers
 
 Schedule = Literal["cosine", "wsd"]
 Strategy = Literal["ddp", "fsdp"]
