@@ -88,7 +88,8 @@ def main() -> None:
     plain = Solid.single(sphere, Group("ball", (200, 40, 40, 255)))
     halves = (sphere.triangles_center[:, 2] > 0).astype(np.int64)
     two = Solid(sphere, halves, [Group("ball", (200, 40, 40, 255)), Group("ball", (40, 90, 200, 255))])
-    simplify = {"one colour": simplify_rounds(plain, 8192, args.rounds), "two colours": simplify_rounds(two, 8192, args.rounds)}
+    simplify = {"one colour": simplify_rounds(plain, 8192, args.rounds),
+                "two colours": simplify_rounds(two, 8192, args.rounds)}
 
     stage_names = ("validate", "build", "repair", "decimate", "export", "render")
     with tempfile.TemporaryDirectory() as tmp:
@@ -100,7 +101,8 @@ def main() -> None:
 
     lines = [SECTION, "",
              f"`python benchmarks/mesh.py --write` — {dt.date.today().isoformat()}, 2-core CPU, shared "
-             f"({machine()}); trimesh {trimesh.__version__}, fast-simplification {fast_simplification.__version__}.", "",
+             f"({machine()}); trimesh {trimesh.__version__}, fast-simplification "
+             f"{fast_simplification.__version__}.", "",
              "### Simplify throughput (icosphere, 81,920 → 8,192 faces, best of "
              f"{args.rounds} interleaved rounds)", "",
              "| mesh | kept faces | watertight | fast-simplification faces/s | Quark `decimate` faces/s | **ratio** |",
@@ -113,11 +115,14 @@ def main() -> None:
               "|---|---:|---:|" + "---:|" * (len(stage_names) + 1)]
     for b in builds:
         lines.append(f"| {b['example']} | {b['faces_built']:,} | {b['faces']:,} | "
-                     + " | ".join(f"{b.get(s, 0):.3f}" for s in stage_names) + f" | {sum(b.get(s, 0) for s in stage_names):.3f} |")
+                     + " | ".join(f"{b.get(s, 0):.3f}" for s in stage_names)
+                     + f" | {sum(b.get(s, 0) for s in stage_names):.3f} |")
     total = llm + sum(generate.get(s, 0) for s in stage_names)
-    lines += ["", f"### `mesh generate` by stage (seconds): mug, LLM = {tokens} tokens greedy with the `tiny` preset", "",
+    lines += ["", f"### `mesh generate` by stage (seconds): mug, LLM = {tokens} tokens greedy with the `tiny` "
+                  "preset", "",
               "| llm | " + " | ".join(stage_names) + " | total |", "|" + "---:|" * (len(stage_names) + 2),
-              f"| {llm:.3f} | " + " | ".join(f"{generate.get(s, 0):.3f}" for s in stage_names) + f" | {total:.3f} |", ""]
+              f"| {llm:.3f} | " + " | ".join(f"{generate.get(s, 0):.3f}" for s in stage_names)
+              + f" | {total:.3f} |", ""]
     text = "\n".join(lines)
     print(text)
     if args.write:

@@ -42,8 +42,8 @@ def one(client: httpx.Client, base: str, kind: str, i: int, max_tokens: int) -> 
     messages = [{"role": "user", "content": f"request {i}: write a function"}]
     start = time.perf_counter()
     if kind == "completion":
-        r = client.post(f"{base}/v1/completions", json={"model": "bench", "prompt": f"def f{i}(", "max_tokens": max_tokens,
-                                                          "seed": i})
+        r = client.post(f"{base}/v1/completions", json={"model": "bench", "prompt": f"def f{i}(",
+                                                          "max_tokens": max_tokens, "seed": i})
         r.raise_for_status()
         assert r.json()["choices"][0]["text"] is not None
         return time.perf_counter() - start
@@ -138,7 +138,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"preset {args.preset}: {args.clients} clients x {args.requests} requests, <= {args.max_tokens} tokens each\n")
+    print(f"preset {args.preset}: {args.clients} clients x {args.requests} requests, <= {args.max_tokens} tokens "
+          "each\n")
     print("| kind | requests | p50 s | p95 s | p99 s |\n|---|---|---|---|---|")
     for kind, row in result["latency"].items():
         print(f"| {kind} | {row['n']} | {row['p50_s']:.3f} | {row['p95_s']:.3f} | {row['p99_s']:.3f} |")

@@ -115,8 +115,10 @@ def main() -> None:
         ("run_code `print(1)` in bubblewrap", f"{run_code:.0f} ms"),
     ]
     table = "\n".join(f"| {a} | {b} |" for a, b in rows)
-    text = (f"{SECTION}\n\n`python benchmarks/tool_calls.py --write` — {date}, {platform.processor() or platform.machine()}, "
-            f"2-core CPU, shared (load average {os.getloadavg()[0]:.1f}); Python {platform.python_version()}. Medians of {args.calls} calls "
+    text = (f"{SECTION}\n\n`python benchmarks/tool_calls.py --write` — {date}, "
+            f"{platform.processor() or platform.machine()}, "
+            f"2-core CPU, shared (load average {os.getloadavg()[0]:.1f}); Python {platform.python_version()}. Medians "
+            f"of {args.calls} calls "
             f"({args.fetches} fetches, {args.runs} sandbox runs); quark.db on local disk (WAL).\n\n"
             f"| measure | median |\n|---|---:|\n{table}\n")
     print(text)

@@ -117,7 +117,8 @@ def run_guarded(fn: Callable[[], Any], debug: bool, err: Console | None = None, 
             message = (f"the disk refused a write: full, or over a file-size limit ({one_line(str(exc))}); "
                        "nothing half-written was kept")
         else:
-            message = f"internal error: {type(exc).__name__}: {one_line(str(exc))} (rerun with --debug for the traceback)"
+            message = (f"internal error: {type(exc).__name__}: {one_line(str(exc))} (rerun with --debug for the "
+                       "traceback)")
         err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
         raise fail(message, 1) from None
 

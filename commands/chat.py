@@ -39,9 +39,11 @@ def chat(
     cli: Cli,
     ctx: typer.Context,
     message: Annotated[Optional[str], typer.Option("--message", help="Send one message and print the reply "
-                                                   "('-', or omitted when stdin is not a terminal: read from stdin).")] = None,
+                                                   "('-', or omitted when stdin is not a terminal: read from "
+                                                   "stdin).")] = None,
     conversation: Annotated[Optional[int], typer.Option("--conversation", min=1,
-                                                        help="Continue this conversation (default: a new one).")] = None,
+                                                        help="Continue this conversation (default: a new "
+                                                             "one).")] = None,
     continue_last: Annotated[bool, typer.Option("--continue", "-c", help="Continue the most recent conversation "
                                                 "(as `llm -c`).")] = False,
     checkpoint: Annotated[Optional[str], typer.Option("--checkpoint", help="Restore this checkpoint first (into "
@@ -61,7 +63,8 @@ def chat(
     system: Annotated[Optional[str], typer.Option("--system", help="Set the conversation's system prompt.")] = None,
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Longest reply, in tokens.")] = None,
     temperature: Annotated[Optional[float], typer.Option("--temperature", min=0.0, help="0 is greedy.")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Sampling seed, for a reproducible reply.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", min=0,
+                                                help="Sampling seed, for a reproducible reply.")] = None,
     tools: Annotated[Optional[str], typer.Option("--tools", help="Let the model call these tools: groups "
                                                  "(web, code, files, memory, all) or tool names, comma-separated "
                                                  "(see `quark tools list`).")] = None,
@@ -199,7 +202,8 @@ def _serve_web(cli: Cli, host: str, port: int, **options: object) -> None:
     command = [sys.executable, "-m", "quark", "chat", "--tui", "--home", str(cli.home.root)]
     for name, value in options.items():
         if value is not None:
-            command += [f"--{name.replace('_', '-')}", str(getattr(value, "value", value))]  # an enum option by its value
+            # an enum option by its value
+            command += [f"--{name.replace('_', '-')}", str(getattr(value, "value", value))]
     server, auth = open_web_chat(shlex.join(command), cli.home.db_path, host, port)
     if cli.json:
         print(json.dumps({"url": server.public_url, "auth": auth}), flush=True)

@@ -13,7 +13,8 @@ from quark.commands._executor_options import executor_options
 from quark.data.executors import ExecutorOptions
 from quark.progress import progress_bar
 
-data = group("data", "Curate corpora: ingest, dedup, filter, stats, mix, remove, export (Parquet datasets + DuckDB catalog).")
+data = group("data", "Curate corpora: ingest, dedup, filter, stats, mix, remove, export (Parquet datasets + DuckDB "
+                     "catalog).")
 
 
 class Format(str, Enum):
@@ -42,13 +43,26 @@ class UnknownLicence(str, Enum):
 @executor_options
 def ingest(
     cli: Cli,
-    paths: Annotated[Optional[list[Path]], typer.Argument(help="Files and folders: text, source, JSONL, Parquet, git checkouts.")] = None,
-    name: Annotated[Optional[str], typer.Option("--name", help="Dataset name (default: the first path's name).")] = None,
-    builtin: Annotated[Optional[Builtin], typer.Option("--builtin", help="Ingest the built-in corpus instead: stdlib-code + stdlib-text.")] = None,
-    text_field: Annotated[str, typer.Option("--text-field", help="JSONL field / Parquet column holding the text.")] = "text",
-    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Read at most N files per folder (and N doc topics), spread evenly: a quick trial.")] = None,
-    unknown_licence: Annotated[UnknownLicence, typer.Option("--unknown-licence", "--unknown-license", help="Documents with no licence found: keep, drop, or auto (drop inside a copyleft folder or repository, keep elsewhere).")] = UnknownLicence.auto,
-    dedup: Annotated[DedupMethod, typer.Option("--dedup", help="Near-duplicate method after exact (sha256) dedup: minhash, simhash, exact (exact only) or none (run quark data dedup later).")] = DedupMethod.minhash,
+    paths: Annotated[Optional[list[Path]], typer.Argument(help="Files and folders: text, source, JSONL, Parquet, git "
+                                                               "checkouts.")] = None,
+    name: Annotated[Optional[str], typer.Option("--name",
+                                                help="Dataset name (default: the first path's name).")] = None,
+    builtin: Annotated[Optional[Builtin], typer.Option("--builtin",
+                                                       help="Ingest the built-in corpus instead: stdlib-code + "
+                                                            "stdlib-text.")] = None,
+    text_field: Annotated[str, typer.Option("--text-field",
+                                            help="JSONL field / Parquet column holding the text.")] = "text",
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1,
+                                                 help="Read at most N files per folder (and N doc topics), spread "
+                                                      "evenly: a quick trial.")] = None,
+    unknown_licence: Annotated[UnknownLicence, typer.Option("--unknown-licence", "--unknown-license",
+                                                            help="Documents with no licence found: keep, drop, or auto "
+                                                                 "(drop inside a copyleft folder or repository, keep "
+                                                                 "elsewhere).")] = UnknownLicence.auto,
+    dedup: Annotated[DedupMethod, typer.Option("--dedup",
+                                               help="Near-duplicate method after exact (sha256) dedup: minhash, "
+                                                    "simhash, exact (exact only) or none (run "
+                                                    "quark data dedup later).")] = DedupMethod.minhash,
     *,
     executor: ExecutorOptions,
 ) -> dict[str, Any]:
@@ -83,7 +97,8 @@ def ingest(
         task = progress.add_task("ingest", total=datasets * stage_count(dedup.value), unit="stage")
         result = run_ingest(cli.home, paths or [], name=name, builtin=builtin.value if builtin else None,
                             text_field=text_field, limit=limit, options=executor,
-                            unknown_license=unknown_licence.value, dedup=dedup.value, on_stage=lambda dataset, stage: progress.update(task, advance=1,
+                            unknown_license=unknown_licence.value, dedup=dedup.value,
+                            on_stage=lambda dataset, stage: progress.update(task, advance=1,
                                                                             description=f"{dataset}: {stage}"))
     for summary in result["datasets"]:
         cli.print(_ingest_table(summary))
@@ -123,8 +138,15 @@ def _refine_table(result: dict[str, Any], what: str) -> Table:
 def dedup(
     cli: Cli,
     dataset: Annotated[str, typer.Argument(help="The dataset to deduplicate.")],
-    method: Annotated[DedupMethod, typer.Option("--method", help="minhash (Jaccard of word 5-grams), simhash (64-bit fingerprints, banded lookup) or exact (sha256 only); exact duplicates always go first.")] = DedupMethod.minhash,
-    threshold: Annotated[Optional[float], typer.Option("--threshold", help="Similarity in (0.5, 1] above which two documents are near duplicates: the Jaccard LSH threshold for minhash (default ~0.72), the share of agreeing fingerprint bits for simhash (default 0.906, 6 of 64 bits).")] = None,
+    method: Annotated[DedupMethod, typer.Option("--method",
+                                                help="minhash (Jaccard of word 5-grams), simhash (64-bit fingerprints, "
+                                                     "banded lookup) or exact (sha256 only); exact duplicates always "
+                                                     "go first.")] = DedupMethod.minhash,
+    threshold: Annotated[Optional[float], typer.Option("--threshold",
+                                                       help="Similarity in (0.5, 1] above which two documents are near "
+                                                            "duplicates: the Jaccard LSH threshold for minhash "
+                                                            "(default ~0.72), the share of agreeing fingerprint bits "
+                                                            "for simhash (default 0.906, 6 of 64 bits).")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Output dataset \\[default: DATASET-dedup].")] = None,
     *,
     executor: ExecutorOptions,
@@ -164,11 +186,22 @@ def filter_(
     dataset: Annotated[str, typer.Argument(help="The dataset to filter.")],
     min_chars: Annotated[Optional[int], typer.Option("--min-chars", help="Drop documents shorter than this.")] = None,
     max_chars: Annotated[Optional[int], typer.Option("--max-chars", help="Drop documents longer than this.")] = None,
-    lang: Annotated[Optional[list[str]], typer.Option("--lang", help="Keep only this language (python, en, ...); repeat for several.")] = None,
-    licence_deny: Annotated[Optional[list[str]], typer.Option("--licence-deny", "--license-deny", help="Drop documents whose licence matches this SPDX glob (GPL-*, unknown); repeat for several.")] = None,
-    toxicity: Annotated[Optional[float], typer.Option("--toxicity", help="Drop documents whose toxicity score (0-1, from the shipped weighted word list) is at or above this; 0.5 drops one threat or hateful phrase, or two insults.")] = None,
-    profanity: Annotated[bool, typer.Option("--profanity", help="Also drop every document with a profanity term.")] = False,
-    toxicity_terms: Annotated[Optional[Path], typer.Option("--toxicity-terms", help="Your own word list (TERM<TAB>CATEGORY<TAB>WEIGHT, like quark/data/toxicity_terms.tsv).")] = None,
+    lang: Annotated[Optional[list[str]], typer.Option("--lang",
+                                                      help="Keep only this language (python, en, ...); repeat for "
+                                                           "several.")] = None,
+    licence_deny: Annotated[Optional[list[str]], typer.Option("--licence-deny", "--license-deny",
+                                                              help="Drop documents whose licence matches this SPDX "
+                                                                   "glob (GPL-*, unknown); repeat for "
+                                                                   "several.")] = None,
+    toxicity: Annotated[Optional[float], typer.Option("--toxicity",
+                                                      help="Drop documents whose toxicity score (0-1, from the shipped "
+                                                           "weighted word list) is at or above this; 0.5 drops one "
+                                                           "threat or hateful phrase, or two insults.")] = None,
+    profanity: Annotated[bool, typer.Option("--profanity",
+                                            help="Also drop every document with a profanity term.")] = False,
+    toxicity_terms: Annotated[Optional[Path], typer.Option("--toxicity-terms",
+                                                           help="Your own word list (TERM<TAB>CATEGORY<TAB>WEIGHT, "
+                                                                "like quark/data/toxicity_terms.tsv).")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Output dataset \\[default: DATASET-filtered].")] = None,
     *,
     executor: ExecutorOptions,
@@ -208,7 +241,9 @@ def filter_(
 def stats(
     cli: Cli,
     dataset: Annotated[Optional[str], typer.Argument(help="A dataset name; all datasets when left out.")] = None,
-    by_language: Annotated[bool, typer.Option("--by-language", help="Documents, characters and share of characters per language.")] = False,
+    by_language: Annotated[bool, typer.Option("--by-language",
+                                              help="Documents, characters and share of characters per "
+                                                   "language.")] = False,
 ) -> dict[str, Any]:
     """Documents, characters, languages, licences and drop reasons from the catalog.
 
@@ -255,8 +290,15 @@ def stats(
 @quark_command(data, "mix")
 def mix(
     cli: Cli,
-    ratio: Annotated[Optional[list[str]], typer.Option("--ratio", help="DATASET=SHARE of characters; repeat per dataset (shares are normalised).")] = None,
-    language_weight: Annotated[Optional[list[str]], typer.Option("--language-weight", help="LANGUAGE=WEIGHT inside every input: a language's share of an input's characters is its characters times WEIGHT, normalised (unnamed languages weigh 1; 0 leaves one out); repeat per language.")] = None,
+    ratio: Annotated[Optional[list[str]], typer.Option("--ratio",
+                                                       help="DATASET=SHARE of characters; repeat per dataset (shares "
+                                                            "are normalised).")] = None,
+    language_weight: Annotated[Optional[list[str]], typer.Option("--language-weight",
+                                                                 help="LANGUAGE=WEIGHT inside every input: a "
+                                                                      "language's share of an input's characters is "
+                                                                      "its characters times WEIGHT, normalised "
+                                                                      "(unnamed languages weigh 1; 0 leaves one out); "
+                                                                      "repeat per language.")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Name of the blend (a dataset folder).")] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed for document order and sampling.")] = 0,
     chars: Annotated[Optional[int], typer.Option("--chars", min=1,

@@ -71,8 +71,11 @@ def register(root: typer.Typer) -> None:
 
 def demo(cli: Cli,
          force: Annotated[bool, typer.Option("--force", help="Redo the demo in a home an earlier demo made.")] = False,
-         fast: Annotated[bool, typer.Option("--fast", help="Seconds per stage instead of minutes (smoke test).")] = False,
-         steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="Pretraining steps [default: the tiny-cpu recipe's 600].")] = None,
+         fast: Annotated[bool, typer.Option("--fast",
+                                            help="Seconds per stage instead of minutes (smoke test).")] = False,
+         steps: Annotated[Optional[int], typer.Option("--steps", min=1,
+                                                      help="Pretraining steps [default: the tiny-cpu "
+                                                           "recipe's 600].")] = None,
          ) -> dict:
     """Run the whole pipeline on the built-in corpus: data → tokenizer → pretrain → SFT → eval → chat → image.
 

@@ -60,10 +60,13 @@ def perplexity(cli: Cli,
                model: ModelOption,
                data: Annotated[str, typer.Option("--data", "-d", help="Token set name under the home's tokens/.")],
                split: Annotated[str, typer.Option("--split", help="Split to score: train or val.")] = "val",
-               window: Annotated[Optional[int], typer.Option(min=1, help="Tokens per window \\[default: the model's context].")] = None,
+               window: Annotated[Optional[int], typer.Option(min=1,
+                                                             help="Tokens per window \\[default: the model's "
+                                                                  "context].")] = None,
                stride: Annotated[Optional[int], typer.Option(min=1, help="Targets scored per window after the first "
                                                                   "\\[default: the window, no overlap].")] = None,
-               max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Score only the first N tokens.")] = None,
+               max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=1,
+                                                                 help="Score only the first N tokens.")] = None,
                batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Windows per forward pass.")] = 8,
                run: Run = None, device: DeviceOption = "auto", quantize: QuantizeOption = None) -> dict:
     """Perplexity of a model on a token set's split, over windows of its context.
@@ -119,9 +122,11 @@ def _code_benchmark(cli: Cli, task: str, problems: list[CodeProblem], stops: tup
     return _store(cli, name, folder, run, task, metrics)
 
 
-Samples = Annotated[int, typer.Option("--samples", "-n", min=1, help="Completions per problem (pass@k for every k <= n).")]
+Samples = Annotated[int, typer.Option("--samples", "-n", min=1,
+                                      help="Completions per problem (pass@k for every k <= n).")]
 Temperature = Annotated[float, typer.Option("--temperature", "-t", help="Sampling temperature; 0 is greedy.")]
-Workers = Annotated[Optional[int], typer.Option("--workers", min=1, help="Programs run at once \\[default: cores + 2].")]
+Workers = Annotated[Optional[int], typer.Option("--workers", min=1,
+                                                help="Programs run at once \\[default: cores + 2].")]
 Timeout = Annotated[float, typer.Option("--timeout", min=0.001, help="Seconds each test program may run.")]
 Backend = Annotated[str, typer.Option("--sandbox", help=f"Sandbox backend: {', '.join(BACKENDS)}.")]
 Unsandboxed = Annotated[bool, typer.Option("--allow-unsandboxed", help="Run model-written code WITHOUT isolation "

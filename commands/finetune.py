@@ -16,13 +16,21 @@ Name = Annotated[str, typer.Option("--name",
                                    help="Run name; the result is models/NAME (or models/MODEL/adapters/NAME with "
                                         "--lora).")]
 Model = Annotated[Optional[str], model_option("Base model under models/ (not needed with --resume).")]
-Recipe = Annotated[Optional[str], typer.Option("--recipe", help="Shipped recipe (sft, dpo, reward) or a YAML file \\[default: the command's].")]
-Val = Annotated[Optional[str], typer.Option("--val", help="Held-out JSONL file \\[default: val.jsonl beside train.jsonl].")]
-Resume = Annotated[bool, typer.Option("--resume", help="Continue runs/NAME from its last checkpoint, with its own recipe.")]
-Set = Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe value: section.key=value (repeatable).")]
+Recipe = Annotated[Optional[str], typer.Option("--recipe",
+                                               help="Shipped recipe (sft, dpo, reward) or a YAML file \\[default: the "
+                                                    "command's].")]
+Val = Annotated[Optional[str], typer.Option("--val",
+                                            help="Held-out JSONL file \\[default: val.jsonl beside train.jsonl].")]
+Resume = Annotated[bool, typer.Option("--resume",
+                                      help="Continue runs/NAME from its last checkpoint, with its own recipe.")]
+Set = Annotated[Optional[list[str]], typer.Option("--set",
+                                                  help="Override a recipe value: section.key=value (repeatable).")]
 MaxSteps = Annotated[Optional[int], typer.Option("--max-steps", min=1, help="Same as --set train.max_steps=N.")]
-SaveEvery = Annotated[Optional[int], typer.Option("--save-every", min=0, help="Same as --set train.save_every=N (0: only the last step is saved).")]
-EvalEvery = Annotated[Optional[int], typer.Option("--eval-every", min=0, help="Same as --set train.eval_every=N (0: no validation).")]
+SaveEvery = Annotated[Optional[int], typer.Option("--save-every", min=0,
+                                                  help="Same as --set train.save_every=N (0: only the last step is "
+                                                       "saved).")]
+EvalEvery = Annotated[Optional[int], typer.Option("--eval-every", min=0,
+                                                  help="Same as --set train.eval_every=N (0: no validation).")]
 Seed = Annotated[Optional[int], typer.Option("--seed", min=0, help="Same as --set train.seed=N.")]
 Device = Annotated[Optional[str], device_option("Same as --set train.device=auto|cpu|cuda[:N].")]
 Loggers = Annotated[Optional[list[str]], typer.Option(
@@ -100,10 +108,13 @@ Pairs = Annotated[Optional[str], typer.Option("--data",
 
 @quark_command(finetune, "dpo")
 def dpo(cli: Cli, name: Name, model: Model = None, data: Pairs = None, val: Val = None, recipe: Recipe = None,
-        beta: Annotated[Optional[float], typer.Option("--beta", min=0.0, help="Same as --set dpo.beta=X: how far the policy may move from the reference.")] = None,
+        beta: Annotated[Optional[float], typer.Option("--beta", min=0.0,
+                                                      help="Same as --set dpo.beta=X: how far the policy may move from "
+                                                           "the reference.")] = None,
         lora: Lora = False, qlora: QLora = False, rank: Rank = None, alpha: Alpha = None, targets: Targets = None,
         resume: Resume = False, set_: Set = None, max_steps: MaxSteps = None, save_every: SaveEvery = None,
-        eval_every: EvalEvery = None, seed: Seed = None, device: Device = None, logger: Loggers = None) -> Optional[dict]:
+        eval_every: EvalEvery = None, seed: Seed = None, device: Device = None,
+        logger: Loggers = None) -> Optional[dict]:
     """Direct preference optimisation: prefer `chosen` over `rejected`, relative to the starting model.
 
     Loss per pair: -log σ(β·((log π(c) − log π(r)) − (log ref(c) − log ref(r))))
@@ -131,7 +142,8 @@ def dpo(cli: Cli, name: Name, model: Model = None, data: Pairs = None, val: Val 
 @quark_command(finetune, "reward")
 def reward(cli: Cli, name: Name, model: Model = None, data: Pairs = None, val: Val = None, recipe: Recipe = None,
            resume: Resume = False, set_: Set = None, max_steps: MaxSteps = None, save_every: SaveEvery = None,
-           eval_every: EvalEvery = None, seed: Seed = None, device: Device = None, logger: Loggers = None) -> Optional[dict]:
+           eval_every: EvalEvery = None, seed: Seed = None, device: Device = None,
+           logger: Loggers = None) -> Optional[dict]:
     """Train a reward model: a scalar head on the last token's hidden state, Bradley–Terry loss.
 
     The result is models/NAME (the fine-tuned network) with its head in

@@ -14,9 +14,13 @@ from quark.errors import QuarkError
 
 app = group("mesh", "Text to 3D through a validated scene program, and tools for any mesh file.")
 
-Faces = Annotated[Optional[int], typer.Option("--faces", help="Decimate to about this many faces (fast-simplification).")]
-Format = Annotated[Optional[str], typer.Option("--format", help="glb, gltf, obj, stl or ply \\[default: -o's extension, else glb].")]
-Out = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here \\[default: a new file under the home's assets/].")]
+Faces = Annotated[Optional[int], typer.Option("--faces",
+                                              help="Decimate to about this many faces (fast-simplification).")]
+Format = Annotated[Optional[str], typer.Option("--format",
+                                               help="glb, gltf, obj, stl or ply \\[default: -o's extension, else "
+                                                    "glb].")]
+Out = Annotated[Optional[Path], typer.Option("--output", "-o",
+                                             help="Write here \\[default: a new file under the home's assets/].")]
 Preview = Annotated[bool, typer.Option("--preview/--no-preview", help="Also write a PNG preview beside the mesh.")]
 
 
@@ -135,9 +139,11 @@ def info(cli: Cli, file: Annotated[Path, typer.Argument(help="A .glb, .gltf, .ob
 
 @quark_command(app, "simplify")
 def simplify(cli: Cli, file: Annotated[Path, typer.Argument(help="The mesh file to simplify.")],
-             output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the result (format by extension).")],
+             output: Annotated[Path, typer.Option("--output", "-o",
+                                                  help="Where to write the result (format by extension).")],
              faces: Faces = None,
-             ratio: Annotated[Optional[float], typer.Option("--ratio", help="Share of faces to keep, in (0, 1].")] = None) -> dict:
+             ratio: Annotated[Optional[float], typer.Option("--ratio",
+                                                            help="Share of faces to keep, in (0, 1].")] = None) -> dict:
     """Decimate a mesh to a face budget (--faces) or a share of its faces (--ratio).
 
     Example: quark mesh simplify scan.ply --faces 8000 -o scan-8k.glb
@@ -155,7 +161,8 @@ def simplify(cli: Cli, file: Annotated[Path, typer.Argument(help="The mesh file 
     export.save(simplified, output)
     result = {"input": str(file), "path": str(output), "faces_before": before, **checks(simplified.mesh),
               "seconds": round(seconds, 4)}
-    cli.print(f"{before:,} → {result['faces']:,} faces in {seconds:.3f} s, watertight {result['watertight']} → {output}")
+    cli.print(f"{before:,} → {result['faces']:,} faces in {seconds:.3f} s, watertight {result['watertight']} → "
+              f"{output}")
     return result
 
 

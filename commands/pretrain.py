@@ -23,13 +23,17 @@ def pretrain(
                                 help="Continue runs/NAME from its last checkpoint, with its own recipe."),
     set_: list[str] = typer.Option([], "--set", help="Override a recipe value: section.key=value (repeatable)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Same as --set train.max_steps=N."),
-    save_every: Optional[int] = typer.Option(None, "--save-every", min=0, help="Same as --set train.save_every=N (0: only the last step is saved)."),
-    eval_every: Optional[int] = typer.Option(None, "--eval-every", min=0, help="Same as --set train.eval_every=N (0: no validation)."),
+    save_every: Optional[int] = typer.Option(None, "--save-every", min=0,
+                                             help="Same as --set train.save_every=N (0: only the last step is saved)."),
+    eval_every: Optional[int] = typer.Option(None, "--eval-every", min=0,
+                                             help="Same as --set train.eval_every=N (0: no validation)."),
     seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Same as --set train.seed=N."),
     device: Annotated[Optional[str], device_option("Same as --set train.device=auto|cpu|cuda[:N].")] = None,
     strategy: Optional[str] = typer.Option(None, "--strategy", help="Same as --set train.strategy=ddp|fsdp."),
     nproc: int = typer.Option(1, "--nproc", min=1, help="Launch torchrun with this many processes on this machine."),
-    logger: list[str] = typer.Option([], "--logger", help="Also log to csv, tensorboard or wandb (offline), beside metrics.jsonl; repeatable. Same as --set train.loggers=csv,tensorboard."),
+    logger: list[str] = typer.Option([], "--logger",
+                                     help="Also log to csv, tensorboard or wandb (offline), beside metrics.jsonl; "
+                                          "repeatable. Same as --set train.loggers=csv,tensorboard."),
 ) -> Optional[dict]:
     """Pretrain a decoder-only transformer on a token set; resumable, single device or torchrun.
 

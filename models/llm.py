@@ -57,7 +57,8 @@ class LLMConfig:
                 ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
                 want = f"an integer >= {low}"
             else:
-                ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+                ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+                      and math.isfinite(value) and value > 0)
                 want = "a positive number"
             if not ok:
                 raise ValueError(f"field {f.name} must be {want}, got {value!r}")

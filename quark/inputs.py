@@ -61,7 +61,8 @@ def _decode(data: bytes, where: str) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise QuarkError(f"{where} is not UTF-8 text (bad byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+        raise QuarkError(f"{where} is not UTF-8 text (bad byte 0x{data[exc.start]:02x} at offset "
+                         f"{exc.start})") from None
 
 
 def read_bytes_file(path: Path | str, what: str = "file", max_bytes: int = DEFAULT_TEXT_CAP) -> bytes:
@@ -85,7 +86,8 @@ def read_json_file(path: Path | str, what: str = "file", max_bytes: int = DEFAUL
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise QuarkError(f"{what} {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+        raise QuarkError(f"{what} {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
+                         f"{exc.msg})") from None
 
 
 def read_stdin_text(max_bytes: int = STDIN_CAP, stream: BinaryIO | None = None) -> str:

@@ -70,7 +70,8 @@ def test_fifo_and_devices_are_refused_where_a_file_is_expected(quark, model_home
 
 
 @pytest.mark.parametrize("config, field", [({"n_embd": "64"}, "n_embd"), ({"n_layer": -2}, "n_layer"),
-                                           ({"vocab_size": 0}, "vocab_size"), ({"tie_embeddings": "yes"}, "tie_embeddings")])
+                                           ({"vocab_size": 0}, "vocab_size"),
+                                           ({"tie_embeddings": "yes"}, "tie_embeddings")])
 def test_config_json_with_wrong_types_names_file_and_field(quark, model_home: Path, config: dict, field: str) -> None:
     path = model_home / "models" / "tiny" / "config.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), **config}))

@@ -56,7 +56,8 @@ def test_colours_survive_booleans() -> None:
     solid = build_solid(load_example("mug"))
     assert {g.rgba[:3] for g in solid.groups} == {(200, 40, 40)}  # the cut faces are the mug's colour
     bicolour = parse_program({"parts": [{"name": "a", "color": "red", "shape": {"type": "union", "children": [
-        {"type": "box", "size": [1, 1, 1]}, {"type": "sphere", "radius": 0.6, "color": "blue", "translate": [0.5, 0, 0]}]}}]})
+        {"type": "box", "size": [1, 1, 1]},
+        {"type": "sphere", "radius": 0.6, "color": "blue", "translate": [0.5, 0, 0]}]}}]})
     assert len(build_solid(bicolour).groups) == 2
 
 
@@ -84,7 +85,8 @@ def test_every_format_round_trips_through_convert_and_info(quark, tmp_path: Path
         target = tmp_path / f"copy.{fmt}"
         quark("mesh", "convert", tmp_path / "table.glb", target)
         info = quark.json("mesh", "info", target)
-        assert (info["faces"], info["vertices"], info["watertight"]) == (reference["faces"], reference["vertices"], True), fmt
+        assert ((info["faces"], info["vertices"], info["watertight"])
+                == (reference["faces"], reference["vertices"], True)), fmt
         assert info["volume"] == pytest.approx(reference["volume"], rel=1e-4), fmt
         assert np.allclose(info["bounds"], reference["bounds"], atol=1e-4), fmt
         back = tmp_path / f"back-{fmt}.glb"
@@ -131,9 +133,11 @@ def test_bad_mesh_files_and_options_are_refused(quark, tmp_path: Path) -> None:
     _refused(quark, "mesh", "info", tmp_path / "mesh.xyz", says="unknown mesh format .xyz")
     _refused(quark, "mesh", "info", tmp_path / "missing.glb", says="no such file")
     quark("mesh", "build", "--example", "mug", "-o", tmp_path / "mug.glb", "--no-preview")
-    _refused(quark, "mesh", "convert", tmp_path / "mug.glb", tmp_path / "out" / "mug.fbx", says="unknown mesh format .fbx")
+    _refused(quark, "mesh", "convert", tmp_path / "mug.glb", tmp_path / "out" / "mug.fbx",
+             says="unknown mesh format .fbx")
     _refused(quark, "mesh", "build", "--example", "mug", "--faces", "0", "-o", out, says="--faces 0", unwritten=out)
-    _refused(quark, "mesh", "simplify", tmp_path / "mug.glb", "--faces", "0", "-o", out, says="--faces 0", unwritten=out)
+    _refused(quark, "mesh", "simplify", tmp_path / "mug.glb", "--faces", "0", "-o", out,
+             says="--faces 0", unwritten=out)
     _refused(quark, "mesh", "build", "--example", "mug", "--format", "fbx", says="unknown mesh format 'fbx'")
     _refused(quark, "mesh", "build", "--example", "teapot", says="unknown example 'teapot'")
     assert len(_assets(quark.home)) == 1  # only the good build was recorded

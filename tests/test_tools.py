@@ -97,7 +97,8 @@ def test_every_failure_is_a_tool_error_never_a_crash(ctx: ToolContext) -> None:
         ("nosuch", "{}"): ("unknown_tool", "no tool named 'nosuch'"),
         ("echo", '{"text": '): ("invalid_arguments", "not valid JSON"),
         ("echo", "[1, 2]"): ("invalid_arguments", "must be a JSON object"),
-        ("echo", '{"times": "x"}'): ("invalid_arguments", "text: Field required; times: Input should be a valid integer"),
+        ("echo", '{"times": "x"}'): ("invalid_arguments", "text: Field required; times: Input should be a valid "
+                                                          "integer"),
         ("echo", '{"text": "a", "extra": 1}'): ("invalid_arguments", "extra: Extra inputs are not permitted"),
         ("slow", '{"text": "a"}'): ("timeout", "did not finish within its 0.3s limit"),
         ("boom", '{"text": "a"}'): ("error", "boom failed: ZeroDivisionError: division by zero"),
@@ -128,7 +129,8 @@ def test_policy_allowed_tools_and_risky_confirmation(home: Path) -> None:
     assert denied.outcome == "denied" and "not enabled for this conversation (enabled: echo)" in denied.error
     unknown = run_tool_call("nosuch", {}, only_echo, tools=tools)
     assert "(available: echo)" in unknown.error
-    yes = ToolContext(home=base, policy=ToolPolicy(confirm=lambda tool, args: asked.append((tool.name, args.text)) or True))
+    yes = ToolContext(home=base,
+                      policy=ToolPolicy(confirm=lambda tool, args: asked.append((tool.name, args.text)) or True))
     assert run_tool_call("danger", {"text": "a"}, yes, tools=tools).ok and asked == [("danger", "a")]
     assert run_tool_call("echo", {"text": "b"}, yes, tools=tools).ok and len(asked) == 1  # safe tools never ask
     no = ToolContext(home=base, policy=ToolPolicy(confirm=lambda tool, args: False))
@@ -149,7 +151,8 @@ def test_audit_log_rows(home: Path) -> None:
     rows = audit.rows(conn, conversation_id=7)
     assert [r["id"] for r in rows] == [bad.call_id, good.call_id]
     newest, oldest = rows
-    assert oldest["tool"] == "echo" and oldest["arguments"] == '{"text": "hi"}' and oldest["ok"] and oldest["kind"] == "tool"
+    assert (oldest["tool"] == "echo" and oldest["arguments"] == '{"text": "hi"}' and oldest["ok"]
+            and oldest["kind"] == "tool")
     assert oldest["outcome"] == "ok" and oldest["result"] == good.content()
     assert oldest["result_digest"] == hashlib.sha256(good.content().encode()).hexdigest() == good.digest
     assert oldest["duration_s"] >= 0 and oldest["created_at"] <= time.time()
@@ -215,7 +218,8 @@ def test_web_search_on_a_searxng_compatible_server(site: Site, home: Path) -> No
         {"title": "no url"},
         {"title": "Quark toolkit", "url": "https://example.com/quark", "content": None}]})
     settings = ToolSettings(web_search=WebSearchSettings(url=site.url("/")))
-    result = run_tool_call("web_search", {"query": "what is a quark"}, ToolContext(home=Home.open(home), settings=settings))
+    result = run_tool_call("web_search", {"query": "what is a quark"},
+                           ToolContext(home=Home.open(home), settings=settings))
     assert result.ok, result.error
     assert result.output["provider"] == "searxng"
     assert result.output["results"] == [
@@ -228,7 +232,8 @@ def test_web_search_on_a_searxng_compatible_server(site: Site, home: Path) -> No
 
 
 def test_brave_provider_sends_its_key(site: Site, monkeypatch) -> None:
-    site.json("/brave", lambda request: {"web": {"results": [{"title": "T", "url": "https://b.example/", "description": "D"}]}})
+    site.json("/brave", lambda request: {"web": {"results": [{"title": "T", "url": "https://b.example/",
+                                                              "description": "D"}]}})
     monkeypatch.setattr(providers, "BRAVE_URL", site.url("/brave"))
     settings = load_settings(None, environ={"BRAVE_API_KEY": "key-123"})
     name, hits = providers.search("q", settings.web_search, limit=3)

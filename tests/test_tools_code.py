@@ -49,7 +49,8 @@ def test_a_program_runs_and_sees_the_workspace_read_only(ctx: ToolContext, works
 def test_fork_bomb_is_contained(ctx: ToolContext) -> None:
     marker = f"quark-fork-bomb-{os.getpid()}-{time.time_ns()}"
     start = time.monotonic()
-    out = run(ctx, f"import os\n{marker!r}\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
+    out = run(ctx, f"import os\n{marker!r}\n"
+                   "while True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
               timeout_s=3)
     assert out["timed_out"] and out["killed"] == "timeout" and time.monotonic() - start < 15
     time.sleep(0.3)

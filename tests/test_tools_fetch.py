@@ -190,7 +190,8 @@ def test_cache_revalidates_with_etag_and_uses_the_stored_body_on_304(site: Site,
     assert [r.headers.get("if-none-match") for r in hits] == [None, '"v1"']
     assert hits[1].headers.get("if-modified-since") == "Tue, 01 Dec 2026 10:00:00 GMT"
     with ctx.db() as conn:
-        assert conn.execute("SELECT etag FROM fetch_cache WHERE url = ?", (site.url("/cached"),)).fetchone()[0] == '"v1"'
+        assert conn.execute("SELECT etag FROM fetch_cache WHERE url = ?",
+                            (site.url("/cached"),)).fetchone()[0] == '"v1"'
 
 
 def test_robots_txt_binds_model_fetches_only(site: Site, home) -> None:

@@ -36,7 +36,8 @@ class Site:
         self.routes[path] = lambda request: (status, {"Content-Type": content_type, **(headers or {})}, data)
 
     def json(self, path: str, make: Callable[[Request], object]) -> None:
-        self.routes[path] = lambda request: (200, {"Content-Type": "application/json"}, json.dumps(make(request)).encode())
+        self.routes[path] = lambda request: (200, {"Content-Type": "application/json"},
+                                             json.dumps(make(request)).encode())
 
     def redirect(self, path: str, location: str, status: int = 302) -> None:
         self.routes[path] = lambda request: (status, {"Location": location}, b"")

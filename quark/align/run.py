@@ -99,7 +99,8 @@ def _resolve(home: Home, kind: str, name: str, base: str | None, data: str | Non
     if not base or not data:
         raise QuarkError("a new run needs --model and --data (or --resume to continue an existing run)")
     if (run_dir / "run.json").exists():  # a folder without run.json is a run killed before it started
-        raise QuarkError(f"run {name!r} already exists ({run_dir}): add --resume to continue it, or pick another --name")
+        raise QuarkError(f"run {name!r} already exists ({run_dir}): add --resume to continue it, or pick another "
+                         "--name")
     return load_align_recipe(kind, recipe or kind, overrides), base, resolve_data(home, data, val)
 
 
@@ -143,12 +144,14 @@ def run(home: Home, kind: str, build: Callable[[Context], Job], *, name: str, ba
         with db.run_outcome(conn, name):
             env.barrier()
             trainer = Trainer(job.model, resolved.optim, t, job.train, env=env, run_dir=run_dir, loss_fn=job.loss_fn,
-                              val=job.val, val_samples=job.val_samples, on_eval=job.on_eval, progress=progress, label=kind)
+                              val=job.val, val_samples=job.val_samples, on_eval=job.on_eval, progress=progress,
+                              label=kind)
             summary, resumed = fit_run(trainer, run_dir, resume=resume, conn=conn, name=name, log=log)
             if not env.is_main:
                 return None
             scores = {k: v for k, v in trainer.evaluation.items() if isinstance(v, (int, float))}
-            summary = {"run": name, "kind": kind, "base": base, "data": files.to_dict(), **job.info, **summary, **scores,
+            summary = {"run": name, "kind": kind, "base": base, "data": files.to_dict(), **job.info, **summary,
+                       **scores,
                        "resumed_from": str(resumed) if resumed else None, "output": str(output),
                        "adapter": resolved.lora.enabled}
             with atomic_dir(output) as tmp:

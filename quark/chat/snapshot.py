@@ -123,7 +123,8 @@ def take_snapshot(store: ChatStore, memories: MemoryStore, conversation_id: int,
     last_reply = next((m for m in reversed(thread) if m.role == "assistant"), None)
     retrieved = [m for m in (last_reply.meta.get("memories", []) if last_reply else []) if m.get("source") != "pinned"]
     tools = memories.conn.execute("SELECT tool, arguments, result, ok, created_at FROM tool_calls "
-                                  "WHERE conversation_id = ? AND kind = 'tool' ORDER BY id", (conversation_id,)).fetchall()
+                                  "WHERE conversation_id = ? AND kind = 'tool' ORDER BY id",
+                                  (conversation_id,)).fetchall()
     return Snapshot(
         name=name, created_at=time.time(),
         conversation={"id": conversation.id, "title": conversation.title, "model": conversation.model,

@@ -66,7 +66,8 @@ def ingest(home: Home, paths: list[Path], *, name: str | None = None, builtin: s
     try:
         with StageRunner(options, scratch) as runner:
             records = catalog.publish(home, [job.name for job in jobs],
-                                      lambda folders: [_run_job(runner, job, folders[job.name], unknown_license, dedup, on_stage)
+                                      lambda folders: [_run_job(runner, job, folders[job.name], unknown_license, dedup,
+                                                                on_stage)
                                                        for job in jobs])
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

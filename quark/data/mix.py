@@ -80,7 +80,8 @@ def parse_language_weights(pairs: list[str]) -> dict[str, float]:
             weight = float("nan")
         language = language.strip().lower()
         if not sep or not language or not 0 <= weight < float("inf"):
-            raise QuarkError(f"bad --language-weight {pair!r}: expected LANGUAGE=WEIGHT with a number >= 0, like en=0.8")
+            raise QuarkError(f"bad --language-weight {pair!r}: expected LANGUAGE=WEIGHT with a number >= 0, like "
+                             "en=0.8")
         if language in weights:
             raise QuarkError(f"language {language!r} given twice in --language-weight")
         weights[language] = weight

@@ -169,7 +169,8 @@ class Engine:
             raise QuarkError(f"the prompt is {len(prompt)} tokens but the model's context is {self.context_length} "
                              "tokens; shorten it (nothing was cut silently)")
 
-    def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams | Sequence[SamplingParams]) -> list[Completion]:
+    def generate(self, prompts: Sequence[Sequence[int]],
+                 params: SamplingParams | Sequence[SamplingParams]) -> list[Completion]:
         """Generate for every prompt at once; returns one Completion per prompt, in order."""
         start = time.perf_counter()
         parts: list[list[int]] = [[] for _ in prompts]

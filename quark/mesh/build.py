@@ -42,7 +42,8 @@ class _Builder:
             cut_color = node.children[0].color or color if node.type == "difference" else color
             rest = [self.node(c, part, cut_color, finish, f"{where}.children.{i}")
                     for i, c in enumerate(node.children[1:], 1)]
-            op = {"union": mf.OpType.Add, "difference": mf.OpType.Subtract, "intersection": mf.OpType.Intersect}[node.type]
+            op = {"union": mf.OpType.Add, "difference": mf.OpType.Subtract,
+                  "intersection": mf.OpType.Intersect}[node.type]
             solid = mf.Manifold.batch_boolean([first, *rest], op)
             if solid.is_empty():
                 raise QuarkError(f"{where} ({node.type}) leaves nothing: its children do not overlap as it needs")
@@ -66,7 +67,8 @@ class _Builder:
             m = ring.revolve(s)
         elif node.type == "capsule":
             cap = mf.Manifold.sphere(node.radius, s)
-            m = mf.Manifold.batch_hull([cap.translate((0, 0, -node.height / 2)), cap.translate((0, 0, node.height / 2))])
+            m = mf.Manifold.batch_hull([cap.translate((0, 0, -node.height / 2)),
+                                        cap.translate((0, 0, node.height / 2))])
         else:  # extrude
             m = polygon_region(node.points).extrude(node.height).translate((0, 0, -node.height / 2))
         if m.is_empty() or m.volume() <= 0:

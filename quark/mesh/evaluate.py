@@ -59,7 +59,8 @@ def read_cases(path: Path, limit: int | None = None) -> list[Case]:
             prompt = next(m["content"] for m in messages if m["role"] == "user")
             program = next(m["content"] for m in messages if m["role"] == "assistant")
         except (ValueError, KeyError, TypeError, StopIteration):
-            raise QuarkError(f"{path}:{number}: expected a chat row with a user prompt and an assistant program") from None
+            raise QuarkError(f"{path}:{number}: expected a chat row with a user prompt and an assistant "
+                             "program") from None
         cases.append(Case(prompt, parse_program_text(program, f"{path}:{number}")))
     if not cases:
         raise QuarkError(f"{path}: no cases")
@@ -164,7 +165,8 @@ def score(cases: Sequence[Case], replies: Sequence[str], *, seed: int = 0, point
         return round(float(np.mean([v[key] for v in values])), 6) if values else None
 
     metrics = {
-        "cases": n, "valid": round(sum(r["valid"] for r in rows) / n, 4), "built": round(sum(r["built"] for r in rows) / n, 4),
+        "cases": n, "valid": round(sum(r["valid"] for r in rows) / n, 4),
+        "built": round(sum(r["built"] for r in rows) / n, 4),
         "adherence": adherence(references, programs), "chance": adherence(references, _shuffled(references, seed)),
         "chamfer_p2s": mean(distances, "p2s"), "chamfer_p2s_floor": mean(floors, "p2s"),
         "chamfer_p2p": mean(distances, "p2p"), "chamfer_p2p_floor": mean(floors, "p2p"),

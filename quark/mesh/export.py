@@ -147,7 +147,8 @@ def load(path: Path) -> Solid:
         loaded = trimesh.load(io.BytesIO(data), file_type=fmt, process=False)
         pieces = _pieces(loaded, fmt)
     except Exception as exc:  # parsers raise anything from KeyError to struct.error on a corrupt file
-        raise QuarkError(f"{path}: not a readable {fmt.upper()} file ({type(exc).__name__}: {str(exc)[:100]})") from None
+        raise QuarkError(f"{path}: not a readable {fmt.upper()} file ({type(exc).__name__}: "
+                         f"{str(exc)[:100]})") from None
     if not pieces:
         raise QuarkError(f"{path}: holds no triangles")
     groups: list[Group] = []

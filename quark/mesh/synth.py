@@ -56,7 +56,8 @@ def table(color: str, legs: int, leg: str) -> str:
     node = ({"type": "cylinder", "radius": 0.12, "height": 2.0} if leg == "round" else
             {"type": "box", "size": [0.24, 0.24, 2.0]})
     children = [{**node, "translate": [round(x, 3), round(y, 3), 1.0]} for x, y in spots]
-    return _program([{"name": "top", "color": color, "shape": {"type": "box", "size": [4.0, 2.5, 0.2], "translate": [0, 0, 2.1]}},
+    return _program([{"name": "top", "color": color,
+                      "shape": {"type": "box", "size": [4.0, 2.5, 0.2], "translate": [0, 0, 2.1]}},
                      {"name": "legs", "color": color, "shape": {"type": "union", "children": children}}])
 
 
@@ -84,7 +85,8 @@ def nut(color: str) -> str:
 
 
 def ring(color: str) -> str:
-    return _program([{"name": "ring", "color": color, "shape": {"type": "torus", "radius": 1.0, "tube_radius": 0.25}}], 32)
+    return _program([{"name": "ring", "color": color,
+                      "shape": {"type": "torus", "radius": 1.0, "tube_radius": 0.25}}], 32)
 
 
 def bracket(color: str, holes: int) -> str:
@@ -106,9 +108,11 @@ def combinations(rng: random.Random, pairs: int = 1200) -> Iterator[tuple[str, s
         yield f"nut:{color}", f"a {color} hex nut", nut(color)
         yield f"ring:{color}", f"a {color} ring", ring(color)
         for holes in (1, 2, 3):
-            yield f"bracket:{color}:{holes}", f"a {color} bracket with {NUMBERS[holes]} hole{'s' * (holes > 1)}", bracket(color, holes)
+            yield f"bracket:{color}:{holes}", (f"a {color} bracket with {NUMBERS[holes]} "
+                                               f"hole{'s' * (holes > 1)}"), bracket(color, holes)
         for legs, leg in itertools.product((3, 4, 6), ("round", "square")):
-            yield f"table:{color}:{legs}:{leg}", f"a {color} table with {NUMBERS[legs]} {leg} legs", table(color, legs, leg)
+            yield f"table:{color}:{legs}:{leg}", (f"a {color} table with {NUMBERS[legs]} {leg} "
+                                                  "legs"), table(color, legs, leg)
         for count, kind in itertools.product((2, 3, 4, 5), KINDS):
             yield (f"stack:{color}:{count}:{kind}", f"a stack of {NUMBERS[count]} {color} {_plural(kind)}",
                    stack(color, count, kind))

@@ -96,7 +96,8 @@ def container_spec(api: docker.APIClient, code: str, lang: Language, limits: Lim
         log_config=docker.types.LogConfig(type="json-file", config={"max-size": _LOG_BYTES}),
     )
     return dict(image=image, command=[lang.interpreters[0], lang.code_flag, code], user=f"{NOBODY}:{NOBODY}",
-                working_dir="/workspace" if workspace else "/tmp", network_disabled=True, environment=sandbox_env(lang), host_config=host_config,
+                working_dir="/workspace" if workspace else "/tmp", network_disabled=True, environment=sandbox_env(lang),
+                host_config=host_config,
                 use_config_proxy=False, labels={"quark.sandbox": "1"})
 
 

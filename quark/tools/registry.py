@@ -41,7 +41,8 @@ class Registry:
         if not isinstance(tool, Tool):
             raise QuarkError(f"not a quark.tools.Tool: {tool!r}")
         if tool.name in self._tools:
-            raise QuarkError(f"tool {tool.name!r} is registered twice ({self._tools[tool.name].source} and {tool.source})")
+            raise QuarkError(f"tool {tool.name!r} is registered twice ({self._tools[tool.name].source} and "
+                             f"{tool.source})")
         self._tools[tool.name] = tool
 
     def get(self, name: str) -> Tool | None:

@@ -75,7 +75,8 @@ def run_tool_call(name: str, arguments: str | dict[str, Any], context: ToolConte
 def _find(tools: Registry, name: str, context: ToolContext) -> Tool:
     tool = tools.get(name)
     if tool is None:
-        raise _Failure("unknown_tool", f"no tool named {name!r} (available: {', '.join(_allowed_names(tools, context))})")
+        raise _Failure("unknown_tool", f"no tool named {name!r} (available: "
+                                       f"{', '.join(_allowed_names(tools, context))})")
     allowed = context.policy.allowed
     if allowed is not None and name not in allowed:
         raise _Failure("denied", f"tool {name!r} is not enabled for this conversation "
@@ -93,7 +94,8 @@ def _validate(tool: Tool, raw: str) -> BaseModel:
     except json.JSONDecodeError as exc:
         raise _Failure("invalid_arguments", f"arguments for {tool.name} are not valid JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise _Failure("invalid_arguments", f"arguments for {tool.name} must be a JSON object, not {type(data).__name__}")
+        raise _Failure("invalid_arguments", f"arguments for {tool.name} must be a JSON object, not "
+                                            f"{type(data).__name__}")
     try:
         return tool.input_model.model_validate(data)
     except ValidationError as exc:

@@ -54,7 +54,8 @@ def _resolve(home: Home, name: str, recipe: str | None, data: str | None, overri
     if not recipe or not data:
         raise QuarkError("a new run needs --recipe and --data (or --resume to continue an existing run)")
     if (run_dir / "run.json").exists():  # a folder without run.json is a run killed before it started
-        raise QuarkError(f"run {name!r} already exists ({run_dir}): add --resume to continue it, or pick another --name")
+        raise QuarkError(f"run {name!r} already exists ({run_dir}): add --resume to continue it, or pick another "
+                         "--name")
     if model_dir.exists():
         raise QuarkError(f"model {name!r} already exists ({model_dir}): pick another --name")
     return load_recipe(recipe, overrides), data
@@ -155,12 +156,14 @@ def pretrain(home: Home, *, name: str, recipe: str | None = None, data: str | No
             env.barrier()
             trainer = Trainer(model, resolved.optim, t, train_data, env=env, run_dir=run_dir, val=val_data,
                               val_samples=min(t.eval_windows, val_data.windows_per_epoch) if val_data else 0,
-                              on_eval=_sampler(tokenizer, prompt, t.sample_tokens) if prompt and t.sample_tokens else None,
+                              on_eval=(_sampler(tokenizer, prompt, t.sample_tokens)
+                                       if prompt and t.sample_tokens else None),
                               flops_per_token=flops_per_token(cfg, counts, t.seq_len), progress=progress)
             summary, resumed = fit_run(trainer, run_dir, resume=resume, conn=conn, name=name, log=log)
             if not env.is_main:
                 return None
-            summary = {"run": name, "model": name, "data": data, **counts, **summary, "resumed_from": str(resumed) if resumed else None}
+            summary = {"run": name, "model": name, "data": data, **counts, **summary,
+                       "resumed_from": str(resumed) if resumed else None}
             card = _card(name, data, tokenizer_name, tokens, resolved, counts, summary)
             extra = {"source_run": name, "created": _now(), "data": data, "tokenizer": tokenizer_name}
             summary["model_dir"] = str(_publish(home, name, run_dir, cfg, tokenizer_path, extra, card))

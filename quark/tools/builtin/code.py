@@ -96,6 +96,7 @@ def run_tests(args: RunTestsInput, ctx: ToolContext) -> RunTestsOutput:
 TOOLS = [
     Tool("run_code", "Run a Python, JavaScript or shell program in a sandbox without network; returns its output.",
          RunCodeInput, RunCodeOutput, run_code, timeout_s=MAX_TIMEOUT_S + 15),
-    Tool("run_tests", "Run pytest on the workspace (or a file/folder in it) in the sandbox; returns the counts and output.",
+    Tool("run_tests", "Run pytest on the workspace (or a file/folder in it) in the sandbox; returns the counts and "
+                      "output.",
          RunTestsInput, RunTestsOutput, run_tests, timeout_s=MAX_TIMEOUT_S + 15),
 ]

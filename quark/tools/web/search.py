@@ -33,9 +33,11 @@ def provider(settings: WebSearchSettings) -> str:
     if chosen is None:
         raise ToolError(SETUP_HINT)
     if chosen == "searxng" and not settings.url:
-        raise ToolError("web search provider is searxng but no url is set ([tools.web_search] url or $QUARK_SEARXNG_URL)")
+        raise ToolError("web search provider is searxng but no url is set ([tools.web_search] url or "
+                        "$QUARK_SEARXNG_URL)")
     if chosen == "brave" and not settings.api_key:
-        raise ToolError("web search provider is brave but no api_key is set ([tools.web_search] api_key or $BRAVE_API_KEY)")
+        raise ToolError("web search provider is brave but no api_key is set ([tools.web_search] api_key or "
+                        "$BRAVE_API_KEY)")
     return chosen
 
 

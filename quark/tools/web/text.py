@@ -30,5 +30,6 @@ def page_text(body: str, content_type: str, url: str) -> tuple[str | None, str]:
 def mark_untrusted(text: str, source: str) -> str:
     """Wrap fetched text in markers the model is told to treat as data; a marker inside the text is
     defused so the page cannot close the block early."""
-    defused = text.replace(UNTRUSTED_CLOSE, "</untrusted-content\u200b>").replace("<untrusted-content", "<untrusted\u200b-content")
+    defused = (text.replace(UNTRUSTED_CLOSE, "</untrusted-content\u200b>")
+               .replace("<untrusted-content", "<untrusted\u200b-content"))
     return f"{UNTRUSTED_OPEN.format(source=source)}\n{defused}\n{UNTRUSTED_CLOSE}"
