@@ -160,6 +160,47 @@ def reward(cli: Cli, name: Name, model: Model = None, data: Pairs = None, val: V
     return _report(cli, summary, ("val_pair_accuracy",))
 
 
+@quark_command(finetune, "distill")
+def distill(cli: Cli, name: Name,
+            student: Annotated[Optional[str], typer.Option("--student", help="The small model to train (not needed "
+                                                           "with --resume).")] = None,
+            teacher: Annotated[Optional[str], typer.Option("--teacher", help="The big model whose logits the student "
+                                                           "learns; same tokenizer as the student.")] = None,
+            data: Annotated[Optional[str], typer.Option("--data", help="Token set under tokens/ (its val split is "
+                                                        "the held-out data).")] = None,
+            alpha: Annotated[Optional[float], typer.Option("--alpha", help="Same as --set distill.alpha=A: weight of "
+                                                           "the usual next-token loss (0: KL only; 1: no teacher).")
+                             ] = None,
+            temperature: Annotated[Optional[float], typer.Option("--temperature", help="Same as --set "
+                                                                 "distill.temperature=T.")] = None,
+            recipe: Recipe = None, resume: Resume = False, set_: Set = None, max_steps: MaxSteps = None,
+            save_every: SaveEvery = None, eval_every: EvalEvery = None, seed: Seed = None, device: Device = None,
+            logger: Loggers = None) -> Optional[dict]:
+    """Distil a student from a teacher: KL to the teacher's temperature-scaled logits (×T²) on a
+    token set, optionally mixed with the usual next-token loss by --alpha.
+
+    Teacher and student must share a tokenizer. Each evaluation reports the
+    student's held-out next-token loss (val ce) and its KL to the teacher
+    (val kl); the summary adds the teacher's own held-out loss. The result
+    is models/NAME; checkpoints and --resume work as in pretraining.
+
+    Example:
+
+        quark finetune distill --teacher tiny-big --student tiny --data code --name tiny-distilled
+
+        quark finetune distill --teacher tiny-big --student tiny --data code --name tiny-mix --alpha 0.5 --temperature 2
+    """
+    from quark.align.distill import distill as run
+
+    overrides = _overrides(set_, max_steps=max_steps, save_every=save_every, eval_every=eval_every, seed=seed,
+                           device=device, logger=logger)
+    overrides += [f"distill.{key}={value}" for key, value in (("alpha", alpha), ("temperature", temperature))
+                  if value is not None]
+    summary = run(cli.home, name=name, base=student, teacher=teacher, data=data, recipe=recipe, overrides=overrides,
+                  resume=resume, progress=cli.progress_enabled(), log=cli.print)
+    return _report(cli, summary, ("val_ce", "val_kl", "teacher_val_ce"))
+
+
 @quark_command(finetune, "router")
 def router(cli: Cli, name: Name, model: Annotated[str, model_option("Base model whose embeddings the router reads.")],
            data: Annotated[Optional[str], typer.Option("--data", help="Extra labelled JSONL turns: {\"text\": ..., "

@@ -5,6 +5,7 @@ own, plus the sections a kind of run needs:
     sft:     optim, train, lora
     dpo:     optim, train, lora, dpo
     reward:  optim, train
+    distill: optim, train, distill
 """
 
 from __future__ import annotations
@@ -46,12 +47,23 @@ class DpoSettings:
 
 
 @dataclass
+class DistillSettings:
+    """Knowledge distillation: `teacher` is the model folder whose logits the student matches;
+    loss = alpha · next-token CE + (1 − alpha) · T² · KL(teacher_T ‖ student_T)."""
+
+    teacher: str = ""
+    alpha: float = 0.0
+    temperature: float = 2.0
+
+
+@dataclass
 class AlignRecipe:
     kind: str
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     lora: LoraSettings = field(default_factory=LoraSettings)
     dpo: DpoSettings = field(default_factory=DpoSettings)
+    distill: DistillSettings = field(default_factory=DistillSettings)
 
     def to_dict(self) -> dict[str, Any]:
         out = {}
@@ -64,9 +76,10 @@ class AlignRecipe:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-_CLASSES = {"optim": OptimConfig, "train": TrainConfig, "lora": LoraSettings, "dpo": DpoSettings}
+_CLASSES = {"optim": OptimConfig, "train": TrainConfig, "lora": LoraSettings, "dpo": DpoSettings,
+            "distill": DistillSettings}
 SECTIONS: dict[str, tuple[str, ...]] = {"sft": ("optim", "train", "lora"), "dpo": ("optim", "train", "lora", "dpo"),
-                                        "reward": ("optim", "train")}
+                                        "reward": ("optim", "train"), "distill": ("optim", "train", "distill")}
 
 
 def load_align_recipe(kind: str, name_or_file: str, overrides: list[str] = ()) -> AlignRecipe:
@@ -88,6 +101,12 @@ def load_align_recipe(kind: str, name_or_file: str, overrides: list[str] = ()) -
                          f"{', '.join(LORA_MODULES)}")
     if lora.rank <= 0 or lora.alpha <= 0 or not 0 <= lora.dropout < 1:
         raise QuarkError(f"{where}: lora.rank and lora.alpha must be positive and lora.dropout in [0, 1)")
+    d = recipe.distill
+    if not 0.0 <= d.alpha <= 1.0 or d.temperature <= 0:
+        raise QuarkError(f"{where}: distill.alpha must be in [0, 1] and distill.temperature positive, got "
+                         f"{d.alpha} and {d.temperature}")
+    if kind == "distill" and not d.teacher:
+        raise QuarkError(f"{where}: a distillation run needs a teacher model (--teacher or distill.teacher)")
     if recipe.dpo.beta <= 0:
         raise QuarkError(f"{where}: dpo.beta must be positive, got {recipe.dpo.beta}")
     return recipe
