@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from _train_data import TINY, corpus_home, metrics, one_thread  # noqa: F401
 from conftest import Quark, make_tiny_model
-
 from quark.home import Home
 from quark.modelfolder import load_state, save_model
 from quark.models.llm import LLM, LLMConfig
