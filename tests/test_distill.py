@@ -62,7 +62,9 @@ def test_interrupted_distillation_resumes_exactly(quark: Quark, distill_home: Pa
     weights = load_state(distill_home / "models" / "mix" / "model.safetensors")
     run_dir = distill_home / "runs" / "mix"
     shutil.rmtree(run_dir / f"step-{STEPS:06d}")  # as if killed between the checkpoints at 20 and 30
-    out = quark.json("finetune", "distill", "--name", "mix", "--resume")
+    refused = quark("finetune", "distill", "--name", "mix", "--resume", "--teacher", "small", expect=1)
+    assert "distils teacher 'big', not 'small'" in refused.output
+    out = quark.json("finetune", "distill", "--name", "mix", "--resume", "--teacher", "big")
     assert out["resumed_from"].endswith("step-000020") and out["steps"] == STEPS
     resumed = metrics(distill_home, "mix")
     assert [e["step"] for e in resumed] == list(range(1, STEPS + 1))

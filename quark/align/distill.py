@@ -25,6 +25,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import yaml
 
 from quark.align.data import DataFiles
 from quark.align.policy import load_policy
@@ -148,6 +149,12 @@ def build(ctx: Context) -> Job:
 def distill(home: Home, *, name: str, teacher: str | None = None, **kwargs: Any) -> dict[str, Any] | None:
     """`quark finetune distill`: the student is the run's base model (`base`); see quark.align.run.run."""
     overrides = [*kwargs.pop("overrides", [])]
-    if teacher:
+    if teacher and kwargs.get("resume"):
+        recipe = home.run_dir(name) / "recipe.yaml"
+        recorded = (yaml.safe_load(recipe.read_text()) or {}).get("distill", {}).get("teacher") if recipe.is_file() \
+            else None
+        if recorded and recorded != teacher:
+            raise QuarkError(f"run {name!r} distils teacher {recorded!r}, not {teacher!r}")
+    elif teacher:
         overrides.append(f"distill.teacher={teacher}")
     return run(home, "distill", build, name=name, overrides=overrides, resolve=resolve_token_set, **kwargs)

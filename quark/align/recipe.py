@@ -53,7 +53,7 @@ class DistillSettings:
 
     teacher: str = ""
     alpha: float = 0.0
-    temperature: float = 2.0
+    temperature: float = 1.0
 
 
 @dataclass
