@@ -10,15 +10,20 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from types import UnionType
+from typing import Annotated, Any, Optional, Union, get_args, get_origin
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from typer.models import ParameterInfo
 
+from quark.atomic import DISK_FULL
 from quark.errors import QuarkError
 from quark.home import Home
 
@@ -64,6 +69,28 @@ _SHARED = [
 ]
 
 
+def one_line(message: str) -> str:
+    """A message on one line: a newline inside a user's value ('q\\n') is shown escaped, not obeyed."""
+    return message.replace("\r", "\\r").replace("\n", "\\n")
+
+
+_FULL_WORDS = ("disk is full", "no space left", "file too large", "filetoolarge", "storagefull", "disk i/o error")
+
+
+def disk_full(exc: BaseException) -> bool:
+    """A full disk or a file-size limit, however it surfaced: an OSError, or SQLite's, DuckDB's,
+    Arrow's or safetensors' own words for it (each wraps the errno in its own exception type)."""
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+        return True
+    return any(word in str(exc).lower() for word in _FULL_WORDS)
+
+
+def _internal(err: Console, exc: BaseException) -> None:
+    err.print(f"[bold red]error:[/] internal error: {type(exc).__name__}: {escape(one_line(str(exc)))} "
+              "(rerun with --debug for the traceback)", highlight=False, soft_wrap=True)
+    raise typer.Exit(1) from None
+
+
 def run_guarded(fn: Callable[[], Any], debug: bool, err: Console | None = None) -> Any:
     """Run fn, turning user errors into one line and exit 1; Ctrl-C into exit 130."""
     err = err or Console(stderr=True)
@@ -72,20 +99,52 @@ def run_guarded(fn: Callable[[], Any], debug: bool, err: Console | None = None) 
     except QuarkError as exc:
         if debug:
             raise
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(one_line(str(exc)))}", highlight=False, markup=True, soft_wrap=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: nothing half-written was kept")
         raise typer.Exit(130) from None
     except (typer.Exit, typer.Abort, SystemExit):
         raise
-    except Exception as exc:  # a bug: keep the traceback behind --debug
+    except Exception as exc:  # a bug (keep the traceback behind --debug), or a full disk
         if debug:
             raise
-        err.print(f"[bold red]error:[/] internal error: {type(exc).__name__}: {exc} (rerun with --debug for the "
-                  "traceback)",
-                  highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
+        if disk_full(exc):
+            err.print(f"[bold red]error:[/] the disk refused a write: full, or over a file-size limit "
+                      f"({escape(one_line(str(exc)))}); nothing half-written was kept", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        _internal(err, exc)
+
+
+INT_MAX = 2 ** 63 - 1  # what SQLite, numpy and torch can hold: a larger count is a usage error, not an OverflowError
+
+
+def _finite(value: Any) -> Any:
+    values = value if isinstance(value, (list, tuple)) else [value]
+    if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+        raise typer.BadParameter(f"{value!r} is not a finite number")
+    return value
+
+
+def bound_numbers(annotation: Any, default: Any = None) -> None:
+    """Give every int option an upper bound and every float option a finite-number check.
+
+    Each command declares its own lower bounds (`min=1` for counts); what no command should
+    have to repeat is that 2**63 or `nan` never reaches the library, where they surface as an
+    OverflowError deep in SQLite or torch, or a sampler that quietly misbehaves."""
+    if get_origin(annotation) is Annotated:
+        base, *extras = get_args(annotation)
+        info = next((e for e in extras if isinstance(e, ParameterInfo)), None)
+    else:  # the `x: int = typer.Option(...)` spelling
+        base, info = annotation, default if isinstance(default, ParameterInfo) else None
+    while get_origin(base) in (Union, UnionType, list, tuple):
+        base = next(a for a in get_args(base) if a is not type(None))
+    if info is None or base is bool:
+        return
+    if base is int and info.max is None:
+        info.max = INT_MAX
+    elif base is float and info.callback is None:
+        info.callback = _finite
 
 
 def quark_command(group: typer.Typer, name: str | None = None, *, group_default: bool = False,
@@ -99,6 +158,8 @@ def quark_command(group: typer.Typer, name: str | None = None, *, group_default:
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         signature = inspect.signature(fn, eval_str=True)  # modules may use `from __future__ import annotations`
         own = list(signature.parameters.values())[1:]  # drop `cli`
+        for parameter in own:
+            bound_numbers(parameter.annotation, parameter.default)
 
         @functools.wraps(fn)
         def command(*args: Any, home: Optional[Path] = None, json_out: bool = False, debug: bool = False,

@@ -34,11 +34,9 @@ def _when(timestamp: float) -> str:
 @quark_command(checkpoint, "save")
 def save(cli: Cli,
          name: Annotated[str, typer.Argument(help="Checkpoint name (letters, digits, '.', '_', '-').")],
-         conversation: Annotated[Optional[int], typer.Option("--conversation", "-c",
-                                                             help="Conversation to snapshot (default: the "
-                                                                  "latest).")] = None,
-         force: Annotated[bool, typer.Option("--force",
-                                             help="Replace a checkpoint of the same name.")] = False) -> dict:
+         conversation: Annotated[Optional[int], typer.Option("--conversation", "-c", min=1,
+                                                             help="Conversation to snapshot (default: the latest).")] = None,
+         force: Annotated[bool, typer.Option("--force", help="Replace a checkpoint of the same name.")] = False) -> dict:
     """Snapshot a conversation under NAME.
 
     Example: quark checkpoint save work --conversation 3
@@ -65,7 +63,7 @@ def load(cli: Cli,
          into: Annotated[str, typer.Option("--into", help="'new' conversation, or 'current' (the latest, or "
                                            "--conversation).")] = "new",
          conversation: Annotated[Optional[int], typer.Option(
-             "--conversation", "-c", help="With --into current: the conversation to restore into.")] = None) -> dict:
+             "--conversation", "-c", min=1, help="With --into current: the conversation to restore into.")] = None) -> dict:
     """Restore a checkpoint so the next turn's prompt carries it; prints the conversation id.
 
     Example: quark checkpoint load work && quark chat --conversation 7 --message "Where were we?"

@@ -46,7 +46,7 @@ def ingest(
     name: Annotated[Optional[str], typer.Option("--name", help="Dataset name (default: the first path's name).")] = None,
     builtin: Annotated[Optional[Builtin], typer.Option("--builtin", help="Ingest the built-in corpus instead: stdlib-code + stdlib-text.")] = None,
     text_field: Annotated[str, typer.Option("--text-field", help="JSONL field / Parquet column holding the text.")] = "text",
-    limit: Annotated[Optional[int], typer.Option("--limit", help="Read at most N files per folder (and N doc topics), spread evenly: a quick trial.")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Read at most N files per folder (and N doc topics), spread evenly: a quick trial.")] = None,
     unknown_licence: Annotated[UnknownLicence, typer.Option("--unknown-licence", "--unknown-license", help="Documents with no licence found: keep, drop, or auto (drop inside a copyleft folder or repository, keep elsewhere).")] = UnknownLicence.auto,
     dedup: Annotated[DedupMethod, typer.Option("--dedup", help="Near-duplicate method after exact (sha256) dedup: minhash, simhash, exact (exact only) or none (run quark data dedup later).")] = DedupMethod.minhash,
     *,
@@ -258,8 +258,8 @@ def mix(
     ratio: Annotated[Optional[list[str]], typer.Option("--ratio", help="DATASET=SHARE of characters; repeat per dataset (shares are normalised).")] = None,
     language_weight: Annotated[Optional[list[str]], typer.Option("--language-weight", help="LANGUAGE=WEIGHT inside every input: a language's share of an input's characters is its characters times WEIGHT, normalised (unnamed languages weigh 1; 0 leaves one out); repeat per language.")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Name of the blend (a dataset folder).")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for document order and sampling.")] = 0,
-    chars: Annotated[Optional[int], typer.Option("--chars",
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed for document order and sampling.")] = 0,
+    chars: Annotated[Optional[int], typer.Option("--chars", min=1,
                                                  help="Character budget (default: the largest blend that repeats no "
                                                       "document).")] = None,
     from_manifest: Annotated[Optional[Path], typer.Option("--from-manifest",
@@ -361,6 +361,7 @@ class SynthKind(str, Enum):
     tools = "tools"
     refusals = "refusals"
     preferences = "preferences"
+    grounded = "grounded"
     mesh = "mesh"
     all = "all"
 
@@ -372,10 +373,12 @@ def synth(
                                       help="Dataset name: writes data/NAME/train.jsonl, val.jsonl, meta.json.")],
     kind: Annotated[SynthKind, typer.Option("--kind",
                                             help="instructions, dialogues, tools, refusals (chat JSONL), all (every "
-                                                 "chat kind), preferences (prompt/chosen/rejected), or mesh (prompt → "
-                                                 "scene program).")] = SynthKind.all,
-    seed: Annotated[int, typer.Option("--seed", help="Same seed, same data (on a given Python version).")] = 0,
-    val_fraction: Annotated[float, typer.Option("--val-fraction",
+                                                 "chat kind), preferences (prompt/chosen/rejected), grounded "
+                                                 "(numbered sources, cited answers, and preferences/ against "
+                                                 "made-up references), or mesh (prompt → scene program)."
+                                            )] = SynthKind.all,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Same seed, same data (on a given Python version).")] = 0,
+    val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.9,
                                                 help="Share held out in val.jsonl, split by function/template so none "
                                                      "leaks.")] = 0.05,
 ) -> dict[str, Any]:
@@ -385,7 +388,10 @@ def synth(
     docstrings (write a function, explain one), templated multi-turn
     dialogues, tool-use traces with real results, refusals of unsafe
     requests. Preferences: (prompt, chosen, rejected) pairs for DPO and
-    reward models. `quark finetune ... --data NAME` reads them.
+    reward models. Grounded: retrieval-augmented prompts (numbered stdlib
+    chunks with their paths and lines) whose answers cite [n], plus
+    preferences/ whose rejected answer cites a URL, version or identifier
+    no source contains. `quark finetune ... --data NAME` reads them.
 
     Examples:
 
@@ -396,6 +402,8 @@ def synth(
       quark data synth --kind mesh --name mesh   (3D prompts → scene programs)
 
       quark finetune sft --model tiny --data chat --name tiny-sft
+
+      quark data synth --kind grounded --name rag && quark finetune sft --model tiny --data rag --name tiny-rag
     """
     from quark.data.synth import write_dataset
     from quark.errors import QuarkError
@@ -403,7 +411,12 @@ def synth(
     folder = cli.home.dataset_dir(name)
     if folder.exists():
         raise QuarkError(f"dataset {name!r} already exists ({folder}); pick another --name")
-    meta = write_dataset(folder, kind.value, seed=seed, val_fraction=val_fraction)
+    if kind is SynthKind.grounded:
+        from quark.retrieval.grounded import write_grounded
+
+        meta = write_grounded(folder, seed=seed, val_fraction=val_fraction)
+    else:
+        meta = write_dataset(folder, kind.value, seed=seed, val_fraction=val_fraction, home=cli.home.root)
     counts = meta["counts"]
     cli.print(f"wrote {counts['train']:,} train / {counts['val']:,} val {kind.value} examples to {folder}")
     return {"name": name, "kind": kind.value, "path": str(folder), **meta}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.panel import Panel
@@ -18,6 +18,7 @@ from quark.commands._cli import Cli, quark_command
 from quark.errors import QuarkError
 
 MARKER = ".quark-demo"  # marks a home the demo made, so --force only ever clears its own
+TOOL_QUESTION = "What is 37 * 41? Use Python."  # only a tool answers it well: the tiny model cannot multiply
 
 
 def stages(fast: bool, steps: int | None) -> list[tuple[str, list[str]]]:
@@ -33,12 +34,15 @@ def stages(fast: bool, steps: int | None) -> list[tuple[str, list[str]]]:
                                  "--name", "demo"]),
         ("encode the blend", ["tokenize", "encode", "--tokenizer", "demo", "--data", "demo", "--name", "demo",
                               "--val-fraction", "0.05"]),
+        # A 512-token context (trained on 128-token windows, as before): the closing tool turn's system
+        # prompt, tool call, sandbox result and answer take ~270 tokens, more than the preset's 256.
         ("pretrain the tiny model", ["pretrain", "--recipe", "tiny-cpu", "--data", "demo", "--name", "demo-base",
-                                     "--max-steps", pretrain_steps, *(["--eval-every", "20", "--save-every",
-                                                                       "20"] if fast else [])]),
+                                     "--max-steps", pretrain_steps, "--set", "model.max_seq_len=512",
+                                     *(["--eval-every", "20", "--save-every", "20"] if fast else [])]),
         ("make synthetic chat data", ["data", "synth", "--kind", "all", "--name", "demo-chat"]),
+        # 384-token windows, so the tool traces (~230-350 tokens) are trained on, not left out.
         ("supervised fine-tuning", ["finetune", "sft", "--model", "demo-base", "--data", "demo-chat", "--name", "demo",
-                                    "--max-steps", sft_steps]),
+                                    "--max-steps", sft_steps, "--set", "train.seq_len=384"]),
         ("perplexity", ["eval", "perplexity", "--model", "demo", "--data", "demo", "--max-tokens",
                         "4096" if fast else "65536"]),
         ("HumanEval slice", ["eval", "humaneval", "--model", "demo", "--limit", "4" if fast else "20",
@@ -48,6 +52,9 @@ def stages(fast: bool, steps: int | None) -> list[tuple[str, list[str]]]:
         ("one chat turn", ["chat", "--model", "demo", "--message", "What does `shlex.quote` do?", "--max-tokens", "48",
                            "--temperature", "0"]),
         ("build, simplify and render a mesh", ["mesh", "build", "--example", "mug", "--faces", "800"]),
+        # The model chooses (tool_choice auto) to call run_code, the sandbox answers, the reply quotes it.
+        ("a chat turn that calls a tool", ["chat", "--model", "demo", "--tools", "run_code", "--message", TOOL_QUESTION,
+                                           "--max-tokens", "64", "--temperature", "0"]),
     ]
 
 
@@ -57,10 +64,8 @@ def register(root: typer.Typer) -> None:
 
 def demo(cli: Cli,
          force: Annotated[bool, typer.Option("--force", help="Redo the demo in a home an earlier demo made.")] = False,
-         fast: Annotated[bool, typer.Option("--fast",
-                                            help="Seconds per stage instead of minutes (smoke test).")] = False,
-         steps: Annotated[int, typer.Option("--steps",
-                                            help="Pretraining steps [default: the tiny-cpu recipe's 600].")] = 0,
+         fast: Annotated[bool, typer.Option("--fast", help="Seconds per stage instead of minutes (smoke test).")] = False,
+         steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="Pretraining steps [default: the tiny-cpu recipe's 600].")] = None,
          ) -> dict:
     """Run the whole pipeline on the built-in corpus: data → tokenizer → pretrain → SFT → eval → chat.
 
@@ -73,7 +78,7 @@ def demo(cli: Cli,
     home = cli.home.root
     _prepare(home, force)
     timings: list[dict] = []
-    for number, (title, argv) in enumerate(stages(fast, steps or None), 1):
+    for number, (title, argv) in enumerate(stages(fast, steps), 1):
         cli.print(Panel(f"[bold]{number}. {title}[/]\n[dim]$ quark {' '.join(argv)}[/]", expand=False))
         start = time.perf_counter()
         code = app([*argv, "--home", str(home), *(["--debug"] if cli.debug else [])], standalone_mode=False)

@@ -19,7 +19,8 @@ from quark.evaluation.results import model_run, query_results, save_result, upda
 from quark.progress import progress_bar
 from quark.sandbox import BACKENDS, Limits, open_sandbox
 
-app = group("eval", "Evaluate models: perplexity, HumanEval, MBPP, document QA, multiple choice; report stored results.")
+app = group("eval", "Evaluate models: perplexity, HumanEval, MBPP, document QA, multiple choice, red team, tool "
+                   "use, image, mesh; report stored results.")
 REFERENCE = "(reference)"
 
 Model = OptionalModelOption
@@ -27,8 +28,8 @@ Reference = Annotated[bool, typer.Option("--reference", help="Score the referenc
                                                              "(checks the data and the harness).")]
 Run = Annotated[Optional[str], typer.Option("--run", help="Training run to file the result under "
                                                           "\\[default: the model's config.json 'run'].")]
-Limit = Annotated[Optional[int], typer.Option("--limit", help="Evaluate only the first N problems.")]
-MaxNew = Annotated[int, typer.Option("--max-new-tokens", help="Longest completion to generate.")]
+Limit = Annotated[Optional[int], typer.Option("--limit", min=1, help="Evaluate only the first N problems.")]
+MaxNew = Annotated[int, typer.Option("--max-new-tokens", min=1, help="Longest completion to generate.")]
 Output = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write per-sample results here (JSONL).")]
 
 
@@ -59,13 +60,11 @@ def perplexity(cli: Cli,
                model: ModelOption,
                data: Annotated[str, typer.Option("--data", "-d", help="Token set name under the home's tokens/.")],
                split: Annotated[str, typer.Option("--split", help="Split to score: train or val.")] = "val",
-               window: Annotated[Optional[int],
-                                 typer.Option(help="Tokens per window \\[default: the model's context].")] = None,
-               stride: Annotated[Optional[int], typer.Option(help="Targets scored per window after the first "
+               window: Annotated[Optional[int], typer.Option(min=1, help="Tokens per window \\[default: the model's context].")] = None,
+               stride: Annotated[Optional[int], typer.Option(min=1, help="Targets scored per window after the first "
                                                                   "\\[default: the window, no overlap].")] = None,
-               max_tokens: Annotated[Optional[int], typer.Option("--max-tokens",
-                                                                 help="Score only the first N tokens.")] = None,
-               batch_size: Annotated[int, typer.Option("--batch-size", help="Windows per forward pass.")] = 8,
+               max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Score only the first N tokens.")] = None,
+               batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Windows per forward pass.")] = 8,
                run: Run = None, device: DeviceOption = "auto", quantize: QuantizeOption = None) -> dict:
     """Perplexity of a model on a token set's split, over windows of its context.
 
@@ -120,10 +119,10 @@ def _code_benchmark(cli: Cli, task: str, problems: list[CodeProblem], stops: tup
     return _store(cli, name, folder, run, task, metrics)
 
 
-Samples = Annotated[int, typer.Option("--samples", "-n", help="Completions per problem (pass@k for every k <= n).")]
+Samples = Annotated[int, typer.Option("--samples", "-n", min=1, help="Completions per problem (pass@k for every k <= n).")]
 Temperature = Annotated[float, typer.Option("--temperature", "-t", help="Sampling temperature; 0 is greedy.")]
-Workers = Annotated[Optional[int], typer.Option("--workers", help="Programs run at once \\[default: cores + 2].")]
-Timeout = Annotated[float, typer.Option("--timeout", help="Seconds each test program may run.")]
+Workers = Annotated[Optional[int], typer.Option("--workers", min=1, help="Programs run at once \\[default: cores + 2].")]
+Timeout = Annotated[float, typer.Option("--timeout", min=0.001, help="Seconds each test program may run.")]
 Backend = Annotated[str, typer.Option("--sandbox", help=f"Sandbox backend: {', '.join(BACKENDS)}.")]
 Unsandboxed = Annotated[bool, typer.Option("--allow-unsandboxed", help="Run model-written code WITHOUT isolation "
                                                                        "if no sandbox is available. Dangerous.")]
@@ -171,13 +170,23 @@ def docqa_command(cli: Cli, data: Annotated[Optional[Path], typer.Option("--data
                                         "documentation topics every install ships.")] = None,
                   model: Model = None, limit: Limit = None, max_new_tokens: MaxNew = 128,
                   reference: Reference = False, run: Run = None, output: Output = None,
+                  index: Annotated[Optional[str], typer.Option("--index", help="Retrieve each question's passages "
+                                                               "from this document index instead of the given "
+                                                               "ones.")] = None,
+                  k: Annotated[int, typer.Option("--k", min=1, help="Chunks retrieved per question with --index.")] = 4,
+                  reranker: Annotated[Optional[str], typer.Option("--reranker", help="Rerank --index's candidates with "
+                                                                  "this reranker.")] = None,
                   device: DeviceOption = "auto", quantize: QuantizeOption = None) -> dict:
     """Document-grounded QA: exact match, F1, citation coverage and precision, ROUGE-L, BLEU.
 
     Each line: {"question", "passages": [{"id", "text"}], "answer", "gold_passages"?}. The model
-    answers as a chat assistant (greedy) and cites passages as [id].
+    answers as a chat assistant (greedy) and cites passages as [id]. With --index the passages
+    are the index's top --k chunks (numbered 1..k; a chunk holding the answer or a gold
+    passage's opening is gold), and retrieval recall@k is reported too.
 
     Example: quark eval docqa --model tiny-sft --data docqa.jsonl   (or --builtin stdlib)
+
+             quark eval docqa --model tiny-rag --builtin stdlib --index stdlib-docs --k 4
     """
     name, folder = _model(cli, model, reference)
     if (data is None) == (builtin is None):
@@ -185,6 +194,17 @@ def docqa_command(cli: Cli, data: Annotated[Optional[Path], typer.Option("--data
     if builtin not in (None, "stdlib"):
         raise QuarkError(f"unknown built-in docqa set {builtin!r} (expected 'stdlib')")
     examples = docqa.load_examples(data, limit) if data else docqa.builtin_examples(limit or 20)
+    retrieval: dict = {}
+    if index:
+        from quark.retrieval.documents import DocumentIndex
+
+        docs = DocumentIndex(cli.home)
+        try:
+            examples, retrieval = docqa.with_retrieved(
+                examples, lambda q, n: [h.chunk.text for h in docs.search(index, q, k=n, reranker=reranker)], k)
+        finally:
+            docs.close()
+        retrieval["index"] = index
     truncated: list[int] = []
     if reference:
         predictions = [docqa.reference_prediction(e) for e in examples]
@@ -197,7 +217,7 @@ def docqa_command(cli: Cli, data: Annotated[Optional[Path], typer.Option("--data
             for example in examples:
                 predictions.append(complete(docqa.prompt(example), 1, 0.0)[0].strip())
                 bar.advance(task)
-    metrics = docqa.score(examples, predictions)
+    metrics = {**docqa.score(examples, predictions), **retrieval}
     metrics["prompts_truncated"] = len(truncated)
     if output:
         with atomic_file(output) as handle:
@@ -333,6 +353,60 @@ def mesh_command(cli: Cli, model: Model = None,
     stored = _store(cli, name, folder, run, "mesh", metrics)
     cli.print("adherence (chance): " + ", ".join(f"{k} {v} ({metrics['chance'][k]})" for k, v in metrics["adherence"].items()))
     return stored
+
+
+@quark_command(app, "tooluse")
+def tooluse_command(cli: Cli, model: ModelOption, limit: Annotated[int, typer.Option(
+                        "--limit", help="Number of held-out tasks (3 computations to 1 direct question).")] = 20,
+                    data: Annotated[Optional[str], typer.Option(
+                        "--data", "-d", help="The model's SFT dataset (quark data synth): tasks it trained on "
+                                             "are left out.")] = None,
+                    max_new_tokens: MaxNew = 64, run: Run = None, output: Output = None,
+                    device: DeviceOption = "auto", quantize: QuantizeOption = None) -> dict:
+    """Tool use: right tool, valid arguments, correct final answer, on held-out synthetic tasks.
+
+    Each task is one agent turn (the model chooses whether to call run_code, which runs in the
+    sandbox); greedy decoding.
+
+    Example: quark eval tooluse --model demo --data demo-chat --limit 20
+    """
+    from quark.evaluation import tooluse
+    from quark.inference import Engine
+
+    folder = cli.home.existing(cli.home.model_dir(model), "model")
+    seen = _trained_groups(cli, data) if data else set()
+    tasks = tooluse.tool_tasks(limit, exclude=seen)
+    engine = Engine.load(folder, device=device, quantize=quantize_mode(quantize))
+    context = tooluse.open_context(cli.home)
+    results = []
+    try:
+        with progress_bar(enabled=cli.progress_enabled()) as bar:
+            task = bar.add_task("tool tasks", total=len(tasks), unit="tasks")
+            for item in tasks:
+                results.append(tooluse.run_task(engine, context, item, max_tokens=max_new_tokens))
+                bar.advance(task)
+    finally:
+        context.close()
+    metrics = tooluse.score(results)
+    if output:
+        with atomic_file(output) as handle:
+            handle.writelines(json.dumps(r.as_dict()) + "\n" for r in results)
+    return _store(cli, model, folder, run, "tooluse", metrics)
+
+
+def _trained_groups(cli: Cli, data: str) -> set[str]:
+    """The computations a synth dataset's train split calls run_code for (their split groups)."""
+    from quark.data.synth import program_group
+
+    path = cli.home.existing(cli.home.dataset_dir(data), "dataset") / "train.jsonl"
+    groups: set[str] = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        for message in json.loads(line).get("messages", []):
+            for call in message.get("tool_calls") or []:
+                code = json.loads(call["function"]["arguments"]).get("code")
+                if code:
+                    groups.add(program_group(code))
+    return groups
 
 
 @quark_command(app, "report")

@@ -9,6 +9,7 @@ import typer
 from quark.commands._cli import Cli, quark_command
 from quark.commands._options import AdapterOption, DeviceOption, ModelOption, QuantizeOption, quantize_mode
 from quark.inference import Engine
+from quark.inputs import read_stdin_text
 from quark.inference.sampling import sampling_params
 from quark.modelfolder import generation_defaults
 
@@ -30,8 +31,7 @@ def generate_command(
     repetition_penalty: Annotated[float, typer.Option("--repetition-penalty", min=0.0,
                                                       help="Above 1 discourages repeats.")] = 1.0,
     stop: Annotated[Optional[list[str]], typer.Option("--stop", help="Stop before this text (repeatable).")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed",
-                                                help="Sampling seed: the same seed gives the same text.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Sampling seed: the same seed gives the same text.")] = None,
     quantize: QuantizeOption = None,
     adapter: AdapterOption = None,
     device: DeviceOption = "auto",
@@ -44,7 +44,7 @@ def generate_command(
 
         echo "import os" | quark generate -m tiny -p - --seed 7 --json
     """
-    text_in = sys.stdin.read() if prompt == "-" else prompt
+    text_in = read_stdin_text() if prompt == "-" else prompt
     engine = Engine.named(cli.home, model, device=device, quantize=quantize_mode(quantize), adapter=adapter)
     params = sampling_params(generation_defaults(cli.home.model_dir(model)), max_tokens=max_tokens,
                              temperature=temperature, top_k=top_k, top_p=top_p,

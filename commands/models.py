@@ -215,7 +215,7 @@ def quantize(
         raise QuarkError("only int8 folders are saved; nf4 quantizes on load on CUDA (quark serve/generate --quantize "
                          "nf4)")
     source = cli.home.existing(cli.home.model_dir(name), "model")
-    out = out or f"{name}-{mode.value}"
+    out = f"{name}-{mode.value}" if out is None else out
     target = cli.home.model_dir(out)
     if target.exists():
         raise QuarkError(f"model {out!r} already exists ({target}); choose another --out or remove it")

@@ -9,9 +9,19 @@ from typing import Annotated, Optional
 import typer
 
 from quark.commands._cli import Cli, group, quark_command
-from quark.commands._options import AdapterOption, DeviceOption, OptionalModelOption, QuantizeOption, quantize_mode
+from quark.commands._options import (
+    DEFAULT_PREFIX_CACHE_MB,
+    AdapterOption,
+    Compile,
+    CompileOption,
+    DeviceOption,
+    OptionalModelOption,
+    PrefixCacheOption,
+    QuantizeOption,
+    quantize_mode,
+)
 from quark.errors import QuarkError
-from quark.inference import Engine
+from quark.inference import Engine, PrefixCache
 from quark.modelfolder import generation_defaults
 from quark.serving import KeyStore, bind, create_app, is_loopback, parse_rate_limit, read_key_file, run, url_of
 
@@ -38,12 +48,16 @@ def serve_command(
     batch_window_ms: Annotated[float, typer.Option("--batch-window-ms", min=0.0,
                                                    help="How long the engine waits for more requests to "
                                                         "batch.")] = 10.0,
+    prefix_cache_mb: PrefixCacheOption = DEFAULT_PREFIX_CACHE_MB,
+    compile: CompileOption = Compile.auto,
     log_level: Annotated[str, typer.Option("--log-level",
                                            help="uvicorn log level (warning, info, debug).")] = "warning",
 ) -> None:
     """Serve a model at /v1 (chat, completions, embeddings, models), with /health and /metrics.
 
-    Concurrent requests are batched. Once a key exists (or --api-key-file), /v1 needs a Bearer key.
+    Concurrent requests are batched; a prompt sharing a prefix with an earlier one (a system
+    prompt) reuses its KV (--prefix-cache-mb). Once a key exists (or --api-key-file), /v1 needs a
+    Bearer key.
 
     Example:
 
@@ -62,10 +76,14 @@ def serve_command(
         raise QuarkError(f"refusing to serve on {host} without an API key: create one with "
                          "`quark serve keys create NAME` or pass --api-key-file (or bind 127.0.0.1)")
     sock = bind(host, port)
-    engine = Engine.named(cli.home, model, device=device, quantize=quantize_mode(quantize), adapter=adapter)
+    engine = Engine.named(cli.home, model, device=device, quantize=quantize_mode(quantize), adapter=adapter,
+                          prefix_cache=PrefixCache.from_megabytes(prefix_cache_mb), compile=compile.value)
     folder = cli.home.model_dir(model)
+    from quark.retrieval.embedding import load_head
+
     app = create_app(engine, keys=store, defaults=generation_defaults(folder), max_batch=max_batch,
-                     gather_seconds=batch_window_ms / 1000)
+                     gather_seconds=batch_window_ms / 1000,
+                     embedding_head=load_head(folder, engine.model.config.n_embd, device=engine.device))
     url = url_of(sock)
     if cli.json:
         print(json.dumps({"model": model, "url": url, "base_url": f"{url}/v1", "auth": auth,

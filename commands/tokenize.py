@@ -28,12 +28,9 @@ def train(cli: Cli, data: DataOption,
           vocab_size: Annotated[int, typer.Option("--vocab-size",
                                                   help="Number of pieces, specials and bytes included.")],
           name: Annotated[str, typer.Option("--name", help="Tokenizer name: writes tokenizers/NAME/.")],
-          max_docs: Annotated[Optional[int], typer.Option("--max-docs",
-                                                          help="Train on at most this many documents "
-                                                               "(sampled).")] = None,
-          max_chars: Annotated[int, typer.Option(
-              "--max-chars", help="Train on at most this many characters (sampled).")] = DEFAULT_MAX_CHARS,
-          seed: Annotated[int, typer.Option("--seed", help="Seed of the document sample.")] = 0,
+          max_docs: Annotated[Optional[int], typer.Option("--max-docs", min=1, help="Train on at most this many documents (sampled).")] = None,
+          max_chars: Annotated[int, typer.Option("--max-chars", min=1, help="Train on at most this many characters (sampled).")] = DEFAULT_MAX_CHARS,
+          seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the document sample.")] = 0,
           threads: Annotated[int, typer.Option("--threads", min=1, help="SentencePiece trainer threads.")] = 2) -> dict:
     """Train a SentencePiece unigram tokenizer (byte fallback, split digits, chat and tool specials,
     whitespace kept exactly) on the text of one or more datasets.
@@ -59,11 +56,8 @@ def train(cli: Cli, data: DataOption,
 @executor_options
 def encode(cli: Cli, data: DataOption,
            tokenizer: Annotated[str, typer.Option("--tokenizer", help="Tokenizer name under tokenizers/.")],
-           name: Annotated[Optional[str], typer.Option("--name",
-                                                       help="Token set name (default: DATASET-TOKENIZER).")] = None,
-           val_fraction: Annotated[float, typer.Option("--val-fraction",
-                                                       help="Share of documents held out for validation (by text "
-                                                            "hash).")] = DEFAULT_VAL_FRACTION,
+           name: Annotated[Optional[str], typer.Option("--name", help="Token set name (default: DATASET-TOKENIZER).")] = None,
+           val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.9, help="Share of documents held out for validation (by text hash).")] = DEFAULT_VAL_FRACTION,
            *, executor: ExecutorOptions) -> dict:
     """Encode datasets into packed token shards (tokens/NAME/): each document's tokens then EOS,
     uint16 when the vocabulary fits, with a validation split chosen by document hash so rebuilds are

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from quark.commands._cli import Cli, group, quark_command
+from quark.commands._cli import Cli, group, one_line, quark_command
 from quark.errors import QuarkError
 
 tools = group("tools", "List the tools the assistant can call, run one by hand, and read the audit log.")
@@ -49,7 +50,8 @@ def _finish(cli: Cli, result) -> dict:
         return out
     if cli.json:
         sys.stdout.write(json.dumps(out, indent=2, default=str) + "\n")
-    cli.err.print(f"[bold red]error:[/] {result.tool}: {result.outcome}: {result.error}", highlight=False,
+    cli.err.print(f"[bold red]error:[/] {escape(one_line(f'{result.tool}: {result.outcome}: {result.error}'))}",
+                  highlight=False,
                   soft_wrap=True)
     raise typer.Exit(1)
 
@@ -76,7 +78,7 @@ def run(cli: Cli,
         args: Annotated[str, typer.Option("--args", "-a", help="The arguments, a JSON object.")] = "{}",
         workspace: Annotated[Optional[Path], typer.Option("--workspace", "-w",
                                                           help="Folder the file and test tools work in.")] = None,
-        conversation: Annotated[Optional[int], typer.Option("--conversation", "-c",
+        conversation: Annotated[Optional[int], typer.Option("--conversation", "-c", min=1,
                                                             help="Conversation for checkpoint tools.")] = None,
         allow_risky: Annotated[bool, typer.Option("--allow-risky", help="Run a risky tool (writes, restores).")] = False,
         ) -> dict:
@@ -97,11 +99,11 @@ def _when(timestamp: float) -> str:
 
 @quark_command(tools, "log")
 def log(cli: Cli,
-        conversation: Annotated[Optional[int], typer.Option("--conversation", "-c",
+        conversation: Annotated[Optional[int], typer.Option("--conversation", "-c", min=1,
                                                             help="Only this conversation's calls.")] = None,
         tool: Annotated[Optional[str], typer.Option("--tool", "-t", help="Only this tool's calls.")] = None,
         limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many rows, newest first.")] = 20,
-        replay: Annotated[Optional[int], typer.Option("--replay", help="Re-run the logged call with this id.")] = None,
+        replay: Annotated[Optional[int], typer.Option("--replay", min=1, help="Re-run the logged call with this id.")] = None,
         workspace: Annotated[Optional[Path], typer.Option("--workspace", "-w",
                                                           help="With --replay: the workspace to run in.")] = None,
         allow_risky: Annotated[bool, typer.Option("--allow-risky", help="With --replay: allow a risky tool.")] = False,

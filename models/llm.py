@@ -36,12 +36,31 @@ class LLMConfig:
     init_std: float = 0.02
 
     def __post_init__(self) -> None:
+        self._check_types()
         if self.intermediate_size <= 0:
             self.intermediate_size = 64 * math.ceil(8 * self.n_embd / 3 / 64)
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if self.n_head % self.n_kv_head:
             raise ValueError(f"n_head ({self.n_head}) must be divisible by n_kv_head ({self.n_kv_head})")
+
+    def _check_types(self) -> None:
+        """Refuse a wrong type or a size below one, naming the field, before any arithmetic (a
+        string n_embd would otherwise surface as a formatting error, a negative one inside torch)."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type == "bool":
+                ok = isinstance(value, bool)
+                want = "true or false"
+            elif f.type == "int":
+                low = 0 if f.name == "intermediate_size" else 1
+                ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
+                want = f"an integer >= {low}"
+            else:
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+                want = "a positive number"
+            if not ok:
+                raise ValueError(f"field {f.name} must be {want}, got {value!r}")
 
     @property
     def head_dim(self) -> int:
@@ -112,6 +131,9 @@ class KVCache:
     length: int = 0
     key_mask: torch.Tensor | None = None  # (B, capacity) bool
     padded: bool = False  # set once any row has padding; unpadded caches take SDPA's fast paths
+    # Static-shape decoding (LLM.decode_step): the column written this step, as a tensor so a
+    # compiled step is one graph for every step; attention then spans the whole capacity, masked.
+    write_at: torch.Tensor | None = None
 
     @classmethod
     def empty(cls, cfg: LLMConfig, batch: int, capacity: int, device: torch.device, dtype: torch.dtype) -> KVCache:
@@ -141,7 +163,11 @@ class Attention(nn.Module):
         k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        if cache is not None:
+        if cache is not None and cache.write_at is not None:
+            cache.k[layer].index_copy_(2, cache.write_at, k)
+            cache.v[layer].index_copy_(2, cache.write_at, v)
+            k, v = cache.k[layer], cache.v[layer]
+        elif cache is not None:
             start = cache.length
             cache.k[layer][:, :, start:start + T] = k
             cache.v[layer][:, :, start:start + T] = v
@@ -264,6 +290,22 @@ class LLM(nn.Module):
         if targets is None:
             return logits
         return F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=ignore_index)
+
+    def decode_step(self, idx: torch.Tensor, cache: KVCache, live: torch.Tensor) -> torch.Tensor:
+        """One decode step over a static-shape cache: float32 next-token logits (B, vocab) for the
+        tokens `idx` (B, 1), written at column `cache.write_at`; `live` (B, 1) marks the rows whose
+        token is real. Every tensor keeps its shape from step to step (attention covers the whole
+        capacity, masked), so `torch.compile` builds this once per batch shape and CUDA graphs can
+        replay it; the caller advances `cache.length`."""
+        cache.key_mask.index_copy_(1, cache.write_at, live)
+        positions = (cache.key_mask.long().sum(-1, keepdim=True) - 1).clamp(min=0)
+        key_pos = torch.arange(cache.key_mask.shape[1], device=idx.device)
+        mask = (cache.key_mask | (key_pos == cache.write_at)[None])[:, None, None, :]
+        x = self.embed_tokens(idx)
+        cos, sin = self.rope_cos[positions][:, None].to(x.dtype), self.rope_sin[positions][:, None].to(x.dtype)
+        for i, block in enumerate(self.layers):
+            x = block(x, cos, sin, mask, cache, i)
+        return self.lm_head(self.norm(x)[:, -1]).float()
 
     @staticmethod
     def _explicit_mask(keys: torch.Tensor, past: int, T: int) -> torch.Tensor:

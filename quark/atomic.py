@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from quark.errors import QuarkError
 
 
 @contextlib.contextmanager
@@ -18,7 +21,7 @@ def atomic_dir(final: Path, *, replace: bool = True) -> Iterator[Path]:
     is left as it was.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(final)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; the result should look like any mkdir
     try:
@@ -32,9 +35,30 @@ def atomic_dir(final: Path, *, replace: bool = True) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             tmp.rename(final)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        raise_if_disk_full(exc, final)
         raise
+
+
+DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
+def raise_if_disk_full(exc: BaseException, target: Path) -> None:
+    """A full disk (or a file-size limit) is the user's to fix, not a bug: say so, naming what
+    was being written (the temporary copy is already gone, so nothing half-written is left)."""
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+        raise QuarkError(f"no space left writing {target} ({exc.strerror}); nothing was changed") from None
+
+
+def _make_parent(final: Path) -> None:
+    """Create final's folder; a parent that is a file (or unwritable) is the user's error, named."""
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise QuarkError(f"cannot write {final}: a parent of it is a file, not a folder") from None
+    except OSError as exc:
+        raise QuarkError(f"cannot write {final}: {exc.strerror or exc}") from None
 
 
 def _umask() -> int:
@@ -47,7 +71,9 @@ def _umask() -> int:
 def atomic_file(final: Path, mode: str = "w", **open_kwargs) -> Iterator:
     """Open a temporary sibling of `final` for writing; rename over `final` when the block ends."""
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.is_dir():
+        raise QuarkError(f"{final} is a folder; give a file name to write")
+    _make_parent(final)
     fd, tmp_name = tempfile.mkstemp(prefix=f".tmp-{final.name}-", dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -58,8 +84,9 @@ def atomic_file(final: Path, mode: str = "w", **open_kwargs) -> Iterator:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        raise_if_disk_full(exc, final)
         raise
 
 

@@ -177,6 +177,55 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX assets_kind ON assets(kind, created_at);
     """,
+    # 5: document indexes for grounded answers (quark.retrieval.documents). A source is one file (or
+    # dataset document) with the sha256 of its content, so re-adding it unchanged is a no-op and
+    # re-adding it changed replaces its chunks only. Chunk ids never repeat (AUTOINCREMENT): they
+    # are the keys of the approximate index kept beside quark.db. Vectors live in one vec0 table per
+    # dimension, `doc_vec_<dim>` (partitioned by index), created on first use with a trigger that
+    # deletes a chunk's vector with the chunk.
+    """
+    CREATE TABLE doc_indexes (
+        id          INTEGER PRIMARY KEY,
+        name        TEXT NOT NULL UNIQUE,
+        model       TEXT,                     -- the embedding model (models/<model>), NULL: BM25 only
+        embedder    TEXT,                     -- the vector space its chunks were embedded in
+        dim         INTEGER,
+        generation  INTEGER NOT NULL DEFAULT 0,  -- bumped on every change; the ANN file records it
+        created_at  REAL NOT NULL,
+        updated_at  REAL NOT NULL
+    );
+    CREATE TABLE doc_sources (
+        id          INTEGER PRIMARY KEY,
+        index_id    INTEGER NOT NULL REFERENCES doc_indexes(id) ON DELETE CASCADE,
+        path        TEXT NOT NULL,
+        sha256      TEXT NOT NULL,
+        bytes       INTEGER NOT NULL,
+        added_at    REAL NOT NULL,
+        UNIQUE (index_id, path)
+    );
+    CREATE TABLE doc_chunks (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        source_id   INTEGER NOT NULL REFERENCES doc_sources(id) ON DELETE CASCADE,
+        index_id    INTEGER NOT NULL,
+        ordinal     INTEGER NOT NULL,
+        start_line  INTEGER NOT NULL,
+        end_line    INTEGER NOT NULL,
+        kind        TEXT NOT NULL,
+        title       TEXT NOT NULL DEFAULT '',
+        text        TEXT NOT NULL,
+        sha256      TEXT NOT NULL
+    );
+    CREATE INDEX doc_chunks_source ON doc_chunks(source_id, ordinal);
+    CREATE INDEX doc_chunks_index ON doc_chunks(index_id);
+    CREATE VIRTUAL TABLE doc_chunks_fts USING fts5(title, text, content='doc_chunks', content_rowid='id',
+                                                   tokenize='porter unicode61');
+    CREATE TRIGGER doc_chunks_fts_insert AFTER INSERT ON doc_chunks BEGIN
+        INSERT INTO doc_chunks_fts(rowid, title, text) VALUES (new.id, new.title, new.text);
+    END;
+    CREATE TRIGGER doc_chunks_fts_delete AFTER DELETE ON doc_chunks BEGIN
+        INSERT INTO doc_chunks_fts(doc_chunks_fts, rowid, title, text) VALUES ('delete', old.id, old.title, old.text);
+    END;
+    """,
 ]
 
 
@@ -244,6 +293,20 @@ def record_run(conn: sqlite3.Connection, name: str, kind: str, model: str | None
             "updated_at=excluded.updated_at",
             (name, kind, model, status, json.dumps(config), now, now),
         )
+
+
+@contextlib.contextmanager
+def run_outcome(conn: sqlite3.Connection | None, name: str) -> Iterator[None]:
+    """Mark run `name` failed (or interrupted, for Ctrl-C) if the block raises, so that `runs`
+    never shows as running a run that died between its row and its first step, or while
+    publishing. `conn` is None on processes other than rank 0."""
+    try:
+        yield
+    except BaseException as exc:
+        if conn is not None:
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            finish_run(conn, name, status, {"error": str(exc) or type(exc).__name__})
+        raise
 
 
 def finish_run(conn: sqlite3.Connection, name: str, status: str, summary: dict[str, Any]) -> None:

@@ -14,12 +14,12 @@ from pathlib import Path
 
 from quark.errors import QuarkError
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # used with fullmatch: "$" would accept "q\n"
 
 
 def validate_name(name: str, what: str = "name") -> str:
     """Refuse names that could escape the home (separators, '..', control characters)."""
-    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
         raise QuarkError(
             f"invalid {what} {name!r}: use letters, digits, '.', '_' or '-' "
             "(no path separators, no '..', at most 128 characters)"
@@ -74,6 +74,10 @@ class Home:
 
     def run_dir(self, name: str) -> Path:
         return self._named("runs", name, "run name")
+
+    def index_dir(self, name: str) -> Path:
+        """Files a document index keeps beside quark.db (its approximate vector index)."""
+        return self._named("indexes", name, "index name")
 
     @property
     def assets_dir(self) -> Path:

@@ -8,15 +8,22 @@ from pathlib import Path
 from typing import Any
 
 from quark.errors import QuarkError
+from quark.inputs import regular_file
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for every non-blank line; a QuarkError names the first bad one."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise QuarkError(f"no such data file: {path}")
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
+    regular_file(path, "data file")
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise QuarkError(f"{path}:{number}: not UTF-8 text (bad byte 0x{raw[exc.start]:02x} at column "
+                                 f"{exc.start + 1})") from None
             if not line.strip():
                 continue
             try:

@@ -57,7 +57,8 @@ def _stdlib_sample(n_files: int = 12) -> list[str]:
     return [f.read_text(encoding="utf-8", errors="replace") for f in files]
 
 
-def make_tiny_model(home: Path, name: str = "tiny", *, vocab_size: int = 1000, seed: int = 0) -> Path:
+def make_tiny_model(home: Path, name: str = "tiny", *, vocab_size: int = 1000, seed: int = 0,
+                    max_seq_len: int = 256) -> Path:
     """A real model folder in `home`: a SentencePiece tokenizer trained on a stdlib sample and a
     randomly initialised LLM of ~100k parameters. Untrained, so its text is noise, but every code
     path (tokenizer, safetensors, KV cache, template) is the real one."""
@@ -73,7 +74,7 @@ def make_tiny_model(home: Path, name: str = "tiny", *, vocab_size: int = 1000, s
     tok_dir.mkdir(parents=True, exist_ok=True)
     train_tokenizer(_stdlib_sample(), tok_dir / "tokenizer", vocab_size)
     torch.manual_seed(seed)
-    model = LLM(LLMConfig(vocab_size=vocab_size, n_layer=2, n_head=4, n_kv_head=2, n_embd=64, max_seq_len=256))
+    model = LLM(LLMConfig(vocab_size=vocab_size, n_layer=2, n_head=4, n_kv_head=2, n_embd=64, max_seq_len=max_seq_len))
     folder = root.model_dir(name)
     save_model(folder, model, tok_dir / "tokenizer.model")
     return folder
@@ -85,3 +86,9 @@ def tiny_model_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("tiny-home")
     make_tiny_model(home)
     return home
+
+
+def pytest_report_header(config) -> list[str]:
+    """The fuzz suite's seed, for replay (tests/test_fuzz_cli.py)."""
+    seed = os.environ.get("QUARK_FUZZ_SEED")
+    return [f"fuzz: QUARK_FUZZ_SEED={seed}" if seed else "fuzz: seed drawn per run (printed in every fuzz failure)"]

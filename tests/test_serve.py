@@ -183,3 +183,19 @@ def test_a_closed_stream_stops_its_generation(server: str) -> None:
     idle = steps()
     time.sleep(0.5)
     assert steps() == idle and idle - before < 200
+
+
+def test_metrics_report_the_prefix_cache(client: openai.OpenAI, server: str) -> None:
+    root = server.removesuffix("/v1")
+    before = httpx.get(f"{root}/metrics").text
+    system = {"role": "system", "content": "You review Python code and answer in one short sentence. " * 4}
+    replies = [client.chat.completions.create(model="tiny", messages=[system, {"role": "user", "content": q}],
+                                              max_tokens=4, temperature=0).choices[0].message.content
+               for q in ("Is this fine?", "And this one?")]
+    assert all(isinstance(r, str) for r in replies)
+    after = httpx.get(f"{root}/metrics").text
+    assert _metric(after, "quark_prefix_cache_hits_total") >= _metric(before, "quark_prefix_cache_hits_total") + 1
+    assert _metric(after, "quark_prefix_cache_tokens_saved_total") >= _metric(
+        before, "quark_prefix_cache_tokens_saved_total") + 32  # the system prompt's whole blocks
+    assert _metric(after, "quark_prefix_cache_bytes") > 0
+    assert _metric(after, "quark_prefix_cache_budget_bytes") == 512 * 2**20

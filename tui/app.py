@@ -4,13 +4,20 @@ call on the same `ChatSession` that the scripted `quark chat --message` uses.
 Generation runs in a thread worker (the event loop stays responsive) and streams into a Markdown
 widget; Escape (configurable) sets the session's cancel event and the partial reply is stored.
 Key bindings have ids; the home's config.toml `[keys]` table maps ids to keys (Textual keymap).
+
+Tools (`quark chat --tools …`): the model's tool calls appear as collapsible panels (tool, status,
+duration; arguments and result inside) between the user's message and the answer; a risky tool
+waits for the user's answer in a confirmation dialog. `/search`, `/fetch` and `/run` run a tool
+by hand into the same panels (audited like the model's calls).
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from textual import on, work
 from textual.app import App, ComposeResult
@@ -20,6 +27,7 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, ListView, Markdown
 
+from quark.agent.events import ToolCallFinished, ToolCallStarted
 from quark.chat import ChatSession, Turn, TurnResult
 from quark.chat.config import load_config
 from quark.errors import QuarkError
@@ -34,6 +42,8 @@ from quark.tui.widgets import (
     MessageView,
     StatusBar,
     TextPrompt,
+    ToolConfirm,
+    ToolPanel,
     code_blocks,
     message_views,
 )
@@ -59,6 +69,18 @@ class TurnFinished(Message):
     def __init__(self, result: TurnResult) -> None:
         super().__init__()
         self.result = result
+
+
+class ToolStarted(Message):
+    def __init__(self, event: ToolCallStarted, by: str = "model") -> None:
+        super().__init__()
+        self.event, self.by = event, by
+
+
+class ToolFinished(Message):
+    def __init__(self, event: ToolCallFinished, by: str = "model") -> None:
+        super().__init__()
+        self.event, self.by = event, by
 
 
 class TurnFailed(Message):
@@ -92,9 +114,17 @@ class ChatApp(App):
 
     def __init__(self, home: Home, *, model: str | None = None, conversation_id: int | None = None,
                  checkpoint: str | None = None, adapter: str | None = None, device: str = "auto",
-                 quantize: str | None = None) -> None:
+                 quantize: str | None = None, index: str | None = None, reranker: str | None = None,
+                 tools: str | None = None, workspace: str | None = None, allow_risky: bool = False,
+                 max_steps: int = 4, prefix_cache_mb: float = 512.0, compile: str = "auto") -> None:
         super().__init__()
-        self.session = ChatSession(home, model=model, adapter=adapter, device=device, quantize=quantize)
+        self.session = ChatSession(home, model=model, adapter=adapter, device=device, quantize=quantize, index=index,
+                                   reranker=reranker, prefix_cache_mb=prefix_cache_mb, compile=compile)
+        if tools:
+            self.session.enable_tools(tools, workspace=workspace, allow_risky=allow_risky, confirm=self._confirm_tool,
+                                      max_steps=max_steps)
+        self.tool_choice: Any = "auto"  # OpenAI tool_choice for the model's turns (see quark.agent.choice)
+        self._panels: dict[str, ToolPanel] = {}
         self._start_conversation, self._start_checkpoint = conversation_id, checkpoint
         self._engine_lock = threading.Lock()  # one model load or turn at a time
         self._cancel: threading.Event | None = None
@@ -212,9 +242,15 @@ class ChatApp(App):
         generation never stalls behind rendering; the queue keeps them in order."""
         try:
             with self._engine_lock:
-                turn = self.session.begin(text)
+                turn = self.session.begin(text, tool_choice=self.tool_choice)
                 self.post_message(TurnStarted(turn))
-                for piece in self.session.stream(turn, cancel):
+                for piece in self.session.events(turn, cancel):
+                    if isinstance(piece, ToolCallStarted):
+                        self.post_message(ToolStarted(piece))
+                        continue
+                    if isinstance(piece, ToolCallFinished):
+                        self.post_message(ToolFinished(piece))
+                        continue
                     # Back-pressure: at most STREAM_AHEAD pieces wait for the screen, so a key
                     # press (Escape) is never queued behind a whole reply.
                     while not self._ahead.acquire(timeout=0.1):
@@ -246,8 +282,62 @@ class ChatApp(App):
         self._reply.text = result.reply
         self._reply.set_id(result.assistant_message_id, "stopped" if result.finish_reason == "cancelled" else "")
         self.last_result, self._cancel, self._stream = result, None, None
+        self.query_one("#memory", MemoryPanel).show_prompt(result.prompt, cited=result.citations())
         self.refresh_conversations(self.query_one("#conversation-search", Input).value)
         self._status("stopped" if result.finish_reason == "cancelled" else "ready")
+
+    # ---- tool calls ----------------------------------------------------------------------------
+    @on(ToolStarted)
+    async def _tool_started(self, event: ToolStarted) -> None:
+        panel = ToolPanel(event.event.name, event.event.arguments, by=event.by)
+        self._panels[event.event.call_id] = panel
+        messages = self.query_one("#messages", VerticalScroll)
+        before = self._reply if event.by == "model" and self._reply is not None and self._reply.parent else None
+        await messages.mount(panel, before=before)
+        self._status(f"running {event.event.name}…")
+
+    @on(ToolFinished)
+    def _tool_finished(self, event: ToolFinished) -> None:
+        call = event.event
+        panel = self._panels.pop(call.call_id, None)
+        if panel is not None:
+            panel.finish(call.outcome, call.duration_s, call.result.output if call.result.ok else call.result.error)
+        self._status("generating… (Esc stops)" if event.by == "model" else "ready")
+
+    def _confirm_tool(self, tool, arguments) -> bool:
+        """The policy's confirm callback: called on the turn's worker thread, it shows the dialog
+        on the UI thread and waits for the answer (a stopped turn counts as no)."""
+        answer: dict[str, bool] = {}
+        answered = threading.Event()
+
+        def ask() -> None:
+            def chosen(yes: bool | None) -> None:
+                answer["yes"] = bool(yes)
+                answered.set()
+
+            self.push_screen(ToolConfirm(tool.name, json.dumps(arguments.model_dump(mode="json"))), chosen)
+
+        self.call_from_thread(ask)
+        while not answered.wait(0.1):
+            if self._cancel is not None and self._cancel.is_set():
+                return False
+        return answer["yes"]
+
+    @work(thread=True, group="tool")
+    def _run_tool(self, name: str, arguments: dict) -> None:
+        """A tool run by hand (/search, /fetch, /run) into a panel, off the UI thread."""
+        started = ToolCallStarted(0, f"user-{time.monotonic_ns()}", name, json.dumps(arguments))
+        self.post_message(ToolStarted(started, by="you"))
+        finished = self.session.run_tool(name, arguments)
+        self.post_message(ToolFinished(ToolCallFinished(0, started.call_id, name, started.arguments,
+                                                        finished.result), by="you"))
+
+    def _last_code(self) -> str | None:
+        for view in reversed(list(self.query(MessageView))):
+            blocks = code_blocks(view.text) if view.role == "assistant" else []
+            if blocks:
+                return blocks[-1]
+        return None
 
     @on(TurnFailed)
     async def _turn_failed(self, event: TurnFailed) -> None:
@@ -295,8 +385,24 @@ class ChatApp(App):
                 raise QuarkError(f"usage: /model NAME (available: {', '.join(session.available_models()) or 'none'})")
             self._load_model(arg.strip())
         elif command.name == "search":
+            if not arg.strip():
+                raise QuarkError("usage: /search QUERY")
+            self._run_tool("web_search", {"query": arg.strip()})
             self.query_one("#memory", MemoryPanel).show_hits(arg, session.search(arg))
             self.query_one("#memory").display = True
+        elif command.name == "index":
+            name = session.use_index(arg.strip() or None)
+            self.notify(f"answers are grounded in index {name}: sources are cited as [n]" if name
+                        else "no document index: answers are not grounded")
+        elif command.name == "fetch":
+            if not arg.strip():
+                raise QuarkError("usage: /fetch URL")
+            self._run_tool("fetch_url", {"url": arg.strip()})
+        elif command.name == "run":
+            code = arg.strip() or self._last_code()
+            if not code:
+                raise QuarkError("usage: /run CODE, or /run alone to run the last code block of a reply")
+            self._run_tool("run_code", {"language": "python", "code": code})
         elif command.name == "fork":
             self._require_idle()
             target = arg.strip().lstrip("#")
@@ -434,8 +540,11 @@ def check_keys(keys: dict[str, str], source: Path) -> None:
 
 def run_app(home: Home, *, model: str | None = None, conversation_id: int | None = None,
             checkpoint: str | None = None, adapter: str | None = None, device: str = "auto",
-            quantize: str | None = None) -> None:
+            quantize: str | None = None, index: str | None = None, reranker: str | None = None,
+            tools: str | None = None, workspace: str | None = None, allow_risky: bool = False,
+            max_steps: int = 4, prefix_cache_mb: float = 512.0, compile: str = "auto") -> None:
     # A bad config.toml is a one-line error before the screen opens.
     check_keys(load_config(home.config_path).keys, home.config_path)
     ChatApp(home, model=model, conversation_id=conversation_id, checkpoint=checkpoint, adapter=adapter, device=device,
-            quantize=quantize).run()
+            quantize=quantize, index=index, reranker=reranker, tools=tools, workspace=workspace,
+            allow_risky=allow_risky, max_steps=max_steps, prefix_cache_mb=prefix_cache_mb, compile=compile).run()

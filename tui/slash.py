@@ -12,7 +12,10 @@ COMMANDS = {
     "pin": "/pin TEXT              keep TEXT in every prompt of this conversation",
     "system": "/system TEXT           set this conversation's system prompt (empty clears it)",
     "model": "/model NAME            switch model",
-    "search": "/search QUERY          search memories (shown in the memory panel)",
+    "search": "/search QUERY          search the web (a tool panel) and memories (the memory panel)",
+    "fetch": "/fetch URL              read a web page (a tool panel)",
+    "run": "/run [CODE]             run Python in the sandbox: CODE, or the last code block of a reply",
+    "index": "/index [NAME]          ground answers in document index NAME (sources cited as [n]); empty: stop",
     "fork": "/fork ID               continue from message #ID (the other branch is kept)",
     "help": "/help                  this list",
 }

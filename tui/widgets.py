@@ -3,6 +3,8 @@ bar and the modal pickers. They only display and collect input; the app drives t
 
 from __future__ import annotations
 
+import json
+
 from markdown_it import MarkdownIt
 from rich.text import Text
 from textual import on
@@ -10,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, ListItem, Markdown, OptionList, Static
+from textual.widgets import Button, Collapsible, Input, Label, ListItem, Markdown, OptionList, Static
 from textual.widgets.option_list import Option
 
 from quark.chat.prompt import BuiltPrompt
@@ -88,12 +90,21 @@ class MemoryPanel(Static):
 
     DEFAULT_CSS = "MemoryPanel { width: 36; height: 1fr; padding: 0 1; border-left: solid $panel; overflow-y: auto; }"
 
-    def show_prompt(self, prompt: BuiltPrompt | None) -> None:
+    def show_prompt(self, prompt: BuiltPrompt | None, cited: list[int] = ()) -> None:
         text = Text()
         text.append("Memory in the last prompt\n", style="bold")
         if prompt is None:
             text.append("(nothing yet)\n", style="dim")
         else:
+            if prompt.sources:
+                text.append("Sources\n", style="bold")
+            for source in prompt.sources:
+                text.append(f"[{source.n}] ", style="green" if source.n in cited else "cyan")
+                text.append(f"{source.ref}", style="underline")
+                text.append(f"{'  ' + source.title if source.title else ''}{'  cited' if source.n in cited else ''}\n",
+                            style="dim")
+            if prompt.omitted_sources:
+                text.append(f"{len(prompt.omitted_sources)} more sources did not fit\n", style="yellow")
             if prompt.checkpoint:
                 text.append(f"checkpoint {prompt.checkpoint}\n", style="magenta")
             for memory in prompt.memories:
@@ -202,5 +213,88 @@ class CheckpointPicker(ModalScreen[str | None]):
         self.dismiss(event.option.id)
 
 
-def message_views(messages: list[Message]) -> list[MessageView]:
-    return [MessageView(m.role, m.content, m.id) for m in messages]
+class ToolPanel(Collapsible):
+    """One tool call, collapsed to a title line: the tool, who asked (model or you), its status
+    and duration; expanded, its arguments and result."""
+
+    DEFAULT_CSS = """
+    ToolPanel { margin: 0 0 1 0; }
+    ToolPanel.ok CollapsibleTitle { color: $success; }
+    ToolPanel.failed CollapsibleTitle { color: $error; }
+    ToolPanel > Contents > Static { padding: 0 1; }
+    """
+
+    def __init__(self, name: str, arguments: str, *, by: str = "model") -> None:
+        self.tool, self.by, self.arguments = name, by, arguments
+        self.outcome: str | None = None
+        self.body = Static(Text(f"arguments: {_pretty(arguments)}\nrunning…"), classes="tool-body")
+        super().__init__(self.body, title=self._heading("running…"), collapsed=True)
+
+    def _heading(self, status: str) -> str:
+        return f"tool {self.tool} ({self.by}) · {status}"
+
+    def finish(self, outcome: str, duration_s: float, result: object) -> None:
+        self.outcome = outcome
+        self.title = self._heading(f"{outcome} · {duration_s:.2f}s")
+        self.add_class("ok" if outcome == "ok" else "failed")
+        shown = result if isinstance(result, str) else json.dumps(result, indent=2, ensure_ascii=False)
+        self.body.update(Text(f"arguments: {_pretty(self.arguments)}\n{'result' if outcome == 'ok' else outcome}: "
+                              f"{shown}"))
+
+    @property
+    def text(self) -> str:
+        return str(self.body.render())
+
+
+def _pretty(arguments: str) -> str:
+    try:
+        return json.dumps(json.loads(arguments), ensure_ascii=False)
+    except ValueError:
+        return arguments
+
+
+class ToolConfirm(ModalScreen[bool]):
+    """Ask before a risky tool runs (write_file, checkpoint save/load): y runs it, n or Escape refuses."""
+
+    DEFAULT_CSS = "ToolConfirm { align: center middle; } ToolConfirm > Vertical { width: 80; height: auto; " \
+                  "border: thick $warning; padding: 1 2; background: $surface; }"
+    BINDINGS = [Binding("escape,n", "dismiss(False)", "No"), Binding("y", "dismiss(True)", "Yes")]
+
+    def __init__(self, tool: str, arguments: str) -> None:
+        super().__init__()
+        self.tool, self.arguments = tool, arguments
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(f"The model wants to run the risky tool {self.tool}:", markup=False)
+            yield Static(Text(_pretty(self.arguments)[:2000]))
+            with Horizontal():
+                yield Button("Run it (y)", id="yes", variant="warning")
+                yield Button("Refuse (n)", id="no")
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+
+def message_views(messages: list[Message]) -> list[MessageView | ToolPanel]:
+    """A thread's widgets: messages, and each stored tool call with its result as a ToolPanel."""
+    views: list[MessageView | ToolPanel] = []
+    calls: dict[str, tuple[str, str]] = {}  # tool_call_id -> (name, arguments)
+    for m in messages:
+        if m.role == "assistant" and m.meta.get("tool_calls"):
+            calls.update({c["id"]: (c["function"]["name"], c["function"]["arguments"]) for c in m.meta["tool_calls"]})
+        elif m.role == "tool":
+            name, arguments = calls.get(m.meta.get("tool_call_id"), (m.meta.get("name") or "tool", "{}"))
+            panel = ToolPanel(name, arguments)
+            try:
+                body = json.loads(m.content)
+                outcome = "ok" if body.get("ok") else body.get("error", {}).get("type", "error")
+                result = body.get("result") if body.get("ok") else body.get("error", {}).get("message")
+            except (ValueError, AttributeError):
+                outcome, result = "ok", m.content
+            panel.finish(m.meta.get("outcome", outcome), m.meta.get("duration_s", 0.0), result)
+            views.append(panel)
+        else:
+            views.append(MessageView(m.role, m.content, m.id))
+    return views

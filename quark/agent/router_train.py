@@ -25,11 +25,17 @@ DEFAULT_THRESHOLD = 0.4  # five labels: below this the head is barely more sure 
 def train_router(home: Home, *, name: str, base: str, data: str | None = None, threshold: float = DEFAULT_THRESHOLD,
                  per_label: int = 120, epochs: int = 300, seed: int = 0) -> dict[str, Any]:
     """Train and publish router `name` over model `base`; returns its summary (figures included)."""
+    if data is not None and not data.strip():
+        raise QuarkError("--data is empty: give a labelled JSONL file, or leave --data out")
+    if per_label < 5:
+        raise QuarkError(f"--per-label must be at least 5 (one turn per template needs a few), got {per_label}")
+    if not 0.0 <= threshold < 1.0:
+        raise QuarkError(f"--threshold must be in [0, 1), got {threshold}")
     base_folder = home.existing(home.model_dir(base), "model")
     output = home.model_dir(name)
     if output.exists() and not (output / "router.json").is_file():
         raise QuarkError(f"{output} exists and is not a router: pick another --name")
-    user = read_turns(Path(data).expanduser()) if data else []  # validated before any model is loaded
+    user = read_turns(Path(data).expanduser()) if data is not None else []  # validated before any model is loaded
     train, held_out = synthetic_turns(per_label, seed=seed)
     model, tokenizer = load_model(base_folder), load_tokenizer(base_folder)
     router, seconds = fit_router(model, tokenizer, [*train, *user], threshold=threshold, epochs=epochs, seed=seed)

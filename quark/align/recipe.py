@@ -5,7 +5,9 @@ own, plus the sections a kind of run needs:
     sft:     optim, train, lora
     dpo:     optim, train, lora, dpo
     reward:  optim, train
-    distill: optim, train, distill
+    embed:   optim, train, embed      (quark.retrieval.contrastive)
+    rerank:  optim, train, rerank     (quark.retrieval.reranker)
+    distill: optim, train, distill  (quark.align.distill)
 """
 
 from __future__ import annotations
@@ -47,6 +49,28 @@ class DpoSettings:
 
 
 @dataclass
+class EmbedSettings:
+    """The contrastive embedding head: output width (0: the model's), InfoNCE temperature (the
+    starting value when learned), BM25-mined hard negatives per pair, held-out pairs scored."""
+
+    dim: int = 0
+    temperature: float = 0.05
+    learn_temperature: bool = True
+    hard_negatives: int = 1
+    eval_pairs: int = 256
+
+
+@dataclass
+class RerankSettings:
+    """The reranker (grounding head): per question, a BM25-mined hard negative and a corrupted twin
+    of the supported passage are scored against it (listwise softmax)."""
+
+    hard_negatives: int = 1
+    corrupted: int = 2
+    eval_pairs: int = 256
+
+
+@dataclass
 class DistillSettings:
     """Knowledge distillation: `teacher` is the model folder whose logits the student matches;
     loss = alpha · next-token CE + (1 − alpha) · T² · KL(teacher_T ‖ student_T)."""
@@ -63,6 +87,8 @@ class AlignRecipe:
     train: TrainConfig = field(default_factory=TrainConfig)
     lora: LoraSettings = field(default_factory=LoraSettings)
     dpo: DpoSettings = field(default_factory=DpoSettings)
+    embed: EmbedSettings = field(default_factory=EmbedSettings)
+    rerank: RerankSettings = field(default_factory=RerankSettings)
     distill: DistillSettings = field(default_factory=DistillSettings)
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,9 +103,11 @@ class AlignRecipe:
 
 
 _CLASSES = {"optim": OptimConfig, "train": TrainConfig, "lora": LoraSettings, "dpo": DpoSettings,
-            "distill": DistillSettings}
+            "embed": EmbedSettings, "rerank": RerankSettings, "distill": DistillSettings}
 SECTIONS: dict[str, tuple[str, ...]] = {"sft": ("optim", "train", "lora"), "dpo": ("optim", "train", "lora", "dpo"),
-                                        "reward": ("optim", "train"), "distill": ("optim", "train", "distill")}
+                                        "reward": ("optim", "train"), "embed": ("optim", "train", "embed"),
+                                        "rerank": ("optim", "train", "rerank"),
+                                        "distill": ("optim", "train", "distill")}
 
 
 def load_align_recipe(kind: str, name_or_file: str, overrides: list[str] = ()) -> AlignRecipe:
@@ -101,8 +129,13 @@ def load_align_recipe(kind: str, name_or_file: str, overrides: list[str] = ()) -
                          f"{', '.join(LORA_MODULES)}")
     if lora.rank <= 0 or lora.alpha <= 0 or not 0 <= lora.dropout < 1:
         raise QuarkError(f"{where}: lora.rank and lora.alpha must be positive and lora.dropout in [0, 1)")
+    if recipe.embed.dim < 0 or recipe.embed.temperature <= 0 or recipe.embed.hard_negatives < 0:
+        raise QuarkError(f"{where}: embed.dim must be >= 0, embed.temperature > 0, embed.hard_negatives >= 0")
+    rerank = recipe.rerank
+    if rerank.hard_negatives < 0 or rerank.corrupted < 0 or not rerank.hard_negatives + rerank.corrupted:
+        raise QuarkError(f"{where}: rerank.hard_negatives and rerank.corrupted must be >= 0, and not both 0")
     d = recipe.distill
-    if not 0.0 <= d.alpha <= 1.0 or d.temperature <= 0:
+    if not 0.0 <= d.alpha <= 1.0 or not 0.0 < d.temperature < float("inf"):
         raise QuarkError(f"{where}: distill.alpha must be in [0, 1] and distill.temperature positive, got "
                          f"{d.alpha} and {d.temperature}")
     if kind == "distill" and not d.teacher:

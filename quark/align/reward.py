@@ -101,6 +101,23 @@ def _held_out(val: PairBatches, batch_pairs: int) -> Callable[[nn.Module], dict[
     return lambda model: pair_accuracy(model, val, batch_pairs)
 
 
+def publish_with_head(ctx: Context, step: Path, folder: Path, shapes: dict[str, tuple[int, ...]], prefix: str,
+                      head_file: str, extra_config: dict[str, Any], head_kind: str) -> None:
+    """Write a model folder from the checkpoint of an LLM-with-a-head (reward model, embedding
+    model, reranker): the LLM's weights as any model folder has them, the head's (the weights named
+    `prefix…`) in `head_file`, so the network stays loadable by everything that reads model folders."""
+    weights = checkpoint.load_weights(step, shapes, tied=ctx.config.tie_embeddings)
+    head = {k[len(prefix):]: v.contiguous() for k, v in weights.items() if k.startswith(prefix)}
+    with torch.device("meta"):
+        llm = LLM(ctx.config)
+    llm.load_state_dict({k: v for k, v in weights.items() if not k.startswith(prefix)}, assign=True)
+    if ctx.config.tie_embeddings:
+        llm.lm_head.weight = llm.embed_tokens.weight
+    save_derived(folder, llm, ctx.base_folder,
+                 extra_config={"source_run": ctx.name, "base_model": ctx.base, **extra_config, "created": now()})
+    save_file(head, str(folder / head_file), metadata={"format": "pt", "kind": head_kind})
+
+
 def build(ctx: Context) -> Job:
     t, tok = ctx.recipe.train, ctx.tokenizer
     train = PairBatches(tok, read_pairs(ctx.data.train), t.seq_len, seed=t.seed, what=str(ctx.data.train))
@@ -111,17 +128,8 @@ def build(ctx: Context) -> Job:
     def publish(step: Path, folder: Path) -> None:
         with torch.device("meta"):
             shapes = {k: tuple(v.shape) for k, v in RewardModel(ctx.config).state_dict().items()}
-        weights = checkpoint.load_weights(step, shapes, tied=ctx.config.tie_embeddings)
-        head = {k[len(_HEAD):]: v.contiguous() for k, v in weights.items() if k.startswith(_HEAD)}
-        with torch.device("meta"):
-            llm = LLM(ctx.config)
-        llm.load_state_dict({k: v for k, v in weights.items() if not k.startswith(_HEAD)}, assign=True)
-        if ctx.config.tie_embeddings:
-            llm.lm_head.weight = llm.embed_tokens.weight
-        save_derived(folder, llm, ctx.base_folder,
-                     extra_config={"source_run": ctx.name, "base_model": ctx.base, "reward_head": HEAD_FILE,
-                                   "created": now()})
-        save_file(head, str(folder / HEAD_FILE), metadata={"format": "pt", "kind": "quark-reward-head"})
+        publish_with_head(ctx, step, folder, shapes, _HEAD, HEAD_FILE, {"reward_head": HEAD_FILE},
+                          "quark-reward-head")
 
     info = {"train_pairs": len(train), "train_skipped": train.skipped}
     if val is not None:

@@ -15,13 +15,13 @@ pretraining; process 0 alone writes files and quark.db rows.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch.nn as nn
+from pydantic import BaseModel
 
 from quark import db
 from quark.align.data import DataFiles, resolve_data
@@ -71,6 +71,13 @@ class Job:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+class RecordedData(BaseModel):
+    """run.json's "data": the JSONL files a run trains (and validates) on."""
+
+    train: str
+    val: str | None = None
+
+
 DataResolver = Callable[[Home, str, "str | None"], DataFiles]
 
 
@@ -80,10 +87,7 @@ def _resolve(home: Home, kind: str, name: str, base: str | None, data: str | Non
     """The recipe, base model and data of a run: given for a new run, read back for --resume."""
     run_dir = home.run_dir(name)
     if resume:
-        run_file = run_dir / "run.json"
-        if not run_file.is_file():
-            raise QuarkError(f"no run {name!r} to resume (no {run_file})")
-        recorded = json.loads(run_file.read_text())
+        recorded = checkpoint.read_run_info(run_dir, {"kind": str, "base": str, "data": RecordedData})
         if recorded.get("kind") != kind:
             raise QuarkError(f"run {name!r} is a {recorded.get('kind')} run, not {kind}")
         if recipe:
@@ -98,9 +102,8 @@ def _resolve(home: Home, kind: str, name: str, base: str | None, data: str | Non
         return load_align_recipe(kind, str(run_dir / "recipe.yaml"), overrides), recorded["base"], files
     if not base or not data:
         raise QuarkError("a new run needs --model and --data (or --resume to continue an existing run)")
-    if run_dir.exists():
-        raise QuarkError(f"run {name!r} already exists ({run_dir}): add --resume to continue it, or pick another "
-                         "--name")
+    if (run_dir / "run.json").exists():  # a folder without run.json is a run killed before it started
+        raise QuarkError(f"run {name!r} already exists ({run_dir}): add --resume to continue it, or pick another --name")
     return load_align_recipe(kind, recipe or kind, overrides), base, resolve(home, data, val)
 
 
@@ -143,21 +146,22 @@ def run(home: Home, kind: str, build: Callable[[Context], Job], *, name: str, ba
             conn = db.connect(home.db_path)
             db.record_run(conn, name, kind, base, {"recipe": resolved.to_dict(), "base": base,
                                                    "data": files.to_dict(), **job.info})
-        env.barrier()
-        trainer = Trainer(job.model, resolved.optim, t, job.train, env=env, run_dir=run_dir, loss_fn=job.loss_fn,
-                          val=job.val, val_samples=job.val_samples, on_eval=job.on_eval, progress=progress, label=kind)
-        summary, resumed = fit_run(trainer, run_dir, resume=resume, conn=conn, name=name, log=log)
-        if not env.is_main:
-            return None
-        scores = {k: v for k, v in trainer.evaluation.items() if isinstance(v, (int, float))}
-        summary = {"run": name, "kind": kind, "base": base, "data": files.to_dict(), **job.info, **summary, **scores,
-                   "resumed_from": str(resumed) if resumed else None, "output": str(output),
-                   "adapter": resolved.lora.enabled}
-        with atomic_dir(output) as tmp:
-            job.publish(checkpoint.checkpoints(run_dir)[-1], tmp)
-            (tmp / "card.md").write_text(card(summary, resolved), encoding="utf-8")
-        db.finish_run(conn, name, "finished", summary)
-        return summary
+        with db.run_outcome(conn, name):
+            env.barrier()
+            trainer = Trainer(job.model, resolved.optim, t, job.train, env=env, run_dir=run_dir, loss_fn=job.loss_fn,
+                              val=job.val, val_samples=job.val_samples, on_eval=job.on_eval, progress=progress, label=kind)
+            summary, resumed = fit_run(trainer, run_dir, resume=resume, conn=conn, name=name, log=log)
+            if not env.is_main:
+                return None
+            scores = {k: v for k, v in trainer.evaluation.items() if isinstance(v, (int, float))}
+            summary = {"run": name, "kind": kind, "base": base, "data": files.to_dict(), **job.info, **summary, **scores,
+                       "resumed_from": str(resumed) if resumed else None, "output": str(output),
+                       "adapter": resolved.lora.enabled}
+            with atomic_dir(output) as tmp:
+                job.publish(checkpoint.checkpoints(run_dir)[-1], tmp)
+                (tmp / "card.md").write_text(card(summary, resolved), encoding="utf-8")
+            db.finish_run(conn, name, "finished", summary)
+            return summary
     finally:
         teardown()
 
@@ -166,6 +170,8 @@ def card(summary: dict[str, Any], recipe: AlignRecipe) -> str:
     """card.md: what the result was trained from, on what, and how well it did on held-out data."""
     what = {"sft": "Supervised fine-tune (loss on assistant tokens only)",
             "dpo": "Direct preference optimisation", "reward": "Reward model (Bradley–Terry)",
+            "embed": "Embedding model (contrastive head, InfoNCE with in-batch and hard negatives)",
+            "rerank": "Reranker (grounding head: supported passages over hard negatives and corrupted twins)",
             "distill": "Distilled student (KL to the teacher's logits)"}[summary["kind"]]
     how = " as a LoRA adapter" + (" (QLoRA, NF4 base)" if recipe.lora.qlora else "") if recipe.lora.enabled else ""
     rows = [("base model", f"`{summary['base']}`"), ("train data", f"`{summary['data']['train']}`"),

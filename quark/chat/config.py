@@ -8,6 +8,7 @@
     top_p = 0.95
     window_tokens = 512       # short-term window budget (default: whatever the context leaves)
     memories = 6              # memories retrieved per turn
+    sources = 4               # document chunks retrieved per turn with --index / /index
     seed = 0                  # fixed sampling seed, for reproducible replies (default: random)
 
     [keys]                    # TUI key bindings: binding id = "key" (see `quark chat --help`)
@@ -38,12 +39,13 @@ class ChatConfig:
     top_p: float = 0.95
     window_tokens: int | None = None
     memories: int = 6
+    sources: int = 4
     seed: int | None = None
     keys: dict[str, str] = field(default_factory=dict)
 
 
 _TYPES = {"system_prompt": (str,), "max_tokens": (int,), "temperature": (int, float), "top_k": (int,),
-          "top_p": (int, float), "window_tokens": (int,), "memories": (int,), "seed": (int,)}
+          "top_p": (int, float), "window_tokens": (int,), "memories": (int,), "sources": (int,), "seed": (int,)}
 
 
 def load_config(path: Path) -> ChatConfig:

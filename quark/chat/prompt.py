@@ -4,13 +4,29 @@
 Budget, in order of priority (the reply's reserve comes off the context first):
 1. the system prompt and the new user message — always whole; if they alone do not fit, that is
    an error naming the sizes, never a silent cut;
-2. the profile line and memories (pinned, then checkpoint-restored, then retrieved by rank), up
+2. retrieved document sources (`quark chat --index`), numbered [1].., up to SOURCE_SHARE of what
+   is left; the first that does not fit and every later one are reported as omitted, so the
+   numbers in the prompt stay 1..n;
+3. the profile line and memories (pinned, then checkpoint-restored, then retrieved by rank), up
    to MEMORY_SHARE of what is left; a memory that does not fit is reported as omitted;
-3. the short-term window: the newest unsummarized turns, whole, up to `window_tokens` and what
+4. the short-term window: the newest unsummarized turns, whole, up to `window_tokens` and what
    memories and the summary leave. Older turns are *folded*: each becomes one extractive summary
    line (quark.memory.summary) that the caller appends to the conversation's summary;
-4. the summary: its newest lines that fit in the remainder; older lines left out of this prompt
+5. the summary: its newest lines that fit in the remainder; older lines left out of this prompt
    are counted in `omitted_summary_lines` (their messages stay searchable as memories).
+
+Order in the prompt: what changes least comes first, so consecutive turns share a long prefix
+and the engine's prefix cache (quark.inference.prefix_cache) prefills little more than the new
+turn. The system message holds the system prompt, the checkpoint note, the profile, pinned and
+checkpoint-restored memories and the summary; then the window, oldest first; then the memories
+retrieved for this message (they change every turn) in a second system message, just before the
+new user message. The window of turn N+1 starts with turn N's window, so everything up to there
+is reused.
+
+Tools count like the system prompt: when a conversation offers tools, their description (the
+chat template's tools paragraph) is part of the system message and of the fixed cost, and the
+window's assistant tool calls and `tool` results are measured as the template renders them (a
+long tool result is a long turn: it folds into one summary line like any other).
 
 The builder is pure (no database), so the same function serves the TUI, the scripted chat and
 tests; the session persists the folding it reports.
@@ -25,10 +41,13 @@ from quark.chat.store import Message
 from quark.errors import QuarkError
 from quark.memory.store import Memory
 from quark.memory.summary import summary_line
+from quark.retrieval.grounding import SHORTER_CHARS, SOURCE_CHARS, Source, renumber, sources_block
 from quark.text import truncate
 from quark.tokenizer import Tokenizer
+from quark.tokenizer.chat_template import tools_system_text
 
-MEMORY_SHARE = 0.4  # of the tokens left after system prompt, message and reply reserve
+SOURCE_SHARE = 0.7  # of the tokens left after system prompt, message and reply reserve
+MEMORY_SHARE = 0.4  # of the tokens left after system prompt, message, reply reserve and sources
 SUMMARY_SHARE = 0.2  # reserved for the summary once turns have to be folded
 MEMORY_CHARS = 200  # a memory longer than this is shown cut, with "…", and cited by id
 MEMORY_HEADER = "Memories:"
@@ -59,6 +78,8 @@ class PromptInputs:
     summary: Sequence[str] = ()  # the conversation's summary lines, oldest first
     window: Sequence[Message] = ()  # unsummarized turns before the new message, oldest first
     checkpoint: str | None = None  # the checkpoint whose restore this prompt carries
+    sources: Sequence[Source] = ()  # retrieved document chunks, best first
+    tools: Sequence[dict] = ()  # OpenAI tool schemas offered this turn (described in the system message)
 
 
 @dataclass
@@ -76,10 +97,13 @@ class BuiltPrompt:
     context_length: int
     reply_tokens: int
     sections: dict[str, int] = field(default_factory=dict)
+    sources: list[Source] = field(default_factory=list)
+    omitted_sources: list[Source] = field(default_factory=list)
 
     @property
     def system(self) -> str:
-        return self.messages[0]["content"]
+        """All the system text of the prompt (the leading system message and the retrieved memories')."""
+        return "\n\n".join(m["content"] for m in self.messages if m["role"] == "system")
 
     @property
     def tokens(self) -> int:
@@ -93,6 +117,8 @@ class BuiltPrompt:
                 "sections": self.sections, "checkpoint": self.checkpoint,
                 "memories": [m.as_dict() for m in self.memories],
                 "omitted_memories": [m.memory.ref for m in self.omitted_memories],
+                "sources": [s.as_dict() for s in self.sources],
+                "omitted_sources": [s.ref for s in self.omitted_sources],
                 "summary": self.summary, "omitted_summary_lines": self.omitted_summary_lines,
                 "window_message_ids": [m.id for m in self.window], "summarized": self.summarized(),
                 "messages": self.messages}
@@ -108,15 +134,31 @@ def build_prompt(tokenizer: Tokenizer, inputs: PromptInputs, *, context_length: 
     """Assemble the prompt under the budget described in the module docstring."""
     limit = context_length - reply_tokens
     measure = _Measure(tokenizer)
-    fixed = len(tokenizer.encode_chat([{"role": "system", "content": inputs.system_prompt},
+    tools_text = tools_system_text(inputs.tools) if inputs.tools else ""
+    fixed = len(tokenizer.encode_chat([{"role": "system", "content": _join(inputs.system_prompt, tools_text)},
                                        {"role": "user", "content": inputs.user_message}]))
     if fixed > limit:
-        raise QuarkError(f"the message and system prompt take {fixed} tokens, but the model's context of "
+        raise QuarkError(f"the message and system prompt{' with the tools' if tools_text else ''} take {fixed} "
+                         "tokens, but the model's context of "
                          f"{context_length} tokens leaves {limit} after reserving {reply_tokens} for the reply; "
                          "shorten the message (nothing was cut)")
     available = limit - fixed
 
-    # 2. profile and memories
+    # 2. sources, in rank order, stopping at the first that does not fit (numbers stay 1..n); each
+    # is cut shorter when not even the first fits whole (a small context still gets its best source)
+    source_budget = int(available * SOURCE_SHARE)
+    chosen_sources: list[Source] = []
+    source_chars = SOURCE_CHARS
+    for source_chars in (SOURCE_CHARS, *SHORTER_CHARS):
+        chosen_sources = renumber(inputs.sources)
+        while chosen_sources and measure.text(sources_block(chosen_sources, source_chars)) > source_budget:
+            chosen_sources.pop()
+        if chosen_sources or not inputs.sources:
+            break
+    omitted_sources = list(inputs.sources[len(chosen_sources):])
+    available -= measure.text(sources_block(chosen_sources, source_chars))
+
+    # 3. profile and memories
     memory_budget = int(available * MEMORY_SHARE)
     lead = [f"Restored from checkpoint {inputs.checkpoint}."] if inputs.checkpoint else []
     chosen: list[PromptMemory] = []
@@ -132,7 +174,7 @@ def build_prompt(tokenizer: Tokenizer, inputs: PromptInputs, *, context_length: 
     memory_cost = measure.block(lead, [m.line() for m in chosen])
     rest = available - memory_cost
 
-    # 3. window, folding what does not fit
+    # 4. window, folding what does not fit
     costs = [len(tokenizer.encode_turn(m.as_chat())) for m in inputs.window]
     cap = window_tokens if window_tokens is not None else rest
     existing = list(inputs.summary)
@@ -151,7 +193,7 @@ def build_prompt(tokenizer: Tokenizer, inputs: PromptInputs, *, context_length: 
     window, folded = list(inputs.window[keep_from:]), list(inputs.window[:keep_from])
     folded_lines = [summary_line(m.role, m.content) for m in folded]
 
-    # 4. summary: newest lines that fit
+    # 5. summary: newest lines that fit
     lines = existing + folded_lines
     room = rest - sum(costs[keep_from:])
     start = 0
@@ -161,8 +203,11 @@ def build_prompt(tokenizer: Tokenizer, inputs: PromptInputs, *, context_length: 
     # Assemble; section costs are additive in practice, the loop is a guard against a merge of
     # pieces across a section boundary costing a token more than measured.
     while True:
-        system = _system_text(inputs.system_prompt, lead, chosen, lines[start:])
-        messages = [{"role": "system", "content": system}, *(m.as_chat() for m in window),
+        system = _join(_system_text(inputs.system_prompt, sources_block(chosen_sources, source_chars), lead,
+                                    [m for m in chosen if m.source != "retrieved"], lines[start:]), tools_text)
+        retrieved = [m for m in chosen if m.source == "retrieved"]
+        recalled = [{"role": "system", "content": _memory_text(retrieved)}] if retrieved else []
+        messages = [{"role": "system", "content": system}, *(m.as_chat() for m in window), *recalled,
                     {"role": "user", "content": inputs.user_message}]
         ids = tokenizer.encode_chat(messages)
         if len(ids) <= limit:
@@ -171,22 +216,39 @@ def build_prompt(tokenizer: Tokenizer, inputs: PromptInputs, *, context_length: 
             start += 1
         elif chosen:
             omitted.insert(0, chosen.pop())
+        elif chosen_sources:
+            omitted_sources.insert(0, chosen_sources.pop())
         else:  # pragma: no cover - fixed part was checked to fit
             raise QuarkError(f"prompt of {len(ids)} tokens does not fit in {limit}")
 
     user_cost = len(tokenizer.encode_turn({"role": "user", "content": inputs.user_message}))
-    sections = {"system_prompt": fixed - user_cost - 2,  # 2: BOS and the <|assistant|> that opens the reply
+    tools_cost = measure._cost(tools_text)
+    sections = {"system_prompt": fixed - user_cost - 2 - tools_cost,  # 2: BOS and the reply's <|assistant|>
+                "tools": tools_cost,
                 "memories": measure.block(lead, [m.line() for m in chosen]), "summary": measure.summary(lines[start:]),
-                "window": sum(costs[keep_from:]), "user_message": user_cost, "reply_reserved": reply_tokens}
+                "window": sum(costs[keep_from:]), "user_message": user_cost, "reply_reserved": reply_tokens,
+                "sources": measure.text(sources_block(chosen_sources, source_chars))}
     return BuiltPrompt(ids, messages, chosen, omitted, lines[start:], start, window, folded, folded_lines,
-                       inputs.checkpoint, context_length, reply_tokens, sections)
+                       inputs.checkpoint, context_length, reply_tokens, sections, chosen_sources, omitted_sources)
 
 
-def _system_text(system_prompt: str, lead: list[str], memories: list[PromptMemory], summary: list[str]) -> str:
+def _join(system: str, tools_text: str) -> str:
+    """The system message with the tools paragraph last (as chat_template.with_tools_prompt puts it)."""
+    return f"{system}\n\n{tools_text}".lstrip() if tools_text else system
+
+
+def _memory_text(memories: list[PromptMemory]) -> str:
+    return "\n".join([MEMORY_HEADER, *(m.line() for m in memories)])
+
+
+def _system_text(system_prompt: str, sources: str, lead: list[str], memories: list[PromptMemory],
+                 summary: list[str]) -> str:
     parts = [system_prompt] if system_prompt else []
+    if sources:
+        parts.append(sources)
     parts += lead
     if memories:
-        parts.append("\n".join([MEMORY_HEADER, *(m.line() for m in memories)]))
+        parts.append(_memory_text(memories))
     if summary:
         parts.append("\n".join([SUMMARY_HEADER, *summary]))
     return "\n\n".join(parts)
@@ -200,6 +262,9 @@ class _Measure:
 
     def _cost(self, text: str) -> int:
         return len(self.tokenizer.encode("\n\n" + text)) if text else 0
+
+    def text(self, text: str) -> int:
+        return self._cost(text)
 
     def block(self, lead: list[str], memory_lines: list[str]) -> int:
         cost = sum(self._cost(line) for line in lead)

@@ -4,11 +4,16 @@ A turn is three steps, so a front end can stream and stop in the middle:
 - `begin(text)` — in one transaction: store the user message after the current tip, store the
   facts and chunks it yields (with their vectors), refresh the profile, retrieve memories,
   build the prompt and persist the turns it folded into the summary;
-- `stream(turn)` — generate, yielding text; a set `cancel` event stops it between tokens;
-- `finish(turn)` — in one transaction: store the reply (even a stopped one) and its chunks.
+- `stream(turn)` — generate, yielding text; a set `cancel` event stops it between tokens
+  (`events(turn)` yields the same text and, when tools are enabled, the tool calls as events);
+- `finish(turn)` — in one transaction: store the reply (even a stopped one) and its chunks, and
+  the turn's tool calls and results as assistant/`tool` messages of the message tree.
 `send()` runs all three. Generation happens outside any transaction, so two processes chatting
 in one home only wait for each other's short writes, and each message attaches to the tip as it
 is when written: nothing is lost, and the thread stays one path.
+
+With tools enabled (`enable_tools`), a turn is an agent turn (quark.agent.loop): the model may
+call the conversation's tools, under the tool-call grammar, before it answers.
 
 One session holds one database connection and one engine; a re-entrant lock makes it safe to
 call from a UI thread and a generation worker.
@@ -17,12 +22,18 @@ call from a UI thread and a generation worker.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from quark.agent.choice import ToolChoices
+from quark.agent.events import AgentEvent, ToolCallFinished
+from quark.agent.loop import DEFAULT_MAX_STEPS, AgentLoop, AgentState
 from quark.chat import snapshot
 from quark.chat.config import ChatConfig, load_config
 from quark.chat.prompt import BuiltPrompt, PromptInputs, PromptMemory, build_prompt, reply_reserve
@@ -31,7 +42,7 @@ from quark.db import connect, transaction
 from quark.device import resolve_device
 from quark.errors import QuarkError
 from quark.home import Home
-from quark.inference import Engine, SamplingParams
+from quark.inference import Engine, PrefixCache, SamplingParams
 from quark.inference.sampling import sampling_params
 from quark.memory.extract import NewMemory, chunk_message, extract_facts
 from quark.memory.profile import PROFILE_KEY, describe, update_profile
@@ -39,7 +50,11 @@ from quark.memory.store import Hit, Memory, MemoryStore, parse_ref
 from quark.memory.summary import summary_lines
 from quark.modelfolder import list_models
 from quark.retrieval.embedder import Embedder, ModelEmbedder
+from quark.retrieval.grounding import Source, citations, number_sources
 from quark.text import truncate
+from quark.tokenizer.chat_template import tool_call_text
+from quark.tools.context import Confirm, ToolContext, ToolPolicy
+from quark.tools.runner import registry
 
 BACKFILL = 64  # memories embedded per turn that the current embedder has not seen yet
 MODEL_PREFERENCE = "model"
@@ -59,6 +74,8 @@ class Turn:
     completion_tokens: int = 0
     first_token_seconds: float | None = None  # since begin() was called
     started: float = field(default_factory=time.perf_counter)
+    agent: AgentState | None = None  # an agent turn's state (tools enabled)
+    tool_choice: ToolChoices = "auto"
 
 
 @dataclass
@@ -73,6 +90,16 @@ class TurnResult:
     seconds: float
     first_token_seconds: float | None
     prompt: BuiltPrompt
+    tool_calls: list[ToolCallFinished] = field(default_factory=list)
+    model_calls: int = 1
+
+    def citations(self) -> list[int]:
+        """The source numbers the reply cites (see quark.retrieval.grounding)."""
+        return citations(self.reply, len(self.prompt.sources))
+
+    def sources(self) -> list[dict[str, Any]]:
+        cited = set(self.citations())
+        return [{**s.as_dict(), "cited": s.n in cited} for s in self.prompt.sources]
 
     def as_dict(self) -> dict[str, Any]:
         return {"reply": self.reply, "conversation_id": self.conversation_id,
@@ -81,10 +108,13 @@ class TurnResult:
                 "checkpoint": self.prompt.checkpoint,
                 "memories": [m.as_dict() for m in self.prompt.memories],
                 "omitted_memories": [m.memory.ref for m in self.prompt.omitted_memories],
+                "sources": self.sources(), "citations": self.citations(),
+                "omitted_sources": [s.ref for s in self.prompt.omitted_sources],
                 "summarized": self.prompt.summarized(),
                 "omitted_summary_lines": self.prompt.omitted_summary_lines,
                 "usage": {"prompt_tokens": self.prompt.tokens, "completion_tokens": self.completion_tokens,
                           "context_length": self.prompt.context_length, "sections": self.prompt.sections},
+                "tool_calls": [call.as_dict() for call in self.tool_calls], "model_calls": self.model_calls,
                 "seconds": round(self.seconds, 4),
                 "first_token_seconds": None if self.first_token_seconds is None else round(self.first_token_seconds, 4)}
 
@@ -95,7 +125,8 @@ class ChatSession:
 
     def __init__(self, home: Home, *, config: ChatConfig | None = None, conversation_id: int | None = None,
                  model: str | None = None, adapter: str | None = None, embedder: Embedder | None = None,
-                 device: str = "auto", quantize: str | None = None) -> None:
+                 device: str = "auto", quantize: str | None = None, index: str | None = None,
+                 reranker: str | None = None, prefix_cache_mb: float = 512.0, compile: str = "auto") -> None:
         self.home = home
         self.config = config or load_config(home.config_path)
         self.conn = connect(home.db_path)
@@ -111,8 +142,19 @@ class ChatSession:
         self.adapter = adapter  # a LoRA adapter of the model, merged in when the engine loads
         self.device = resolve_device(device)  # checked now: a bad --device fails before the first turn
         self.quantize = quantize
+        # Consecutive turns re-send the conversation: its KV is kept across turns and model switches
+        # (entries are keyed by model), so a turn prefills little more than its new message.
+        self.prefix_cache = PrefixCache.from_megabytes(prefix_cache_mb)
+        self.compile = compile  # see quark.inference.compiled
         self.conversation_id: int | None = None
         self.last_prompt: BuiltPrompt | None = None
+        self.documents = None  # quark.retrieval.documents.DocumentIndex, opened by use_index
+        self.index: str | None = None
+        self.reranker = reranker
+        if index:
+            self.use_index(index)
+        self.tools: ToolContext | None = None  # set by enable_tools: the turns are agent turns
+        self.max_steps = DEFAULT_MAX_STEPS
         if conversation_id is not None:
             self.select(conversation_id)
 
@@ -160,7 +202,7 @@ class ChatSession:
         loaded = f"{name}+{self.adapter}" if self.adapter else name
         if self.engine is None or self.engine.name != loaded:
             self.engine = Engine.named(self.home, name, device=self.device, quantize=self.quantize,
-                                       adapter=self.adapter)
+                                       adapter=self.adapter, prefix_cache=self.prefix_cache, compile=self.compile)
             folder = self.home.model_dir(name)
             if not self._own_embedder:
                 self.embedder = ModelEmbedder.for_model_folder(self.engine.model, self.engine.tokenizer, folder)
@@ -259,6 +301,25 @@ class ChatSession:
         with self._read():
             return self.store.preference(PROFILE_KEY, {}) or {}
 
+    # ---- document sources (grounded answers) ------------------------------------------------------------------
+    def use_index(self, name: str | None) -> str | None:
+        """Ground replies in document index `name` (None: stop); its top chunks become numbered sources."""
+        if name:
+            from quark.retrieval.documents import DocumentIndex
+
+            self.documents = self.documents or DocumentIndex(self.home, conn=self.conn)
+            with self._read():
+                name = self.documents.info(name).name
+        self.index = name or None
+        return self.index
+
+    def retrieve_sources(self, text: str) -> list[Source]:
+        if not self.index or self.config.sources <= 0:
+            return []
+        with self._read():
+            hits = self.documents.search(self.index, text, k=self.config.sources, reranker=self.reranker)
+        return number_sources([h.chunk for h in hits])
+
     # ---- snapshots (`quark checkpoint`) ---------------------------------------------------------------------
     def save_snapshot(self, name: str, *, force: bool = False) -> snapshot.Snapshot:
         with self._lock:
@@ -278,6 +339,43 @@ class ChatSession:
         with self._read():
             return snapshot.list_snapshots(self.conn)
 
+    # ---- tools -------------------------------------------------------------------------------
+    def enable_tools(self, spec: str, *, workspace: str | Path | None = None, allow_risky: bool = False,
+                     confirm: Confirm | None = None, max_steps: int = DEFAULT_MAX_STEPS) -> list[str]:
+        """Let the model call the tools `spec` names ("web,code,files", tool names, "all"); risky
+        ones run with `allow_risky`, else when `confirm` says yes (the TUI asks), else never.
+        Returns the enabled tool names."""
+        allowed = registry().select(spec)
+        if not allowed:
+            raise QuarkError(f"--tools {spec!r} enables no tool")
+        folder = None
+        if workspace is not None:
+            folder = Path(workspace).expanduser().resolve()
+            if not folder.is_dir():
+                raise QuarkError(f"--workspace {workspace}: not a folder")
+        if max_steps < 1:
+            raise QuarkError(f"max tool steps must be at least 1, not {max_steps}")
+        self.tools = ToolContext.open(self.home, conversation_id=self.conversation_id, workspace=folder,
+                                      policy=ToolPolicy(allowed=allowed, allow_risky=allow_risky, confirm=confirm),
+                                      conn=self.conn, lock=self._lock)
+        self.max_steps = max_steps
+        return [tool.name for tool in registry().tools(allowed)]
+
+    def tool_schemas(self) -> list[dict]:
+        return registry().schemas(self.tools.policy.allowed) if self.tools is not None else []
+
+    def run_tool(self, name: str, arguments: str | dict) -> ToolCallFinished:
+        """Run one tool by the user's hand (the TUI's /search, /fetch, /run), audited like the
+        model's calls; it needs no model and is not part of the message tree."""
+        from quark.tools.runner import run_tool_call
+
+        context = self.tools or ToolContext.open(self.home, conn=self.conn, lock=self._lock)
+        context = dataclasses.replace(context, conversation_id=self.conversation_id, initiated_by="user",
+                                      policy=ToolPolicy(allowed=None, allow_risky=context.policy.allow_risky,
+                                                        confirm=context.policy.confirm))
+        raw = arguments if isinstance(arguments, str) else json.dumps(arguments)
+        return ToolCallFinished(0, "user", name, raw, run_tool_call(name, raw, context))
+
     # ---- a turn ------------------------------------------------------------------------------
     def params(self, *, max_tokens: int | None = None, temperature: float | None = None,
                seed: int | None = None) -> SamplingParams:
@@ -286,7 +384,10 @@ class ChatSession:
                     "seed": c.seed}
         return sampling_params(defaults, max_tokens=max_tokens, temperature=temperature, seed=seed)
 
-    def begin(self, text: str, params: SamplingParams | None = None) -> Turn:
+    def begin(self, text: str, params: SamplingParams | None = None, *,
+              tool_choice: ToolChoices = "auto") -> Turn:
+        """Store the user's message and build the prompt. `tool_choice` (with tools enabled):
+        OpenAI's auto/required/none/{"type": "function", …}, or one per step (see agent.choice)."""
         started = time.perf_counter()
         if not text or not text.strip():
             raise QuarkError("the message is empty")
@@ -296,6 +397,7 @@ class ChatSession:
         chunks = [NewMemory("chunk", c, "user") for c in chunk_message(text)]
         vectors = self._embed([text, *(m.text for m in facts), *(m.text for m in chunks)])
         self._backfill()
+        sources = self.retrieve_sources(text)
         with self._write():
             if self.conversation_id is None:
                 conversation = self.store.create_conversation(
@@ -311,11 +413,16 @@ class ChatSession:
                               vectors=vectors[1 + len(facts):], embedder=self.embedder.name)
             profile = update_profile(self.store.preference(PROFILE_KEY), text)
             self.store.set_preference(PROFILE_KEY, profile)
-            prompt = self._build(user, text, vectors[0], profile, params)
+            prompt = self._build(user, text, vectors[0], profile, params, sources)
         self.last_prompt = prompt
-        return Turn(self.conversation_id, user, prompt, params, engine.name, started=started)
+        turn = Turn(self.conversation_id, user, prompt, params, engine.name, started=started, tool_choice=tool_choice)
+        if self.tools is not None:
+            self.tools.conversation_id, self.tools.embedder = self.conversation_id, self.embedder
+            turn.agent = AgentState(messages=[dict(m) for m in prompt.messages], started=started)
+        return turn
 
-    def _build(self, user: Message, text: str, query_vector, profile: dict, params: SamplingParams) -> BuiltPrompt:
+    def _build(self, user: Message, text: str, query_vector, profile: dict, params: SamplingParams,
+               sources: list[Source] = ()) -> BuiltPrompt:
         """Retrieve and assemble the prompt for `user`, persisting what it folds (in the caller's
         transaction, so a concurrent writer never folds the same turns twice)."""
         conversation = self.store.conversation(self.conversation_id)
@@ -333,7 +440,7 @@ class ChatSession:
             self.engine.tokenizer,
             PromptInputs(system_prompt=conversation.system_prompt, user_message=text, profile_line=describe(profile),
                          memories=unique, summary=summary_lines(conversation.summary), window=window,
-                         checkpoint=restored.get("checkpoint")),
+                         checkpoint=restored.get("checkpoint"), sources=sources, tools=self.tool_schemas()),
             context_length=self.engine.context_length,
             reply_tokens=reply_reserve(self.engine.context_length, params.max_tokens),
             window_tokens=self.config.window_tokens)
@@ -347,8 +454,29 @@ class ChatSession:
             self.store.update_conversation(conversation.id, **updates)
         return prompt
 
+    def events(self, turn: Turn, cancel: threading.Event | None = None) -> Iterator[str | AgentEvent]:
+        """Yield the reply's text as it is generated and, in an agent turn, each tool call's
+        start and finish; stop early when `cancel` is set."""
+        if turn.agent is None:
+            yield from self.stream(turn, cancel)
+            return
+        loop = AgentLoop(self.engine, self.tools, self.tool_schemas(), max_steps=self.max_steps,
+                         tool_choice=turn.tool_choice, reply_reserve=turn.prompt.reply_tokens)
+        state = turn.agent
+        try:
+            for event in loop.run(state, turn.params, cancel):
+                if isinstance(event, str) and turn.first_token_seconds is None:
+                    turn.first_token_seconds = time.perf_counter() - turn.started
+                yield event
+        finally:
+            turn.reply, turn.finish_reason = state.reply, state.finish_reason
+            turn.completion_tokens = state.completion_tokens
+
     def stream(self, turn: Turn, cancel: threading.Event | None = None) -> Iterator[str]:
         """Yield the reply's text as it is generated; stop early when `cancel` is set."""
+        if turn.agent is not None:
+            yield from (event for event in self.events(turn, cancel) if isinstance(event, str))
+            return
         events = self.engine.stream([turn.prompt.ids], turn.params)
         with contextlib.closing(events):
             for event in events:
@@ -370,25 +498,49 @@ class ChatSession:
         chunks = [NewMemory("chunk", c, "assistant") for c in chunk_message(turn.reply)]
         vectors = self._embed([c.text for c in chunks])
         finish_reason = turn.finish_reason or "length"
+        calls = turn.agent.calls if turn.agent is not None else []
         meta = {"model": turn.model, "finish_reason": finish_reason, "prompt_tokens": turn.prompt.tokens,
                 "completion_tokens": turn.completion_tokens, "checkpoint": turn.prompt.checkpoint,
                 "memories": [m.as_dict() for m in turn.prompt.memories],
-                "summarized": [m.id for m in turn.prompt.folded]}
+                "summarized": [m.id for m in turn.prompt.folded],
+                "sources": [{"n": s.n, "chunk_id": s.chunk_id, "ref": s.ref} for s in turn.prompt.sources]}
+        if turn.agent is not None:
+            meta["agent"] = {"model_calls": turn.agent.model_calls, "tool_calls": [c.as_dict() for c in calls]}
         with self._write():
+            for message in turn.agent.added if turn.agent is not None else []:
+                self._store_step(turn, message)
             reply = self.store.append(turn.conversation_id, "assistant", turn.reply, reply_to=turn.user_message.id,
                                       meta=meta)
             self.memories.add(chunks, conversation_id=turn.conversation_id, source_message_id=reply.id,
                               vectors=vectors, embedder=self.embedder.name)
         return TurnResult(turn.reply, turn.conversation_id, turn.user_message.id, reply.id, turn.model, finish_reason,
                           turn.completion_tokens, time.perf_counter() - turn.started, turn.first_token_seconds,
-                          turn.prompt)
+                          turn.prompt, list(calls), turn.agent.model_calls if turn.agent is not None else 1)
+
+    def _store_step(self, turn: Turn, message: dict) -> None:
+        """An agent step's message in the tree: the assistant's tool calls (their JSON as the
+        content, the OpenAI calls in meta) or a tool result (its tool and call id in meta)."""
+        if message["role"] == "assistant":
+            self.store.append(turn.conversation_id, "assistant", tool_call_text(message["tool_calls"]),
+                              reply_to=turn.user_message.id, meta={"tool_calls": message["tool_calls"]})
+        else:
+            call = next((c for c in turn.agent.calls if c.call_id == message.get("tool_call_id")), None)
+            meta = {"name": message.get("name"), "tool_call_id": message.get("tool_call_id")}
+            if call is not None:
+                meta.update(outcome=call.outcome, duration_s=round(call.duration_s, 4), audit_id=call.result.call_id)
+            self.store.append(turn.conversation_id, "tool", message["content"], reply_to=turn.user_message.id,
+                              meta=meta)
 
     def send(self, text: str, params: SamplingParams | None = None, *, on_text: Callable[[str], None] | None = None,
-             cancel: threading.Event | None = None) -> TurnResult:
-        turn = self.begin(text, params)
-        for piece in self.stream(turn, cancel):
-            if on_text is not None:
-                on_text(piece)
+             on_event: Callable[[AgentEvent], None] | None = None, cancel: threading.Event | None = None,
+             tool_choice: ToolChoices = "auto") -> TurnResult:
+        turn = self.begin(text, params, tool_choice=tool_choice)
+        for piece in self.events(turn, cancel):
+            if isinstance(piece, str):
+                if on_text is not None:
+                    on_text(piece)
+            elif on_event is not None:
+                on_event(piece)
         return self.finish(turn)
 
     # ---- embeddings --------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from quark.chat.store import ChatStore
 from quark.db import transaction
 from quark.errors import QuarkError
 from quark.home import validate_name
+from quark.inputs import read_json_file
 from quark.memory.extract import NewMemory
 from quark.memory.profile import PROFILE_KEY
 from quark.memory.store import Memory, MemoryStore
@@ -270,16 +271,9 @@ def export_snapshot(conn, name: str, path: Path) -> Path:
 def read_snapshot_file(path: Path) -> Snapshot:
     """Parse and validate an exported checkpoint; any problem is one line naming file and field."""
     path = Path(path)
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise QuarkError(f"no such file {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise QuarkError(f"cannot read {path}: {exc}") from None
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise QuarkError(f"{path}: not valid JSON ({exc})") from None
+    if not path.exists():
+        raise QuarkError(f"no such file {path}")
+    data = read_json_file(path, "checkpoint file")
     try:
         return Snapshot.model_validate(data)
     except ValidationError as exc:

@@ -61,8 +61,15 @@ class Message:
         values[6] = json.loads(values[6] or "{}")
         return cls(*values)
 
-    def as_chat(self) -> dict[str, str]:
-        return {"role": self.role, "content": self.content}
+    def as_chat(self) -> dict[str, Any]:
+        """The message as the chat template reads it; an assistant's tool calls and a tool
+        result's call id and tool name come from `meta` (where the agent loop stores them)."""
+        chat: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.role == "assistant" and self.meta.get("tool_calls"):
+            chat["tool_calls"] = self.meta["tool_calls"]
+        elif self.role == "tool":
+            chat.update({k: self.meta[k] for k in ("name", "tool_call_id") if k in self.meta})
+        return chat
 
 
 class ChatStore:

@@ -21,15 +21,17 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from quark.data import catalog
 from quark.data.shards import describe_shard, list_shards, read_dataset, write_shards
 from quark.errors import QuarkError
 from quark.home import Home, validate_name
+from quark.inputs import pydantic_problem, read_json_file
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -162,17 +164,35 @@ def spec_from_manifest(manifest: dict[str, Any], name: str | None = None) -> Ble
                      language_weights=manifest.get("language_weights", {}))
 
 
+class _ManifestInput(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    dataset: str
+    shards: list[dict[str, Any]]
+
+
+class _Manifest(BaseModel):
+    """The fields of manifest.json a rebuild reads, checked before any of them is used."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    format: int
+    name: str
+    seed: Annotated[int, Field(ge=0)]
+    ratios: dict[str, Annotated[float, Field(gt=0, allow_inf_nan=False)]]
+    chars: Annotated[int, Field(ge=1)] | None
+    rows_per_shard: Annotated[int, Field(ge=1)]
+    inputs: list[_ManifestInput]
+
+
 def load_manifest(path: Path) -> dict[str, Any]:
-    try:
-        manifest = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as error:
-        raise QuarkError(f"cannot read manifest {path}: {error.strerror or error}") from error
-    except json.JSONDecodeError as error:
-        raise QuarkError(f"{path}:{error.lineno}: not a JSON manifest ({error.msg})") from error
+    manifest = read_json_file(path, "manifest")
     missing = [key for key in ("format", "name", "seed", "ratios", "chars", "rows_per_shard", "inputs")
                if not isinstance(manifest, dict) or key not in manifest]
     if missing:
         raise QuarkError(f"{path}: not a quark blend manifest (missing {', '.join(missing)})")
+    try:
+        _Manifest.model_validate(manifest)
+    except ValidationError as exc:
+        raise QuarkError(f"{path}: {pydantic_problem(exc)}") from None
     if manifest["format"] != MANIFEST_FORMAT:
         raise QuarkError(f"{path}: manifest format {manifest['format']} is not supported (expected {MANIFEST_FORMAT})")
     return manifest

@@ -12,6 +12,7 @@ only (quark.data.hfdisk).
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sysconfig
 from collections import Counter
@@ -25,6 +26,7 @@ import pyarrow.parquet as pq
 from quark.data import hfdisk
 from quark.data.licenses import LICENSE_FILE, license_file_id
 from quark.errors import QuarkError
+from quark.inputs import regular_file
 
 MAX_FILE_BYTES = 1_000_000  # larger "source" files are data dumps or generated
 IGNORED_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__", ".venv", "venv", ".tox", ".nox", ".mypy_cache",
@@ -199,9 +201,12 @@ def _skip_reason(path: Path) -> str | None:
     if path.suffix.lower() in BINARY_SUFFIXES:
         return "binary"
     try:
-        size = path.stat().st_size
+        info = path.stat()
     except OSError as error:
         raise QuarkError(f"cannot read {path}: {error.strerror or error}") from error
+    if not stat.S_ISREG(info.st_mode):
+        return "not_a_file"  # a FIFO or device inside a folder would block or never end
+    size = info.st_size
     if kind_of(path) == "text" and size > MAX_FILE_BYTES:
         return "too_large"
     return None
@@ -238,6 +243,7 @@ def _folder_licenses(folder: Path, entries: list[str]) -> dict[str, str]:
 
 
 def _check_readable(path: Path) -> None:
+    regular_file(path, "input")
     try:
         with open(path, "rb") as handle:
             handle.read(1)

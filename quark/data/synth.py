@@ -4,8 +4,12 @@ Chat examples (OpenAI `messages` format) of five kinds:
 - write:    "Write a function `quote(s)` …<docstring summary>" -> the standard library's source.
 - explain:  "What does `shlex.quote` do?" -> its signature and docstring summary.
 - dialogue: templated multi-turn conversations about a module and its functions.
-- tool:     tool-use traces: an assistant turn whose content is the tool-call JSON (also given as
-            OpenAI `tool_calls`), a `tool` turn with the real result, then the answer.
+- tool:     tool-use traces in the agent loop's own format: the system prompt describes tools
+            with the registry's real schemas (`chat_template.with_tools_prompt`, as a chat session
+            with --tools does), the assistant calls `run_code` (OpenAI `tool_calls`; the content is
+            the call's JSON), the `tool` turn carries the real sandbox result as `run_tool_call`
+            returns it, and the answer quotes the printed value. A quarter of them offer the tools
+            but need none (explain a function), so the model learns when not to call.
 - refusal:  unsafe requests declined, with a safe alternative.
 
 Preference pairs (prompt, chosen, rejected) for DPO and reward models, where the preference is
@@ -25,12 +29,13 @@ import inspect
 import json
 import random
 import textwrap
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from quark.atomic import atomic_dir
 from quark.errors import QuarkError
+from quark.tokenizer.chat_template import tool_call_text
 
 # Pure-Python standard-library modules with well-documented public functions.
 DEFAULT_MODULES = (
@@ -45,9 +50,12 @@ SYSTEM_PROMPTS = (
     "You are a concise, accurate coding assistant.",
     "You are Quark. Answer clearly and say when you are unsure.",
 )
-TOOLS_SYSTEM = ("You are Quark. You can call tools by replying with a JSON object "
-                '{"name": ..., "arguments": {...}}. Tools: run_python(code) runs Python and returns its output; '
-                "python_docs(name) returns the documentation of a standard-library function.")
+# The tools a trace offers (registry groups or tool names), mostly run_code alone: what the demo's
+# `quark chat --tools run_code` offers. A trace must fit the tiny model's 256-token context with the
+# call, the result and the answer (SFT leaves longer ones out), and the `code` group's description
+# alone (run_code and run_tests) takes ~190 of them with the demo's tokenizer.
+TOOL_SETS = ("run_code", "run_code", "run_code", "web_search,run_code")
+REAL_PROGRAMS = 24  # distinct programs run in the sandbox per dataset (see tool_examples)
 MAX_SOURCE_LINES = 40
 
 
@@ -176,9 +184,9 @@ def dialogue_examples(functions: Sequence[Function], rng: random.Random) -> Iter
 
 
 def _tool_call(index: int, name: str, arguments: dict) -> dict:
-    payload = json.dumps({"name": name, "arguments": arguments})
-    return {"role": "assistant", "content": payload, "tool_calls": [
-        {"id": f"call_{index}", "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}]}
+    function = {"name": name, "arguments": json.dumps(arguments)}
+    calls = [{"id": f"call_{index}", "type": "function", "function": function}]
+    return {"role": "assistant", "content": tool_call_text(calls), "tool_calls": calls}
 
 
 def _tool_result(index: int, name: str, content: str) -> dict:
@@ -186,32 +194,128 @@ def _tool_result(index: int, name: str, content: str) -> dict:
 
 
 ARITHMETIC = (("+", "sum"), ("-", "difference"), ("*", "product"), ("//", "integer quotient"), ("%", "remainder"))
+COMPUTE_QUESTIONS = ("What is {expr}? Use Python.", "Compute {expr} with Python.", "Use Python: what is {expr}?",
+                     "Run Python to work out {expr}.", "What is the {word} of {a} and {b}? Use Python.",
+                     "Calculate {expr}.")
+LENGTH_QUESTIONS = ("How many characters are in the string '{w}'? Use Python.",
+                    "Use Python to count the characters in '{w}'.")
 
 
-def tool_examples(functions: Sequence[Function], rng: random.Random, count: int) -> Iterator[Example]:
-    """Traces for run_python (arithmetic, string lengths) and python_docs (a function's docstring)."""
+@dataclass(frozen=True)
+class Program:
+    """A computation a trace asks for: the question, the code the model should run, what the code
+    prints, and how the answer quotes it."""
+
+    question: str
+    code: str
+    printed: str  # what Python prints for `code` (checked against the sandbox for the real runs)
+    answer: str
+    group: str
+
+
+def _program(rng: random.Random) -> Program:
+    if rng.random() < 0.75:
+        a, b = rng.randint(2, 999), rng.randint(2, 99)
+        op, word = rng.choice(ARITHMETIC)
+        expr = f"{a} {op} {b}"
+        value = str(eval(expr))  # our own two integer literals
+        question = rng.choice(COMPUTE_QUESTIONS).format(expr=expr, word=word, a=a, b=b)
+        return Program(question, f"print({expr})", value + "\n", f"{expr} = {value}.", program_group(f"print({expr})"))
+    w = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(4, 16)))
+    code = f"print(len({w!r}))"
+    return Program(rng.choice(LENGTH_QUESTIONS).format(w=w), code, f"{len(w)}\n", f"'{w}' has {len(w)} characters.",
+                   program_group(code))
+
+
+def program_group(code: str) -> str:
+    """A computation's split group: its code (the same program never lands in two splits)."""
+    return f"run_code:{code}"
+
+
+RunCode = Callable[[list[str]], list[str]]  # programs -> the tool message content of running each
+
+
+def sandbox_runner(home: Path | None = None) -> RunCode:
+    """Run programs as the agent does: `run_tool_call("run_code", …)` in the sandbox (audited in
+    `home`'s quark.db, or a temporary one), a few at once; each result's `tool` message content."""
+
+    def run(codes: list[str]) -> list[str]:
+        import tempfile
+        from concurrent.futures import ThreadPoolExecutor
+
+        from quark.home import Home
+        from quark.tools.context import ToolContext
+        from quark.tools.runner import run_tool_call
+
+        with tempfile.TemporaryDirectory(prefix="quark-synth-") as scratch:
+            context = ToolContext.open(Home.open(home or scratch), initiated_by="user")
+            try:
+                def one(code: str) -> str:
+                    result = run_tool_call("run_code", {"language": "python", "code": code}, context)
+                    if not result.ok:
+                        raise QuarkError(f"tool traces run their programs in the sandbox, which failed: "
+                                         f"{result.error}")
+                    return result.content()
+
+                with ThreadPoolExecutor(4) as pool:
+                    return list(pool.map(one, codes))
+            finally:
+                context.close()
+
+    return run
+
+
+def _not_run(codes: list[str]) -> list[str]:
+    """The runner when tool traces are not wanted: they are still drawn (so every other kind's
+    examples stay those of a full run with the seed) but nothing runs."""
+    return ["" for _ in codes]
+
+
+def tool_examples(functions: Sequence[Function], rng: random.Random, count: int,
+                  run_code: RunCode | None = None) -> Iterator[Example]:
+    """`count` traces: three quarters call run_code for a computation, one quarter offer the tools
+    but answer directly (what a function does).
+
+    Sandbox results are real but bounded: REAL_PROGRAMS distinct programs go through
+    `run_code` (the sandbox, via run_tool_call); every other trace's result is the first real
+    result's JSON with `stdout` set to what Python prints for that trace's code — checked to be
+    exactly what the sandbox printed on every real run, so the envelope the model learns from
+    (exit code, stderr, backend …) is the sandbox's own."""
+    from quark.chat.config import DEFAULT_SYSTEM_PROMPT  # what a chat session's system prompt starts with
+    from quark.tokenizer.chat_template import with_tools_prompt
+    from quark.tools.runner import registry
+
+    tools = registry()
+    schemas = {spec: tools.schemas(tools.select(spec)) for spec in TOOL_SETS}
+    programs = [_program(rng) for _ in range(count - count // 4)]
+    real = list({p.code: p for p in programs}.values())[:REAL_PROGRAMS]
+    contents = dict(zip((p.code for p in real), (run_code or sandbox_runner())([p.code for p in real])))
+    if run_code is _not_run:  # the traces are generated for the seed's sake and thrown away
+        contents = {}
+    envelope = json.loads(next(iter(contents.values()))) if contents else {"ok": True, "result": {}}
+    for p in real if contents else []:
+        printed = json.loads(contents[p.code])["result"]["stdout"]
+        if printed != p.printed:
+            raise QuarkError(f"the sandbox printed {printed!r} for {p.code!r}, Python {p.printed!r}")
+    systems = (DEFAULT_SYSTEM_PROMPT, *SYSTEM_PROMPTS)
     for i in range(count):
-        kind = i % 3
-        if kind == 0:
-            a, b = rng.randint(2, 9999), rng.randint(2, 999)
-            op, word = rng.choice(ARITHMETIC)
-            code = f"print({a} {op} {b})"
-            result = str(eval(f"{a} {op} {b}"))  # our own two integer literals
-            question, answer = f"What is the {word} of {a} and {b} ({a} {op} {b})?", f"{a} {op} {b} = {result}."
-            call, group = ("run_python", {"code": code}), f"arith-{a}{op}{b}"
-        elif kind == 1:
-            word = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(5, 30)))
-            result = str(len(word))
-            question, answer = f"How many characters are in the string '{word}'?", f"'{word}' has {result} characters."
-            call, group = ("run_python", {"code": f"print(len({word!r}))"}), f"len-{word}"
+        spec = rng.choice(TOOL_SETS)
+        system = [{"role": "system", "content": rng.choice(systems)}]
+        if i < len(programs):
+            p = programs[i]
+            content = contents.get(p.code) or json.dumps(
+                {**envelope, "result": {**envelope["result"], "stdout": p.printed}}, ensure_ascii=False,
+                separators=(",", ":"))
+            arguments = {"language": "python", "code": p.code}
+            messages = [*system, _user(p.question), _tool_call(0, "run_code", arguments),
+                        _tool_result(0, "run_code", content), _assistant(p.answer)]
+            group = p.group
         else:
             f = rng.choice(functions)
-            result = f"{f.qualname}{f.signature}\n\n{f.summary}"
-            question, answer = f"Look up the documentation of `{f.qualname}` and summarise it.", f.summary
-            call, group = ("python_docs", {"name": f.qualname}), f.qualname
-        messages = [{"role": "system", "content": TOOLS_SYSTEM}, _user(question), _tool_call(0, *call),
-                    _tool_result(0, call[0], result + ("\n" if call[0] == "run_python" else "")), _assistant(answer)]
-        yield Example("tool", group, messages)
+            question = rng.choice(EXPLAIN_TEMPLATES).format(qual=f.qualname)
+            messages = [*system, _user(question), _assistant(f.summary)]
+            group = f.qualname
+        yield Example("tool", group, with_tools_prompt(messages, schemas[spec]))
 
 
 UNSAFE = {
@@ -254,7 +358,7 @@ KINDS = ("write", "explain", "dialogue", "tool", "refusal")
 
 
 def chat_examples(seed: int = 0, modules: Sequence[str] = DEFAULT_MODULES, tool_traces: int = 300,
-                  kinds: Sequence[str] = KINDS) -> list[Example]:
+                  kinds: Sequence[str] = KINDS, run_code: RunCode | None = None) -> list[Example]:
     """The chat examples of `kinds` (all by default), in a seed-determined order. A kind's
     examples do not depend on which other kinds are asked for."""
     unknown = sorted(set(kinds) - set(KINDS))
@@ -264,7 +368,8 @@ def chat_examples(seed: int = 0, modules: Sequence[str] = DEFAULT_MODULES, tool_
     rng = random.Random(seed)
     functions = collect_functions(modules)
     examples = [*write_examples(functions, rng), *explain_examples(functions, rng),
-                *dialogue_examples(functions, rng), *tool_examples(functions, rng, tool_traces),
+                *dialogue_examples(functions, rng),
+                *tool_examples(functions, rng, tool_traces, run_code if "tool" in kinds else _not_run),
                 *refusal_examples(rng)]
     rng.shuffle(examples)
     return [e for e in examples if e.kind in kinds]
@@ -335,10 +440,11 @@ def _write_split(folder: Path, rows: Iterable[tuple[str, dict]], seed: int, frac
 
 
 def write_chat(folder: Path, *, seed: int = 0, val_fraction: float = 0.05, modules: Sequence[str] = DEFAULT_MODULES,
-               tool_traces: int = 300, kinds: Sequence[str] = KINDS) -> dict:
-    """Write `train.jsonl`, `val.jsonl` and `meta.json` (counts per split and kind) into `folder`."""
+               tool_traces: int = 300, kinds: Sequence[str] = KINDS, home: Path | None = None) -> dict:
+    """Write `train.jsonl`, `val.jsonl` and `meta.json` (counts per split and kind) into `folder`.
+    Tool traces run their programs in the sandbox, audited in `home` (default: a scratch home)."""
     _check_fraction(val_fraction)
-    examples = chat_examples(seed, modules, tool_traces, kinds)
+    examples = chat_examples(seed, modules, tool_traces, kinds, sandbox_runner(home))
     per_kind: dict[str, int] = {}
     for e in examples:
         per_kind[e.kind] = per_kind.get(e.kind, 0) + 1
@@ -362,7 +468,8 @@ DATASET_KINDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def write_dataset(folder: Path, kind: str, *, seed: int = 0, val_fraction: float = 0.05) -> dict:
+def write_dataset(folder: Path, kind: str, *, seed: int = 0, val_fraction: float = 0.05,
+                  home: Path | None = None, tool_traces: int = 300) -> dict:
     """One `quark data synth` dataset: chat examples of a DATASET_KINDS group, or preference pairs
     (a different row format, so never mixed with chat in one file)."""
     if kind not in DATASET_KINDS:
@@ -375,4 +482,5 @@ def write_dataset(folder: Path, kind: str, *, seed: int = 0, val_fraction: float
         _check_fraction(val_fraction)
         rows = list(mesh_rows(seed))
         return _write_split(Path(folder), rows, seed, val_fraction, {"format": "chat", "kinds": {"mesh": len(rows)}})
-    return write_chat(folder, seed=seed, val_fraction=val_fraction, kinds=DATASET_KINDS[kind])
+    return write_chat(folder, seed=seed, val_fraction=val_fraction, kinds=DATASET_KINDS[kind], home=home,
+                      tool_traces=tool_traces)

@@ -21,6 +21,7 @@ from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import BaseFilter
 
 from quark.errors import QuarkError
+from quark.inputs import MiB, read_text_file
 
 CATEGORIES = ("profanity", "insult", "threat", "hate")
 DEFAULT_THRESHOLD = 0.5
@@ -102,10 +103,7 @@ def default_lexicon() -> Lexicon:
 def load_lexicon(path: Path | None) -> Lexicon:
     if path is None:
         return default_lexicon()
-    try:
-        return Lexicon.parse(Path(path).read_text(encoding="utf-8"), str(path))
-    except OSError as error:
-        raise QuarkError(f"cannot read word list {path}: {error.strerror or error}") from error
+    return Lexicon.parse(read_text_file(path, "word list", max_bytes=16 * MiB), str(path))
 
 
 def score(text: str) -> Score:

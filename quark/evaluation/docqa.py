@@ -18,12 +18,17 @@ Metrics, each a mean over examples unless said otherwise:
 - citation_precision: over all citations of all predictions, the fraction that name a gold
   passage (0 when nothing is cited).
 - rouge_l (mean) and bleu (corpus) of the cleaned predictions, for long-form answers.
+
+With a document index (`quark eval docqa --index NAME`, `with_retrieved`), each example's
+passages are replaced by the index's top-k chunks for its question, numbered 1..k; a retrieved
+chunk is gold when it contains an answer or the opening of a given gold passage, and
+`retrieval_recall_at_k` is the fraction of questions with a gold chunk among the k.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,6 +127,31 @@ def score(examples: Sequence[Example], predictions: Sequence[str]) -> dict:
     return {"examples": n, "exact_match": em / n, "f1": f1 / n, "citation_coverage": covered / n,
             "citation_precision": cited_gold / cited_total if cited_total else 0.0, "rouge_l": rouge / n,
             "bleu": textmetrics.corpus_bleu(cleaned, [e.answers for e in examples])}
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def supports(chunk: str, answers: Sequence[str], gold_texts: Sequence[str], opening: int = 80) -> bool:
+    """Whether a retrieved chunk holds an answer, or the opening of a gold passage."""
+    text = _norm(chunk)
+    return any(_norm(a) and _norm(a) in text for a in answers) or any(
+        _norm(g)[:opening] and _norm(g)[:opening] in text for g in gold_texts)
+
+
+def with_retrieved(examples: Sequence[Example], search: Callable[[str, int], Sequence[str]],
+                   k: int) -> tuple[list[Example], dict]:
+    """The examples with their passages replaced by `search(question, k)`'s texts (ids 1..k), gold
+    by `supports`; and the retrieval figures."""
+    out, found = [], 0
+    for e in examples:
+        texts = list(search(e.question, k))[:k]
+        gold_texts = [text for pid, text in e.passages if pid in e.gold]
+        gold = frozenset(str(n) for n, t in enumerate(texts, 1) if supports(t, e.answers, gold_texts))
+        found += bool(gold)
+        out.append(Example(e.id, e.question, tuple((str(n), t) for n, t in enumerate(texts, 1)), e.answers, gold))
+    return out, {"retrieval_k": k, "retrieval_recall_at_k": found / len(examples) if examples else 0.0}
 
 
 def builtin_examples(count: int = 20, *, seed: int = 0, distractors: int = 2,

@@ -52,17 +52,20 @@ def perplexity(model: LLM, tokens: np.ndarray | list[int], *, window: int | None
     `window` defaults to the model's context; `stride` to the window (non-overlapping). Windows of
     equal shape are batched. `on_progress(targets_scored)` is called after each batch.
     """
-    ids = np.asarray(tokens[: max_tokens] if max_tokens else tokens, dtype=np.int64)
+    for name, value in (("window", window), ("stride", stride), ("batch_size", batch_size), ("max_tokens", max_tokens)):
+        if value is not None and value < 1:  # 0 is refused, never read as "the default"
+            raise QuarkError(f"{name} must be at least 1, got {value}")
+    ids = np.asarray(tokens[: max_tokens] if max_tokens is not None else tokens, dtype=np.int64)
     if len(ids) < 2:
         raise QuarkError(f"perplexity needs at least 2 tokens, got {len(ids)}")
     vocab = model.config.vocab_size
     if ids.min() < 0 or ids.max() >= vocab:
         raise QuarkError(f"token id {int(ids.max())} out of range for a model with a {vocab}-token vocabulary "
                          "(was this data encoded with another tokenizer?)")
-    window = window or model.config.max_seq_len
+    window = model.config.max_seq_len if window is None else window
     if not 1 <= window <= model.config.max_seq_len:
         raise QuarkError(f"window must be between 1 and the model's context ({model.config.max_seq_len}), got {window}")
-    stride = stride or window
+    stride = window if stride is None else stride
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()

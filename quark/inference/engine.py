@@ -16,6 +16,7 @@ compacted (finished rows and columns no live row uses are dropped) so they stop 
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -27,7 +28,9 @@ import torch
 from quark.device import default_dtype, resolve_device
 from quark.errors import QuarkError
 from quark.home import Home
+from quark.inference.compiled import CompiledDecode, compile_enabled, round_capacity, static_step
 from quark.inference.grammar import GrammarCompiler, GrammarMatcher, constrain
+from quark.inference.prefix_cache import PrefixCache
 from quark.inference.quantize import load_for_inference
 from quark.inference.sampling import RowSampler, SamplingParams
 from quark.inference.streaming import TextStream
@@ -35,6 +38,8 @@ from quark.modelfolder import load_tokenizer
 from quark.modelfolder.adapters import load_merged
 from quark.models.llm import LLM, KVCache
 from quark.tokenizer import Tokenizer
+
+_ENGINE_SERIAL = itertools.count(1)
 
 
 @dataclass
@@ -94,22 +99,35 @@ class Row:
 class Engine:
     """A model and its tokenizer, ready to generate. Not thread-safe: one batch at a time."""
 
-    def __init__(self, model: LLM, tokenizer: Tokenizer, name: str = "model") -> None:
+    def __init__(self, model: LLM, tokenizer: Tokenizer, name: str = "model", *, quantize: str | None = None,
+                 prefix_cache: PrefixCache | None = None, compile: str = "auto") -> None:
         self.model, self.tokenizer, self.name = model.eval(), tokenizer, name
         self.device = model.norm.weight.device
         self.dtype = model.norm.weight.dtype  # activations' dtype: norms are never quantized
+        # What a prefix cache keys this engine's KV by: the same prompt under other weights
+        # (another model or adapter, another quantization, dtype or device) has other keys and
+        # values. The serial number keeps two loads apart (weights may differ under one name).
+        quantized = quantize or str(getattr(model, "quantization", None) or "full")
+        self.identity = f"{name}|{quantized}|{self.dtype}|{self.device}|{next(_ENGINE_SERIAL)}"
+        self.prefix_cache = prefix_cache
+        compile_enabled(compile, self.device)  # a bad mode fails at load, not at the first step
+        self.compile = compile  # "auto" | "on" | "off": see quark.inference.compiled
+        self.compiled_decode: CompiledDecode | None = None  # built at the first compiled step
         self.stop_ids = {tokenizer.eos_id, tokenizer.end_id}
         self._grammars: GrammarCompiler | None = None
         self._grammars_lock = threading.Lock()
 
     @classmethod
     def load(cls, folder: Path, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-             quantize: str | None = None, adapter: str | None = None) -> Engine:
+             quantize: str | None = None, adapter: str | None = None,
+             prefix_cache: PrefixCache | None = None, compile: str = "auto") -> Engine:
         """Load a model folder on `device` ("auto" | "cpu" | "cuda[:N]", see quark.device), in
         `dtype` (default: bf16 on CUDA, fp32 on CPU). `quantize` ("int8" | "nf4") quantizes on
         load (see quark.inference.quantize; a folder saved quantized loads as it was saved).
         `adapter` names one of its LoRA adapters (models/<m>/adapters/<name>), merged into the
-        weights on load so generation costs what the base costs."""
+        weights on load so generation costs what the base costs. `prefix_cache` (see
+        quark.inference.prefix_cache) lets prompts reuse the KV of prefixes already computed;
+        `compile` ("auto" | "on" | "off") compiles the decode step (quark.inference.compiled)."""
         folder = Path(folder)
         device = resolve_device(device)
         dtype = dtype or default_dtype(device)
@@ -118,17 +136,19 @@ class Engine:
                 raise QuarkError("an adapter cannot be quantized on load: fold it in with `quark models merge`, "
                                  "then quantize the merged model")
             return cls(load_merged(folder, adapter, device=device, dtype=dtype), load_tokenizer(folder),
-                       f"{folder.name}+{adapter}")
+                       f"{folder.name}+{adapter}", prefix_cache=prefix_cache, compile=compile)
         model = load_for_inference(folder, device=device, dtype=dtype, mode=quantize)
-        return cls(model, load_tokenizer(folder), folder.name)
+        return cls(model, load_tokenizer(folder), folder.name, quantize=quantize, prefix_cache=prefix_cache,
+                   compile=compile)
 
     @classmethod
     def named(cls, home: Home, name: str, *, device: str | torch.device = "auto", quantize: str | None = None,
-              adapter: str | None = None) -> Engine:
+              adapter: str | None = None, prefix_cache: PrefixCache | None = None, compile: str = "auto") -> Engine:
         """The model `name` of a home (models/<name>/), loaded as `load` does; an unknown model or
         adapter is a one-line error naming what the home has."""
         folder = home.existing(home.model_dir(name), "model")
-        return cls.load(folder, device=device, quantize=quantize, adapter=adapter)
+        return cls.load(folder, device=device, quantize=quantize, adapter=adapter, prefix_cache=prefix_cache,
+                        compile=compile)
 
     @property
     def grammars(self) -> GrammarCompiler:
@@ -215,6 +235,73 @@ class Engine:
             events, _ = batch.step()
             yield from events
 
+    def prefill(self, rows: Sequence[Row], room: int = 0) -> tuple[KVCache, torch.Tensor]:
+        """Prefill `rows` into one left-padded cache (every prompt ends in its last filled column,
+        `room` free columns after it) and return it with each row's next-token logits.
+
+        With a prefix cache each row is prefilled on its own from the longest cached prefix of its
+        prompt (so a row sharing a prefix with an earlier row of the same batch reuses it too) and
+        its whole blocks are stored back; without one the rows go through one batched forward."""
+        config, width = self.model.config, max(len(r.prompt) for r in rows)
+        cache = KVCache.empty(config, len(rows), self.capacity(width + room), self.device, self.dtype)
+        if self.prefix_cache is None:
+            idx = torch.full((len(rows), width), self.tokenizer.pad_id, dtype=torch.long, device=self.device)
+            mask = torch.zeros(len(rows), width, dtype=torch.bool, device=self.device)
+            for i, row in enumerate(rows):  # left padding: every row's last prompt token is in the last column
+                idx[i, width - len(row.prompt):] = torch.tensor(row.prompt, device=self.device)
+                mask[i, width - len(row.prompt):] = True
+            return cache, self.last_logits(idx, cache, None if bool(mask.all()) else mask)
+        logits = []
+        for i, row in enumerate(rows):
+            own = KVCache.empty(config, 1, len(row.prompt), self.device, self.dtype)
+            cached, kv = self.prefix_cache.lookup(self.identity, row.prompt)
+            if kv is not None:
+                for layer in range(config.n_layer):
+                    own.k[layer][0, :, :cached] = kv[layer, 0]
+                    own.v[layer][0, :, :cached] = kv[layer, 1]
+                own.key_mask[:, :cached] = True
+                own.length = cached
+            suffix = torch.tensor([row.prompt[cached:]], dtype=torch.long, device=self.device)
+            logits.append(self.last_logits(suffix, own, None))
+            layers = [torch.stack([own.k[n][0], own.v[n][0]]) for n in range(config.n_layer)]
+            self.prefix_cache.store(self.identity, row.prompt, torch.stack(layers))
+            start = width - len(row.prompt)
+            for layer in range(config.n_layer):
+                cache.k[layer][i, :, start:width] = own.k[layer][0]
+                cache.v[layer][i, :, start:width] = own.v[layer][0]
+            cache.key_mask[i, start:width] = True
+        cache.length, cache.padded = width, any(len(r.prompt) < width for r in rows)
+        return cache, torch.cat(logits)
+
+    def remember(self, row: Row, cache: KVCache, line: int) -> None:
+        """Keep a finished row's prompt and reply in the prefix cache: a chat's next turn re-sends
+        both. The row's real columns are its prompt and every generated token fed back so far."""
+        if self.prefix_cache is None:
+            return
+        columns = cache.key_mask[line, :cache.length].nonzero().squeeze(1)
+        tokens = [*row.prompt, *row.tokens][:len(columns)]  # the last sampled token was never fed back
+        layers = [torch.stack([k[line].index_select(1, columns), v[line].index_select(1, columns)])
+                  for k, v in zip(cache.k, cache.v)]
+        self.prefix_cache.store(self.identity, tokens, torch.stack(layers))
+
+    @property
+    def compiled(self) -> bool:
+        return compile_enabled(self.compile, self.device)
+
+    def capacity(self, columns: int) -> int:
+        """KV columns to allocate for `columns`: rounded up when decoding is compiled, so batches
+        of nearby lengths share one compiled shape."""
+        return round_capacity(columns, self.context_length) if self.compiled else columns
+
+    def decode(self, idx: torch.Tensor, cache: KVCache, live: list[bool]) -> torch.Tensor:
+        """Next-token logits after one decode step of `idx` (B, 1); `live` marks real rows."""
+        if self.compiled:
+            if self.compiled_decode is None:
+                self.compiled_decode = CompiledDecode(self.model)
+            return static_step(self.compiled_decode, idx, cache, live)
+        mask = None if all(live) else torch.tensor(live, device=self.device)[:, None]
+        return self.last_logits(idx, cache, mask)
+
     def last_logits(self, idx: torch.Tensor, cache: KVCache, mask: torch.Tensor | None) -> torch.Tensor:
         """Float32 logits of the last position only: at prefill, projecting every prompt position
         onto the vocabulary would cost prompt-length times the lm_head for nothing."""
@@ -255,33 +342,26 @@ class LiveBatch:
             return
         engine, config = self.engine, self.engine.model.config
         width = max(len(r.prompt) for r in rows)
-        idx = torch.full((len(rows), width), engine.tokenizer.pad_id, dtype=torch.long, device=engine.device)
-        mask = torch.zeros(len(rows), width, dtype=torch.bool, device=engine.device)
-        for i, row in enumerate(rows):  # left padding: every row's last prompt token is in the last column
-            idx[i, width - len(row.prompt):] = torch.tensor(row.prompt, device=engine.device)
-            mask[i, width - len(row.prompt):] = True
-        prompt_mask = None if bool(mask.all()) else mask
         alive = [line for line, row in enumerate(self.rows) if not row.finish_reason]
         if not alive:  # nothing running: prefill straight into a cache with room for every budget
-            self.cache = KVCache.empty(config, len(rows), width + max(r.max_tokens for r in rows), engine.device,
-                                       engine.dtype)
-            self.logits, self.rows = engine.last_logits(idx, self.cache, prompt_mask), list(rows)
+            self.cache, self.logits = engine.prefill(rows, max(r.max_tokens for r in rows))
+            self.rows = list(rows)
             return
-        joining = KVCache.empty(config, len(rows), width, engine.device, engine.dtype)
-        logits = engine.last_logits(idx, joining, prompt_mask)
+        joining, logits = engine.prefill(rows)
         old, keep = self.cache, torch.tensor(alive, dtype=torch.long, device=engine.device)
         start = self._first_used_column(old.key_mask.index_select(0, keep)[:, :old.length])
         used = old.length - start
         length = max(used, width)
         budget = max(r.max_tokens - len(r.tokens) for r in [*(self.rows[i] for i in alive), *rows])
-        merged = KVCache.empty(config, len(alive) + len(rows), length + budget, engine.device, engine.dtype)
+        merged = KVCache.empty(config, len(alive) + len(rows), engine.capacity(length + budget), engine.device,
+                               engine.dtype)
         n = len(alive)
         for layer in range(config.n_layer):
             for new, before, fresh in ((merged.k, old.k, joining.k), (merged.v, old.v, joining.v)):
                 new[layer][:n, :, length - used:length] = before[layer][:, :, start:old.length].index_select(0, keep)
-                new[layer][n:, :, length - width:length] = fresh[layer]
+                new[layer][n:, :, length - width:length] = fresh[layer][:, :, :width]
         merged.key_mask[:n, length - used:length] = old.key_mask[:, start:old.length].index_select(0, keep)
-        merged.key_mask[n:, length - width:length] = joining.key_mask
+        merged.key_mask[n:, length - width:length] = joining.key_mask[:, :width]
         merged.length, merged.padded = length, True
         self.cache = merged
         self.logits = torch.cat([self.logits.index_select(0, keep), logits])
@@ -314,6 +394,7 @@ class LiveBatch:
             events.append(row.advance(token, engine.tokenizer, engine.stop_ids))
             if row.finish_reason:
                 ended.append(row.key)
+                engine.remember(row, self.cache, line)
             else:
                 next_ids[line], live[line] = token, True
         if not any(live):
@@ -324,8 +405,7 @@ class LiveBatch:
             self._compact(keep)
             next_ids, live = [next_ids[k] for k in keep], [True] * len(keep)
         step = torch.tensor(next_ids, dtype=torch.long, device=engine.device)[:, None]
-        step_mask = None if all(live) else torch.tensor(live, device=engine.device)[:, None]
-        self.logits = engine.last_logits(step, self.cache, step_mask)
+        self.logits = engine.decode(step, self.cache, live)
         return events, ended
 
     def fail(self) -> list[int]:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import torch
 from safetensors import SafetensorError
@@ -19,6 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from quark.errors import QuarkError
 from quark.home import Home
+from quark.inputs import MiB, pydantic_problem, read_json_file
 from quark.models.llm import LLM, LLMConfig, rope_tables
 from quark.tokenizer import Tokenizer
 
@@ -52,12 +55,12 @@ def read_config_json(folder: Path, what: str = "model") -> dict[str, Any]:
     """`folder`'s config.json as a dict (a Quark model folder, or a Hugging Face one to import);
     a missing or malformed file is a one-line QuarkError naming the `what` that was expected."""
     path = Path(folder) / "config.json"
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise QuarkError(f"no {what} at {folder} (missing config.json)") from None
-    except ValueError as exc:
-        raise QuarkError(f"{path}: not valid JSON ({exc})") from None
+    if not path.exists():
+        raise QuarkError(f"no {what} at {folder} (missing config.json)")
+    data = read_json_file(path, "config file", max_bytes=MiB)
+    if not isinstance(data, dict):
+        raise QuarkError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
 
 
 def read_config(folder: Path) -> LLMConfig:
@@ -123,9 +126,31 @@ def load_tokenizer(folder: Path) -> Tokenizer:
     return Tokenizer.load(Path(folder) / "tokenizer.model")
 
 
+class GenerationConfig(BaseModel):
+    """generation_config.json: the sampling defaults; checked on read so a wrong type is one line
+    naming the file and field rather than an error inside sampling. Unknown keys are kept."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    max_new_tokens: Annotated[int, Field(ge=1)] = DEFAULT_GENERATION["max_new_tokens"]
+    temperature: Annotated[float, Field(ge=0, allow_inf_nan=False)] = DEFAULT_GENERATION["temperature"]
+    top_k: Annotated[int, Field(ge=0)] = DEFAULT_GENERATION["top_k"]
+    top_p: Annotated[float, Field(gt=0, le=1)] = DEFAULT_GENERATION["top_p"]
+    repetition_penalty: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1.0
+    seed: Annotated[Optional[int], Field(ge=0)] = None
+
+
 def generation_defaults(folder: Path) -> dict:
     path = Path(folder) / "generation_config.json"
-    return {**DEFAULT_GENERATION, **(json.loads(path.read_text()) if path.is_file() else {})}
+    if not path.exists():
+        return dict(DEFAULT_GENERATION)
+    data = read_json_file(path, "generation config", max_bytes=MiB)
+    if not isinstance(data, dict):
+        raise QuarkError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    try:
+        checked = GenerationConfig.model_validate(data)
+    except ValidationError as exc:
+        raise QuarkError(f"{path}: {pydantic_problem(exc)}") from None
+    return {**DEFAULT_GENERATION, **checked.model_dump(exclude_unset=True)}
 
 
 def list_models(home: Home) -> list[Path]:

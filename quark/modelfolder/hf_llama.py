@@ -24,7 +24,7 @@ from safetensors.torch import save_file
 
 from quark.atomic import atomic_dir
 from quark.errors import QuarkError
-from quark.modelfolder import DEFAULT_GENERATION, check_state, load_model, load_state, read_config_json, save_model
+from quark.modelfolder import DEFAULT_GENERATION, check_state, generation_defaults, load_model, load_state, read_config_json, save_model
 from quark.models.llm import LLM, LLMConfig
 from quark.tokenizer import Tokenizer
 
@@ -60,6 +60,8 @@ def quark_config(data: dict[str, Any], where: Path) -> LLMConfig:
         if data.get(key, expected) != expected:
             raise QuarkError(f"{where}: {key}={data[key]!r} is not supported (Quark's Llama has {key}={expected!r})")
     rope = data.get("rope_scaling") or data.get("rope_parameters") or {}
+    if not isinstance(rope, dict):
+        raise QuarkError(f"{where}: rope_scaling must be an object or null, got {rope!r}")
     if rope.get("rope_type", rope.get("type", "default")) != "default":
         raise QuarkError(f"{where}: rope scaling {rope.get('rope_type', rope.get('type'))!r} is not supported")
     if "rope_theta" not in data and "rope_theta" in rope:
@@ -133,8 +135,7 @@ def export_hf(model_folder: Path, out: Path) -> dict[str, Any]:
     tokenizer = Tokenizer.load(Path(model_folder) / "tokenizer.model")
     state = {hf_name(k): v.contiguous() for k, v in model.state_dict().items()
              if not (cfg.tie_embeddings and k == "lm_head.weight")}
-    generation = json.loads((Path(model_folder) / "generation_config.json").read_text()) \
-        if (Path(model_folder) / "generation_config.json").is_file() else DEFAULT_GENERATION
+    generation = generation_defaults(Path(model_folder))
     with atomic_dir(out) as tmp:
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(hf_config(cfg, tokenizer), indent=2))

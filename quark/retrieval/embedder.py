@@ -1,9 +1,10 @@
 """The one interface memory uses to turn text into vectors.
 
-Today the vectors are a Quark model's mean-pooled hidden states (`quark.retrieval.embedding.embed_texts`);
-a trained embedding head replaces them by being another `Embedder`. The name identifies the vector
-space: memories embedded by one embedder are never compared with queries from another, even when
-the dimensions agree (see quark.memory.store).
+The vectors are a Quark model's mean-pooled hidden states, or, when the model folder has a trained
+contrastive head (`quark finetune embed`), the head's embeddings (`quark.retrieval.embedding.embed_texts`).
+The name identifies the vector space: memories embedded by one embedder are never compared with
+queries from another, even when the dimensions agree (see quark.memory.store), and a new name
+makes the chat session backfill vectors for every memory (into the vec0 table of the new width).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import Protocol
 
 import numpy as np
 
+from quark.models.embedding_head import EmbeddingHead
 from quark.models.llm import LLM
-from quark.retrieval.embedding import embed_texts
+from quark.retrieval.embedding import HEAD_FILE, embed_texts, load_head, output_dim
 from quark.tokenizer import Tokenizer
 
 
@@ -32,26 +34,45 @@ class Embedder(Protocol):
 
 
 class ModelEmbedder:
-    """Mean-pooled final hidden states of a Quark LLM (the model the chat is running)."""
+    """A Quark LLM's embeddings: its contrastive head's when it has one, else mean-pooled states."""
 
-    def __init__(self, model: LLM, tokenizer: Tokenizer, name: str) -> None:
-        self.model, self.tokenizer, self.name = model, tokenizer, name
-        self.dim = model.config.n_embd
+    def __init__(self, model: LLM, tokenizer: Tokenizer, name: str, head: EmbeddingHead | None = None) -> None:
+        self.model, self.tokenizer, self.name, self.head = model, tokenizer, name, head
+        self.dim = output_dim(model, head)
 
     @classmethod
     def for_model_folder(cls, model: LLM, tokenizer: Tokenizer, folder: Path) -> ModelEmbedder:
-        return cls(model, tokenizer, f"hidden-mean:{Path(folder).name}:{weights_fingerprint(folder)}")
+        """The embedder of a loaded model folder; its name changes whenever the weights or the
+        head do, so memories are re-embedded after `quark finetune embed` replaces a model."""
+        head = load_head(folder, model.config.n_embd, device=model.embed_tokens.weight.device)
+        return cls(model, tokenizer, embedder_name(folder), head)
+
+    @classmethod
+    def load(cls, folder: Path) -> ModelEmbedder:
+        """Load a model folder just to embed with it (the document index's embedding model)."""
+        from quark.modelfolder import load_model, load_tokenizer
+
+        return cls.for_model_folder(load_model(folder), load_tokenizer(folder), folder)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return embed_texts(self.model, self.tokenizer, list(texts))
+        return embed_texts(self.model, self.tokenizer, list(texts), head=self.head)
 
 
-def weights_fingerprint(folder: Path) -> str:
+def embedder_name(folder: Path) -> str:
+    """The vector space a model folder embeds into, known without loading it: the head's width
+    and both weight files' fingerprints when it has a head, else the pooled states'."""
+    folder = Path(folder)
+    if not (folder / HEAD_FILE).is_file():
+        return f"hidden-mean:{folder.name}:{weights_fingerprint(folder)}"
+    return f"head:{folder.name}:{weights_fingerprint(folder)}{weights_fingerprint(folder, HEAD_FILE)}"
+
+
+def weights_fingerprint(folder: Path, file: str = "model.safetensors") -> str:
     """A short hash of a model's weights file (size and last 64 KiB): retraining a model under the
     same name gives a new vector space, so its old embeddings must not be searched with new queries."""
-    path = Path(folder) / "model.safetensors"
+    path = Path(folder) / file
     size = path.stat().st_size
     with open(path, "rb") as handle:
         handle.seek(max(0, size - 65536))

@@ -1,35 +1,84 @@
-"""Text embeddings from a Quark model: mean-pooled final hidden states, L2-normalised.
+"""Text embeddings from a Quark model: the one place that embeds (memory, the document index and
+/v1/embeddings all call `embed_texts`).
 
-Memory retrieval and /v1/embeddings both call `embed_texts`; when a trained contrastive head
-exists it replaces the pooling here and nowhere else.
+Without a head: mean-pooled final hidden states, L2-normalised. With a trained contrastive head
+(`embedding_head.safetensors` in the model folder, written by `quark finetune embed`): the same
+pooled states through the head's projection, of the head's width.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from quark.errors import QuarkError
+from quark.modelfolder import load_state
+from quark.models.embedding_head import EmbeddingHead, mean_pool
 from quark.models.llm import LLM
 from quark.tokenizer import Tokenizer
 
+HEAD_FILE = "embedding_head.safetensors"
+
+
+def pad_texts(tokenizer: Tokenizer, texts: Sequence[str], limit: int,
+              device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids (B, T) and the mask of real tokens; a text longer than `limit` keeps its start."""
+    rows = [tokenizer.encode(t)[:limit] or [tokenizer.bos_id] for t in texts]
+    width = max(len(ids) for ids in rows)
+    idx = torch.full((len(rows), width), tokenizer.pad_id, dtype=torch.long)
+    mask = torch.zeros(len(rows), width, dtype=torch.bool)
+    for row, ids in enumerate(rows):
+        idx[row, :len(ids)] = torch.tensor(ids)
+        mask[row, :len(ids)] = True
+    return idx.to(device), mask.to(device)
+
+
+def load_head(folder: Path, n_embd: int, *, device: str | torch.device = "cpu") -> EmbeddingHead | None:
+    """The model folder's embedding head, or None when it has none."""
+    path = Path(folder) / HEAD_FILE
+    if not path.is_file():
+        return None
+    state = load_state(path)
+    weight = state.get("proj.weight")
+    if weight is None or weight.ndim != 2 or weight.shape[1] != n_embd or "log_scale" not in state:
+        raise QuarkError(f"{path}: not an embedding head for a model of width {n_embd}")
+    head = EmbeddingHead(n_embd, weight.shape[0])
+    head.load_state_dict(state)
+    return head.to(device).eval()
+
+
+def output_dim(model: LLM, head: EmbeddingHead | None = None) -> int:
+    return head.dim if head is not None else model.config.n_embd
+
 
 @torch.inference_mode()
-def embed_texts(model: LLM, tokenizer: Tokenizer, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
-    """(len(texts), n_embd) float32, unit norm. Texts longer than the context keep their start."""
+def embed_texts(model: LLM, tokenizer: Tokenizer, texts: Sequence[str], *, head: EmbeddingHead | None = None,
+                batch_size: int = 32) -> np.ndarray:
+    """(len(texts), dim) float32, unit norm. Texts longer than the context keep their start.
+
+    Texts are sorted by length before batching, so a batch pads to similar lengths."""
     limit = model.config.max_seq_len
     device = model.embed_tokens.weight.device
-    out = np.zeros((len(texts), model.config.n_embd), dtype=np.float32)
-    for start in range(0, len(texts), batch_size):
-        batch = [tokenizer.encode(t)[:limit] or [tokenizer.bos_id] for t in texts[start:start + batch_size]]
-        width = max(len(ids) for ids in batch)
-        idx = torch.full((len(batch), width), tokenizer.pad_id, dtype=torch.long, device=device)
-        mask = torch.zeros(len(batch), width, dtype=torch.bool, device=device)
-        for row, ids in enumerate(batch):
-            idx[row, :len(ids)] = torch.tensor(ids, device=device)
-            mask[row, :len(ids)] = True
-        hidden = model(idx, return_hidden=True).float()  # right padding: causal attention never sees it
-        pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
-        out[start:start + len(batch)] = torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
+    out = np.zeros((len(texts), output_dim(model, head)), dtype=np.float32)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        idx, mask = pad_texts(tokenizer, [texts[i] for i in rows], limit, device)
+        hidden = model(idx, return_hidden=True)  # right padding: causal attention never sees it
+        vectors = head(hidden, mask) if head is not None else torch.nn.functional.normalize(
+            mean_pool(hidden.float(), mask), dim=-1)
+        out[rows] = vectors.float().cpu().numpy()
     return out
+
+
+def truncate_dimensions(vectors: np.ndarray, dimensions: int | None) -> np.ndarray:
+    """The first `dimensions` components, renormalised (OpenAI's `dimensions`); unchanged for None."""
+    if dimensions is None or dimensions == vectors.shape[1]:
+        return vectors
+    if not 1 <= dimensions <= vectors.shape[1]:
+        raise QuarkError(f"dimensions must be between 1 and {vectors.shape[1]}, got {dimensions}")
+    cut = vectors[:, :dimensions]
+    return (cut / np.maximum(np.linalg.norm(cut, axis=1, keepdims=True), 1e-12)).astype(np.float32)

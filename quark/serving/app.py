@@ -28,7 +28,7 @@ from quark.inference import Engine, Grammar, SamplingParams, StreamEvent
 from quark.inference.sampling import sampling_params
 from quark.inference.tool_calls import ToolCallReader, read_tool_calls, starts_tool_call
 from quark.modelfolder import DEFAULT_GENERATION
-from quark.retrieval.embedding import embed_texts
+from quark.retrieval.embedding import embed_texts, output_dim, truncate_dimensions
 from quark.serving.batcher import FINISHED, Batcher, Job
 from quark.serving.keys import Caller, KeyStore, RateLimiter
 from quark.serving.metrics import Metrics, MetricsMiddleware
@@ -53,11 +53,12 @@ class Service:
     def __init__(self, engine: Engine, *, keys: KeyStore | None, defaults: dict[str, Any], max_batch: int,
                  gather_seconds: float) -> None:
         self.engine, self.keys, self.defaults = engine, keys, {**DEFAULT_GENERATION, **defaults}
-        self.metrics = Metrics()
+        self.metrics = Metrics(engine.prefix_cache)
         self.batcher = Batcher(engine, max_batch=max_batch, gather_seconds=gather_seconds,
                                stats=self.metrics.batch_stats())
         self.limiter = RateLimiter()
         self.created = int(time.time())
+        self.embedding_head = None  # set by create_app when the model folder has one
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -224,12 +225,14 @@ def _routes(service: Service) -> APIRouter:
         texts = [body.input] if isinstance(body.input, str) else body.input
         if not texts:
             raise APIError(400, "'input' must not be an empty list.", param="input", code="invalid_value")
-        width = engine.model.config.n_embd
-        if body.dimensions not in (None, width):
-            raise APIError(400, f"This model's embeddings have {width} dimensions; 'dimensions' cannot change that.",
+        head = service.embedding_head  # the trained contrastive head, when the model folder has one
+        width = output_dim(engine.model, head)
+        if body.dimensions is not None and body.dimensions > width:
+            raise APIError(400, f"This model's embeddings have {width} dimensions; 'dimensions' must be at most that.",
                            param="dimensions", code="invalid_value")
         vectors = await run_in_threadpool(service.batcher.run_exclusive,
-                                          lambda: embed_texts(engine.model, engine.tokenizer, texts))
+                                          lambda: embed_texts(engine.model, engine.tokenizer, texts, head=head))
+        vectors = truncate_dimensions(vectors, body.dimensions)  # OpenAI's `dimensions`: cut, then renormalise
         tokens = sum(min(len(engine.tokenizer.encode(t)), engine.context_length) for t in texts)
         service.metrics.prompt_tokens.inc(tokens)
 
@@ -338,10 +341,12 @@ async def _completion_chunks(service: Service, jobs, rid: str, created: int, pro
 
 
 def create_app(engine: Engine, *, keys: KeyStore | None = None, defaults: dict[str, Any] | None = None,
-               max_batch: int = 16, gather_seconds: float = 0.01) -> FastAPI:
+               max_batch: int = 16, gather_seconds: float = 0.01, embedding_head=None) -> FastAPI:
     """The FastAPI app serving `engine` (under its name). `keys`: require and rate-limit API keys
-    when any exist; `defaults`: the model's generation_config.json."""
+    when any exist; `defaults`: the model's generation_config.json; `embedding_head`: the model's
+    trained embedding head (quark.retrieval.embedding.load_head), which /v1/embeddings then uses."""
     service = Service(engine, keys=keys, defaults=defaults or {}, max_batch=max_batch, gather_seconds=gather_seconds)
+    service.embedding_head = embedding_head
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -9,20 +9,44 @@ from __future__ import annotations
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from quark.inference.prefix_cache import PrefixCache
 from quark.serving.batcher import BatchStats
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
 
+class PrefixCacheCollector:
+    """The engine's prefix cache as Prometheus series, read from its counters at each scrape."""
+
+    def __init__(self, cache: PrefixCache) -> None:
+        self.cache = cache
+
+    def collect(self):
+        stats = self.cache.stats
+        for name, doc, value in (("lookups", "Prompts looked up in the prefix cache.", stats.lookups),
+                                 ("hits", "Prompts that reused a cached prefix.", stats.hits),
+                                 ("tokens_saved", "Prompt tokens not prefilled thanks to the cache.",
+                                  stats.tokens_saved),
+                                 ("evictions", "Blocks evicted to stay under the budget.", stats.evictions)):
+            yield CounterMetricFamily(f"quark_prefix_cache_{name}", doc, value=value)
+        yield GaugeMetricFamily("quark_prefix_cache_bytes", "Memory held by cached KV blocks.", value=self.cache.nbytes)
+        yield GaugeMetricFamily("quark_prefix_cache_budget_bytes", "The cache's memory budget.",
+                                value=self.cache.budget_bytes)
+        yield GaugeMetricFamily("quark_prefix_cache_blocks", "KV blocks held.", value=self.cache.blocks)
+
+
 class Metrics:
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self) -> None:
+    def __init__(self, prefix_cache: PrefixCache | None = None) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        if prefix_cache is not None:
+            r.register(PrefixCacheCollector(prefix_cache))
         self.requests = Counter("quark_requests", "HTTP requests answered, by route and status.",
                                 ["endpoint", "status"], registry=r)
         self.latency = Histogram("quark_request_latency_seconds", "Arrival to last byte, by route.",

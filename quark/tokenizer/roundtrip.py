@@ -11,17 +11,16 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from quark.errors import QuarkError
+from quark.inputs import MiB, read_bytes_file
 from quark.tokenizer import Tokenizer
 
+MAX_INSPECT_BYTES = 256 * MiB  # a round trip holds the text and its ids in memory
 _BATCH = 64  # files encoded together: SentencePiece spreads a batch over the cores
 
 
 def read_utf8(path: Path) -> str:
     """The file's text, or a QuarkError naming the file (missing, unreadable, not UTF-8)."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise QuarkError(f"cannot read {path}: {exc.strerror or exc}") from None
+    data = read_bytes_file(path, "file", max_bytes=MAX_INSPECT_BYTES)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

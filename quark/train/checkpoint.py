@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
+from pydantic import ConfigDict, ValidationError, create_model
 from safetensors.torch import save_file
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
@@ -34,6 +35,7 @@ from torch.distributed.checkpoint.state_dict import (
 
 from quark.atomic import atomic_dir, write_text
 from quark.errors import QuarkError
+from quark.inputs import MiB, pydantic_problem, read_json_file
 from quark.modelfolder import check_state, load_state
 from quark.models.llm import LLM, LLMConfig, rope_tables
 from quark.train.dist import Dist
@@ -140,6 +142,24 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def read_run_info(run_dir: Path, fields: dict[str, Any]) -> dict[str, Any]:
+    """A run's run.json, checked before --resume trusts it: each of `fields` (name -> type, as
+    pydantic takes it) must be there with that type; a problem names the file and the field."""
+    path = Path(run_dir) / "run.json"
+    if not path.is_file():
+        raise QuarkError(f"no run {Path(run_dir).name!r} to resume (no {path})")
+    data = read_json_file(path, "run file", max_bytes=MiB)
+    if not isinstance(data, dict):
+        raise QuarkError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    model = create_model("RunInfo", __config__=ConfigDict(extra="allow", strict=True),
+                         **{key: (kind, ...) for key, kind in fields.items()})
+    try:
+        model.model_validate(data)
+    except ValidationError as exc:
+        raise QuarkError(f"{path}: {pydantic_problem(exc)}") from None
+    return data
 
 
 def start_run_dir(run_dir: Path, *, resume: bool, info: dict[str, Any], recipe_yaml: str) -> None:

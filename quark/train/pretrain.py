@@ -14,7 +14,6 @@ input fails everywhere alike), process 0 alone writes files and quark.db rows.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,21 +44,17 @@ def _resolve(home: Home, name: str, recipe: str | None, data: str | None, overri
     """The recipe and token set a run trains on: given for a new run, read back for --resume."""
     run_dir, model_dir = home.run_dir(name), home.model_dir(name)
     if resume:
-        run_file = run_dir / "run.json"
-        if not run_file.is_file():
-            raise QuarkError(f"no run {name!r} to resume (no {run_file})")
         if recipe:
             raise QuarkError(f"--resume continues run {name!r} with the recipe in {run_dir / 'recipe.yaml'}; "
                              "drop --recipe (change single values with --set or --max-steps)")
-        recorded = json.loads(run_file.read_text())["data"]
+        recorded = checkpoint.read_run_info(run_dir, {"data": str})["data"]
         if data and data != recorded:
             raise QuarkError(f"run {name!r} trains on token set {recorded!r}, not {data!r}")
         return load_recipe(run_dir / "recipe.yaml", overrides), recorded
     if not recipe or not data:
         raise QuarkError("a new run needs --recipe and --data (or --resume to continue an existing run)")
-    if run_dir.exists():
-        raise QuarkError(f"run {name!r} already exists ({run_dir}): add --resume to continue it, or pick another "
-                         "--name")
+    if (run_dir / "run.json").exists():  # a folder without run.json is a run killed before it started
+        raise QuarkError(f"run {name!r} already exists ({run_dir}): add --resume to continue it, or pick another --name")
     if model_dir.exists():
         raise QuarkError(f"model {name!r} already exists ({model_dir}): pick another --name")
     return load_recipe(recipe, overrides), data
@@ -156,21 +151,21 @@ def pretrain(home: Home, *, name: str, recipe: str | None = None, data: str | No
             conn = db.connect(home.db_path)
             db.record_run(conn, name, "pretrain", name, {"recipe": resolved.to_dict(), "data": data,
                                                           "tokenizer": tokenizer_name, **counts})
-        env.barrier()
-        trainer = Trainer(model, resolved.optim, t, train_data, env=env, run_dir=run_dir, val=val_data,
-                          val_samples=min(t.eval_windows, val_data.windows_per_epoch) if val_data else 0,
-                          on_eval=_sampler(tokenizer, prompt, t.sample_tokens) if prompt and t.sample_tokens else None,
-                          flops_per_token=flops_per_token(cfg, counts, t.seq_len), progress=progress)
-        summary, resumed = fit_run(trainer, run_dir, resume=resume, conn=conn, name=name, log=log)
-        if not env.is_main:
-            return None
-        summary = {"run": name, "model": name, "data": data, **counts, **summary,
-                   "resumed_from": str(resumed) if resumed else None}
-        card = _card(name, data, tokenizer_name, tokens, resolved, counts, summary)
-        extra = {"source_run": name, "created": _now(), "data": data, "tokenizer": tokenizer_name}
-        summary["model_dir"] = str(_publish(home, name, run_dir, cfg, tokenizer_path, extra, card))
-        db.finish_run(conn, name, "finished", summary)
-        return summary
+        with db.run_outcome(conn, name):
+            env.barrier()
+            trainer = Trainer(model, resolved.optim, t, train_data, env=env, run_dir=run_dir, val=val_data,
+                              val_samples=min(t.eval_windows, val_data.windows_per_epoch) if val_data else 0,
+                              on_eval=_sampler(tokenizer, prompt, t.sample_tokens) if prompt and t.sample_tokens else None,
+                              flops_per_token=flops_per_token(cfg, counts, t.seq_len), progress=progress)
+            summary, resumed = fit_run(trainer, run_dir, resume=resume, conn=conn, name=name, log=log)
+            if not env.is_main:
+                return None
+            summary = {"run": name, "model": name, "data": data, **counts, **summary, "resumed_from": str(resumed) if resumed else None}
+            card = _card(name, data, tokenizer_name, tokens, resolved, counts, summary)
+            extra = {"source_run": name, "created": _now(), "data": data, "tokenizer": tokenizer_name}
+            summary["model_dir"] = str(_publish(home, name, run_dir, cfg, tokenizer_path, extra, card))
+            db.finish_run(conn, name, "finished", summary)
+            return summary
     finally:
         teardown()
 

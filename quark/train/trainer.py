@@ -300,10 +300,5 @@ def fit_run(trainer: Trainer, run_dir: Path, *, resume: bool, conn: Any, name: s
     """
     found = checkpoint.checkpoints(run_dir) if resume else []
     start = found[-1] if found else None
-    try:
+    with db.run_outcome(conn, name):
         return trainer.fit(start, log=log), start
-    except BaseException as exc:
-        if conn is not None:
-            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            db.finish_run(conn, name, status, {"error": str(exc) or type(exc).__name__})
-        raise
