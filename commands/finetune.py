@@ -1,5 +1,5 @@
-"""`quark finetune sft|dpo|reward|embed|rerank`: align a model (full, or a LoRA/QLoRA adapter) with the
-pretraining loop."""
+"""`quark finetune sft|dpo|reward|embed|rerank|distill|router`: align a model (full, or a LoRA/QLoRA adapter)
+with the pretraining loop; distil a student from a teacher; train the turn router."""
 
 from typing import Annotated, Any, Optional
 
@@ -235,6 +235,82 @@ def rerank(cli: Cli, name: Name, model: Model = None, data: TextPairs = None, bu
     summary = run(cli.home, name=name, base=model, data=data, builtin=builtin, val=val, recipe=recipe,
                   overrides=overrides, resume=resume, progress=cli.progress_enabled(), log=cli.print)
     return _report(cli, summary, ("val_twin_accuracy", "val_negative_accuracy"))
+
+
+@quark_command(finetune, "distill")
+def distill(cli: Cli, name: Name,
+            student: Annotated[Optional[str], typer.Option("--student", help="The small model to train (not needed "
+                                                           "with --resume).")] = None,
+            teacher: Annotated[Optional[str], typer.Option("--teacher", help="The big model whose logits the student "
+                                                           "learns; same tokenizer as the student.")] = None,
+            data: Annotated[Optional[str], typer.Option("--data", help="Token set under tokens/ (its val split is "
+                                                        "the held-out data).")] = None,
+            alpha: Annotated[Optional[float], typer.Option("--alpha", help="Same as --set distill.alpha=A: weight of "
+                                                           "the usual next-token loss (0: KL only; 1: no teacher).")
+                             ] = None,
+            temperature: Annotated[Optional[float], typer.Option("--temperature", help="Same as --set "
+                                                                 "distill.temperature=T.")] = None,
+            recipe: Recipe = None, resume: Resume = False, set_: Set = None, max_steps: MaxSteps = None,
+            save_every: SaveEvery = None, eval_every: EvalEvery = None, seed: Seed = None, device: Device = None,
+            logger: Loggers = None) -> Optional[dict]:
+    """Distil a student from a teacher: KL to the teacher's temperature-scaled logits (×T²) on a
+    token set, optionally mixed with the usual next-token loss by --alpha.
+
+    Teacher and student must share a tokenizer. Each evaluation reports the
+    student's held-out next-token loss (val ce) and its KL to the teacher
+    (val kl); the summary adds the teacher's own held-out loss. The result
+    is models/NAME; checkpoints and --resume work as in pretraining.
+
+    Example:
+
+        quark finetune distill --teacher tiny-big --student tiny --data code --name tiny-distilled
+
+        quark finetune distill --teacher tiny-big --student tiny --data code --name tiny-mix --alpha 0.5 --temperature 2
+    """
+    from quark.align.distill import distill as run
+
+    overrides = _overrides(set_, max_steps=max_steps, save_every=save_every, eval_every=eval_every, seed=seed,
+                           device=device, logger=logger)
+    overrides += [f"distill.{key}={value}" for key, value in (("alpha", alpha), ("temperature", temperature))
+                  if value is not None]
+    summary = run(cli.home, name=name, base=student, teacher=teacher, data=data, recipe=recipe, overrides=overrides,
+                  resume=resume, progress=cli.progress_enabled(), log=cli.print)
+    return _report(cli, summary, ("val_ce", "val_kl", "teacher_val_ce"))
+
+
+@quark_command(finetune, "router")
+def router(cli: Cli, name: Name, model: Annotated[str, model_option("Base model whose embeddings the router reads.")],
+           data: Annotated[Optional[str], typer.Option("--data", help="Extra labelled JSONL turns: {\"text\": ..., "
+                                                       "\"label\": general|code|image|mesh|needs-retrieval}.")] = None,
+           threshold: Annotated[float, typer.Option("--threshold",
+                                                    help="Below this top probability the turn goes to general.")] = 0.4,
+           per_label: Annotated[int, typer.Option("--per-label", min=5, help="Synthetic turns per label.")] = 120,
+           seed: Annotated[int, typer.Option("--seed", min=0, max=2 ** 32 - 1,
+                                             help="Seed of the synthetic turns and the head.")] = 0) -> dict:
+    """Train the turn router: a small MLP head over the model's embeddings that picks general, code,
+    image, mesh or needs-retrieval, falling back to general below --threshold.
+
+    Trains on synthetic turns from local templates plus --data; reports
+    accuracy and macro-F1 on held-out turns from templates it never saw.
+    The result is models/NAME (router.safetensors + router.json); try it
+    with quark route.
+
+    Example:
+
+        quark finetune router --model tiny --name tiny-router
+
+        quark finetune router --model tiny --name tiny-router --data my_turns.jsonl --threshold 0.5
+
+        quark route "write a python function that sorts a list" --model tiny-router
+    """
+    from quark.agent.router_train import train_router
+
+    summary = train_router(cli.home, name=name, base=model, data=data, threshold=threshold, per_label=per_label,
+                           seed=seed)
+    held = summary["figures"]["held_out"]
+    cli.print(f"[bold]{name}[/]: held-out accuracy {held['accuracy']:.3f}, macro-F1 {held['macro_f1']:.3f} "
+              f"({held['turns']} turns) → {summary['output']}")
+    return summary
 
 
 def register(root: typer.Typer) -> None:

@@ -7,6 +7,7 @@ own, plus the sections a kind of run needs:
     reward:  optim, train
     embed:   optim, train, embed      (quark.retrieval.contrastive)
     rerank:  optim, train, rerank     (quark.retrieval.reranker)
+    distill: optim, train, distill  (quark.align.distill)
 """
 
 from __future__ import annotations
@@ -70,6 +71,16 @@ class RerankSettings:
 
 
 @dataclass
+class DistillSettings:
+    """Knowledge distillation: `teacher` is the model folder whose logits the student matches;
+    loss = alpha · next-token CE + (1 − alpha) · T² · KL(teacher_T ‖ student_T)."""
+
+    teacher: str = ""
+    alpha: float = 0.0
+    temperature: float = 1.0
+
+
+@dataclass
 class AlignRecipe:
     kind: str
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -78,6 +89,7 @@ class AlignRecipe:
     dpo: DpoSettings = field(default_factory=DpoSettings)
     embed: EmbedSettings = field(default_factory=EmbedSettings)
     rerank: RerankSettings = field(default_factory=RerankSettings)
+    distill: DistillSettings = field(default_factory=DistillSettings)
 
     def to_dict(self) -> dict[str, Any]:
         out = {}
@@ -91,10 +103,11 @@ class AlignRecipe:
 
 
 _CLASSES = {"optim": OptimConfig, "train": TrainConfig, "lora": LoraSettings, "dpo": DpoSettings,
-            "embed": EmbedSettings, "rerank": RerankSettings}
+            "embed": EmbedSettings, "rerank": RerankSettings, "distill": DistillSettings}
 SECTIONS: dict[str, tuple[str, ...]] = {"sft": ("optim", "train", "lora"), "dpo": ("optim", "train", "lora", "dpo"),
                                         "reward": ("optim", "train"), "embed": ("optim", "train", "embed"),
-                                        "rerank": ("optim", "train", "rerank")}
+                                        "rerank": ("optim", "train", "rerank"),
+                                        "distill": ("optim", "train", "distill")}
 
 
 def load_align_recipe(kind: str, name_or_file: str, overrides: list[str] = ()) -> AlignRecipe:
@@ -121,6 +134,12 @@ def load_align_recipe(kind: str, name_or_file: str, overrides: list[str] = ()) -
     rerank = recipe.rerank
     if rerank.hard_negatives < 0 or rerank.corrupted < 0 or not rerank.hard_negatives + rerank.corrupted:
         raise QuarkError(f"{where}: rerank.hard_negatives and rerank.corrupted must be >= 0, and not both 0")
+    d = recipe.distill
+    if not 0.0 <= d.alpha <= 1.0 or not 0.0 < d.temperature < float("inf"):
+        raise QuarkError(f"{where}: distill.alpha must be in [0, 1] and distill.temperature positive, got "
+                         f"{d.alpha} and {d.temperature}")
+    if kind == "distill" and not d.teacher:
+        raise QuarkError(f"{where}: a distillation run needs a teacher model (--teacher or distill.teacher)")
     if recipe.dpo.beta <= 0:
         raise QuarkError(f"{where}: dpo.beta must be positive, got {recipe.dpo.beta}")
     return recipe

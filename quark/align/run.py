@@ -6,7 +6,7 @@
     models/<name>/             a full fine-tune or a reward model, with card.md
     models/<base>/adapters/<name>/  a LoRA adapter (PEFT layout), with card.md
 
-A kind (sft, dpo, reward) supplies a `build` function that reads its data, loads the model to
+A kind (sft, dpo, reward, distill) supplies a `build` function that reads its data, loads the model to
 train and returns a Job: the Trainer's model, data and loss, an evaluation hook, and how to
 publish the final checkpoint. Every process of a torchrun job runs this same code, as in
 pretraining; process 0 alone writes files and quark.db rows.
@@ -78,8 +78,12 @@ class RecordedData(BaseModel):
     val: str | None = None
 
 
+DataResolver = Callable[[Home, str, "str | None"], DataFiles]
+
+
 def _resolve(home: Home, kind: str, name: str, base: str | None, data: str | None, val: str | None,
-             recipe: str | None, overrides: list[str], resume: bool) -> tuple[AlignRecipe, str, DataFiles]:
+             recipe: str | None, overrides: list[str], resume: bool,
+             resolve: DataResolver = resolve_data) -> tuple[AlignRecipe, str, DataFiles]:
     """The recipe, base model and data of a run: given for a new run, read back for --resume."""
     run_dir = home.run_dir(name)
     if resume:
@@ -93,7 +97,7 @@ def _resolve(home: Home, kind: str, name: str, base: str | None, data: str | Non
             raise QuarkError(f"run {name!r} fine-tunes model {recorded['base']!r}, not {base!r}")
         files = DataFiles(Path(recorded["data"]["train"]),
                           Path(recorded["data"]["val"]) if recorded["data"]["val"] else None)
-        if data and resolve_data(home, data, val) != files:
+        if data and resolve(home, data, val) != files:
             raise QuarkError(f"run {name!r} trains on {files.train}, not {data!r}")
         return load_align_recipe(kind, str(run_dir / "recipe.yaml"), overrides), recorded["base"], files
     if not base or not data:
@@ -101,7 +105,7 @@ def _resolve(home: Home, kind: str, name: str, base: str | None, data: str | Non
     if (run_dir / "run.json").exists():  # a folder without run.json is a run killed before it started
         raise QuarkError(f"run {name!r} already exists ({run_dir}): add --resume to continue it, or pick another "
                          "--name")
-    return load_align_recipe(kind, recipe or kind, overrides), base, resolve_data(home, data, val)
+    return load_align_recipe(kind, recipe or kind, overrides), base, resolve(home, data, val)
 
 
 def output_of(home: Home, base: str, name: str, recipe: AlignRecipe) -> Path:
@@ -111,9 +115,11 @@ def output_of(home: Home, base: str, name: str, recipe: AlignRecipe) -> Path:
 
 def run(home: Home, kind: str, build: Callable[[Context], Job], *, name: str, base: str | None = None,
         data: str | None = None, val: str | None = None, recipe: str | None = None, overrides: list[str] = (),
-        resume: bool = False, progress: bool = True, log: Callable[[str], None] | None = None) -> dict[str, Any] | None:
-    """Run (or resume) an alignment run of `kind`; returns its summary on process 0, None elsewhere."""
-    resolved, base, files = _resolve(home, kind, name, base, data, val, recipe, list(overrides), resume)
+        resume: bool = False, progress: bool = True, log: Callable[[str], None] | None = None,
+        resolve: DataResolver = resolve_data) -> dict[str, Any] | None:
+    """Run (or resume) an alignment run of `kind`; returns its summary on process 0, None elsewhere.
+    `resolve` turns --data into files (JSONL by default; distillation reads a token set)."""
+    resolved, base, files = _resolve(home, kind, name, base, data, val, recipe, list(overrides), resume, resolve)
     base_folder = home.existing(home.model_dir(base), "model")
     config = read_config(base_folder)
     t = resolved.train
@@ -169,7 +175,7 @@ def card(summary: dict[str, Any], recipe: AlignRecipe) -> str:
             "dpo": "Direct preference optimisation", "reward": "Reward model (Bradley–Terry)",
             "embed": "Embedding model (contrastive head, InfoNCE with in-batch and hard negatives)",
             "rerank": "Reranker (grounding head: supported passages over hard negatives and corrupted twins)",
-            }[summary["kind"]]
+            "distill": "Distilled student (KL to the teacher's logits)"}[summary["kind"]]
     how = " as a LoRA adapter" + (" (QLoRA, NF4 base)" if recipe.lora.qlora else "") if recipe.lora.enabled else ""
     rows = [("base model", f"`{summary['base']}`"), ("train data", f"`{summary['data']['train']}`"),
             ("held-out data", f"`{summary['data']['val']}`" if summary["data"]["val"] else "none"),
