@@ -20,11 +20,12 @@ class Quantize(str, Enum):
     nf4 = "nf4"
 
 
-def name_value(value: Optional[str]) -> Optional[str]:
+def name_value(value: Optional[str] | list[str]) -> Optional[str] | list[str]:
     """Callback for an option that names something in the home: an empty name is a usage error at
     the flag ('' would otherwise read as "not given" and quietly pick a default). Other bad names
     are user errors (exit 1) raised where the name is looked up, with what the home has."""
-    if value is not None and not value.strip():
+    names = value if isinstance(value, list) else [value]  # a repeatable option (serve --model) gives a list
+    if any(name is not None and not name.strip() for name in names):
         raise typer.BadParameter("the name is empty")
     return value
 
