@@ -27,7 +27,7 @@ def _option(name: str, kind: Any, default: Any, flag: str, **option: Any) -> ins
 _OPTIONS = [
     _option("executor_kind", str, "local", "--executor", help=f"Where the datatrove pipeline runs: "
             f"{'|'.join(EXECUTORS)} (ray joins $RAY_ADDRESS or starts a local instance)."),
-    _option("workers", Optional[int], None, "--workers", min=1, help="Tasks run at once \\[default: every core]."),
+    _option("workers", Optional[int], None, "--workers", help="Tasks run at once \\[default: every core]."),
     _option("slurm_partition", Optional[str], None, "--slurm-partition", envvar="QUARK_SLURM_PARTITION",
             help="Slurm partition (needed with --executor slurm)."),
     _option("slurm_time", str, ExecutorOptions.slurm_time, "--slurm-time", envvar="QUARK_SLURM_TIME",

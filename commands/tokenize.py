@@ -62,7 +62,7 @@ def encode(cli: Cli, data: DataOption,
            tokenizer: Annotated[str, typer.Option("--tokenizer", help="Tokenizer name under tokenizers/.")],
            name: Annotated[Optional[str], typer.Option("--name",
                                                        help="Token set name (default: DATASET-TOKENIZER).")] = None,
-           val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.9,
+           val_fraction: Annotated[float, typer.Option("--val-fraction",
                                                        help="Share of documents held out for "
                                                             "validation (by text hash).")] = DEFAULT_VAL_FRACTION,
            *, executor: ExecutorOptions) -> dict:

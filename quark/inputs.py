@@ -30,13 +30,14 @@ def regular_file(path: Path | str, what: str = "file") -> Path:
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
-        raise QuarkError(f"{what} {path} does not exist") from None
+        raise QuarkError(f"cannot read {what} {path}: it does not exist") from None
     except OSError as exc:
         raise QuarkError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     if stat.S_ISDIR(mode):
-        raise QuarkError(f"{what} {path} is a folder, not a file")
+        raise QuarkError(f"cannot read {what} {path}: it is a folder, not a file")
     if not stat.S_ISREG(mode):
-        raise QuarkError(f"{what} {path} is not a regular file (a pipe, socket or device cannot be read here)")
+        raise QuarkError(f"cannot read {what} {path}: it is not a regular file (a pipe, socket or device "
+                         "cannot be read here)")
     return path
 
 
@@ -44,7 +45,7 @@ def existing_dir(path: Path | str, what: str = "folder") -> Path:
     """`path` if it names an existing folder; else a QuarkError."""
     path = Path(path)
     if not path.exists():
-        raise QuarkError(f"{what} {path} does not exist")
+        raise QuarkError(f"cannot read {what} {path}: it does not exist")
     if not path.is_dir():
         raise QuarkError(f"{what} {path} is not a folder")
     return path
