@@ -388,6 +388,8 @@ def tooluse_command(cli: Cli, model: ModelOption, limit: Annotated[int, typer.Op
     from quark.inference import Engine
 
     folder = cli.home.existing(cli.home.model_dir(model), "model")
+    if output and any(p.exists() and not p.is_dir() for p in output.parents):  # refuse before any work
+        raise QuarkError(f"cannot write {output}: a parent of it is a file, not a folder")
     seen = _trained_groups(cli, data) if data else set()
     tasks = tooluse.tool_tasks(limit, exclude=seen)
     engine = Engine.load(folder, device=device, quantize=quantize_mode(quantize))
