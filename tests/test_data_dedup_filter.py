@@ -32,7 +32,7 @@ def raw(tmp_path_factory):
 def _run(home: Path, *args: str, expect: int = 0) -> dict:
     result = CliRunner().invoke(app, [*args, "--home", str(home), "--json"])
     assert result.exit_code == expect, result.output
-    return json.loads(result.stdout) if expect == 0 else {"output": result.output}
+    return json.loads(result.stdout) if expect == 0 else {"output": result.stderr, "json": json.loads(result.stdout)}
 
 
 @pytest.mark.parametrize("method", ["minhash", "simhash"])
