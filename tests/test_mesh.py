@@ -292,7 +292,7 @@ def test_generate_and_eval_with_a_tiny_model(tiny_home: Path, tmp_path: Path) ->
         assert (row.prompt, row.seed, row.model, Path(row.path)) == ("a red mug", 5, "tiny", out.resolve())
         assert row.params["constrained"] is True and out.is_file()
     else:
-        lines = [line for line in result.output.strip().splitlines() if line.strip()]
+        lines = [line for line in result.stderr.strip().splitlines() if line.strip()]  # stdout: the JSON error
         assert result.exit_code == 1 and len(lines) == 1 and "nothing was written" in lines[0], result.output
         assert not out.exists() and not _assets(tiny_home)
         assert constrained() or "the model's program" in lines[0]
