@@ -7,10 +7,10 @@ Budget, in order of priority (the reply's reserve comes off the context first):
 2. retrieved document sources (`quark chat --index`), numbered [1].., up to SOURCE_SHARE of what
    is left; the first that does not fit and every later one are reported as omitted, so the
    numbers in the prompt stay 1..n;
-3. pinned and checkpoint-restored memories, from all that is left (they come before the summary
-   and the window: the user asked for them); then retrieved memories by rank and the profile
-   line, while all memories stay within MEMORY_SHARE of it; one that does not fit is reported as
-   omitted;
+3. pinned and checkpoint-restored memories, from all that is left but room for the summary's
+   newest line (they come before the rest of the summary and the window: the user asked for
+   them); then retrieved memories by rank and the profile line, while all memories stay within
+   MEMORY_SHARE of it; one that does not fit is reported as omitted;
 4. the short-term window: the newest unsummarized turns, whole, up to `window_tokens` and what
    memories and the summary leave. Older turns are *folded*: each becomes one extractive summary
    line (quark.memory.summary) that the caller appends to the conversation's summary;
@@ -161,13 +161,17 @@ def build_prompt(tokenizer: Tokenizer, inputs: PromptInputs, *, context_length: 
     omitted_sources = list(inputs.sources[len(chosen_sources):])
     available -= measure.text(sources_block(chosen_sources, source_chars))
 
-    # 3. profile and memories
+    # 3. profile and memories; essential ones may take all that is left except the newest summary
+    # line's room, so a restored conversation still carries a trace of its summary
     memory_budget = int(available * MEMORY_SHARE)
+    existing = list(inputs.summary)
+    newest = existing[-1:] or [summary_line(m.role, m.content) for m in inputs.window[:1]]
+    summary_floor = min(available // 2, measure.summary(newest))
     lead = [f"Restored from checkpoint {inputs.checkpoint}."] if inputs.checkpoint else []
     chosen: list[PromptMemory] = []
     omitted: list[PromptMemory] = []
     for memory in inputs.memories:
-        budget = available if memory.source in ESSENTIAL else memory_budget
+        budget = available - summary_floor if memory.source in ESSENTIAL else memory_budget
         if measure.block(lead, [m.line() for m in [*chosen, memory]]) <= budget:
             chosen.append(memory)
         else:
@@ -181,14 +185,12 @@ def build_prompt(tokenizer: Tokenizer, inputs: PromptInputs, *, context_length: 
     # 4. window, folding what does not fit
     costs = [len(tokenizer.encode_turn(m.as_chat())) for m in inputs.window]
     cap = window_tokens if window_tokens is not None else rest
-    existing = list(inputs.summary)
     if sum(costs) <= min(cap, rest - measure.summary(existing)):
         keep_from = 0
     else:
         # Keep room for the summary's share, and at least for its newest line, so that folding
-        # always leaves a trace in the prompt (up to half of what is left).
-        newest = existing[-1:] or [summary_line(m.role, m.content) for m in inputs.window[:1]]
-        reserve = min(rest // 2, max(int(available * SUMMARY_SHARE), measure.summary(newest)))
+        # always leaves a trace in the prompt (up to half of what is left, or the floor kept above).
+        reserve = min(max(rest // 2, summary_floor), max(int(available * SUMMARY_SHARE), measure.summary(newest)))
         budget = min(cap, rest - reserve)
         keep_from, used = len(costs), 0
         while keep_from > 0 and used + costs[keep_from - 1] <= budget:
