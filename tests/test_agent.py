@@ -64,7 +64,7 @@ def test_risky_tools_are_refused_without_the_flag_and_asked_with_a_confirm_callb
         params = session.params(max_tokens=300, temperature=0.0)  # greedy: short strings (sampled ones run long)
         refused = session.send("Save a note.", params, tool_choice=[write, "none"])
         asked: list[str] = []
-        session.enable_tools("files", workspace=workspace, confirm=lambda tool, args: asked.append(tool.name) or False)
+        session.enable_tools("files", workspace=workspace, confirm=lambda name, args: asked.append(name) or False)
         declined = session.send("Save a note.", params, tool_choice=[write, "none"])
     finally:
         session.close()

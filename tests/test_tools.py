@@ -19,8 +19,9 @@ from quark.home import Home
 from quark.memory.extract import NewMemory
 from quark.memory.store import MemoryStore
 from quark.tools import audit, runner, tracing
-from quark.tools.base import Risk, Tool, ToolError, ToolInput, ToolOutput
+from quark.tools.base import Risk, Tool, ToolInput, ToolOutput
 from quark.tools.context import ToolContext, ToolPolicy
+from quark.tools.errors import ToolError
 from quark.tools.registry import Registry, default_registry
 from quark.tools.runner import run_tool_call
 from quark.tools.settings import ToolSettings, TracingSettings, WebSearchSettings, load_settings
@@ -130,10 +131,10 @@ def test_policy_allowed_tools_and_risky_confirmation(home: Path) -> None:
     unknown = run_tool_call("nosuch", {}, only_echo, tools=tools)
     assert "(available: echo)" in unknown.error
     yes = ToolContext(home=base,
-                      policy=ToolPolicy(confirm=lambda tool, args: asked.append((tool.name, args.text)) or True))
+                      policy=ToolPolicy(confirm=lambda name, args: asked.append((name, args.text)) or True))
     assert run_tool_call("danger", {"text": "a"}, yes, tools=tools).ok and asked == [("danger", "a")]
     assert run_tool_call("echo", {"text": "b"}, yes, tools=tools).ok and len(asked) == 1  # safe tools never ask
-    no = ToolContext(home=base, policy=ToolPolicy(confirm=lambda tool, args: False))
+    no = ToolContext(home=base, policy=ToolPolicy(confirm=lambda name, args: False))
     assert run_tool_call("danger", {"text": "a"}, no, tools=tools).error == "the user declined to run danger"
     flag = ToolContext(home=base, policy=ToolPolicy(allow_risky=True))
     assert run_tool_call("danger", {"text": "a"}, flag, tools=tools).ok

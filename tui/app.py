@@ -338,7 +338,7 @@ class ChatApp(App):
             panel.finish(call.outcome, call.duration_s, call.result.output if call.result.ok else call.result.error)
         self._status("generating… (Esc stops)" if event.by == "model" else "ready")
 
-    def _confirm_tool(self, tool, arguments) -> bool:
+    def _confirm_tool(self, name: str, arguments) -> bool:
         """The policy's confirm callback: called on the turn's worker thread, it shows the dialog
         on the UI thread and waits for the answer (a stopped turn counts as no)."""
         answer: dict[str, bool] = {}
@@ -349,7 +349,7 @@ class ChatApp(App):
                 answer["yes"] = bool(yes)
                 answered.set()
 
-            self.push_screen(ToolConfirm(tool.name, json.dumps(arguments.model_dump(mode="json"))), chosen)
+            self.push_screen(ToolConfirm(name, json.dumps(arguments.model_dump(mode="json"))), chosen)
 
         self.call_from_thread(ask)
         while not answered.wait(0.1):

@@ -12,16 +12,28 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from quark.errors import QuarkError
-
-if TYPE_CHECKING:
-    from quark.tokenizer.sentencepiece_model import Tokenizer
 
 END, TOOL_CALL = "<|end|>", "<|tool_call|>"
 CHAT_SPECIALS = ["<|system|>", "<|user|>", "<|assistant|>", "<|tool|>", END, TOOL_CALL]
 ROLES = {"system": "<|system|>", "user": "<|user|>", "assistant": "<|assistant|>", "tool": "<|tool|>"}
+
+
+class Tokenizer(Protocol):
+    """What the template needs of a tokenizer (quark.tokenizer.Tokenizer is one; the template does
+    not import it, so the tokenizer can import the template)."""
+
+    @property
+    def bos_id(self) -> int: ...
+
+    @property
+    def end_id(self) -> int: ...
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def special_id(self, piece: str) -> int: ...
 
 
 def encode_chat(tok: Tokenizer, messages: Sequence[dict], *, add_generation_prompt: bool = True) -> list[int]:

@@ -5,7 +5,7 @@
     result = run_tool_call("fetch_url", '{"url": "https://example.com"}', ToolContext.open(home))
     messages.append(result.message(tool_call_id))
 
-Modules: `base` (Tool, Risk, ToolInput/ToolOutput, ToolError), `registry` (built-ins + the
+Modules: `base` (Tool, Risk, ToolInput/ToolOutput), `errors` (ToolError), `registry` (built-ins + the
 `quark.tools` entry points), `context` (ToolContext, ToolPolicy), `runner` (run_tool_call),
 `result` (ToolResult), `audit` (the tool_calls log), `settings` (config.toml), `tracing`
 (OpenTelemetry), `workspace` (path confinement), `web/` (SSRF guard, fetcher, cache, robots,

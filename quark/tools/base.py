@@ -39,10 +39,6 @@ class ToolOutput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ToolError(Exception):
-    """A failure the model should read as a tool error: one line saying what was refused and why."""
-
-
 @dataclass(frozen=True)
 class Tool:
     name: str

@@ -17,15 +17,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from quark.db import connect
 from quark.home import Home
-from quark.tools.base import ToolError
+from quark.tools.errors import ToolError
 from quark.tools.settings import ToolSettings, load_settings
 
 if TYPE_CHECKING:
-    from quark.tools.base import Tool
     from quark.tools.web.addresses import Resolver
 
-# confirm(tool, validated_arguments) -> True to run it. The TUI asks the user; scripted mode has none.
-Confirm = Callable[["Tool", Any], bool]
+# confirm(tool_name, validated_arguments) -> True to run it. The TUI asks the user; scripted mode has none.
+Confirm = Callable[[str, Any], bool]
 
 
 @dataclass

@@ -19,8 +19,9 @@ from pydantic import BaseModel, ValidationError
 
 from quark.errors import QuarkError
 from quark.tools import audit, tracing
-from quark.tools.base import Risk, Tool, ToolError
+from quark.tools.base import Risk, Tool
 from quark.tools.context import ToolContext
+from quark.tools.errors import ToolError
 from quark.tools.registry import Registry, default_registry
 from quark.tools.result import ToolResult
 
@@ -118,7 +119,7 @@ def _authorise(tool: Tool, args: BaseModel, context: ToolContext) -> None:
         raise _Failure("denied", f"{tool.name} is a risky tool: it runs only when allowed (--allow-risky) "
                                  "or confirmed by the user")
     try:
-        confirmed = context.policy.confirm(tool, args)
+        confirmed = context.policy.confirm(tool.name, args)
     except Exception as exc:  # noqa: BLE001 - a failing prompt is a refusal, not a crash
         raise _Failure("denied", f"confirmation for {tool.name} failed: {type(exc).__name__}: {exc}") from None
     if not confirmed:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from quark.tools.base import ToolError
+from quark.tools.errors import ToolError
 
 
 def inside(workspace: Path, relative: str) -> Path:

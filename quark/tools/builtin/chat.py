@@ -13,8 +13,9 @@ from pydantic import Field
 from quark.chat.snapshot import get_snapshot, load_snapshot, save_snapshot
 from quark.errors import QuarkError
 from quark.memory.store import MemoryStore
-from quark.tools.base import Risk, Tool, ToolError, ToolInput, ToolOutput
+from quark.tools.base import Risk, Tool, ToolInput, ToolOutput
 from quark.tools.context import ToolContext
+from quark.tools.errors import ToolError
 
 
 class CheckpointSaveInput(ToolInput):

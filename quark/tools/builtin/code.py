@@ -15,8 +15,9 @@ from pydantic import Field
 
 from quark.errors import QuarkError
 from quark.sandbox import Limits, open_sandbox
-from quark.tools.base import Tool, ToolError, ToolInput, ToolOutput
+from quark.tools.base import Tool, ToolInput, ToolOutput
 from quark.tools.context import ToolContext
+from quark.tools.errors import ToolError
 from quark.tools.workspace import inside, relative
 
 MAX_TIMEOUT_S = 60.0

@@ -10,8 +10,9 @@ from typing import Literal
 from pydantic import Field
 
 from quark.atomic import write_text
-from quark.tools.base import Risk, Tool, ToolError, ToolInput, ToolOutput
+from quark.tools.base import Risk, Tool, ToolInput, ToolOutput
 from quark.tools.context import ToolContext
+from quark.tools.errors import ToolError
 from quark.tools.workspace import inside, relative
 
 MAX_READ = 200_000

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from quark.tools.base import ToolError
+from quark.tools.errors import ToolError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # resolver(host, port) -> the addresses (as text) the host resolves to

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from quark.tools.base import ToolError
+from quark.tools.errors import ToolError
 from quark.tools.web.addresses import Refused, Resolver, Target, check_url
 
 REDIRECTS = (301, 302, 303, 307, 308)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import certifi
 import httpx
 
-from quark.tools.base import ToolError
+from quark.tools.errors import ToolError
 from quark.tools.settings import FetchSettings
 from quark.tools.web import cache
 from quark.tools.web.addresses import Resolver

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import httpx
 from protego import Protego
 
-from quark.tools.base import ToolError
+from quark.tools.errors import ToolError
 from quark.tools.web.addresses import Refused
 from quark.tools.web.client import Response
 

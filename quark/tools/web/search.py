@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from quark.tools.base import ToolError
+from quark.tools.errors import ToolError
 from quark.tools.settings import WebSearchSettings
 
 BRAVE_URL = "https://api.search.brave.com/res/v1/web/search"
