@@ -18,14 +18,17 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from _align import make_model
-from _train_data import corpus_home, metrics, one_thread  # noqa: F401
-from conftest import Quark, make_tiny_model
+from _align import TINY, make_model
+from _train_data import corpus, corpus_home, metrics, one_thread  # noqa: F401
+from conftest import Quark
 from quark.align.ppo import VALUE_HEAD_FILE, Sequences, gae
 from quark.align.recipe import load_align_recipe
 from quark.align.reward import HEAD_FILE, RewardScorer
-from quark.modelfolder import load_state
-from quark.tokenizer import Tokenizer
+from quark.inference import Engine
+from quark.inference.sampling import SamplingParams
+from quark.modelfolder import load_state, save_model
+from quark.models.llm import LLM, LLMConfig
+from quark.tokenizer import Tokenizer, train_tokenizer
 
 STEPS = 40  # 10 rollout batches of 16 replies, 2 passes of 2 minibatches each
 FAST = ["--set", "train.seq_len=64", "--set", "ppo.rollout_prompts=16", "--set", "ppo.max_new_tokens=16",
@@ -147,6 +150,22 @@ def test_interrupted_ppo_resumes_exactly(ppo_home: Path) -> None:
     assert all(torch.equal(head[k], load_state(ppo_home / "models" / "again" / VALUE_HEAD_FILE)[k]) for k in head)
 
 
+def test_lora_policy_publishes_an_adapter_with_its_value_head(ppo_home: Path) -> None:
+    quark = Quark(ppo_home)
+    args = [a if a != str(STEPS) else "4" for a in FAST]  # one rollout batch
+    out = quark.json("finetune", "ppo", "--policy", "pol", "--reward", "rm", "--data", "ask", "--name", "lo", "--lora",
+                     "--rank", "4", *args, "--set", "ppo.eval_prompts=0")
+    folder = ppo_home / "models" / "pol" / "adapters" / "lo"
+    assert out["adapter"] and out["output"] == str(folder) and out["steps"] == 4
+    assert {p.name for p in folder.iterdir()} >= {"adapter_config.json", "adapter_model.safetensors", VALUE_HEAD_FILE}
+    assert load_state(folder / VALUE_HEAD_FILE)["weight"].abs().sum() > 0
+    trained = load_state(folder / "adapter_model.safetensors")
+    assert trained and all("lora_" in k for k in trained) and any(v.abs().sum() > 0 for k, v in trained.items()
+                                                                  if "lora_B" in k)
+    engine = Engine.load(ppo_home / "models" / "pol", adapter="lo")  # inference merges it like any adapter
+    assert engine.complete_text("Tell me about sets.", SamplingParams(max_tokens=4, temperature=0)).token_ids
+
+
 def test_bad_inputs_are_one_line(ppo_home: Path) -> None:
     quark = Quark(ppo_home)
     base = ["--data", "ask", *FAST]
@@ -156,8 +175,11 @@ def test_bad_inputs_are_one_line(ppo_home: Path) -> None:
         (["--policy", "pol", "--reward", "pol"], "--reward 'pol' is not a reward model"),
         (["--policy", "pol"], "needs --policy, --reward and --data"),
     ]
-    make_tiny_model(ppo_home, "other", vocab_size=512)  # its own tokenizer, trained on other text
+    tok_dir = ppo_home / "tokenizers" / "other"  # another tokenizer: fewer pieces, trained on less text
+    tok_dir.mkdir()
+    train_tokenizer(corpus()[:2], tok_dir / "tokenizer", 400)
     other = ppo_home / "models" / "other"
+    save_model(other, LLM(LLMConfig(vocab_size=400, **TINY)), tok_dir / "tokenizer.model")
     save_file({"weight": torch.zeros(1, 64), "bias": torch.zeros(1)}, str(other / HEAD_FILE))  # a valid reward model
     cases.append((["--policy", "pol", "--reward", "other"], "use different tokenizers"))
     for i, (given, message) in enumerate(cases):

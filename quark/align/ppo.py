@@ -256,7 +256,7 @@ class Rollouts:
         if s.whiten:
             advantages = whiten(advantages, seqs.mask)
         ended = sum(bool(r) and r[-1] == self.tokenizer.end_id for r in replies)
-        self.stats = {"rollout": float(rollout), "reward": float(scores.mean()), "reward_std": float(scores.std()),
+        self.stats = {"rollout": rollout, "reward": float(scores.mean()), "reward_std": float(scores.std()),
                       "kl": float(kl.sum(1).mean()), "reply_tokens": float(seqs.mask.sum(1).mean()),
                       "ended": ended / n, "rollout_s": sampled - started, "score_s": time.perf_counter() - sampled}
         return Experience(seqs, logps, values * seqs.mask, advantages, returns)
@@ -432,8 +432,11 @@ def build(ctx: Context) -> Job:
                     start_val_kl=start["val_kl"], start_val_reply_tokens=start["val_reply_tokens"])
         on_eval = check
 
-    def step_fields() -> dict[str, float]:
-        return {**train.stats, **stats.drain()}
+    def step_fields() -> dict[str, float]:  # the first five are the progress bar's (trainer.BAR_FIELDS)
+        update = stats.drain()
+        shown = {"reward": train.stats["reward"], "kl": train.stats["kl"], "clip_frac": update.pop("clip_frac"),
+                 "value_loss": update.pop("value_loss"), "entropy": update.pop("entropy")}
+        return {**shown, **train.stats, **update}
 
     return Job(model, train, ppo_loss(s, stats), publish, on_eval=on_eval, info=info, step_fields=step_fields)
 

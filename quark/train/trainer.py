@@ -13,9 +13,9 @@ loss over masked tokens (SFT) or pairs (DPO) is weighted per item, not per micro
 does gradient accumulation, clipping, AdamW with a warm-up + cosine/WSD schedule, bf16 autocast on
 CUDA, DDP/FSDP2 under torchrun, checkpoints every N steps (resumable under another world size),
 validation and an `on_eval` hook (pretraining prints a greedy sample), an `on_step` hook after each optimizer step
-(the image model's EMA), a `step_fields` hook whose figures join each step's metrics.jsonl entry and the
-progress bar (PPO's reward, KL and clip fraction), metrics.jsonl and the progress bar with loss, tokens/s (or
-`items`/s in another `unit`), MFU and ETA.
+(the image model's EMA), a `step_fields` hook whose figures join each step's metrics.jsonl entry (the
+first BAR_FIELDS of them the progress bar too: PPO's reward, KL, clip fraction…), metrics.jsonl and the
+progress bar with loss, tokens/s (or `items`/s in another `unit`), MFU and ETA.
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ class Batches(Protocol):
     def take(self, start: int, count: int) -> dict[str, torch.Tensor]:
         """Samples [start, start + count): the same tensors every time they are asked for."""
 
+
+BAR_FIELDS = 5  # of a step_fields hook's figures, how many the progress bar shows (metrics.jsonl has all)
 
 LossFn = Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, torch.Tensor]]
 
@@ -288,7 +290,7 @@ class Trainer:
                                        "tokens": self.tokens, "tokens_per_s": tps, "mfu": mfu, **extra,
                                        "time": time.time()})
                     bar.update(task, completed=self.step, loss=_fmt(loss), tps=f"{tps:,.0f}", mfu=f"{mfu:.1%}",
-                               extra=" · ".join(f"{k} {_fmt(v)}" for k, v in extra.items()))
+                               extra=" · ".join(f"{k} {_fmt(v)}" for k, v in list(extra.items())[:BAR_FIELDS]))
                     final = self.step == t.max_steps
                     if (t.eval_every and self.step % t.eval_every == 0) or final:
                         result = self.evaluation = self.evaluate()
