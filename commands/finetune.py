@@ -18,8 +18,8 @@ Name = Annotated[str, typer.Option("--name",
                                         "--lora).")]
 Model = Annotated[Optional[str], model_option("Base model under models/ (not needed with --resume).")]
 Recipe = Annotated[Optional[str], typer.Option("--recipe",
-                                               help="Shipped recipe (sft, dpo, reward) or a YAML file \\[default: the "
-                                                    "command's].")]
+                                               help="Shipped recipe (sft, dpo, reward, ppo-tiny, …) or a YAML "
+                                                    "file \\[default: the command's].")]
 Val = Annotated[Optional[str], typer.Option("--val",
                                             help="Held-out JSONL file \\[default: val.jsonl beside train.jsonl].")]
 Resume = Annotated[bool, typer.Option("--resume",

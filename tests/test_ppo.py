@@ -188,6 +188,11 @@ def test_bad_inputs_are_one_line(ppo_home: Path) -> None:
         assert len(result.output.strip().splitlines()) == 1, result.output
         assert not (ppo_home / "models" / f"bad{i}").exists()
         assert not (ppo_home / "runs" / f"bad{i}" / "run.json").exists()
+    bad_rows = ppo_home / "bad-prompts.jsonl"
+    bad_rows.write_text('{"prompt": "fine"}\n{"question": "no prompt field"}\n', encoding="utf-8")
+    result = quark("finetune", "ppo", "--name", "bad", "--policy", "pol", "--reward", "rm", "--data", str(bad_rows),
+                   *FAST, expect=1)
+    assert f"{bad_rows}:2: expected a 'prompt' field" in result.output
     result = quark("finetune", "ppo", "--name", "bad", "--policy", "pol", "--reward", "rm", *base,
                    "--save-every", "6", expect=1)
     assert "train.save_every 6 must be a multiple of the 4 optimizer steps" in result.output

@@ -41,7 +41,7 @@ from safetensors.torch import save_file
 from quark.align.batches import _epoch_order
 from quark.align.data import read_prompts
 from quark.align.lora import add_lora
-from quark.align.policy import _publish_adapter
+from quark.align.policy import publish_adapter
 from quark.align.recipe import PpoSettings
 from quark.align.reward import HEAD_FILE, RewardScorer, publish_with_head
 from quark.align.run import Context, Job, recorded_value, run
@@ -165,14 +165,13 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
         lam: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalised advantage estimates and returns over each row's reply positions (`mask`, one
     contiguous run per row); the state after a reply's last token is terminal (value 0)."""
+    follows = torch.cat([mask[:, 1:], mask.new_zeros(len(mask), 1)], 1)  # position t + 1 is still the reply
+    next_values = torch.cat([values[:, 1:], values.new_zeros(len(values), 1)], 1) * follows
+    deltas = rewards + gamma * next_values - values
     advantages = torch.zeros_like(rewards)
-    running = torch.zeros(rewards.shape[0])
-    width = rewards.shape[1]
-    for t in reversed(range(width)):
-        follows = mask[:, t + 1] if t + 1 < width else torch.zeros_like(running)
-        next_value = values[:, t + 1] * follows if t + 1 < width else running * 0
-        delta = rewards[:, t] + gamma * next_value - values[:, t]
-        running = delta + gamma * lam * running * follows
+    running = torch.zeros(len(rewards))
+    for t in reversed(range(rewards.shape[1])):
+        running = deltas[:, t] + gamma * lam * follows[:, t] * running
         advantages[:, t] = running
     advantages = advantages * mask
     return advantages, (advantages + values) * mask
@@ -394,10 +393,10 @@ def _load_policy(ctx: Context) -> tuple[ActorCritic, Callable[[Path, Path], None
         return model, publish
     model = add_lora(model, ctx.recipe.lora, ctx.base).get_base_model()
     model.value_head.requires_grad_(True)
-    publish_adapter = _publish_adapter(ctx)
+    adapter = publish_adapter(ctx)
 
     def publish_lora(step: Path, folder: Path) -> None:
-        publish_adapter(step, folder)
+        adapter(step, folder)
         weights = load_state(step / "model.safetensors")
         save_file({k[len(_HEAD):]: weights[k].contiguous() for k in weights if k.startswith(_HEAD)},
                   str(folder / VALUE_HEAD_FILE), metadata={"format": "pt", "kind": "quark-value-head"})
