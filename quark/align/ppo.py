@@ -13,6 +13,11 @@ the reward model's score; GAE(γ, λ) over the value head's estimates gives the 
 (whitened over the batch) and the value targets. A reply ends at <|end|> (the chat template's end
 of turn) or at `max_new_tokens`.
 
+Prompts are `--data`: any JSONL of `prompt` rows (preference files qualify) or chat `messages` rows
+asked up to their first assistant turn (quark.align.data.read_prompts), so the SFT data itself
+serves; its `val.jsonl` (or `--val`) holds the held-out prompts each evaluation samples with fixed
+seeds, reporting the reward model's mean score and the KL to the reference.
+
 The value head (`ActorCritic.value_head`, one Linear on the policy's final hidden states) is part
 of the trained module, so checkpoints hold it; the published model (or LoRA adapter) carries it
 as `value_head.safetensors`. The reference is the starting policy, loaded once more and frozen.
