@@ -35,15 +35,15 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 from _common import machine, save_preset_model  # noqa: E402
 from _results import write_section  # noqa: E402
 
-from _align import make_model  # noqa: E402
+from _align import ASKS, TOPICS, digit_pairs, make_model  # noqa: E402
 from _train_data import make_token_set  # noqa: E402
 from conftest import Quark  # noqa: E402
 from quark.align.reward import HEAD_FILE  # noqa: E402
 from quark.home import Home  # noqa: E402
 from quark.inference import Engine  # noqa: E402
 from quark.inference.sampling import SamplingParams  # noqa: E402
+from quark.jsonl import write_jsonl  # noqa: E402
 from quark.tokenizer import Tokenizer  # noqa: E402
-from test_ppo import ASKS, TOPICS, digit_pairs, write_jsonl  # noqa: E402
 
 DEMO = ["--set", "train.seq_len=64", "--set", "ppo.rollout_prompts=16", "--set", "ppo.max_new_tokens=16",
         "--set", "ppo.eval_prompts=16", "--set", "optim.lr=3e-3", "--save-every", "0"]

@@ -4,6 +4,7 @@ built-in synthetic data (quark.data.synth) written once per test session."""
 from __future__ import annotations
 
 import json
+import random
 import shutil
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from quark.data import synth
 from quark.home import Home
 from quark.modelfolder import save_model
 from quark.models.llm import LLM, LLMConfig
+from quark.tokenizer import Tokenizer
 
 # ~130k parameters with the 512-piece tokenizer.
 TINY = dict(n_layer=2, n_head=4, n_kv_head=2, n_embd=64, max_seq_len=256)
@@ -53,3 +55,29 @@ def align_home(home: Path, corpus_home: Path, synth_data: Path) -> Path:  # noqa
 def metrics(home: Path, run: str, kind: str = "train") -> list[dict]:
     lines = (home / "runs" / run / "metrics.jsonl").read_text().splitlines()
     return [entry for entry in map(json.loads, lines) if entry["kind"] == kind]
+
+
+# PPO: a reward that is easy to learn (more digits is better), on prompts about these topics.
+TOPICS = ["lists", "files", "dates", "sockets", "threads", "strings", "paths", "numbers", "dicts", "sets",
+          "bytes", "errors", "tests", "loops", "classes", "modules"]
+ASKS = ["Tell me about {}.", "What are {}?", "Explain {} to me."]
+
+
+def digit_pairs(tokenizer: Tokenizer, count: int, seed: int) -> list[dict]:
+    """Preference rows: two replies of random pieces, the chosen one with more digits in it."""
+    rng = random.Random(seed)
+    words = [i for i in range(tokenizer.vocab_size) if tokenizer.decode([i]).strip().isalpha()]
+    digits = [tokenizer.encode(str(d))[-1] for d in range(10)]
+
+    def reply(n_digits: int) -> str:
+        ids = [rng.choice(words) for _ in range(rng.randint(6, 14))]
+        for _ in range(n_digits):
+            ids[rng.randrange(len(ids))] = rng.choice(digits)
+        return tokenizer.decode(ids)
+
+    rows = []
+    for _ in range(count):
+        low = rng.randint(0, 2)
+        rows.append({"prompt": f"Tell me about {rng.choice(TOPICS)}.", "chosen": reply(low + rng.randint(2, 6)),
+                     "rejected": reply(low)})
+    return rows

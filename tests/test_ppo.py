@@ -18,7 +18,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from _align import TINY, make_model
+from _align import ASKS, TINY, TOPICS, digit_pairs, make_model
 from _train_data import corpus, corpus_home, metrics, one_thread  # noqa: F401
 from conftest import Quark
 from quark.align.ppo import VALUE_HEAD_FILE, Sequences, gae
@@ -26,6 +26,7 @@ from quark.align.recipe import load_align_recipe
 from quark.align.reward import HEAD_FILE, RewardScorer
 from quark.inference import Engine
 from quark.inference.sampling import SamplingParams
+from quark.jsonl import write_jsonl
 from quark.modelfolder import load_state, save_model
 from quark.models.llm import LLM, LLMConfig
 from quark.tokenizer import Tokenizer, train_tokenizer
@@ -34,36 +35,6 @@ STEPS = 40  # 10 rollout batches of 16 replies, 2 passes of 2 minibatches each
 FAST = ["--set", "train.seq_len=64", "--set", "ppo.rollout_prompts=16", "--set", "ppo.max_new_tokens=16",
         "--set", "ppo.eval_prompts=16", "--set", "optim.lr=3e-3", "--kl-coef", "0.02", "--max-steps", str(STEPS),
         "--save-every", "8", "--eval-every", "8"]
-TOPICS = ["lists", "files", "dates", "sockets", "threads", "strings", "paths", "numbers", "dicts", "sets",
-          "bytes", "errors", "tests", "loops", "classes", "modules"]
-ASKS = ["Tell me about {}.", "What are {}?", "Explain {} to me."]
-
-
-def digit_pairs(tokenizer: Tokenizer, count: int, seed: int) -> list[dict]:
-    """Preference rows: two replies of random pieces, the chosen one with more digits in it."""
-    rng = random.Random(seed)
-    words = [i for i in range(tokenizer.vocab_size) if tokenizer.decode([i]).strip().isalpha()]
-    digits = [tokenizer.encode(str(d))[-1] for d in range(10)]
-
-    def reply(n_digits: int) -> str:
-        ids = [rng.choice(words) for _ in range(rng.randint(6, 14))]
-        for _ in range(n_digits):
-            ids[rng.randrange(len(ids))] = rng.choice(digits)
-        return tokenizer.decode(ids)
-
-    rows = []
-    for _ in range(count):
-        low = rng.randint(0, 2)
-        rows.append({"prompt": f"Tell me about {rng.choice(TOPICS)}.", "chosen": reply(low + rng.randint(2, 6)),
-                     "rejected": reply(low)})
-    return rows
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-
-
 @pytest.fixture(scope="module")
 def ppo_home(corpus_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
     """tokenizers/tok, a random tiny policy `pol`, a digit-loving reward model `rm` and prompts."""
