@@ -131,7 +131,7 @@ def test_bad_mesh_files_and_options_are_refused(quark, tmp_path: Path) -> None:
     _refused(quark, "mesh", "convert", tmp_path / "corrupt.stl", out, says="corrupt.stl", unwritten=out)
     _refused(quark, "mesh", "info", tmp_path / "empty.ply", says="empty")
     _refused(quark, "mesh", "info", tmp_path / "mesh.xyz", says="unknown mesh format .xyz")
-    _refused(quark, "mesh", "info", tmp_path / "missing.glb", says="no such file")
+    _refused(quark, "mesh", "info", tmp_path / "missing.glb", says="does not exist")
     quark("mesh", "build", "--example", "mug", "-o", tmp_path / "mug.glb", "--no-preview")
     _refused(quark, "mesh", "convert", tmp_path / "mug.glb", tmp_path / "out" / "mug.fbx",
              says="unknown mesh format .fbx")
@@ -176,7 +176,7 @@ def test_unreadable_programs_are_refused(quark, tmp_path: Path) -> None:
     (tmp_path / "broken.json").write_text('{"parts": [')
     _refused(quark, "mesh", "build", tmp_path / "empty.json", says="empty")
     _refused(quark, "mesh", "build", tmp_path / "broken.json", says="not valid JSON")
-    _refused(quark, "mesh", "build", tmp_path / "nowhere.json", says="no such file")
+    _refused(quark, "mesh", "build", tmp_path / "nowhere.json", says="does not exist")
     _refused(quark, "mesh", "build", says="PROGRAM.json or --example")
 
 

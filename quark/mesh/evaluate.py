@@ -26,6 +26,7 @@ import numpy as np
 import trimesh
 
 from quark.errors import QuarkError
+from quark.inputs import read_text_file
 from quark.mesh.build import build_solid
 from quark.mesh.program import Boolean, Program, parse_program_text
 
@@ -51,7 +52,7 @@ def held_out(seed: int = 0, val_fraction: float = 0.05, limit: int | None = None
 def read_cases(path: Path, limit: int | None = None) -> list[Case]:
     """Cases from a chat JSONL file of (user prompt, assistant program) pairs, e.g. a synth val.jsonl."""
     cases = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(read_text_file(path, "mesh cases").splitlines(), 1):
         if not line.strip():
             continue
         try:

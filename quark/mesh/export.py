@@ -18,10 +18,12 @@ from trimesh.visual.material import PBRMaterial
 
 from quark.atomic import write_bytes
 from quark.errors import QuarkError
+from quark.inputs import MiB, read_bytes_file
 from quark.mesh.program import DEFAULT_FINISH, FINISHES, rgba
 from quark.mesh.solid import Group, Solid
 
 FORMATS = ("glb", "gltf", "obj", "stl", "ply")
+MESH_FILE_CAP = 1024 * MiB  # read whole into memory to parse
 _Z_UP_TO_Y_UP = np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
 
 
@@ -135,12 +137,7 @@ def load(path: Path) -> Solid:
     """Read a mesh file into a Solid: vertices welded by position, one group per (name, colour)."""
     path = Path(path)
     fmt = format_of(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise QuarkError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise QuarkError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    data = read_bytes_file(path, "mesh file", max_bytes=MESH_FILE_CAP)
     if not data.strip():
         raise QuarkError(f"{path}: the file is empty")
     try:

@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from quark.errors import QuarkError
+from quark.inputs import MiB, read_text_file
 
 MAX_NODES = 256  # every node of every part, booleans included
 MAX_DEPTH = 8  # a part's shape is depth 1; each boolean adds a level
@@ -36,6 +37,7 @@ MAX_POLYGON_POINTS = 64
 MAX_TRIANGLES = 2_000_000  # estimated before building, from each primitive's segments
 MAX_LENGTH = 100.0
 MAX_OFFSET = 1000.0
+PROGRAM_CAP = 4 * MiB  # a program within MAX_NODES is a few KiB of JSON
 
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (200, 40, 40), "orange": (235, 130, 30), "yellow": (235, 200, 40), "green": (50, 160, 70),
@@ -320,12 +322,7 @@ def parse_program_text(text: str, where: str = "program") -> Program:
 
 def load_program(path: Path) -> Program:
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise QuarkError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise QuarkError(f"{path}: cannot read ({exc})") from None
+    text = read_text_file(path, "scene program", max_bytes=PROGRAM_CAP)
     if not text.strip():
         raise QuarkError(f"{path}: the file is empty")
     return parse_program_text(text, str(path))
