@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from quark.agent.events import ToolCallFinished
-from quark.commands._cli import Cli, quark_command
+from quark.commands._cli import Cli, group, quark_command
 from quark.commands._options import (
     DEFAULT_PREFIX_CACHE_MB,
     Compile,
@@ -29,9 +29,11 @@ from quark.tui.slash import parse_slash
 
 # `quark chat` chats (TUI or scripted) and `quark chat export …` is a subcommand: the chat
 # command is the group's own callback, so it runs when no subcommand is named.
-chat_group = typer.Typer(name="chat", help="Chat with a model (TUI or scripted); export conversations.",
-                         no_args_is_help=False, add_completion=False, rich_markup_mode="rich",
-                         pretty_exceptions_enable=False)
+chat_group = typer.Typer(name="chat", help="Chat with a model (TUI or scripted); export conversations; "
+                         "feedback on replies.", no_args_is_help=False, add_completion=False,
+                         rich_markup_mode="rich", pretty_exceptions_enable=False)
+feedback_group = group("feedback", "Rate chat replies and export the ratings as DPO preference pairs.")
+chat_group.add_typer(feedback_group)
 
 
 @quark_command(chat_group, group_default=True)
@@ -272,6 +274,91 @@ def _draw(cli: Cli, prompt: str, image_model: Optional[str], seed: Optional[int]
     asset = ImageModel(cli.home, image_model, device=resolve_device(device)).generate(prompt, seed=seed)[0]
     cli.print(asset.path, highlight=False)
     return {"image": asset.path, "asset": asset.as_dict()}
+
+
+class Rating(str, Enum):
+    good = "good"
+    bad = "bad"
+    clear = "clear"
+
+
+@quark_command(feedback_group, "rate")
+def feedback_rate(
+    cli: Cli,
+    message: Annotated[int, typer.Argument(help="The reply's message id (the #number in the TUI; "
+                                           "assistant_message_id in quark chat --json).")],
+    rating: Annotated[Rating, typer.Argument(help="good (+), bad (-) or clear.")],
+) -> dict:
+    """Rate a reply: a good reply pairs with a bad reply to the same message (DPO pairs).
+
+    Example:
+
+        quark chat --message "Name a prime" --json          # prints assistant_message_id, say 2
+        quark chat feedback rate 2 good
+    """
+    from quark.chat.feedback import FeedbackStore
+    from quark.db import connect, transaction
+
+    conn = connect(cli.home.db_path)
+    try:
+        with transaction(conn):
+            done = FeedbackStore(conn).rate(message, {"good": 1, "bad": -1, "clear": 0}[rating.value])
+    finally:
+        conn.close()
+    cli.print(f"message {message}: {rating.value}")
+    return {"message_id": done.message_id, "rating": done.rating, "best": done.best}
+
+
+@quark_command(feedback_group, "best")
+def feedback_best(
+    cli: Cli,
+    message: Annotated[int, typer.Argument(help="The better reply's message id, among replies to one message.")],
+) -> dict:
+    """Mark a reply better than the other replies to the same message (after regenerating).
+
+    Example:
+
+        quark chat feedback best 5
+    """
+    from quark.chat.feedback import FeedbackStore
+    from quark.db import connect, transaction
+
+    conn = connect(cli.home.db_path)
+    try:
+        with transaction(conn):
+            done = FeedbackStore(conn).mark_best(message)
+    finally:
+        conn.close()
+    cli.print(f"message {message}: marked better than its siblings")
+    return {"message_id": done.message_id, "rating": done.rating, "best": done.best}
+
+
+@quark_command(feedback_group, "export")
+def feedback_export(
+    cli: Cli,
+    output: Annotated[Path, typer.Option("--output", "-o", help="The JSONL file to write.")],
+) -> dict:
+    """Write the home's feedback as preference pairs {prompt, chosen, rejected}, one per line: the
+    format `quark finetune dpo --data` reads (`quark finetune dpo --from-feedback` trains on them
+    directly). A reply marked better pairs with each other reply to its message; a good reply
+    pairs with a bad reply to the same message.
+
+    Example:
+
+        quark chat feedback export -o pairs.jsonl
+        quark finetune dpo --model tiny-sft --data pairs.jsonl --name tiny-fb
+    """
+    from quark.chat.feedback import write_pairs
+    from quark.db import connect
+
+    conn = connect(cli.home.db_path)
+    try:
+        done = write_pairs(conn, output)
+    finally:
+        conn.close()
+    skipped = f" ({', '.join(f'{n} {why}' for why, n in done['skipped'].items())} left out)" if done["skipped"] else ""
+    cli.print(f"wrote {done['pairs']} preference pairs to {done['path']}{skipped}")
+    return done
 
 
 def register(root: typer.Typer) -> None:

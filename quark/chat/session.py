@@ -513,16 +513,21 @@ class ChatSession:
         if key.strip().lower() in ("system", "system_prompt"):
             self.set_system("" if value is None else str(value))
             return self.settings()
-        updated = self.settings().with_value(key, value)
-        if updated.adapter:
-            existing_adapter(self.home.model_dir(self.resolve_model()), updated.adapter)
-        return self.update_settings(updated)
+        return self.update_settings(self.settings().with_value(key, value))
 
-    def update_settings(self, settings: ConversationSettings) -> ConversationSettings:
+    def update_settings(self, settings: ConversationSettings, *,
+                        system_prompt: str | None = None) -> ConversationSettings:
+        """Replace this conversation's settings (and, given, its system prompt) in one write; an
+        adapter must be one the model has."""
+        if settings.adapter:
+            existing_adapter(self.home.model_dir(self.resolve_model()), settings.adapter)
         if self.conversation_id is None:
             self.new_conversation()
+        fields: dict[str, Any] = {"settings": settings}
+        if system_prompt is not None:
+            fields["system_prompt"] = system_prompt.strip()
         with self._write():
-            return self.store.update_conversation(self.conversation_id, settings=settings).settings
+            return self.store.update_conversation(self.conversation_id, **fields).settings
 
     def params(self, *, max_tokens: int | None = None, temperature: float | None = None,
                seed: int | None = None) -> SamplingParams:
@@ -568,7 +573,8 @@ class ChatSession:
                          tool_choice: ToolChoices = "auto") -> Turn:
         """A new reply to the user message that reply `message_id` answered (or to user message
         `message_id`): the tip moves back to that user message, so the reply becomes a sibling
-        of the old one; the old one and everything after it are kept."""
+        of the old one; the old one and everything after it are kept. With a fixed seed the seed
+        is offset by the number of replies already there: reproducible, and still a new draw."""
         started = time.perf_counter()
         message = self._message_here(message_id)
         user = message if message.role == "user" else None
@@ -580,6 +586,10 @@ class ChatSession:
                              "to one of your messages)")
         engine = self._turn_engine()
         params = params or self.params()
+        if params.seed is not None:  # a fixed seed would draw the same reply again: offset it by the replies so far
+            with self._read():
+                replies = sum(m.role == "assistant" for m in self.store.children(user.conversation_id, user.id))
+            params = dataclasses.replace(params, seed=params.seed + replies)
         vectors = self._embed([user.content])
         self._backfill()
         sources = self.retrieve_sources(user.content)

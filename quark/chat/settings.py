@@ -89,7 +89,8 @@ def parse(key: str, value: Any) -> Any:
     try:
         number = kind(text)
     except ValueError:
-        raise QuarkError(f"setting {key}: {text!r} is not {'a number' if kind is float else 'a whole number'}") from None
+        expected = "a number" if kind is float else "a whole number"
+        raise QuarkError(f"setting {key}: {text!r} is not {expected}") from None
     checks = {"temperature": (number >= 0, "must be >= 0"), "top_p": (0 < number <= 1, "must be in (0, 1]"),
               "top_k": (number >= 0, "must be >= 0"), "max_tokens": (number >= 1, "must be at least 1"),
               "seed": (number >= 0, "must be >= 0")}
