@@ -37,8 +37,8 @@ from quark.agent.loop import DEFAULT_MAX_STEPS, AgentLoop, AgentState
 from quark.chat import snapshot
 from quark.chat.config import ChatConfig, load_config
 from quark.chat.feedback import Feedback, FeedbackStore
-from quark.chat.settings import ConversationSettings
 from quark.chat.prompt import BuiltPrompt, PromptInputs, PromptMemory, build_prompt, reply_reserve
+from quark.chat.settings import ConversationSettings
 from quark.chat.store import NEW_TITLE, ChatStore, Conversation, Message
 from quark.db import connect, transaction
 from quark.device import resolve_device
