@@ -281,7 +281,8 @@ class ChatApp(App):
         self._pending = text
         text = text[1:] if text.lstrip().startswith("//") else text  # '//' escapes a leading slash
         if self._editing is not None:  # Enter after e on a message: a new branch beside it
-            edited = self._editing[0]
+            edited, held = self._editing
+            prompt.value = held  # what the box held before the edit comes back
             self._cut = self._view_of(edited)
             self._start_turn(lambda: self.session.begin_edit(edited, text, tool_choice=self.tool_choice))
         else:
@@ -427,8 +428,11 @@ class ChatApp(App):
             await self._stream.stop()
         if self._reply is not None and not self._reply.markdown.source:
             await self._reply.remove()
-        if self._sent is None:  # begin() refused it: no bubbles were made (an edit stays an edit)
-            prompt = self.query_one("#prompt", Composer)
+        prompt = self.query_one("#prompt", Composer)
+        if self._sent is None and self._editing is not None:  # a refused edit stays an edit, nothing lost
+            self._editing = (self._editing[0], prompt.text)
+            prompt.value = self._pending
+        elif self._sent is None:  # begin() refused it: no bubbles were made
             prompt.value = "\n".join(text for text in (self._pending, prompt.text) if text.strip())
         self._cancel, self._stream, self._sent, self._reply, self._cut = None, None, None, None, None
         self.notify(event.error, severity="error", timeout=10)

@@ -229,8 +229,8 @@ class StatusBar(Static):
             budget = (f"context {prompt.tokens}+{prompt.reply_tokens}/{prompt.context_length} "
                       f"(mem {s['memories']}, summary {s['summary']}, window {s['window']})")
         chosen = f"set {settings} · " if settings else ""
-        self.update(f"model {model or '-'} · adapter {adapter or 'none'} · {chosen}{budget} · "
-                    f"conversation {conversation or 'new'} · {state}")
+        self.update(Text(f"model {model or '-'} · adapter {adapter or 'none'} · {chosen}{budget} · "
+                         f"conversation {conversation or 'new'} · {state}"))
 
 
 class TextPrompt(ModalScreen[str | None]):
