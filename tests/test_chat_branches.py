@@ -100,6 +100,23 @@ def test_settings_persist_across_sessions_and_change_sampling(chat_home: Home, q
     assert out["usage"]["completion_tokens"] <= again.config.max_tokens
 
 
+def test_a_conversation_adapter_is_merged_for_its_turns_only(session: ChatSession, chat_home: Home) -> None:
+    from quark.align.lora import add_lora, save_adapter
+    from quark.align.recipe import LoraSettings
+    from quark.modelfolder import load_model
+
+    save_adapter(add_lora(load_model(chat_home.model_dir("tiny")), LoraSettings(enabled=True, rank=2), "tiny"),
+                 chat_home.model_dir("tiny") / "adapters" / "fresh")
+    params = session.params(**FAST)
+    session.set_setting("adapter", "fresh")
+    tuned = session.conversation_id
+    assert session.send("Hello there.", params).model == "tiny+fresh"
+    session.start_new()
+    assert session.send("Another conversation.", params).model == "tiny"  # it set no adapter
+    session.select(tuned)
+    assert session.send("Back again.", params).model == "tiny+fresh"
+
+
 def _rated_home(session: ChatSession) -> dict[str, int]:
     params = session.params(**FAST, seed=2)
     a = session.send("Name a colour.", params)
