@@ -90,6 +90,10 @@ def chat(
                                       "each --web browser tab runs).")] = False,
     image_model: Annotated[Optional[str], typer.Option("--image-model", help="Image model for /image PROMPT "
                                                        "(default: the home's only one).")] = None,
+    edit: Annotated[Optional[int], typer.Option("--edit", min=1, help="Edit and resend your message ID as --message: "
+                                                "a new branch beside it (the old one is kept).")] = None,
+    regenerate: Annotated[Optional[int], typer.Option("--regenerate", min=1, help="A new reply beside reply ID (or "
+                                                      "to your message ID); the old reply is kept.")] = None,
 ) -> dict | None:
     """Chat with a model, with memory and checkpoints.
 
@@ -108,6 +112,8 @@ def chat(
         quark chat --tools web --tool-choice web_search --message "Find the SQLite WAL docs"
         quark chat --image-model shapes --message "/image a large red circle in the center" --json
         quark chat -c --message "And then?"
+        quark chat --regenerate 2 --json                  # another reply beside reply #2
+        quark chat --edit 1 --message "My name is Bob."   # resend message #1 changed, as a new branch
         quark chat --web --port 8001        # the same TUI at http://127.0.0.1:8001
 
     With --tools the model may call tools before it answers; each call (name, arguments, outcome,
@@ -125,7 +131,9 @@ def chat(
     if web:
         return _serve_web(cli, host, port, model=model, conversation=conversation, checkpoint=checkpoint,
                           adapter=adapter, quantize=quantize, device=device, image_model=image_model)
-    if message is None and (tui or sys.stdin.isatty()):
+    if regenerate is not None and (message is not None or edit is not None):
+        raise QuarkError("--regenerate writes a new reply to an earlier message: it takes no --message or --edit")
+    if message is None and regenerate is None and (tui or sys.stdin.isatty()):
         if cli.json:
             raise QuarkError("--json needs --message (or a message on stdin); the TUI has no JSON output")
         from quark.tui.app import run_app
@@ -135,11 +143,11 @@ def chat(
                 workspace=workspace, allow_risky=allow_risky, max_steps=max_steps, prefix_cache_mb=prefix_cache_mb,
                 compile=compile.value, image_model=image_model)
         return None
-    text = read_stdin_text() if message in (None, "-") else message
-    if not text.strip():
+    text = "" if regenerate is not None else read_stdin_text() if message in (None, "-") else message
+    if regenerate is None and not text.strip():
         raise QuarkError("the message is empty (pass --message TEXT or pipe text on stdin)")
     command = parse_slash(text)
-    if command is not None and command.name == "image":
+    if command is not None and command.name == "image" and edit is None:
         return _draw(cli, command.argument, image_model, seed, device)
     session = ChatSession(cli.home, model=model, adapter=adapter, conversation_id=conversation, device=device,
                           quantize=quantize_mode(quantize), index=index, reranker=reranker,
@@ -174,7 +182,12 @@ def chat(
             "type": "function", "function": {"name": tool_choice}}
         if tool_choice != "auto" and not tools:
             raise QuarkError("--tool-choice goes with --tools (which tools the model may call)")
-        result = session.send(text, params, on_text=show, on_event=called, tool_choice=[first])
+        if regenerate is not None:
+            result = session.regenerate(regenerate, params, on_text=show, on_event=called, tool_choice=[first])
+        elif edit is not None:
+            result = session.edit_and_resend(edit, text, params, on_text=show, on_event=called, tool_choice=[first])
+        else:
+            result = session.send(text, params, on_text=show, on_event=called, tool_choice=[first])
     finally:
         session.close()
     if not cli.json:
@@ -274,6 +287,40 @@ def _draw(cli: Cli, prompt: str, image_model: Optional[str], seed: Optional[int]
     asset = ImageModel(cli.home, image_model, device=resolve_device(device)).generate(prompt, seed=seed)[0]
     cli.print(asset.path, highlight=False)
     return {"image": asset.path, "asset": asset.as_dict()}
+
+
+@quark_command(chat_group, "settings")
+def chat_settings(
+    cli: Cli,
+    conversation: Annotated[int, typer.Argument(help="The conversation's id (quark chat --json prints it).")],
+    values: Annotated[Optional[list[str]], typer.Argument(help="KEY=VALUE to set (KEY= resets it to the "
+                                                          "default): temperature, top_p, top_k, max_tokens, seed, "
+                                                          "adapter, system.")] = None,
+) -> dict:
+    """Show or change a conversation's own settings (the TUI's F5 and /set), used by its next turns.
+
+    Example:
+
+        quark chat settings 3                               # what conversation 3 sets
+        quark chat settings 3 temperature=0.2 max_tokens=64 "system=You are terse."
+        quark chat settings 3 temperature=                  # back to config.toml's default
+    """
+    from quark.chat import ChatSession
+
+    session = ChatSession(cli.home, conversation_id=conversation)
+    try:
+        for item in values or []:
+            key, equals, value = item.partition("=")
+            if not equals:
+                raise QuarkError(f"{item!r}: give settings as KEY=VALUE (KEY= resets one), e.g. temperature=0.2")
+            session.set_setting(key, value)
+        settings, system = session.settings().as_dict(), session.conversation().system_prompt
+    finally:
+        session.close()
+    shown = ", ".join(f"{k} {v}" for k, v in settings.items()) or "none (the defaults of config.toml)"
+    cli.print(f"conversation {conversation}: {shown}; system prompt: {system or '(none)'}", highlight=False,
+              markup=False)
+    return {"conversation_id": conversation, "settings": settings, "system_prompt": system}
 
 
 class Rating(str, Enum):

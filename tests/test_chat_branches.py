@@ -187,3 +187,26 @@ def test_feedback_export_and_dpo_from_feedback(chat_home: Home, quark, tmp_path:
     both = quark("finetune", "dpo", "--model", "tiny", "--from-feedback", "--data", "x", "--name", "fb2",
                  expect=1).output
     assert "give one of them" in both.strip().splitlines()[-1]
+
+
+def test_scripted_regenerate_edit_and_settings(chat_home: Home, quark) -> None:
+    sampled = ("--max-tokens", "3", "--temperature", "1.0", "--seed", "1")
+    first = quark.json("chat", "--message", "Name a fruit.", *sampled)
+    again = quark.json("chat", "--regenerate", str(first["assistant_message_id"]), *sampled)
+    assert again["user_message_id"] == first["user_message_id"]
+    assert again["assistant_message_id"] != first["assistant_message_id"]
+    edited = quark.json("chat", "--edit", str(first["user_message_id"]), "--message", "Name a vegetable.", *sampled)
+    assert edited["conversation_id"] == first["conversation_id"] and edited["user_message_id"] > again[
+        "assistant_message_id"]
+    conversation = str(first["conversation_id"])
+    shown = quark.json("chat", "settings", conversation, "temperature=0.3", "system=Be brief.")
+    assert shown["settings"] == {"temperature": 0.3} and shown["system_prompt"] == "Be brief."
+    assert quark.json("chat", "settings", conversation, "temperature=")["settings"] == {}
+    for args, says in [(("chat", "settings", conversation, "temperature"), "give settings as KEY=VALUE"),
+                       (("chat", "settings", "99"), "no conversation 99"),
+                       (("chat", "--regenerate", "999"), "no message 999"),
+                       (("chat", "--regenerate", "1", "--message", "x"), "takes no --message"),
+                       (("chat", "--edit", str(first["assistant_message_id"]), "--message", "x"),
+                        "only your own messages can be edited")]:
+        line = quark(*args, expect=1).output.strip().splitlines()[-1]
+        assert says in line, (args, line)
