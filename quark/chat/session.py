@@ -8,7 +8,13 @@ A turn is three steps, so a front end can stream and stop in the middle:
   (`events(turn)` yields the same text and, when tools are enabled, the tool calls as events);
 - `finish(turn)` — in one transaction: store the reply (even a stopped one) and its chunks, and
   the turn's tool calls and results as assistant/`tool` messages of the message tree.
-`send()` runs all three. Generation happens outside any transaction, so two processes chatting
+`send()` runs all three. `begin_edit` (edit and resend: a new sibling of an earlier user
+message) and `begin_regenerate` (a new sibling of a reply) begin a turn on another branch of the
+message tree, in the same transaction that moves the tip there; `switch_to`/`switch_sibling` show
+another branch. The prompt is always built from the thread to the tip: its window, its summary,
+and no memory learnt from a message on another branch. A conversation's own settings
+(temperature, top_p, max_tokens, adapter, … — quark.chat.settings) come between config.toml and
+a caller's explicit values; feedback on replies (quark.chat.feedback) becomes DPO pairs. Generation happens outside any transaction, so two processes chatting
 in one home only wait for each other's short writes, and each message attaches to the tip as it
 is when written: nothing is lost, and the thread stays one path.
 

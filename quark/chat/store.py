@@ -2,7 +2,10 @@
 
 A conversation's messages form a tree through `parent_id`; the conversation's `tip_id` is the
 message the next one continues, and the thread is the path from the root to the tip. Moving the
-tip back to an earlier message (`fork`) starts a new branch there; nothing is deleted. Methods
+tip back to an earlier message (`fork`) starts a new branch there; nothing is deleted. A message's siblings (the
+children of its parent) are its alternatives: an edited question beside the original, a
+regenerated reply beside the first; `switch_to` in the session moves the tip to the newest leaf
+under one of them. A conversation also carries its own settings (quark.chat.settings). Methods
 here run plain statements: callers wrap writes in one transaction (quark.db.transaction) so a
 turn commits whole or not at all.
 """
