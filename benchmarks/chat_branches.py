@@ -25,11 +25,11 @@ import time
 from pathlib import Path
 
 import torch
-
 from _results import write_section
+from tui_latency import build_home
+
 from quark.chat import ChatSession
 from quark.db import transaction
-from tui_latency import build_home
 
 
 def median_ms(fn, repeat: int) -> float:
