@@ -139,7 +139,7 @@ def dpo(cli: Cli, name: Name, model: Model = None, data: Pairs = None, val: Val 
     from quark.align.dpo import dpo as run
 
     if from_feedback:
-        data = _feedback_pairs(cli, name, data, resume)
+        data = _feedback_pairs(cli, name, model, data, resume)
 
     overrides = _overrides(set_, max_steps=max_steps, save_every=save_every, eval_every=eval_every, seed=seed,
                            device=device, lora=lora or None, qlora=qlora or None, rank=rank, alpha=alpha,
@@ -149,7 +149,7 @@ def dpo(cli: Cli, name: Name, model: Model = None, data: Pairs = None, val: Val 
     return _report(cli, summary, ("val_margin", "val_pair_accuracy"))
 
 
-def _feedback_pairs(cli: Cli, name: str, data: Optional[str], resume: bool) -> str:
+def _feedback_pairs(cli: Cli, name: str, model: Optional[str], data: Optional[str], resume: bool) -> str:
     """--from-feedback: the home's chat feedback as the run's pairs file, in the run's folder (so
     run.json records it and --resume trains on the same pairs)."""
     from quark.chat.feedback import write_pairs
@@ -160,6 +160,8 @@ def _feedback_pairs(cli: Cli, name: str, data: Optional[str], resume: bool) -> s
         raise QuarkError("--from-feedback and --data both say what to train on: give one of them")
     if resume:
         raise QuarkError("--resume trains on the pairs the run started with (in its run.json): drop --from-feedback")
+    if not model:
+        raise QuarkError("--from-feedback needs --model: the model to align with the feedback")
     run_dir = cli.home.run_dir(name)
     if (run_dir / "run.json").exists():
         raise QuarkError(f"run {name!r} already exists ({run_dir}): add --resume to continue it, or pick another "

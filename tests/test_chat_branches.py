@@ -187,6 +187,9 @@ def test_feedback_export_and_dpo_from_feedback(chat_home: Home, quark, tmp_path:
     both = quark("finetune", "dpo", "--model", "tiny", "--from-feedback", "--data", "x", "--name", "fb2",
                  expect=1).output
     assert "give one of them" in both.strip().splitlines()[-1]
+    no_model = quark("finetune", "dpo", "--from-feedback", "--name", "fb3", expect=1).output
+    assert "--from-feedback needs --model" in no_model.strip().splitlines()[-1]
+    assert not chat_home.run_dir("fb3").exists()
 
 
 def test_scripted_regenerate_edit_and_settings(chat_home: Home, quark) -> None:

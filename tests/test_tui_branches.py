@@ -30,8 +30,11 @@ def test_select_copy_regenerate_switch_edit_and_rate(chat_home: Home) -> None:
             first = app.last_result
             prompt = app.query_one("#prompt", Composer)
 
-            await pilot.press("ctrl+up")  # from the box: the newest message is selected
             user_view, reply_view = _views(app)
+            await pilot.press("shift+tab")  # Shift+Tab from the box also lands on the newest message
+            assert app.focused is reply_view
+            prompt.focus()
+            await pilot.press("ctrl+up")  # from the box: the newest message is selected
             assert app.focused is reply_view and reply_view.message_id == first.assistant_message_id
             assert "r regenerate" in str(app.query_one("#status").render())  # the keys, as a cue
             await pilot.press("c")

@@ -436,7 +436,8 @@ class SettingsScreen(ModalScreen[tuple[ConversationSettings, str] | None]):
             for key in DESCRIPTIONS:
                 with Horizontal(classes="setting"):
                     yield Label(key)
-                    yield Input(str(current.get(key, "")), placeholder=f"{self.defaults.get(key, 'none')}  "
+                    default = self.defaults.get(key)
+                    yield Input(str(current.get(key, "")), placeholder=f"{'none' if default is None else default}  "
                                 f"({DESCRIPTIONS[key]})", id=f"setting-{key}")
             with Horizontal(classes="setting"):
                 yield Label("system")
