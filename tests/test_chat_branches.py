@@ -213,3 +213,25 @@ def test_scripted_regenerate_edit_and_settings(chat_home: Home, quark) -> None:
                         "only your own messages can be edited")]:
         line = quark(*args, expect=1).output.strip().splitlines()[-1]
         assert says in line, (args, line)
+
+
+def test_the_summary_follows_the_branch_shown(chat_home: Home) -> None:
+    from quark.chat.config import ChatConfig
+
+    chat = ChatSession(chat_home, config=ChatConfig(window_tokens=40))  # a small window: older turns fold
+    params = chat.params(**FAST, seed=3)
+    try:
+        first = chat.send("We talked about sailing boats on the lake.", params)
+        for text in ("Then about harbours and their tides.", "Then about anchors and chains.",
+                     "Then about knots and ropes."):
+            chat.send(text, params)
+        assert "sailing boats" in chat.conversation().summary  # folded on the first branch
+        edited = chat.edit_and_resend(first.user_message_id, "We talked about mountain hiking.", params)
+        assert chat.conversation().summary == "" and not edited.prompt.folded_lines
+        assert "sailing" not in _prompt_text(edited)
+        chat.switch_sibling(edited.user_message_id, -1)
+        back = chat.send("And the weather?", params)
+        summary = chat.conversation().summary
+        assert "sailing boats" in summary and "hiking" not in summary and "hiking" not in _prompt_text(back)
+    finally:
+        chat.close()
