@@ -109,6 +109,10 @@ def test_select_copy_regenerate_switch_edit_and_rate(chat_home: Home) -> None:
             assert "editing" in str(app.query_one("#status").render())
             await pilot.press("escape")
             assert app.focused is prompt and prompt.text == "half-typed"
+            _views(app)[0].focus()
+            await pilot.press("e", "ctrl+n")  # another conversation stops the edit, nothing lost
+            await pilot.pause()
+            assert prompt.text == "half-typed" and app._editing is None and _views(app) == []
 
     asyncio.run(run())
 

@@ -567,12 +567,16 @@ class ChatApp(App):
             self._cancel.set()
             self._status("stopping…")
             return
-        if self._editing is not None:
-            prompt = self.query_one("#prompt", Composer)
-            prompt.value = self._editing[1]
-            self._end_editing()
+        self._stop_editing()
         self.action_focus_composer()
         self._status()
+
+    def _stop_editing(self) -> None:
+        """Leave an edit unsent: the box gets back what it held before (an edit belongs to its
+        conversation, so opening another one stops it too)."""
+        if self._editing is not None:
+            self.query_one("#prompt", Composer).value = self._editing[1]
+            self._end_editing()
 
     def _end_editing(self) -> None:
         self._editing = None
@@ -596,6 +600,7 @@ class ChatApp(App):
         if self._cancel is not None:
             self.notify("a reply is being generated: wait, or press Escape", severity="warning")
             return
+        self._stop_editing()
         self.session.start_new()
         await self._show_conversation()
         self.refresh_conversations(self.query_one("#conversation-search", Input).value)
@@ -625,6 +630,7 @@ class ChatApp(App):
         if self._cancel is not None:
             self.notify("a reply is being generated: wait, or press Escape", severity="warning")
             return
+        self._stop_editing()
         self.session.select(conversation_id)
         self.session.last_prompt = None
         await self._show_conversation()
