@@ -1,5 +1,6 @@
-"""`quark finetune sft|dpo|reward|embed|rerank|distill|router`: align a model (full, or a LoRA/QLoRA adapter)
-with the pretraining loop; distil a student from a teacher; train the turn router."""
+"""`quark finetune sft|dpo|reward|ppo|embed|rerank|distill|router`: align a model (full, or a LoRA/QLoRA
+adapter) with the pretraining loop; PPO against a reward model; distil a student from a teacher; train the
+turn router."""
 
 from typing import Annotated, Any, Optional
 
@@ -9,16 +10,16 @@ from quark.commands._cli import Cli, group, quark_command
 from quark.commands._options import device_option, model_option
 
 finetune = group("finetune",
-                 "Align a model: SFT on chat JSONL, DPO on preference pairs, reward models, embedding models and "
-                 "rerankers; full or LoRA/QLoRA.")
+                 "Align a model: SFT on chat JSONL, DPO on preference pairs, reward models, PPO against a reward "
+                 "model, embedding models and rerankers; full or LoRA/QLoRA.")
 
 Name = Annotated[str, typer.Option("--name",
                                    help="Run name; the result is models/NAME (or models/MODEL/adapters/NAME with "
                                         "--lora).")]
 Model = Annotated[Optional[str], model_option("Base model under models/ (not needed with --resume).")]
 Recipe = Annotated[Optional[str], typer.Option("--recipe",
-                                               help="Shipped recipe (sft, dpo, reward) or a YAML file \\[default: the "
-                                                    "command's].")]
+                                               help="Shipped recipe (sft, dpo, reward, ppo-tiny, …) or a YAML "
+                                                    "file \\[default: the command's].")]
 Val = Annotated[Optional[str], typer.Option("--val",
                                             help="Held-out JSONL file \\[default: val.jsonl beside train.jsonl].")]
 Resume = Annotated[bool, typer.Option("--resume",
@@ -312,6 +313,64 @@ def distill(cli: Cli, name: Name,
     summary = run(cli.home, name=name, base=student, teacher=teacher, data=data, recipe=recipe, overrides=overrides,
                   resume=resume, progress=cli.progress_enabled(), log=cli.print)
     return _report(cli, summary, ("val_ce", "val_kl", "teacher_val_ce"))
+
+
+@quark_command(finetune, "ppo")
+def ppo(cli: Cli, name: Name,
+        policy: Annotated[Optional[str], typer.Option("--policy", help="The model to improve, e.g. an SFT model "
+                                                      "(not needed with --resume); also the frozen reference.")] = None,
+        reward: Annotated[Optional[str], typer.Option("--reward", help="The reward model that scores the replies "
+                                                      "(quark finetune reward; same tokenizer as the policy).")] = None,
+        data: Annotated[Optional[str], typer.Option("--data", help="Prompts: JSONL of {\"prompt\": ...} rows "
+                                                    "(preference files qualify) or chat {\"messages\": ...} rows "
+                                                    "(asked up to the first assistant turn), a folder with "
+                                                    "train.jsonl [+ val.jsonl], or a dataset under data/.")] = None,
+        val: Annotated[Optional[str], typer.Option("--val", help="Held-out prompts, scored at each evaluation "
+                                                   "\\[default: val.jsonl beside train.jsonl].")] = None,
+        recipe: Recipe = None,
+        kl_coef: Annotated[Optional[float], typer.Option("--kl-coef", min=0.0, help="Same as --set ppo.kl_coef=X: "
+                                                         "the per-token KL penalty towards the reference.")] = None,
+        lora: Lora = False, rank: Rank = None, alpha: Alpha = None, targets: Targets = None,
+        resume: Resume = False, set_: Set = None, max_steps: MaxSteps = None, save_every: SaveEvery = None,
+        eval_every: EvalEvery = None, seed: Seed = None, device: Device = None,
+        logger: Loggers = None) -> Optional[dict]:
+    """PPO against a reward model: sample replies to prompts, score them, and push the policy
+    towards higher scores while a KL penalty holds it near where it started.
+
+    Each rollout batch (ppo.rollout_prompts prompts) is sampled by Quark's
+    inference engine and scored by --reward; per-token rewards are the KL
+    penalty to the frozen reference (the policy as it starts) plus the
+    score on the last token; GAE over a value head gives the advantages;
+    ppo.epochs passes of clipped policy + value losses follow, one optimizer
+    step per minibatch (train.micro_batch × grad_accum replies). The bar
+    and metrics.jsonl show reward, KL, clip fraction, value loss and
+    entropy; each evaluation samples the held-out prompts (val.jsonl) and
+    reports their mean reward (val reward) and KL to the reference (val
+    kl). The result is models/NAME with value_head.safetensors (with
+    --lora, models/POLICY/adapters/NAME); --resume continues exactly.
+
+    Example:
+
+        quark data synth --kind preferences --name prefs
+
+        quark finetune reward --model tiny-sft --data prefs --name tiny-rm
+
+        quark finetune ppo --policy tiny-sft --reward tiny-rm --data prefs --name tiny-ppo --kl-coef 0.05
+
+        quark finetune ppo --name tiny-ppo --resume              # after a crash or Ctrl-C
+    """
+    from quark.align.ppo import ppo as run
+
+    overrides = _overrides(set_, max_steps=max_steps, save_every=save_every, eval_every=eval_every, seed=seed,
+                           device=device, lora=lora or None, rank=rank, alpha=alpha, targets=targets, logger=logger)
+    if kl_coef is not None:
+        overrides.append(f"ppo.kl_coef={kl_coef}")
+    summary = run(cli.home, name=name, base=policy, reward=reward, data=data, val=val, recipe=recipe,
+                  overrides=overrides, resume=resume, progress=cli.progress_enabled(), log=cli.print)
+    if summary is not None and summary.get("val_reward") is not None:
+        cli.print(f"held-out reward {summary['start_val_reward']:.3f} → {summary['val_reward']:.3f}, "
+                  f"KL to the reference {summary['val_kl']:.3f} nats per reply")
+    return _report(cli, summary, ("val_reward", "val_kl"))
 
 
 @quark_command(finetune, "router")

@@ -132,3 +132,28 @@ def prompts_of(conversations: Sequence[list[dict]]) -> list[list[dict]]:
         first = next(i for i, m in enumerate(messages) if m["role"] == "assistant")
         out.append(messages[:first])
     return out
+
+
+def read_prompts(path: Path) -> list[list[dict]]:
+    """The prompts of a JSONL file, whichever alignment format it is in: a `prompt` row (a string
+    is one user message, a list a conversation; preference files qualify, their replies unread), or
+    a chat `messages` row, asked up to its first assistant turn (so SFT data works too: its
+    val.jsonl is a held-out prompt set). PPO samples its own replies to them."""
+    prompts = []
+    for number, row in read_jsonl(path):
+        where = f"{path}:{number}"
+        if "prompt" in row:
+            prompt = field(path, number, row, "prompt", (str, list))
+            prompts.append([{"role": "user", "content": prompt}] if isinstance(prompt, str)
+                           else check_messages(prompt, where))
+        elif "messages" in row:
+            messages = check_messages(field(path, number, row, "messages", list), where)
+            first = next((i for i, m in enumerate(messages) if m["role"] == "assistant"), len(messages))
+            if not first:
+                raise QuarkError(f"{where}: the conversation starts with an assistant turn, so there is no prompt")
+            prompts.append(messages[:first])
+        else:
+            raise QuarkError(f"{where}: expected a 'prompt' field (a string or messages) or a chat 'messages' list")
+    if not prompts:
+        raise QuarkError(f"{path}: no prompts (the file is empty)")
+    return prompts

@@ -25,11 +25,10 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import yaml
 
 from quark.align.data import DataFiles
 from quark.align.policy import load_policy
-from quark.align.run import Context, Job, run
+from quark.align.run import Context, Job, recorded_value, run
 from quark.errors import QuarkError
 from quark.home import Home
 from quark.modelfolder import load_model, load_tokenizer, read_config
@@ -150,9 +149,7 @@ def distill(home: Home, *, name: str, teacher: str | None = None, **kwargs: Any)
     """`quark finetune distill`: the student is the run's base model (`base`); see quark.align.run.run."""
     overrides = [*kwargs.pop("overrides", [])]
     if teacher and kwargs.get("resume"):
-        recipe = home.run_dir(name) / "recipe.yaml"
-        recorded = (yaml.safe_load(recipe.read_text()) or {}).get("distill", {}).get("teacher") if recipe.is_file() \
-            else None
+        recorded = recorded_value(home, name, "distill", "teacher")
         if recorded and recorded != teacher:
             raise QuarkError(f"run {name!r} distils teacher {recorded!r}, not {teacher!r}")
     elif teacher:

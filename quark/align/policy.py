@@ -32,7 +32,7 @@ def load_policy(ctx: Context) -> tuple[nn.Module, Publish]:
         return model, _publish_model(ctx)
     if lora.qlora:
         model = quantize_nf4(model, ctx.env.device)
-    return add_lora(model, lora, ctx.base).get_base_model(), _publish_adapter(ctx)
+    return add_lora(model, lora, ctx.base).get_base_model(), publish_adapter(ctx)
 
 
 def _publish_model(ctx: Context) -> Publish:
@@ -43,7 +43,7 @@ def _publish_model(ctx: Context) -> Publish:
     return publish
 
 
-def _publish_adapter(ctx: Context) -> Publish:
+def publish_adapter(ctx: Context) -> Publish:
     def publish(step: Path, folder: Path) -> None:
         peft = add_lora(load_model(ctx.base_folder), ctx.recipe.lora, ctx.base)
         target = peft.get_base_model()

@@ -6,7 +6,7 @@
     models/<name>/             a full fine-tune or a reward model, with card.md
     models/<base>/adapters/<name>/  a LoRA adapter (PEFT layout), with card.md
 
-A kind (sft, dpo, reward, distill) supplies a `build` function that reads its data, loads the model to
+A kind (sft, dpo, reward, distill, ppo) supplies a `build` function that reads its data, loads the model to
 train and returns a Job: the Trainer's model, data and loss, an evaluation hook, and how to
 publish the final checkpoint. Every process of a torchrun job runs this same code, as in
 pretraining; process 0 alone writes files and quark.db rows.
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch.nn as nn
+import yaml
 from pydantic import BaseModel
 
 from quark import db
@@ -69,6 +70,7 @@ class Job:
     val_samples: int = 0
     on_eval: Callable[[nn.Module], dict[str, Any]] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    step_fields: Callable[[], dict[str, float]] | None = None  # per-step figures for metrics.jsonl and the bar
 
 
 class RecordedData(BaseModel):
@@ -106,6 +108,16 @@ def _resolve(home: Home, kind: str, name: str, base: str | None, data: str | Non
         raise QuarkError(f"run {name!r} already exists ({run_dir}): add --resume to continue it, or pick another "
                          "--name")
     return load_align_recipe(kind, recipe or kind, overrides), base, resolve(home, data, val)
+
+
+def recorded_value(home: Home, name: str, section: str, key: str) -> Any:
+    """A value of run `name`'s saved recipe (None when the run or the value is not there): what a
+    resumed run checks a repeated option against (distillation's teacher, PPO's reward model)."""
+    path = home.run_dir(name) / "recipe.yaml"
+    if not path.is_file():
+        return None
+    recorded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return (recorded.get(section) or {}).get(key) if isinstance(recorded, dict) else None
 
 
 def output_of(home: Home, base: str, name: str, recipe: AlignRecipe) -> Path:
@@ -151,7 +163,7 @@ def run(home: Home, kind: str, build: Callable[[Context], Job], *, name: str, ba
             env.barrier()
             trainer = Trainer(job.model, resolved.optim, t, job.train, env=env, run_dir=run_dir, loss_fn=job.loss_fn,
                               val=job.val, val_samples=job.val_samples, on_eval=job.on_eval, progress=progress,
-                              label=kind)
+                              label=kind, step_fields=job.step_fields)
             summary, resumed = fit_run(trainer, run_dir, resume=resume, conn=conn, name=name, log=log)
             if not env.is_main:
                 return None
@@ -175,7 +187,9 @@ def card(summary: dict[str, Any], recipe: AlignRecipe) -> str:
             "dpo": "Direct preference optimisation", "reward": "Reward model (Bradley–Terry)",
             "embed": "Embedding model (contrastive head, InfoNCE with in-batch and hard negatives)",
             "rerank": "Reranker (grounding head: supported passages over hard negatives and corrupted twins)",
-            "distill": "Distilled student (KL to the teacher's logits)"}[summary["kind"]]
+            "distill": "Distilled student (KL to the teacher's logits)",
+            "ppo": "PPO policy (clipped policy and value losses against a reward model, KL penalty to the "
+                   "starting policy; value head in value_head.safetensors)"}[summary["kind"]]
     how = " as a LoRA adapter" + (" (QLoRA, NF4 base)" if recipe.lora.qlora else "") if recipe.lora.enabled else ""
     rows = [("base model", f"`{summary['base']}`"), ("train data", f"`{summary['data']['train']}`"),
             ("held-out data", f"`{summary['data']['val']}`" if summary["data"]["val"] else "none"),

@@ -13,8 +13,9 @@ loss over masked tokens (SFT) or pairs (DPO) is weighted per item, not per micro
 does gradient accumulation, clipping, AdamW with a warm-up + cosine/WSD schedule, bf16 autocast on
 CUDA, DDP/FSDP2 under torchrun, checkpoints every N steps (resumable under another world size),
 validation and an `on_eval` hook (pretraining prints a greedy sample), an `on_step` hook after each optimizer step
-(the image model's EMA), metrics.jsonl and the progress bar with loss, tokens/s (or `items`/s in
-another `unit`), MFU and ETA.
+(the image model's EMA), a `step_fields` hook whose figures join each step's metrics.jsonl entry (the
+first BAR_FIELDS of them the progress bar too: PPO's reward, KL, clip fraction…), metrics.jsonl and the
+progress bar with loss, tokens/s (or `items`/s in another `unit`), MFU and ETA.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class Batches(Protocol):
     def take(self, start: int, count: int) -> dict[str, torch.Tensor]:
         """Samples [start, start + count): the same tensors every time they are asked for."""
 
+
+BAR_FIELDS = 5  # of a step_fields hook's figures, how many the progress bar shows (metrics.jsonl has all)
 
 LossFn = Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, torch.Tensor]]
 
@@ -144,12 +147,15 @@ class Trainer:
                  on_eval: Callable[[nn.Module], dict[str, Any]] | None = None, flops_per_token: float = 0.0,
                  progress: bool = True, label: str = "pretrain",
                  on_step: Callable[[nn.Module, int], None] | None = None,
-                 items: Callable[[dict[str, torch.Tensor]], int] = batch_tokens, unit: str = "tok") -> None:
+                 items: Callable[[dict[str, torch.Tensor]], int] = batch_tokens, unit: str = "tok",
+                 step_fields: Callable[[], dict[str, float]] | None = None) -> None:
         self.optim, self.train, self.data, self.env, self.run_dir = optim, train, data, env, Path(run_dir)
         self.loss_fn, self.val, self.on_eval, self.flops_per_token = loss_fn, val, on_eval, flops_per_token
         self.label = label  # the progress bar's task name
         # What a step processes, for the rate: tokens by default; an image model counts images.
         self.on_step, self.items, self.unit = on_step, items, unit
+        # Figures of the step just taken beyond the loss (e.g. PPO's rollout reward and clip fraction).
+        self.step_fields = step_fields
         # Whole val batches per process, the same number on each (FSDP needs every process in every forward).
         self.val_per_process = val_samples // env.world if val is not None else 0
         self.show_progress = progress and env.is_main
@@ -258,13 +264,15 @@ class Trainer:
         busy = 0.0
         tokens_at_start = self.tokens
         fields = f"loss {{task.fields[loss]}} · {{task.fields[tps]}} {self.unit}/s · MFU {{task.fields[mfu]}}"
+        if self.step_fields is not None:
+            fields += " · {task.fields[extra]}"
         bar = progress_bar(enabled=self.show_progress, fields=fields)
         quiet = lambda _: None  # noqa: E731
         say = bar.console.print if self.show_progress else (log if log and env.is_main else quiet)
         try:
             with bar:
                 task = bar.add_task(self.label, total=t.max_steps, completed=self.step, unit="steps",
-                                    loss="-", tps="-", mfu="-")
+                                    loss="-", tps="-", mfu="-", extra="")
                 while self.step < t.max_steps:
                     started = time.perf_counter()
                     loss, norm, lr, tokens = self._train_step()
@@ -276,10 +284,13 @@ class Trainer:
                     self.last["loss"] = loss
                     tps = tokens / elapsed
                     mfu = self.flops_per_token * tps / (peak * env.world) if peak else float("nan")
+                    extra = self.step_fields() if self.step_fields is not None else {}
                     if metrics:
                         metrics.write({"kind": "train", "step": self.step, "loss": loss, "lr": lr, "grad_norm": norm,
-                                       "tokens": self.tokens, "tokens_per_s": tps, "mfu": mfu, "time": time.time()})
-                    bar.update(task, completed=self.step, loss=_fmt(loss), tps=f"{tps:,.0f}", mfu=f"{mfu:.1%}")
+                                       "tokens": self.tokens, "tokens_per_s": tps, "mfu": mfu, **extra,
+                                       "time": time.time()})
+                    bar.update(task, completed=self.step, loss=_fmt(loss), tps=f"{tps:,.0f}", mfu=f"{mfu:.1%}",
+                               extra=" · ".join(f"{k} {_fmt(v)}" for k, v in list(extra.items())[:BAR_FIELDS]))
                     final = self.step == t.max_steps
                     if (t.eval_every and self.step % t.eval_every == 0) or final:
                         result = self.evaluation = self.evaluate()
