@@ -14,9 +14,11 @@ message tree, in the same transaction that moves the tip there; `switch_to`/`swi
 another branch. The prompt is always built from the thread to the tip: its window, its summary,
 and no memory learnt from a message on another branch. A conversation's own settings
 (temperature, top_p, max_tokens, adapter, … — quark.chat.settings) come between config.toml and
-a caller's explicit values; feedback on replies (quark.chat.feedback) becomes DPO pairs. Generation happens outside any transaction, so two processes chatting
-in one home only wait for each other's short writes, and each message attaches to the tip as it
-is when written: nothing is lost, and the thread stays one path.
+a caller's explicit values; feedback on replies (quark.chat.feedback) becomes DPO pairs.
+
+Generation happens outside any transaction, so two processes chatting in one home only wait for
+each other's short writes, and each message attaches to the tip as it is when written: nothing
+is lost, and the thread stays one path.
 
 With tools enabled (`enable_tools`), a turn is an agent turn (quark.agent.loop): the model may
 call the conversation's tools, under the tool-call grammar, before it answers.
