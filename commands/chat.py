@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from quark.agent.events import ToolCallFinished
-from quark.commands._cli import Cli, quark_command
+from quark.commands._cli import Cli, group, quark_command
 from quark.commands._options import (
     DEFAULT_PREFIX_CACHE_MB,
     Compile,
@@ -29,9 +29,11 @@ from quark.tui.slash import parse_slash
 
 # `quark chat` chats (TUI or scripted) and `quark chat export …` is a subcommand: the chat
 # command is the group's own callback, so it runs when no subcommand is named.
-chat_group = typer.Typer(name="chat", help="Chat with a model (TUI or scripted); export conversations.",
-                         no_args_is_help=False, add_completion=False, rich_markup_mode="rich",
-                         pretty_exceptions_enable=False)
+chat_group = typer.Typer(name="chat", help="Chat with a model (TUI or scripted); export conversations; "
+                         "feedback on replies.", no_args_is_help=False, add_completion=False,
+                         rich_markup_mode="rich", pretty_exceptions_enable=False)
+feedback_group = group("feedback", "Rate chat replies and export the ratings as DPO preference pairs.")
+chat_group.add_typer(feedback_group)
 
 
 @quark_command(chat_group, group_default=True)
@@ -88,6 +90,10 @@ def chat(
                                       "each --web browser tab runs).")] = False,
     image_model: Annotated[Optional[str], typer.Option("--image-model", help="Image model for /image PROMPT "
                                                        "(default: the home's only one).")] = None,
+    edit: Annotated[Optional[int], typer.Option("--edit", min=1, help="Edit and resend your message ID as --message: "
+                                                "a new branch beside it (the old one is kept).")] = None,
+    regenerate: Annotated[Optional[int], typer.Option("--regenerate", min=1, help="A new reply beside reply ID (or "
+                                                      "to your message ID); the old reply is kept.")] = None,
 ) -> dict | None:
     """Chat with a model, with memory and checkpoints.
 
@@ -106,6 +112,8 @@ def chat(
         quark chat --tools web --tool-choice web_search --message "Find the SQLite WAL docs"
         quark chat --image-model shapes --message "/image a large red circle in the center" --json
         quark chat -c --message "And then?"
+        quark chat --regenerate 2 --json                  # another reply beside reply #2
+        quark chat --edit 1 --message "My name is Bob."   # resend message #1 changed, as a new branch
         quark chat --web --port 8001        # the same TUI at http://127.0.0.1:8001
 
     With --tools the model may call tools before it answers; each call (name, arguments, outcome,
@@ -123,7 +131,9 @@ def chat(
     if web:
         return _serve_web(cli, host, port, model=model, conversation=conversation, checkpoint=checkpoint,
                           adapter=adapter, quantize=quantize, device=device, image_model=image_model)
-    if message is None and (tui or sys.stdin.isatty()):
+    if regenerate is not None and (message is not None or edit is not None):
+        raise QuarkError("--regenerate writes a new reply to an earlier message: it takes no --message or --edit")
+    if message is None and regenerate is None and (tui or sys.stdin.isatty()):
         if cli.json:
             raise QuarkError("--json needs --message (or a message on stdin); the TUI has no JSON output")
         from quark.tui.app import run_app
@@ -133,11 +143,11 @@ def chat(
                 workspace=workspace, allow_risky=allow_risky, max_steps=max_steps, prefix_cache_mb=prefix_cache_mb,
                 compile=compile.value, image_model=image_model)
         return None
-    text = read_stdin_text() if message in (None, "-") else message
-    if not text.strip():
+    text = "" if regenerate is not None else read_stdin_text() if message in (None, "-") else message
+    if regenerate is None and not text.strip():
         raise QuarkError("the message is empty (pass --message TEXT or pipe text on stdin)")
     command = parse_slash(text)
-    if command is not None and command.name == "image":
+    if command is not None and command.name == "image" and edit is None:
         return _draw(cli, command.argument, image_model, seed, device)
     session = ChatSession(cli.home, model=model, adapter=adapter, conversation_id=conversation, device=device,
                           quantize=quantize_mode(quantize), index=index, reranker=reranker,
@@ -172,7 +182,12 @@ def chat(
             "type": "function", "function": {"name": tool_choice}}
         if tool_choice != "auto" and not tools:
             raise QuarkError("--tool-choice goes with --tools (which tools the model may call)")
-        result = session.send(text, params, on_text=show, on_event=called, tool_choice=[first])
+        if regenerate is not None:
+            result = session.regenerate(regenerate, params, on_text=show, on_event=called, tool_choice=[first])
+        elif edit is not None:
+            result = session.edit_and_resend(edit, text, params, on_text=show, on_event=called, tool_choice=[first])
+        else:
+            result = session.send(text, params, on_text=show, on_event=called, tool_choice=[first])
     finally:
         session.close()
     if not cli.json:
@@ -272,6 +287,125 @@ def _draw(cli: Cli, prompt: str, image_model: Optional[str], seed: Optional[int]
     asset = ImageModel(cli.home, image_model, device=resolve_device(device)).generate(prompt, seed=seed)[0]
     cli.print(asset.path, highlight=False)
     return {"image": asset.path, "asset": asset.as_dict()}
+
+
+@quark_command(chat_group, "settings")
+def chat_settings(
+    cli: Cli,
+    conversation: Annotated[int, typer.Argument(help="The conversation's id (quark chat --json prints it).")],
+    values: Annotated[Optional[list[str]], typer.Argument(help="KEY=VALUE to set (KEY= resets it to the "
+                                                          "default): temperature, top_p, top_k, max_tokens, seed, "
+                                                          "adapter, system.")] = None,
+) -> dict:
+    """Show or change a conversation's own settings (the TUI's F5 and /set), used by its next turns.
+
+    Example:
+
+        quark chat settings 3                               # what conversation 3 sets
+        quark chat settings 3 temperature=0.2 max_tokens=64 "system=You are terse."
+        quark chat settings 3 temperature=                  # back to config.toml's default
+    """
+    from quark.chat import ChatSession
+
+    session = ChatSession(cli.home, conversation_id=conversation)
+    try:
+        for item in values or []:
+            key, equals, value = item.partition("=")
+            if not equals:
+                raise QuarkError(f"{item!r}: give settings as KEY=VALUE (KEY= resets one), e.g. temperature=0.2")
+            session.set_setting(key, value)
+        settings, system = session.settings().as_dict(), session.conversation().system_prompt
+    finally:
+        session.close()
+    shown = ", ".join(f"{k} {v}" for k, v in settings.items()) or "none (the defaults of config.toml)"
+    cli.print(f"conversation {conversation}: {shown}; system prompt: {system or '(none)'}", highlight=False,
+              markup=False)
+    return {"conversation_id": conversation, "settings": settings, "system_prompt": system}
+
+
+class Rating(str, Enum):
+    good = "good"
+    bad = "bad"
+    clear = "clear"
+
+
+@quark_command(feedback_group, "rate")
+def feedback_rate(
+    cli: Cli,
+    message: Annotated[int, typer.Argument(help="The reply's message id (the #number in the TUI; "
+                                           "assistant_message_id in quark chat --json).")],
+    rating: Annotated[Rating, typer.Argument(help="good (+), bad (-) or clear.")],
+) -> dict:
+    """Rate a reply: a good reply pairs with a bad reply to the same message (DPO pairs).
+
+    Example:
+
+        quark chat --message "Name a prime" --json          # prints assistant_message_id, say 2
+        quark chat feedback rate 2 good
+    """
+    from quark.chat.feedback import FeedbackStore
+    from quark.db import connect, transaction
+
+    conn = connect(cli.home.db_path)
+    try:
+        with transaction(conn):
+            done = FeedbackStore(conn).rate(message, {"good": 1, "bad": -1, "clear": 0}[rating.value])
+    finally:
+        conn.close()
+    cli.print(f"message {message}: {rating.value}")
+    return {"message_id": done.message_id, "rating": done.rating, "best": done.best}
+
+
+@quark_command(feedback_group, "best")
+def feedback_best(
+    cli: Cli,
+    message: Annotated[int, typer.Argument(help="The better reply's message id, among replies to one message.")],
+) -> dict:
+    """Mark a reply better than the other replies to the same message (after regenerating).
+
+    Example:
+
+        quark chat feedback best 5
+    """
+    from quark.chat.feedback import FeedbackStore
+    from quark.db import connect, transaction
+
+    conn = connect(cli.home.db_path)
+    try:
+        with transaction(conn):
+            done = FeedbackStore(conn).mark_best(message)
+    finally:
+        conn.close()
+    cli.print(f"message {message}: marked better than its siblings")
+    return {"message_id": done.message_id, "rating": done.rating, "best": done.best}
+
+
+@quark_command(feedback_group, "export")
+def feedback_export(
+    cli: Cli,
+    output: Annotated[Path, typer.Option("--output", "-o", help="The JSONL file to write.")],
+) -> dict:
+    """Write the home's feedback as preference pairs {prompt, chosen, rejected}, one per line: the
+    format `quark finetune dpo --data` reads (`quark finetune dpo --from-feedback` trains on them
+    directly). A reply marked better pairs with each other reply to its message; a good reply
+    pairs with a bad reply to the same message.
+
+    Example:
+
+        quark chat feedback export -o pairs.jsonl
+        quark finetune dpo --model tiny-sft --data pairs.jsonl --name tiny-fb
+    """
+    from quark.chat.feedback import write_pairs
+    from quark.db import connect
+
+    conn = connect(cli.home.db_path)
+    try:
+        done = write_pairs(conn, output)
+    finally:
+        conn.close()
+    skipped = f" ({', '.join(f'{n} {why}' for why, n in done['skipped'].items())} left out)" if done["skipped"] else ""
+    cli.print(f"wrote {done['pairs']} preference pairs to {done['path']}{skipped}")
+    return done
 
 
 def register(root: typer.Typer) -> None:

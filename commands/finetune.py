@@ -115,7 +115,12 @@ def dpo(cli: Cli, name: Name, model: Model = None, data: Pairs = None, val: Val 
         lora: Lora = False, qlora: QLora = False, rank: Rank = None, alpha: Alpha = None, targets: Targets = None,
         resume: Resume = False, set_: Set = None, max_steps: MaxSteps = None, save_every: SaveEvery = None,
         eval_every: EvalEvery = None, seed: Seed = None, device: Device = None,
-        logger: Loggers = None) -> Optional[dict]:
+        logger: Loggers = None,
+        from_feedback: Annotated[bool, typer.Option("--from-feedback",
+                                                    help="Train on the preference pairs of this home's chat "
+                                                         "feedback (see quark chat feedback export) instead of "
+                                                         "--data; they are written to runs/NAME/feedback-pairs.jsonl."
+                                                    )] = False) -> Optional[dict]:
     """Direct preference optimisation: prefer `chosen` over `rejected`, relative to the starting model.
 
     Loss per pair: -log σ(β·((log π(c) − log π(r)) − (log ref(c) − log ref(r))))
@@ -129,8 +134,13 @@ def dpo(cli: Cli, name: Name, model: Model = None, data: Pairs = None, val: Val 
         quark data synth --kind preferences --name prefs
 
         quark finetune dpo --model tiny-sft --data prefs --name tiny-dpo --beta 0.1
+
+        quark finetune dpo --model tiny-sft --from-feedback --name tiny-fb   # the ratings given in quark chat
     """
     from quark.align.dpo import dpo as run
+
+    if from_feedback:
+        data = _feedback_pairs(cli, name, model, data, resume)
 
     overrides = _overrides(set_, max_steps=max_steps, save_every=save_every, eval_every=eval_every, seed=seed,
                            device=device, lora=lora or None, qlora=qlora or None, rank=rank, alpha=alpha,
@@ -138,6 +148,32 @@ def dpo(cli: Cli, name: Name, model: Model = None, data: Pairs = None, val: Val 
     summary = run(cli.home, name=name, base=model, data=data, val=val, recipe=recipe, overrides=overrides,
                   resume=resume, progress=cli.progress_enabled(), log=cli.print)
     return _report(cli, summary, ("val_margin", "val_pair_accuracy"))
+
+
+def _feedback_pairs(cli: Cli, name: str, model: Optional[str], data: Optional[str], resume: bool) -> str:
+    """--from-feedback: the home's chat feedback as the run's pairs file, in the run's folder (so
+    run.json records it and --resume trains on the same pairs)."""
+    from quark.chat.feedback import write_pairs
+    from quark.db import connect
+    from quark.errors import QuarkError
+
+    if data:
+        raise QuarkError("--from-feedback and --data both say what to train on: give one of them")
+    if resume:
+        raise QuarkError("--resume trains on the pairs the run started with (in its run.json): drop --from-feedback")
+    if not model:
+        raise QuarkError("--from-feedback needs --model: the model to align with the feedback")
+    run_dir = cli.home.run_dir(name)
+    if (run_dir / "run.json").exists():
+        raise QuarkError(f"run {name!r} already exists ({run_dir}): add --resume to continue it, or pick another "
+                         "--name")
+    conn = connect(cli.home.db_path)
+    try:
+        done = write_pairs(conn, run_dir / "feedback-pairs.jsonl")
+    finally:
+        conn.close()
+    cli.print(f"{done['pairs']} preference pairs from chat feedback → {done['path']}")
+    return done["path"]
 
 
 @quark_command(finetune, "reward")

@@ -237,6 +237,21 @@ MIGRATIONS: list[str] = [
     -- generated tokens per minute, NULL for none
     ALTER TABLE api_keys ADD COLUMN token_limit INTEGER;
     """,
+    # 7: per-conversation chat settings and feedback on replies (quark.chat.settings, quark.chat.feedback).
+    # Settings are a JSON object on the conversation row: a handful of optional overrides (temperature,
+    # top_p, max_tokens, ...) that are always read and written with the conversation and never queried by
+    # value, so a column keeps them with the row (deleted with it, no join) and a new setting needs no
+    # migration. Feedback is one row per rated reply: +1/-1 (0: cleared) and `best`, the mark "better
+    # than its siblings" set after regenerating; both become DPO preference pairs.
+    """
+    ALTER TABLE conversations ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';
+    CREATE TABLE feedback (
+        message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+        rating     INTEGER NOT NULL DEFAULT 0 CHECK (rating IN (-1, 0, 1)),
+        best       INTEGER NOT NULL DEFAULT 0 CHECK (best IN (0, 1)),
+        updated_at REAL NOT NULL
+    );
+    """,
 ]
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from quark.tui.widgets import (
     HelpScreen,
     MemoryPanel,
     MessageView,
+    SettingsScreen,
     StatusBar,
     TextPrompt,
     ToolConfirm,
@@ -126,6 +128,9 @@ class ChatApp(App):
         Binding("ctrl+y", "copy_message", "Copy message", id="copy_message", priority=True, show=False),
         Binding("ctrl+b", "copy_code", "Copy code", id="copy_code", priority=True, show=False),
         Binding("ctrl+e", "export", "Export as Markdown", id="export", priority=True, show=False),
+        Binding("ctrl+up,alt+up", "select_message(-1)", "Select a message (then e, r, [/], +/-, b, c)",
+                id="select_message", priority=True, show=False),
+        Binding("f5", "settings", "Conversation settings", id="settings", priority=True, show=False),
     ]
 
     def __init__(self, home: Home, *, model: str | None = None, conversation_id: int | None = None,
@@ -153,6 +158,8 @@ class ChatApp(App):
         self._stream = None
         self._state = "ready"
         self._pending = ""  # the text of the message being sent, given back if it is refused
+        self._editing: tuple[int, str] | None = None  # (user message being edited, what the box held before)
+        self._cut: Any = None  # the first widget a branching turn replaces (removed once the turn starts)
         self._sent_at = 0.0
         self.first_token_latency: float | None = None  # Enter → first streamed text on screen, seconds
         self.last_result: TurnResult | None = None
@@ -193,9 +200,16 @@ class ChatApp(App):
 
     def _status(self, state: str | None = None) -> None:
         self._state = state or self._state
+        settings = self.session.settings()
+        state = self._state
+        if isinstance(self.focused, MessageView) and self.focused.message_id is not None and state == "ready":
+            state = f"#{self.focused.message_id}: {MessageView.HINT}"
+        elif self._editing is not None:
+            state = f"editing #{self._editing[0]}: Enter resends it as a new branch, Esc cancels"
         self.query_one("#status", StatusBar).show(
-            model=self.session.model_name, adapter=self.session.adapter, prompt=self.session.last_prompt,
-            conversation=self.session.conversation_id, state=self._state)
+            model=self.session.model_name, adapter=settings.adapter or self.session.adapter,
+            prompt=self.session.last_prompt, conversation=self.session.conversation_id, state=state,
+            settings=settings.describe())
 
     def refresh_conversations(self, search: str | None = None) -> None:
         view = self.query_one("#conversations", ListView)
@@ -217,8 +231,18 @@ class ChatApp(App):
                 if message.role == "user":
                     prompt.remember(message.content)
         messages.scroll_end(animate=False)
+        self._mark_views(thread)
         self.query_one("#memory", MemoryPanel).show_prompt(self.session.last_prompt)
         self._status()
+
+    def _mark_views(self, thread=None) -> None:
+        """Each shown message's place among its alternatives ("2/3") and its feedback."""
+        thread = self.session.thread() if thread is None else thread
+        branches = self.session.branches(thread)
+        feedback = self.session.feedback_of([m.id for m in thread if m.role == "assistant"])
+        for view in self.query(MessageView):
+            if view.message_id is not None:
+                view.set_marks(branches.get(view.message_id), feedback.get(view.message_id))
 
     # ---- the model ---------------------------------------------------------------------------
     @work(thread=True, group="engine")
@@ -256,20 +280,31 @@ class ChatApp(App):
         prompt.value = ""
         self._pending = text
         text = text[1:] if text.lstrip().startswith("//") else text  # '//' escapes a leading slash
+        if self._editing is not None:  # Enter after e on a message: a new branch beside it
+            edited, held = self._editing
+            prompt.value = held  # what the box held before the edit comes back
+            self._cut = self._view_of(edited)
+            self._start_turn(lambda: self.session.begin_edit(edited, text, tool_choice=self.tool_choice))
+        else:
+            self._cut = None
+            self._start_turn(lambda: self.session.begin(text, tool_choice=self.tool_choice))
+
+    def _start_turn(self, begin: Callable[[], Turn]) -> None:
         self._sent_at = time.perf_counter()
         self.first_token_latency = None
         self._cancel = threading.Event()
         self._sent = self._reply = None
-        self._turn(text, self._cancel)
+        self._turn(begin, self._cancel)
         self._status("thinking…")
 
     @work(thread=True, group="turn")
-    def _turn(self, text: str, cancel: threading.Event) -> None:
+    def _turn(self, begin: Callable[[], Turn], cancel: threading.Event) -> None:
         """The whole turn, off the UI thread. It posts messages rather than waiting on the UI, so
-        generation never stalls behind rendering; the queue keeps them in order."""
+        generation never stalls behind rendering; the queue keeps them in order. `begin` is the
+        session's begin, begin_edit or begin_regenerate."""
         try:
             with self._engine_lock:
-                turn = self.session.begin(text, tool_choice=self.tool_choice)
+                turn = begin()
                 self.post_message(TurnStarted(turn))
                 for piece in self.session.events(turn, cancel):
                     if isinstance(piece, ToolCallStarted):
@@ -294,9 +329,19 @@ class ChatApp(App):
         """The session stored the message: now its bubbles appear (a refused message never
         gets any). The engine's prefill runs on the worker meanwhile."""
         messages = self.query_one("#messages", VerticalScroll)
-        self._sent = MessageView("user", event.turn.user_message.content, event.turn.user_message.id)
+        if self._cut is not None:  # an edit or a regeneration: the branch shown from here on is replaced
+            children = list(messages.children)
+            if self._cut in children:
+                await messages.remove_children(children[children.index(self._cut):])
+            self._cut = None
+        self._end_editing()
         self._reply = MessageView("assistant", "")
-        await messages.mount_all([self._sent, self._reply])
+        self._sent = self._view_of(event.turn.user_message.id)  # a regenerated reply's question is shown
+        if self._sent is None:
+            self._sent = MessageView("user", event.turn.user_message.content, event.turn.user_message.id)
+            await messages.mount_all([self._sent, self._reply])
+        else:
+            await messages.mount(self._reply)
         messages.anchor()
         self._stream = Markdown.get_stream(self._reply.markdown)
         self.query_one("#memory", MemoryPanel).show_prompt(event.turn.prompt)
@@ -317,6 +362,7 @@ class ChatApp(App):
         self._reply.set_id(result.assistant_message_id, "stopped" if result.finish_reason == "cancelled" else "")
         self.last_result, self._cancel, self._stream, self._sent = result, None, None, None
         self.query_one("#memory", MemoryPanel).show_prompt(result.prompt, cited=result.citations())
+        self._mark_views()
         self.refresh_conversations(self.query_one("#conversation-search", Input).value)
         self._status("stopped" if result.finish_reason == "cancelled" else "ready")
 
@@ -382,11 +428,13 @@ class ChatApp(App):
             await self._stream.stop()
         if self._reply is not None and not self._reply.markdown.source:
             await self._reply.remove()
-        if self._sent is None:  # begin() refused it: no bubbles were made
-            prompt = self.query_one("#prompt", Composer)
-            typed = prompt.text
-            prompt.value = self._pending + ("\n" + typed if typed.strip() else "")
-        self._cancel, self._stream, self._sent, self._reply = None, None, None, None
+        prompt = self.query_one("#prompt", Composer)
+        if self._sent is None and self._editing is not None:  # a refused edit stays an edit, nothing lost
+            self._editing = (self._editing[0], prompt.text)
+            prompt.value = self._pending
+        elif self._sent is None:  # begin() refused it: no bubbles were made
+            prompt.value = "\n".join(text for text in (self._pending, prompt.text) if text.strip())
+        self._cancel, self._stream, self._sent, self._reply, self._cut = None, None, None, None, None
         self.notify(event.error, severity="error", timeout=10)
         self._status("ready")
 
@@ -458,6 +506,15 @@ class ChatApp(App):
             session.fork(int(target))
             await self._show_conversation()
             self.notify(f"continuing from message #{target}; the other branch is kept")
+        elif command.name == "set":
+            if not arg.strip():
+                self.action_settings()
+                return
+            key, _, value = arg.partition(" ")
+            session.set_setting(key, value.strip() or None)
+            self._status()
+            self.notify(f"{key} = {value.strip()} for this conversation" if value.strip()
+                        else f"{key}: back to the default")
         elif command.name == "image":
             if not arg.strip():
                 raise QuarkError("usage: /image PROMPT")
@@ -504,18 +561,32 @@ class ChatApp(App):
         return action == "quit" if isinstance(self.screen, ModalScreen) else True
 
     def action_stop(self) -> None:
-        """Stop the reply being generated; when there is none, go back to the message box."""
+        """Stop the reply being generated; else stop editing a message (the box gets back what it
+        held before); else go back to the message box."""
         if self._cancel is not None:
             self._cancel.set()
             self._status("stopping…")
-        else:
-            self.action_focus_composer()
+            return
+        self._stop_editing()
+        self.action_focus_composer()
+        self._status()
+
+    def _stop_editing(self) -> None:
+        """Leave an edit unsent: the box gets back what it held before (an edit belongs to its
+        conversation, so opening another one stops it too)."""
+        if self._editing is not None:
+            self.query_one("#prompt", Composer).value = self._editing[1]
+            self._end_editing()
+
+    def _end_editing(self) -> None:
+        self._editing = None
+        self.query_one("#prompt", Composer).border_title = None
 
     def action_focus_composer(self) -> None:
         self.query_one("#prompt", Composer).focus()
 
     def action_help(self, note: str = "") -> None:
-        keys = [(self._key_of(b), b.description) for b in [*self.BINDINGS, *Composer.BINDINGS]
+        keys = [(self._key_of(b), b.description) for b in [*self.BINDINGS, *Composer.BINDINGS, *MessageView.BINDINGS]
                 if isinstance(b, Binding)]
         self.push_screen(HelpScreen(SlashCommand.help_text(), keys, note))
 
@@ -529,6 +600,7 @@ class ChatApp(App):
         if self._cancel is not None:
             self.notify("a reply is being generated: wait, or press Escape", severity="warning")
             return
+        self._stop_editing()
         self.session.start_new()
         await self._show_conversation()
         self.refresh_conversations(self.query_one("#conversation-search", Input).value)
@@ -558,6 +630,7 @@ class ChatApp(App):
         if self._cancel is not None:
             self.notify("a reply is being generated: wait, or press Escape", severity="warning")
             return
+        self._stop_editing()
         self.session.select(conversation_id)
         self.session.last_prompt = None
         await self._show_conversation()
@@ -612,6 +685,144 @@ class ChatApp(App):
         replies = [v for v in self.query(MessageView) if v.role == "assistant"]
         return replies[-1] if replies else None
 
+    # ---- acting on a message -----------------------------------------------------------------
+    def on_descendant_focus(self) -> None:
+        self._status()  # the selected message's keys, in the status bar
+
+    def on_descendant_blur(self) -> None:
+        self._status()
+
+    def _view_of(self, message_id: int) -> MessageView | None:
+        return next((v for v in self.query(MessageView) if v.message_id == message_id), None)
+
+    def _chosen(self, what: str, role: str | None = None) -> MessageView | None:
+        """The selected message for `what`, or None after a notice saying what is missing."""
+        view = self.focused
+        if not isinstance(view, MessageView) or view.message_id is None:
+            self.notify(f"{what}: select a message first (Ctrl+Up or Shift+Tab from the box, then ↑/↓)",
+                        severity="warning")
+            return None
+        if role is not None and view.role != role:
+            self.notify(f"{what} works on {role} messages; #{view.message_id} is a {view.role} message",
+                        severity="warning")
+            return None
+        if self._cancel is not None:
+            self.notify("a reply is being generated: wait, or press Escape to stop it first", severity="warning")
+            return None
+        return view
+
+    def action_select_message(self, step: int = -1) -> None:
+        """Move the selection `step` messages (from the box: to the newest); past the newest,
+        back to the box."""
+        views = [v for v in self.query(MessageView) if v.message_id is not None]
+        if not views:
+            self.notify("no messages to select yet", severity="warning")
+            return
+        if self.focused in views:
+            index = views.index(self.focused) + step
+            if index >= len(views):
+                self.action_focus_composer()
+                return
+            index = max(0, index)
+        else:
+            index = len(views) - 1 if step < 0 else 0
+        views[index].focus()
+        views[index].scroll_visible(animate=False)
+
+    def action_edit_message(self) -> None:
+        """Put the selected message of yours in the box; Enter resends it as a new branch."""
+        view = self._chosen("edit and resend", "user")
+        if view is None:
+            return
+        prompt = self.query_one("#prompt", Composer)
+        self._editing = (view.message_id, prompt.text if self._editing is None else self._editing[1])
+        prompt.value = view.text
+        prompt.border_title = f"editing #{view.message_id} · Enter resends as a new branch · Esc cancels"
+        prompt.focus()
+        self._status()
+
+    def action_regenerate(self) -> None:
+        """A new reply beside the selected one (or to the selected message of yours); the old one stays."""
+        view = self._chosen("regenerate")
+        if view is None:
+            return
+        messages = self.query_one("#messages", VerticalScroll)
+        children = list(messages.children)
+        question = next((c for c in reversed(children[:children.index(view) + 1])
+                         if isinstance(c, MessageView) and c.role == "user"), None)
+        after = children.index(question) + 1 if question is not None else children.index(view)
+        self._cut = children[after] if after < len(children) else None
+        self._pending = ""
+        message_id = view.message_id
+        self._start_turn(lambda: self.session.begin_regenerate(message_id, tool_choice=self.tool_choice))
+
+    async def action_sibling(self, step: int) -> None:
+        """Show the previous (-1) or next (+1) alternative of the selected message: its branch."""
+        view = self._chosen("switching branches")
+        if view is None:
+            return
+        found, index = self.session.siblings(view.message_id)
+        if not 0 <= index + step < len(found):
+            self.notify(f"#{view.message_id} has no {'earlier' if step < 0 else 'later'} alternative"
+                        + ("" if len(found) > 1 else ": edit it (e) or regenerate it (r) to make one"))
+            return
+        position = list(self.query(MessageView)).index(view)
+        target = self.session.switch_sibling(view.message_id, step)
+        await self._show_conversation()
+        views = list(self.query(MessageView))
+        shown = self._view_of(target.id) or (views[position] if position < len(views) else None)
+        if shown is not None:
+            shown.focus()
+            shown.scroll_visible(animate=False)
+
+    def action_rate(self, rating: int) -> None:
+        """Rate the selected reply + or - (the same key again clears it)."""
+        view = self._chosen("rating", "assistant")
+        if view is None:
+            return
+        current = view.feedback.rating if view.feedback is not None else 0
+        feedback = self.session.rate(view.message_id, 0 if current == rating else rating)
+        view.set_marks(view.branch, feedback)
+        self.notify(f"#{view.message_id} rated {'+' if feedback.rating > 0 else '-'}" if feedback.rating
+                    else f"#{view.message_id}: rating cleared")
+
+    def action_mark_best(self) -> None:
+        """Mark the selected reply better than its siblings (after regenerating)."""
+        view = self._chosen("marking the better reply", "assistant")
+        if view is None:
+            return
+        try:
+            self.session.mark_best(view.message_id)
+        except QuarkError as exc:
+            self.notify(str(exc), severity="warning")
+            return
+        self._mark_views()
+        self.notify(f"#{view.message_id} marked better than its siblings (a preference pair for "
+                    "quark finetune dpo --from-feedback)")
+
+    def action_settings(self) -> None:
+        """This conversation's settings in a dialog (what `/set KEY VALUE` changes one by one)."""
+        c = self.session.config
+        defaults = {"temperature": c.temperature, "top_p": c.top_p, "top_k": c.top_k, "max_tokens": c.max_tokens,
+                    "seed": c.seed if c.seed is not None else "random", "adapter": self.session.default_adapter}
+        conversation = self.session.conversation()
+
+        def done(result) -> None:
+            if result is None:
+                return
+            settings, system = result
+            try:
+                self.session.update_settings(settings, system_prompt=system)
+            except QuarkError as exc:
+                self.notify(str(exc), severity="error")
+                return
+            self.refresh_conversations()
+            self._status()
+            self.notify("settings saved for this conversation")
+
+        self.push_screen(SettingsScreen(self.session.settings(), conversation.system_prompt if conversation
+                                        else self.session.config.system_prompt, defaults), done)
+
     def action_copy_message(self) -> None:
         view = self._selected_message()
         if view is not None:
@@ -663,7 +874,8 @@ class ChatApp(App):
 
 def check_keys(keys: dict[str, str], source: Path) -> None:
     """Refuse [keys] entries that name no binding (Textual would ignore them silently)."""
-    known = sorted(b.id for b in [*ChatApp.BINDINGS, *Composer.BINDINGS] if isinstance(b, Binding) and b.id)
+    known = sorted(b.id for b in [*ChatApp.BINDINGS, *Composer.BINDINGS, *MessageView.BINDINGS]
+                   if isinstance(b, Binding) and b.id)
     unknown = sorted(set(keys) - set(known))
     if unknown:
         raise QuarkError(f"{source}: unknown key binding keys.{unknown[0]} (bindings: {', '.join(known)})")

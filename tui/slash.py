@@ -18,6 +18,8 @@ COMMANDS = {
     "run": "/run [CODE]             run Python in the sandbox: CODE, or the last code block of a reply",
     "index": "/index [NAME]          ground answers in document index NAME (sources cited as [n]); empty: stop",
     "fork": "/fork ID               continue from message #ID (the other branch is kept)",
+    "set": "/set [KEY [VALUE]]     this conversation's settings: temperature, top_p, top_k, max_tokens, seed, adapter, "
+           "system (no value: the default; /set alone: the settings dialog)",
     "image": "/image PROMPT          draw PROMPT with the image model (saved under assets/)",
     "help": "/help                  this list",
 }

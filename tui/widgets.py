@@ -16,8 +16,11 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Collapsible, Input, Label, ListItem, Markdown, OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 
+from quark.chat.feedback import Feedback
 from quark.chat.prompt import BuiltPrompt
+from quark.chat.settings import DESCRIPTIONS, ConversationSettings
 from quark.chat.store import Conversation, Message
+from quark.errors import QuarkError
 from quark.memory.store import Hit
 
 
@@ -28,19 +31,38 @@ def code_blocks(markdown: str) -> list[str]:
 
 
 class MessageView(Vertical, can_focus=True):
-    """One message: a role line and its markdown body (streamed into while it is generated)."""
+    """One message: a role line and its markdown body (streamed into while it is generated).
+
+    Focused, it is the selected message (a thick bar on its left): the keys below act on it, and
+    its role line shows its place among its alternatives ("2/3") and its feedback."""
 
     DEFAULT_CSS = """
-    MessageView { height: auto; margin: 0 0 1 0; padding: 0 1; }
-    MessageView:focus { background: $boost; }
+    MessageView { height: auto; margin: 0 0 1 0; padding: 0 1; border-left: blank; }
+    MessageView:focus { background: $boost; border-left: thick $accent; }
     MessageView > .role { color: $text-muted; text-style: bold; }
     MessageView.user > .role { color: $accent; }
     MessageView > Markdown { margin: 0; padding: 0; }
     """
+    # Keys on the selected message; the actions are the app's (they call the session).
+    BINDINGS = [
+        Binding("up,k", "app.select_message(-1)", "Previous message", id="previous_message", show=False),
+        Binding("down,j", "app.select_message(1)", "Next message", id="next_message", show=False),
+        Binding("left,left_square_bracket", "app.sibling(-1)", "Previous branch", id="previous_branch", show=False),
+        Binding("right,right_square_bracket", "app.sibling(1)", "Next branch", id="next_branch", show=False),
+        Binding("e", "app.edit_message", "Edit and resend", id="edit_message", show=False),
+        Binding("r", "app.regenerate", "Regenerate the reply", id="regenerate", show=False),
+        Binding("c", "app.copy_message", "Copy the message", id="copy_selected", show=False),
+        Binding("plus,equals_sign", "app.rate(1)", "Rate the reply +", id="rate_up", show=False),
+        Binding("minus", "app.rate(-1)", "Rate the reply -", id="rate_down", show=False),
+        Binding("b", "app.mark_best", "Mark the better reply", id="mark_best", show=False),
+    ]
+    HINT = "e edit · r regenerate · ←/→ or [/] branches · +/- rate · b better · c copy · ↑/↓ move · Esc back"
 
     def __init__(self, role: str, text: str = "", message_id: int | None = None) -> None:
         super().__init__(classes=role)
         self.role, self.text, self.message_id, self.note = role, text, message_id, ""
+        self.branch: tuple[int, int] | None = None  # (place, count) among its alternatives
+        self.feedback: Feedback | None = None
 
     def compose(self) -> ComposeResult:
         yield Label(self._label(), classes="role")
@@ -55,9 +77,20 @@ class MessageView(Vertical, can_focus=True):
         for label in self.query(".role").results(Label):  # none yet when it is still being composed
             label.update(self._label())
 
+    def set_marks(self, branch: tuple[int, int] | None, feedback: Feedback | None) -> None:
+        self.branch, self.feedback = branch, feedback
+        self.set_id(self.message_id, self.note)
+
     def _label(self) -> str:
+        marks = [self.note] if self.note else []
+        if self.branch:
+            marks.insert(0, f"‹ {self.branch[0]}/{self.branch[1]} ›")
+        if self.feedback is not None and self.feedback.rating:
+            marks.append("rated +" if self.feedback.rating > 0 else "rated -")
+        if self.feedback is not None and self.feedback.best:
+            marks.append("better")
         return f"{self.role}" + (f"  #{self.message_id}" if self.message_id else "") + \
-            (f"  · {self.note}" if self.note else "")
+            "".join(f"  · {m}" for m in marks)
 
 
 class Composer(TextArea):
@@ -189,14 +222,15 @@ class StatusBar(Static):
     DEFAULT_CSS = "StatusBar { height: 1; background: $panel; color: $text; padding: 0 1; }"
 
     def show(self, *, model: str | None, adapter: str | None, prompt: BuiltPrompt | None, conversation: int | None,
-             state: str) -> None:
+             state: str, settings: str = "") -> None:
         budget = "context -"
         if prompt is not None:
             s = prompt.sections
             budget = (f"context {prompt.tokens}+{prompt.reply_tokens}/{prompt.context_length} "
                       f"(mem {s['memories']}, summary {s['summary']}, window {s['window']})")
-        self.update(f"model {model or '-'} · adapter {adapter or 'none'} · {budget} · "
-                    f"conversation {conversation or 'new'} · {state}")
+        chosen = f"set {settings} · " if settings else ""
+        self.update(Text(f"model {model or '-'} · adapter {adapter or 'none'} · {chosen}{budget} · "
+                         f"conversation {conversation or 'new'} · {state}"))
 
 
 class TextPrompt(ModalScreen[str | None]):
@@ -375,3 +409,48 @@ class HelpScreen(ModalScreen[None]):
         text.append("\nEsc closes this panel.", style="dim")
         with VerticalScroll():
             yield Static(text, id="help-text")
+
+
+class SettingsScreen(ModalScreen[tuple[ConversationSettings, str] | None]):
+    """This conversation's settings: each field empty means the home's default (config.toml).
+    Enter (in any field) saves them all, or says which value is wrong and stays; Esc cancels."""
+
+    DEFAULT_CSS = """
+    SettingsScreen { align: center middle; }
+    SettingsScreen > Vertical { width: 90; height: auto; border: thick $accent; padding: 1 2; background: $surface; }
+    SettingsScreen .setting { height: 3; }
+    SettingsScreen .setting > Label { width: 14; padding: 1 0; }
+    SettingsScreen Input { width: 1fr; }
+    #settings-error { color: $error; }
+    """
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, settings: ConversationSettings, system_prompt: str, defaults: dict[str, object]) -> None:
+        super().__init__()
+        self.settings, self.system_prompt, self.defaults = settings, system_prompt, defaults
+
+    def compose(self) -> ComposeResult:
+        current = self.settings.as_dict()
+        with Vertical():
+            yield Label("Settings of this conversation (empty: the default shown; Enter saves, Esc cancels)")
+            for key in DESCRIPTIONS:
+                with Horizontal(classes="setting"):
+                    yield Label(key)
+                    default = self.defaults.get(key)
+                    yield Input(str(current.get(key, "")), placeholder=f"{'none' if default is None else default}  "
+                                f"({DESCRIPTIONS[key]})", id=f"setting-{key}")
+            with Horizontal(classes="setting"):
+                yield Label("system")
+                yield Input(self.system_prompt, placeholder="system prompt (empty: none)", id="setting-system")
+            yield Label("", id="settings-error")
+
+    @on(Input.Submitted)
+    def _save(self) -> None:
+        settings = ConversationSettings()
+        try:
+            for key in DESCRIPTIONS:
+                settings = settings.with_value(key, self.query_one(f"#setting-{key}", Input).value)
+        except QuarkError as exc:
+            self.query_one("#settings-error", Label).update(str(exc))
+            return
+        self.dismiss((settings, self.query_one("#setting-system", Input).value.strip()))

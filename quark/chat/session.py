@@ -8,9 +8,17 @@ A turn is three steps, so a front end can stream and stop in the middle:
   (`events(turn)` yields the same text and, when tools are enabled, the tool calls as events);
 - `finish(turn)` — in one transaction: store the reply (even a stopped one) and its chunks, and
   the turn's tool calls and results as assistant/`tool` messages of the message tree.
-`send()` runs all three. Generation happens outside any transaction, so two processes chatting
-in one home only wait for each other's short writes, and each message attaches to the tip as it
-is when written: nothing is lost, and the thread stays one path.
+`send()` runs all three. `begin_edit` (edit and resend: a new sibling of an earlier user
+message) and `begin_regenerate` (a new sibling of a reply) begin a turn on another branch of the
+message tree, in the same transaction that moves the tip there; `switch_to`/`switch_sibling` show
+another branch. The prompt is always built from the thread to the tip: its window, its summary,
+and no memory learnt from a message on another branch. A conversation's own settings
+(temperature, top_p, max_tokens, adapter, … — quark.chat.settings) come between config.toml and
+a caller's explicit values; feedback on replies (quark.chat.feedback) becomes DPO pairs.
+
+Generation happens outside any transaction, so two processes chatting in one home only wait for
+each other's short writes, and each message attaches to the tip as it is when written: nothing
+is lost, and the thread stays one path.
 
 With tools enabled (`enable_tools`), a turn is an agent turn (quark.agent.loop): the model may
 call the conversation's tools, under the tool-call grammar, before it answers.
@@ -36,7 +44,9 @@ from quark.agent.events import AgentEvent, ToolCallFinished
 from quark.agent.loop import DEFAULT_MAX_STEPS, AgentLoop, AgentState
 from quark.chat import snapshot
 from quark.chat.config import ChatConfig, load_config
+from quark.chat.feedback import Feedback, FeedbackStore
 from quark.chat.prompt import BuiltPrompt, PromptInputs, PromptMemory, build_prompt, reply_reserve
+from quark.chat.settings import ConversationSettings
 from quark.chat.store import NEW_TITLE, ChatStore, Conversation, Message
 from quark.db import connect, transaction
 from quark.device import resolve_device
@@ -50,6 +60,7 @@ from quark.memory.profile import PROFILE_KEY, describe, update_profile
 from quark.memory.store import Hit, Memory, MemoryStore, parse_ref
 from quark.memory.summary import summary_lines
 from quark.modelfolder import list_models
+from quark.modelfolder.adapters import existing_adapter
 from quark.retrieval.embedder import Embedder, ModelEmbedder
 from quark.retrieval.grounding import Source, citations, number_sources
 from quark.text import truncate
@@ -152,6 +163,7 @@ class ChatSession:
         self.conn = connect(home.db_path)
         self.store = ChatStore(self.conn)
         self.memories = MemoryStore(self.conn)
+        self.feedback = FeedbackStore(self.conn)
         self._lock = threading.RLock()
         self.engine: Engine | None = None
         self.embedder, self._own_embedder = embedder, embedder is not None
@@ -159,7 +171,8 @@ class ChatSession:
         self._covered: str | None = None  # the embedder every memory has a vector from, once checked
         if adapter and not model:
             raise QuarkError("--adapter needs --model: an adapter belongs to one base model")
-        self.adapter = adapter  # a LoRA adapter of the model, merged in when the engine loads
+        self.adapter = adapter  # the LoRA adapter merged into the loaded engine
+        self.default_adapter = adapter  # --adapter: used by conversations that set none of their own
         self.device = resolve_device(device)  # checked now: a bad --device fails before the first turn
         self.quantize = quantize
         # Consecutive turns re-send the conversation: its KV is kept across turns and model switches
@@ -218,7 +231,7 @@ class ChatSession:
         """Load `name` (or the resolved model) unless it is already loaded; remember it."""
         name = name or self.resolve_model()
         if name != self.model_name:
-            self.adapter = None  # adapters belong to one base model
+            self.adapter = self.default_adapter = None  # adapters belong to one base model
         loaded = f"{name}+{self.adapter}" if self.adapter else name
         if self.engine is None or self.engine.name != loaded:
             self.engine = Engine.named(self.home, name, device=self.device, quantize=self.quantize,
@@ -293,6 +306,68 @@ class ChatSession:
     def fork(self, message_id: int) -> Conversation:
         with self._write():
             return self.store.fork(self._require_conversation(), message_id)
+
+    # ---- branches of the message tree -------------------------------------------------------
+    def _message_here(self, message_id: int) -> Message:
+        """Message `message_id` of the current conversation (with none open, its conversation opens)."""
+        with self._read():
+            message = self.store.message(message_id)
+        if self.conversation_id is None:
+            self.select(message.conversation_id)
+        elif message.conversation_id != self.conversation_id:
+            raise QuarkError(f"message {message_id} is in conversation {message.conversation_id}, not in the open "
+                             f"conversation {self.conversation_id}")
+        return message
+
+    def siblings(self, message_id: int) -> tuple[list[Message], int]:
+        """The alternatives message `message_id` is one of (edits of a question, regenerated
+        replies), oldest first, and its index among them."""
+        self._message_here(message_id)
+        with self._read():
+            return self.store.siblings(message_id)
+
+    def branches(self, messages: list[Message]) -> dict[int, tuple[int, int]]:
+        """For each of `messages` that has alternatives: (its 1-based place, how many) — the "2/3" a UI shows."""
+        out = {}
+        with self._read():
+            for message in messages:
+                if message.role in ("user", "assistant") and not message.meta.get("tool_calls"):
+                    found, index = self.store.siblings(message.id)
+                    if len(found) > 1:
+                        out[message.id] = (index + 1, len(found))
+        return out
+
+    def switch_to(self, message_id: int) -> Conversation:
+        """Show the branch through message `message_id`: the tip moves to the newest message under
+        it, and the summary follows (the next prompt is built from that thread)."""
+        self._message_here(message_id)
+        with self._write():
+            conversation = self.store.fork(self.conversation_id, self.store.newest_leaf(message_id))
+        self.last_prompt = None
+        return conversation
+
+    def switch_sibling(self, message_id: int, step: int) -> Message:
+        """Switch to the alternative `step` places from `message_id` (-1: the previous one), no
+        further than the first or last; returns it."""
+        found, index = self.siblings(message_id)
+        target = found[max(0, min(len(found) - 1, index + step))]
+        self.switch_to(target.id)
+        return target
+
+    # ---- feedback ------------------------------------------------------------------------------
+    def rate(self, message_id: int, rating: int) -> Feedback:
+        """Rate reply `message_id` +1 or -1 (0 clears): a + reply pairs with a - sibling for DPO."""
+        with self._write():
+            return self.feedback.rate(message_id, rating)
+
+    def mark_best(self, message_id: int) -> Feedback:
+        """Mark reply `message_id` better than its siblings (after regenerating)."""
+        with self._write():
+            return self.feedback.mark_best(message_id)
+
+    def feedback_of(self, message_ids: list[int]) -> dict[int, Feedback]:
+        with self._read():
+            return self.feedback.of_messages(message_ids)
 
     def _require_conversation(self) -> int:
         if self.conversation_id is None:
@@ -434,22 +509,110 @@ class ChatSession:
         raw = arguments if isinstance(arguments, str) else json.dumps(arguments)
         return ToolCallFinished(0, "user", name, raw, run_tool_call(name, raw, context))
 
-    # ---- a turn ------------------------------------------------------------------------------
+    # ---- settings ------------------------------------------------------------------------------
+    def settings(self) -> ConversationSettings:
+        """The current conversation's own settings (none before its first message)."""
+        conversation = self.conversation()
+        return conversation.settings if conversation is not None else ConversationSettings()
+
+    def set_setting(self, key: str, value: Any) -> ConversationSettings:
+        """Set one of this conversation's settings from text or a value (None or "" resets it to
+        the home's default); `system` sets the system prompt. Used by the next turn, and kept."""
+        if key.strip().lower() in ("system", "system_prompt"):
+            self.set_system("" if value is None else str(value))
+            return self.settings()
+        return self.update_settings(self.settings().with_value(key, value))
+
+    def update_settings(self, settings: ConversationSettings, *,
+                        system_prompt: str | None = None) -> ConversationSettings:
+        """Replace this conversation's settings (and, given, its system prompt) in one write; an
+        adapter must be one the model has."""
+        if settings.adapter:
+            existing_adapter(self.home.model_dir(self.resolve_model()), settings.adapter)
+        if self.conversation_id is None:
+            self.new_conversation()
+        fields: dict[str, Any] = {"settings": settings}
+        if system_prompt is not None:
+            fields["system_prompt"] = system_prompt.strip()
+        with self._write():
+            return self.store.update_conversation(self.conversation_id, **fields).settings
+
     def params(self, *, max_tokens: int | None = None, temperature: float | None = None,
                seed: int | None = None) -> SamplingParams:
+        """Sampling for the next turn: config.toml's [chat], then this conversation's settings,
+        then the arguments (a script's --max-tokens, say), each over the one before."""
         c = self.config
-        defaults = {"max_new_tokens": c.max_tokens, "temperature": c.temperature, "top_k": c.top_k, "top_p": c.top_p,
-                    "seed": c.seed}
+        chosen = self.settings().sampling()
+        defaults = {"max_new_tokens": chosen.get("max_tokens", c.max_tokens),
+                    "temperature": chosen.get("temperature", c.temperature), "top_k": chosen.get("top_k", c.top_k),
+                    "top_p": chosen.get("top_p", c.top_p), "seed": chosen.get("seed", c.seed)}
         return sampling_params(defaults, max_tokens=max_tokens, temperature=temperature, seed=seed)
 
+    def _turn_engine(self) -> Engine:
+        """The engine for this conversation's next turn: the model, with the conversation's
+        adapter setting (else --adapter) merged in, loaded again only when that changes."""
+        wanted = self.settings().adapter or self.default_adapter
+        if wanted and wanted != self.adapter:
+            model = self.resolve_model()
+            existing_adapter(self.home.model_dir(model), wanted)
+            self.model_name = model
+        self.adapter = wanted
+        loaded = f"{self.model_name}+{self.adapter}" if self.adapter else self.model_name
+        return self.engine if self.engine is not None and self.engine.name == loaded else self.use_model()
+
+    # ---- a turn ------------------------------------------------------------------------------
     def begin(self, text: str, params: SamplingParams | None = None, *,
               tool_choice: ToolChoices = "auto") -> Turn:
-        """Store the user's message and build the prompt. `tool_choice` (with tools enabled):
-        OpenAI's auto/required/none/{"type": "function", …}, or one per step (see agent.choice)."""
+        """Store the user's message after the tip and build the prompt. `tool_choice` (with tools
+        enabled): OpenAI's auto/required/none/{"type": "function", …}, or one per step (see agent.choice)."""
+        return self._begin_new(text, params, tool_choice, fork=False, fork_at=None)
+
+    def begin_edit(self, message_id: int, text: str, params: SamplingParams | None = None, *,
+                   tool_choice: ToolChoices = "auto") -> Turn:
+        """Edit and resend user message `message_id`: `text` becomes a new sibling of it (under the
+        same parent) and the tip, so the reply continues the new branch; the old branch is kept."""
+        message = self._message_here(message_id)
+        if message.role != "user":
+            raise QuarkError(f"message {message_id} is a {message.role} message: only your own messages can be "
+                             "edited and resent (regenerate a reply instead)")
+        return self._begin_new(text, params, tool_choice, fork=True, fork_at=message.parent_id)
+
+    def begin_regenerate(self, message_id: int, params: SamplingParams | None = None, *,
+                         tool_choice: ToolChoices = "auto") -> Turn:
+        """A new reply to the user message that reply `message_id` answered (or to user message
+        `message_id`): the tip moves back to that user message, so the reply becomes a sibling
+        of the old one; the old one and everything after it are kept. With a fixed seed the seed
+        is offset by the number of replies already there: reproducible, and still a new draw."""
+        started = time.perf_counter()
+        message = self._message_here(message_id)
+        user = message if message.role == "user" else None
+        if message.role == "assistant" and message.reply_to is not None:
+            with self._read():
+                user = self.store.message(message.reply_to)
+        if user is None:
+            raise QuarkError(f"message {message_id} is a {message.role} message: regenerate a reply (or the reply "
+                             "to one of your messages)")
+        engine = self._turn_engine()
+        params = params or self.params()
+        if params.seed is not None:  # a fixed seed would draw the same reply again: offset it by the replies so far
+            with self._read():
+                replies = sum(m.role == "assistant" for m in self.store.children(user.conversation_id, user.id))
+            params = dataclasses.replace(params, seed=params.seed + replies)
+        vectors = self._embed([user.content])
+        self._backfill()
+        sources = self.retrieve_sources(user.content)
+        with self._write():
+            self.store.fork(self.conversation_id, user.id)
+            prompt = self._build(user, user.content, vectors[0], self.store.preference(PROFILE_KEY) or {}, params,
+                                 sources)
+        return self._turn(user, prompt, params, engine, started, tool_choice)
+
+    def _begin_new(self, text: str, params: SamplingParams | None, tool_choice: ToolChoices, *, fork: bool,
+                   fork_at: int | None) -> Turn:
         started = time.perf_counter()
         if not text or not text.strip():
             raise QuarkError("the message is empty")
-        engine = self.engine if self.engine is not None and self.engine.name == self.model_name else self.use_model()
+        engine = self._turn_engine()
         params = params or self.params()
         facts = extract_facts(text)
         chunks = [NewMemory("chunk", c, "user") for c in chunk_message(text)]
@@ -458,30 +621,36 @@ class ChatSession:
         sources = self.retrieve_sources(text)
         before = self.conversation_id
         try:
-            return self._begin(text, params, engine, facts, chunks, vectors, sources, started, tool_choice)
+            with self._write():
+                if fork:  # in the same transaction as the message, so no other writer moves the tip between
+                    self.store.fork(self.conversation_id, fork_at)
+                user = self._store_user(text, engine, facts, chunks, vectors)
+                profile = update_profile(self.store.preference(PROFILE_KEY), text)
+                self.store.set_preference(PROFILE_KEY, profile)
+                prompt = self._build(user, text, vectors[0], profile, params, sources)
         except BaseException:
             self.conversation_id = before  # a conversation created by the rolled-back transaction is gone
             raise
+        return self._turn(user, prompt, params, engine, started, tool_choice)
 
-    def _begin(self, text: str, params: SamplingParams, engine: Engine, facts: list[NewMemory],
-               chunks: list[NewMemory], vectors, sources: list[Source], started: float,
-               tool_choice: ToolChoices) -> Turn:
-        with self._write():
-            if self.conversation_id is None:
-                conversation = self.store.create_conversation(
-                    title=truncate(" ".join(text.split()), 60), model=engine.name,
-                    system_prompt=self.config.system_prompt)
-                self.conversation_id = conversation.id
-            elif self.store.conversation(self.conversation_id).title == NEW_TITLE:
-                self.store.update_conversation(self.conversation_id, title=truncate(" ".join(text.split()), 60))
-            user = self.store.append(self.conversation_id, "user", text)
-            self.memories.add(facts, conversation_id=self.conversation_id, source_message_id=user.id,
-                              vectors=vectors[1:1 + len(facts)], embedder=self.embedder.name)
-            self.memories.add(chunks, conversation_id=self.conversation_id, source_message_id=user.id,
-                              vectors=vectors[1 + len(facts):], embedder=self.embedder.name)
-            profile = update_profile(self.store.preference(PROFILE_KEY), text)
-            self.store.set_preference(PROFILE_KEY, profile)
-            prompt = self._build(user, text, vectors[0], profile, params, sources)
+    def _store_user(self, text: str, engine: Engine, facts: list[NewMemory], chunks: list[NewMemory],
+                    vectors) -> Message:
+        """The user's message after the tip, with what memory learns from it (in the caller's transaction)."""
+        if self.conversation_id is None:
+            conversation = self.store.create_conversation(
+                title=truncate(" ".join(text.split()), 60), model=engine.name, system_prompt=self.config.system_prompt)
+            self.conversation_id = conversation.id
+        elif self.store.conversation(self.conversation_id).title == NEW_TITLE:
+            self.store.update_conversation(self.conversation_id, title=truncate(" ".join(text.split()), 60))
+        user = self.store.append(self.conversation_id, "user", text)
+        self.memories.add(facts, conversation_id=self.conversation_id, source_message_id=user.id,
+                          vectors=vectors[1:1 + len(facts)], embedder=self.embedder.name)
+        self.memories.add(chunks, conversation_id=self.conversation_id, source_message_id=user.id,
+                          vectors=vectors[1 + len(facts):], embedder=self.embedder.name)
+        return user
+
+    def _turn(self, user: Message, prompt: BuiltPrompt, params: SamplingParams, engine: Engine, started: float,
+              tool_choice: ToolChoices) -> Turn:
         self.last_prompt = prompt
         turn = Turn(self.conversation_id, user, prompt, params, engine.name, started=started, tool_choice=tool_choice)
         if self.tools is not None:
@@ -492,11 +661,14 @@ class ChatSession:
     def _build(self, user: Message, text: str, query_vector, profile: dict, params: SamplingParams,
                sources: list[Source] = ()) -> BuiltPrompt:
         """Retrieve and assemble the prompt for `user`, persisting what it folds (in the caller's
-        transaction, so a concurrent writer never folds the same turns twice)."""
+        transaction, so a concurrent writer never folds the same turns twice). Everything comes
+        from the thread to `user`: the window and summary, and no memory learnt from a message
+        on another branch of this conversation (an edited-away question, a rejected reply)."""
         conversation = self.store.conversation(self.conversation_id)
         window = self.store.thread(user.parent_id, after=conversation.summarized_through)
+        other_branches = self.store.off_branch(conversation.id, user.id)
         hits = self.memories.search(text, query_vector, self.embedder.name, k=self.config.memories,
-                                    exclude_sources={user.id, *(m.id for m in window)})
+                                    exclude_sources={user.id, *(m.id for m in window), *other_branches})
         restored = conversation.restored or {}
         candidates = [PromptMemory(m, "pinned") for m in self.memories.pinned(conversation.id)]
         candidates += [PromptMemory(m, "checkpoint") for m in self.memories.get_many(restored.get("memory_ids", []))]
@@ -602,7 +774,27 @@ class ChatSession:
     def send(self, text: str, params: SamplingParams | None = None, *, on_text: Callable[[str], None] | None = None,
              on_event: Callable[[AgentEvent], None] | None = None, cancel: threading.Event | None = None,
              tool_choice: ToolChoices = "auto") -> TurnResult:
-        turn = self.begin(text, params, tool_choice=tool_choice)
+        return self.run(self.begin(text, params, tool_choice=tool_choice), on_text=on_text, on_event=on_event,
+                        cancel=cancel)
+
+    def edit_and_resend(self, message_id: int, text: str, params: SamplingParams | None = None, *,
+                        on_text: Callable[[str], None] | None = None,
+                        on_event: Callable[[AgentEvent], None] | None = None, cancel: threading.Event | None = None,
+                        tool_choice: ToolChoices = "auto") -> TurnResult:
+        """`begin_edit`, then the reply: a new branch beside the edited message."""
+        return self.run(self.begin_edit(message_id, text, params, tool_choice=tool_choice), on_text=on_text,
+                        on_event=on_event, cancel=cancel)
+
+    def regenerate(self, message_id: int, params: SamplingParams | None = None, *,
+                   on_text: Callable[[str], None] | None = None, on_event: Callable[[AgentEvent], None] | None = None,
+                   cancel: threading.Event | None = None, tool_choice: ToolChoices = "auto") -> TurnResult:
+        """`begin_regenerate`, then the reply: a sibling of reply `message_id`."""
+        return self.run(self.begin_regenerate(message_id, params, tool_choice=tool_choice), on_text=on_text,
+                        on_event=on_event, cancel=cancel)
+
+    def run(self, turn: Turn, *, on_text: Callable[[str], None] | None = None,
+            on_event: Callable[[AgentEvent], None] | None = None, cancel: threading.Event | None = None) -> TurnResult:
+        """Generate a begun turn to the end (or until `cancel`), then store it."""
         for piece in self.events(turn, cancel):
             if isinstance(piece, str):
                 if on_text is not None:

@@ -2,7 +2,10 @@
 
 A conversation's messages form a tree through `parent_id`; the conversation's `tip_id` is the
 message the next one continues, and the thread is the path from the root to the tip. Moving the
-tip back to an earlier message (`fork`) starts a new branch there; nothing is deleted. Methods
+tip back to an earlier message (`fork`) starts a new branch there; nothing is deleted. A message's siblings (the
+children of its parent) are its alternatives: an edited question beside the original, a
+regenerated reply beside the first; `switch_to` in the session moves the tip to the newest leaf
+under one of them. A conversation also carries its own settings (quark.chat.settings). Methods
 here run plain statements: callers wrap writes in one transaction (quark.db.transaction) so a
 turn commits whole or not at all.
 """
@@ -14,13 +17,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from quark.chat.settings import ConversationSettings
 from quark.errors import QuarkError
 from quark.memory.summary import summary_line
 
 ROLES = ("system", "user", "assistant", "tool")
 NEW_TITLE = "New conversation"  # replaced by the first message's start
 _CONVERSATION = ("id, title, model, system_prompt, summary, summarized_through, tip_id, restored, "
-                 "created_at, updated_at")
+                 "created_at, updated_at, settings")
 _MESSAGE = "id, conversation_id, parent_id, role, content, reply_to, meta, created_at"
 
 
@@ -36,11 +40,13 @@ class Conversation:
     restored: dict | None
     created_at: float
     updated_at: float
+    settings: ConversationSettings = field(default_factory=ConversationSettings)
 
     @classmethod
     def from_row(cls, row) -> Conversation:
         values = list(row)
         values[7] = json.loads(values[7]) if values[7] else None
+        values[10] = ConversationSettings.from_json(values[10])
         return cls(*values)
 
 
@@ -115,12 +121,15 @@ class ChatStore:
         return found[0] if found else None
 
     def update_conversation(self, conversation_id: int, **fields: Any) -> Conversation:
-        allowed = {"title", "model", "system_prompt", "summary", "summarized_through", "tip_id", "restored"}
+        allowed = {"title", "model", "system_prompt", "summary", "summarized_through", "tip_id", "restored",
+                   "settings"}
         unknown = set(fields) - allowed
         if unknown:
             raise ValueError(f"unknown conversation fields {sorted(unknown)}")
         if "restored" in fields and fields["restored"] is not None:
             fields["restored"] = json.dumps(fields["restored"])
+        if "settings" in fields:
+            fields["settings"] = fields["settings"].to_json()
         assignments = ", ".join(f"{k} = ?" for k in fields)
         self.conversation(conversation_id)  # a clear error for an unknown id
         self.conn.execute(f"UPDATE conversations SET {assignments}, updated_at = ? WHERE id = ?",
@@ -179,19 +188,63 @@ class ChatStore:
         messages = [Message.from_row(r) for r in rows]
         return [m for m in messages if m.id != after]
 
-    def fork(self, conversation_id: int, message_id: int) -> Conversation:
-        """Continue the conversation from `message_id`: it becomes the tip, and the summary is
-        recomputed to cover only the folded messages that are on the new thread."""
+    def fork(self, conversation_id: int, message_id: int | None) -> Conversation:
+        """Continue the conversation from `message_id` (None: from before its first message): it
+        becomes the tip, and the summary is recomputed to cover only the folded messages that are
+        on the new thread."""
         conversation = self.conversation(conversation_id)
-        message = self.message(message_id)
-        if message.conversation_id != conversation_id:
-            raise QuarkError(f"message {message_id} is not in conversation {conversation_id}")
+        if message_id is not None:
+            self.message_in(conversation_id, message_id)
         thread = self.thread(message_id)
         through = conversation.summarized_through
         folded = [m for m in thread if through is not None and m.id <= through]
         return self.update_conversation(
             conversation_id, tip_id=message_id, summarized_through=folded[-1].id if folded else None,
             summary="\n".join(summary_line(m.role, m.content) for m in folded))
+
+    def message_in(self, conversation_id: int, message_id: int) -> Message:
+        message = self.message(message_id)
+        if message.conversation_id != conversation_id:
+            raise QuarkError(f"message {message_id} is not in conversation {conversation_id}")
+        return message
+
+    # ---- branches ------------------------------------------------------------------------------
+    def children(self, conversation_id: int, parent_id: int | None) -> list[Message]:
+        """The messages directly under `parent_id` (None: the conversation's first messages), oldest first."""
+        rows = self.conn.execute(f"SELECT {_MESSAGE} FROM messages WHERE conversation_id = ? AND parent_id IS ? "
+                                 "ORDER BY id", (conversation_id, parent_id)).fetchall()
+        return [Message.from_row(r) for r in rows]
+
+    def branch_node(self, message: Message) -> Message:
+        """The message whose siblings are `message`'s alternatives. For a reply that came after
+        tool steps it is the turn's first step (the child of the user message), since a
+        regenerated reply is a new child of that user message; for every other message, itself."""
+        if message.role != "assistant" or message.reply_to is None or message.parent_id == message.reply_to:
+            return message
+        path = self.thread(message.id, after=message.reply_to)
+        return path[0] if path and path[0].parent_id == message.reply_to else message
+
+    def siblings(self, message_id: int) -> tuple[list[Message], int]:
+        """`message_id`'s alternatives, oldest first (itself included: an edited question beside
+        the original, regenerated replies beside the first), and its place among them."""
+        node = self.branch_node(self.message(message_id))
+        found = self.children(node.conversation_id, node.parent_id)
+        return found, next(i for i, m in enumerate(found) if m.id == node.id)
+
+    def newest_leaf(self, message_id: int) -> int:
+        """The newest message at or under `message_id`. Ids only grow and a message is written
+        after its parent, so the largest id under a message has no children: a leaf."""
+        return self.conn.execute(
+            "WITH RECURSIVE down(id) AS (SELECT ? UNION ALL SELECT m.id FROM messages m JOIN down ON m.parent_id = "
+            "down.id) SELECT max(id) FROM down", (message_id,)).fetchone()[0]
+
+    def off_branch(self, conversation_id: int, tip_id: int | None) -> set[int]:
+        """The conversation's messages that are not on the thread to `tip_id`: other branches."""
+        rows = self.conn.execute(
+            "WITH RECURSIVE up(id) AS (SELECT ? UNION ALL SELECT m.parent_id FROM messages m JOIN up ON m.id = up.id "
+            "WHERE m.parent_id IS NOT NULL) SELECT id FROM messages WHERE conversation_id = ? AND id NOT IN "
+            "(SELECT id FROM up WHERE id IS NOT NULL)", (tip_id, conversation_id)).fetchall()
+        return {r[0] for r in rows}
 
     def count_messages(self, conversation_id: int | None = None) -> int:
         if conversation_id is None:
