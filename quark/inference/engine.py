@@ -119,6 +119,7 @@ class Engine:
         # (another model or adapter, another quantization, dtype or device) has other keys and
         # values. The serial number keeps two loads apart (weights may differ under one name).
         quantized = quantize or str(getattr(model, "quantization", None) or "full")
+        self.quantized = quantized  # "full", or the quantization the weights run in
         self.identity = f"{name}|{quantized}|{self.dtype}|{self.device}|{next(_ENGINE_SERIAL)}"
         self.prefix_cache = prefix_cache
         compile_enabled(compile, self.device)  # a bad mode fails at load, not at the first step
