@@ -28,3 +28,20 @@ def make_adapter(model_folder: Path, name: str, *, seed: int, rank: int = 4,
     peft.save_pretrained(str(folder), save_embedding_layers=False)
     (folder / "README.md").unlink(missing_ok=True)
     return folder
+
+
+def make_routed_home(source_home: Path, home: Path) -> Path:
+    """A copy of `source_home` whose model `tiny` has adapters `code` (rank 4, attention and MLP)
+    and `mesh` (rank 2, MLP only), and router `tiny-router` trained on it with no fallback
+    threshold (every turn goes where its top label says: the untrained base is unsure of all)."""
+    import shutil
+
+    from quark.agent.router_train import train_router
+    from quark.home import Home
+
+    shutil.copytree(source_home, home)
+    folder = home / "models" / "tiny"
+    make_adapter(folder, "code", seed=1)
+    make_adapter(folder, "mesh", seed=2, rank=2, targets=("gate_proj", "up_proj"))
+    train_router(Home.open(home), name="tiny-router", base="tiny", threshold=0.0, per_label=40)
+    return home

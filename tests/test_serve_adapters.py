@@ -5,7 +5,6 @@ unknown adapters a 404 in OpenAI's shape."""
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,8 +14,7 @@ import numpy as np
 import openai
 import pytest
 
-from adapter_fixtures import make_adapter
-from conftest import Quark
+from adapter_fixtures import make_routed_home
 from quark.agent.router_train import load_router
 from quark.agent.routing import adapter_for
 from quark.home import Home
@@ -33,21 +31,12 @@ TURNS = ["write a Python function that parses dates", "make a low-poly mesh of a
 
 @pytest.fixture(scope="module")
 def adapter_home(tiny_model_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Model `tiny` with adapters `code` and `mesh`, and router `tiny-router` trained on it (no
-    fallback threshold, so every turn goes where its top label says)."""
-    home = tmp_path_factory.mktemp("serve-adapters") / "home"
-    shutil.copytree(tiny_model_home, home)
-    folder = home / "models" / "tiny"
-    make_adapter(folder, "code", seed=1)
-    make_adapter(folder, "mesh", seed=2, rank=2, targets=("gate_proj", "up_proj"))
-    Quark(home)("finetune", "router", "--model", "tiny", "--name", "tiny-router", "--threshold", "0",
-                "--per-label", "40")
-    return home
+    return make_routed_home(tiny_model_home, tmp_path_factory.mktemp("serve-adapters") / "home")
 
 
 @pytest.fixture(scope="module")
 def server(adapter_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with quark_serve(adapter_home, tmp_path_factory, "--max-batch", "8", "--batch-window-ms", "300") as url:
+    with quark_serve(adapter_home, tmp_path_factory, "--max-batch", "8", "--batch-window-ms", "100") as url:
         yield url
 
 

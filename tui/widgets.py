@@ -189,13 +189,14 @@ class StatusBar(Static):
     DEFAULT_CSS = "StatusBar { height: 1; background: $panel; color: $text; padding: 0 1; }"
 
     def show(self, *, model: str | None, adapter: str | None, prompt: BuiltPrompt | None, conversation: int | None,
-             state: str) -> None:
+             state: str, route: str | None = None) -> None:
         budget = "context -"
         if prompt is not None:
             s = prompt.sections
             budget = (f"context {prompt.tokens}+{prompt.reply_tokens}/{prompt.context_length} "
                       f"(mem {s['memories']}, summary {s['summary']}, window {s['window']})")
-        self.update(f"model {model or '-'} · adapter {adapter or 'none'} · {budget} · "
+        where = f"route {route}" if route else f"adapter {adapter or 'none'}"
+        self.update(f"model {model or '-'} · {where} · {budget} · "
                     f"conversation {conversation or 'new'} · {state}")
 
 
