@@ -1,11 +1,14 @@
-"""Small LoRA adapters in PEFT layout for the multi-adapter tests: written by peft itself, with
+"""Small LoRA adapters in the PEFT layout for the multi-adapter tests, written directly (importing
+peft takes seconds; the merged-model test loads them through peft, which checks the layout), with
 random non-zero B (a fresh adapter's B is zero, so it would change nothing)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 
 from quark.modelfolder import load_model
 
@@ -13,20 +16,21 @@ from quark.modelfolder import load_model
 def make_adapter(model_folder: Path, name: str, *, seed: int, rank: int = 4,
                  targets: tuple[str, ...] = ("q_proj", "v_proj", "down_proj"), std: float = 0.6) -> Path:
     """models/<m>/adapters/<name>/ for `model_folder`, in the layout `quark finetune sft --lora` writes."""
-    from peft import LoraConfig, get_peft_model
-
-    torch.manual_seed(seed)
-    model = load_model(model_folder)
-    model.name_or_path = model_folder.name
-    peft = get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=list(targets), bias="none",
-                                            base_model_name_or_path=model_folder.name))
-    with torch.no_grad():
-        for param_name, param in peft.named_parameters():
-            if "lora_B" in param_name:
-                param.normal_(0.0, std)
+    generator = torch.Generator().manual_seed(seed)
+    tensors = {}
+    for module_name, module in load_model(model_folder).named_modules():
+        if module_name.rpartition(".")[2] in targets:
+            key = f"base_model.model.{module_name}"
+            tensors[f"{key}.lora_A.weight"] = torch.randn(rank, module.in_features, generator=generator) \
+                / module.in_features ** 0.5
+            tensors[f"{key}.lora_B.weight"] = torch.randn(module.out_features, rank, generator=generator) * std
     folder = model_folder / "adapters" / name
-    peft.save_pretrained(str(folder), save_embedding_layers=False)
-    (folder / "README.md").unlink(missing_ok=True)
+    folder.mkdir(parents=True)
+    save_file(tensors, str(folder / "adapter_model.safetensors"))
+    config = {"peft_type": "LORA", "r": rank, "lora_alpha": 2 * rank, "lora_dropout": 0.0,
+              "target_modules": sorted(targets), "bias": "none", "fan_in_fan_out": False, "task_type": None,
+              "inference_mode": True, "base_model_name_or_path": model_folder.name}
+    (folder / "adapter_config.json").write_text(json.dumps(config, indent=2))
     return folder
 
 
