@@ -111,7 +111,8 @@ def test_only_targeted_layers_are_wrapped_and_bad_adapters_are_one_line(base: Pa
                        ("self_attn.q_proj", "self_attn.v_proj", "mlp.down_proj", "mlp.gate_proj", "mlp.up_proj")}
     assert engine.adapters == ["code", "mesh"]
     for call, message in [
-        (lambda: engine.generate([[5, 6]], GREEDY, adapters=["ghost"]), "no adapter 'ghost' is loaded (adapters: code, mesh)"),
+        (lambda: engine.generate([[5, 6]], GREEDY, adapters=["ghost"]),
+         "no adapter 'ghost' is loaded (adapters: code, mesh)"),
         (lambda: engine.for_adapter("ghost"), "no adapter 'ghost'"),
         (lambda: Engine.load(base, adapters=["ghost"]), "model 'tiny' has no adapter 'ghost'"),
         (lambda: Engine.load(base, adapter="code", adapters=["mesh"]), "not both"),

@@ -52,7 +52,8 @@ def _complete(client: openai.OpenAI, model: str, prompt: str) -> str:
 def _batch_adapters_max(server: str) -> float:
     """The most distinct adapters any engine step has run together (from /metrics)."""
     text = httpx.get(server.removesuffix("/v1") + "/metrics").text
-    counts = {float(le): float(v) for le, v in re.findall(r'quark_batch_adapters_bucket\{le="([\d.]+)"\} ([\d.]+)', text)}
+    buckets = re.findall(r'quark_batch_adapters_bucket\{le="([\d.]+)"\} ([\d.]+)', text)
+    counts = {float(le): float(v) for le, v in buckets}
     total = float(re.search(r"quark_batch_adapters_count ([\d.]+)", text).group(1))
     return min((le for le, n in counts.items() if n == total), default=float("inf"))
 

@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from quark.agent.choice import ToolChoices
-from quark.agent.routing import AUTO, AdapterRouter, Route, find_router, router_over
 from quark.agent.events import AgentEvent, ToolCallFinished
 from quark.agent.loop import DEFAULT_MAX_STEPS, AgentLoop, AgentState
+from quark.agent.routing import AUTO, AdapterRouter, Route, find_router, router_over
 from quark.chat import snapshot
 from quark.chat.config import ChatConfig, load_config
 from quark.chat.prompt import BuiltPrompt, PromptInputs, PromptMemory, build_prompt, reply_reserve

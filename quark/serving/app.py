@@ -284,8 +284,9 @@ def _routes(service: Service) -> APIRouter:
     async def embeddings(body: EmbeddingRequest):
         target = service.check_model(body.model)
         if target.auto:
-            raise APIError(400, f"'{target.id}' routes chat and completion requests; embed with '{service.models.name}' "
-                                "or one of its adapters.", param="model", code="model_not_supported")
+            raise APIError(400, f"'{target.id}' routes chat and completion requests; embed with "
+                                f"'{service.models.name}' or one of its adapters.", param="model",
+                           code="model_not_supported")
         texts = [body.input] if isinstance(body.input, str) else body.input
         if not texts:
             raise APIError(400, "'input' must not be an empty list.", param="input", code="invalid_value")

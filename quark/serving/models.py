@@ -41,7 +41,8 @@ class ServedModels:
         return bool(self.adapters)
 
     def ids(self) -> list[str]:
-        return [self.name, *(f"{self.name}:{a}" for a in self.adapters), *([f"{self.name}:{AUTO}"] if self.routed else [])]
+        routed = [f"{self.name}:{AUTO}"] if self.routed else []
+        return [self.name, *(f"{self.name}:{a}" for a in self.adapters), *routed]
 
     def cards(self, created: int) -> list[dict[str, Any]]:
         cards = [{"id": self.name, "object": "model", "created": created, "owned_by": "quark"}]
