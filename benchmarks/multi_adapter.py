@@ -27,6 +27,7 @@ from quark.inference import Engine, SamplingParams
 
 ADAPTERS = ["a0", "a1", "a2", "a3"]
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]  # `quark finetune sft --lora`'s default targets
+NOTE = ("The cost is the update's extra small operations on each wrapped layer (two low-rank matmuls; in a mixed batch a gather of each row's A and B and two batched matmuls): large beside the tiny preset's small matmuls and per-op overhead, a few percent at the small preset's.")
 
 
 def save_adapters(folder: Path, rank: int) -> None:
@@ -119,7 +120,7 @@ def main() -> None:
             f"against the same batch on the merged single model (adapter a0 folded into the weights). "
             f"Decode rate = tokens after the first per second of this thread's CPU time; best of {args.rounds} "
             f"interleaved rounds. Checked first: a0's rows give the merged model's tokens, alone and in a "
-            f"4-adapter batch.\n\n{table}\n"))
+            f"4-adapter batch.\n\n{table}\n\n{NOTE}\n"))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ unknown adapters a 404 in OpenAI's shape."""
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,6 +16,7 @@ import openai
 import pytest
 
 from adapter_fixtures import make_routed_home
+from conftest import Quark
 from quark.agent.router_train import load_router
 from quark.agent.routing import adapter_for
 from quark.home import Home
@@ -127,3 +129,18 @@ def test_unknown_adapters_are_404s_and_embeddings_follow_the_adapter(client: ope
     with pytest.raises(openai.BadRequestError) as auto:
         client.embeddings.create(model="tiny:auto", input="x")
     assert auto.value.code == "model_not_supported"
+
+
+def test_bad_adapters_and_router_options_are_one_line(adapter_home: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    shutil.copytree(adapter_home, home)
+    quark = Quark(home)
+    out = quark("serve", "--model", "tiny", "--port", "0", "--adapters", "code,ghost", expect=1).output
+    assert "--adapters 'code,ghost': the model has no adapter ghost (adapters: code, mesh; or all, none)" in out
+    out = quark("serve", "--model", "tiny", "--port", "0", "--router", "nowhere", expect=1).output
+    assert "nowhere" in out and "Traceback" not in out
+    Quark(home)("finetune", "router", "--model", "tiny", "--name", "x-router", "--per-label", "5")
+    meta = home / "models" / "x-router" / "router.json"
+    meta.write_text(meta.read_text().replace('"base": "tiny"', '"base": "other"'))
+    out = quark("serve", "--model", "tiny", "--port", "0", "--router", "x-router", expect=1).output
+    assert "router 'x-router' was trained on model 'other', not 'tiny'" in out

@@ -45,6 +45,7 @@ def test_status_bar_shows_each_turns_route_and_route_pins_one(routed_home: Home)
             assert f"route {decision.label} → {expected or 'base'} ({decision.confidence:.2f}" in status
             stored = session.thread()[-1]
             assert stored.id == result.assistant_message_id and stored.meta["route"] == route
+            assert result.as_dict()["route"] == route  # what `quark chat --message --json` prints
             assert set(stored.meta["route"]["scores"]) == {"general", "code", "image", "mesh", "needs-retrieval"}
             # The turn ran with that adapter: its reply is what the engine gives under it.
             rerun = session.engine.for_adapter(expected).generate([result.prompt.ids], session.params())[0]
