@@ -4,11 +4,19 @@ it samples. Random weights are fine: speed does not depend on what the weights s
 
 from __future__ import annotations
 
+import contextlib
 import io
+import json
+import os
 import platform
+import subprocess
+import sys
 import sysconfig
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import sentencepiece as spm
 import torch
 
@@ -61,3 +69,25 @@ def save_preset_model(home: Path, preset: str, name: str = "bench", *, seed: int
     folder = Home.open(home).model_dir(name)
     save_model(folder, engine.model, tok_file)
     return folder
+
+
+@contextlib.contextmanager
+def served(home: Path, *, max_batch: int, threads: int = 1) -> Iterator[tuple[str, int]]:
+    """`quark serve` of the home's `bench` model on a free loopback port, as a real process:
+    (base URL, server pid) once /health answers; terminated on exit."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    server = subprocess.Popen([sys.executable, "-m", "quark", "serve", "--model", "bench", "--host", "127.0.0.1",
+                               "--port", "0", "--home", str(home), "--max-batch", str(max_batch), "--json"],
+                              stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        base = json.loads(server.stdout.readline())["url"]
+        for _ in range(300):
+            try:
+                httpx.get(f"{base}/health", timeout=5)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        yield base, server.pid
+    finally:
+        server.terminate()
+        server.wait(30)

@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-from _common import save_preset_model
+from _common import save_preset_model, served
 
 KINDS = ("chat", "stream", "cancel", "completion")
 
@@ -119,22 +116,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as home:
         save_preset_model(Path(home), args.preset)
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        server = subprocess.Popen([sys.executable, "-m", "quark", "serve", "--model", "bench", "--host", "127.0.0.1",
-                                   "--port", "0", "--home", home, "--max-batch", str(args.clients), "--json"],
-                                  stdout=subprocess.PIPE, text=True, env=env)
-        try:
-            base = json.loads(server.stdout.readline())["url"]
-            for _ in range(300):
-                try:
-                    httpx.get(f"{base}/health", timeout=5)
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.1)
-            result = soak(base, server.pid, args.clients, args.requests, args.max_tokens)
-        finally:
-            server.terminate()
-            server.wait(30)
+        with served(Path(home), max_batch=args.clients) as (base, pid):
+            result = soak(base, pid, args.clients, args.requests, args.max_tokens)
     if args.json:
         print(json.dumps(result, indent=2))
         return

@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-from _common import save_preset_model
+from _common import save_preset_model, served
 
 
 def stream_one(client: httpx.Client, base: str, i: int, max_tokens: int) -> tuple[int, float]:
@@ -73,18 +70,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as home:
         save_preset_model(Path(home), args.preset)
-        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-        server = subprocess.Popen([sys.executable, "-m", "quark", "serve", "--model", "bench", "--host", "127.0.0.1",
-                                   "--port", "0", "--home", home, "--max-batch", str(args.requests), "--json"],
-                                  stdout=subprocess.PIPE, text=True, env=env)
-        try:
-            base = json.loads(server.stdout.readline())["url"]
-            for _ in range(300):
-                try:
-                    httpx.get(f"{base}/health", timeout=5)
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.1)
+        with served(Path(home), max_batch=args.requests, threads=args.threads) as (base, _):
             # One pooled client for every request: a client per request would spend its time
             # building TLS contexts, not waiting for the server.
             with httpx.Client(limits=httpx.Limits(max_connections=args.requests)) as client:
@@ -94,9 +80,6 @@ def main() -> None:
                 middle = steps(client, base)
                 concurrent = run(client, base, args.requests, args.max_tokens, concurrent=True)
                 after = steps(client, base)
-        finally:
-            server.terminate()
-            server.wait(30)
     print(f"preset {args.preset}, {args.requests} requests x {args.max_tokens} tokens, server torch threads "
           f"{args.threads}\n")
     print("| mode | tokens | seconds | tokens/s | mean time to first token s | sequences per engine step |")

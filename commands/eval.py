@@ -7,7 +7,6 @@ from typing import Annotated, Optional
 import typer
 
 from quark import db
-from quark.atomic import atomic_file
 from quark.commands._cli import Cli, group, quark_command
 from quark.commands._options import DeviceOption, ModelOption, OptionalModelOption, QuantizeOption, quantize_mode
 from quark.errors import QuarkError
@@ -16,6 +15,7 @@ from quark.evaluation.code_execution import CodeProblem
 from quark.evaluation.generate import make_completer
 from quark.evaluation.perplexity import perplexity as compute_perplexity
 from quark.evaluation.results import model_run, query_results, save_result, update_card
+from quark.jsonl import write_jsonl
 from quark.progress import progress_bar
 from quark.sandbox import BACKENDS, Limits, open_sandbox
 
@@ -117,8 +117,7 @@ def _code_benchmark(cli: Cli, task: str, problems: list[CodeProblem], stops: tup
     metrics.update(temperature=0.0 if reference else temperature, sandbox=sandbox.name,
                    prompts_truncated=len(truncated))
     if output:
-        with atomic_file(output) as handle:
-            handle.writelines(json.dumps(row) + "\n" for row in code_execution.result_rows(results))
+        write_jsonl(output, code_execution.result_rows(results))
     return _store(cli, name, folder, run, task, metrics)
 
 
@@ -225,8 +224,7 @@ def docqa_command(cli: Cli, data: Annotated[Optional[Path], typer.Option("--data
     metrics = {**docqa.score(examples, predictions), **retrieval}
     metrics["prompts_truncated"] = len(truncated)
     if output:
-        with atomic_file(output) as handle:
-            handle.writelines(json.dumps({"id": e.id, "prediction": p}) + "\n" for e, p in zip(examples, predictions))
+        write_jsonl(output, ({"id": e.id, "prediction": p} for e, p in zip(examples, predictions)))
     return _store(cli, name, folder, run, "docqa", metrics)
 
 
@@ -272,8 +270,7 @@ def choice_command(cli: Cli, model: Annotated[str, typer.Option(
                                         on_batch=lambda n: bar.advance(task, n))
     metrics["data"] = str(data) if data else f"builtin:{builtin}"
     if output:
-        with atomic_file(output) as handle:
-            handle.writelines(json.dumps(row) + "\n" for row in rows)
+        write_jsonl(output, rows)
     return _store(cli, name, folder, run, "choice", metrics)
 
 
@@ -313,8 +310,7 @@ def redteam_command(cli: Cli, model: Model = None,
     for gate, passed in metrics["gates"].items():
         cli.print(f"{'[green]pass' if passed else '[red]FAIL'}[/]  {gate}")
     if output:
-        with atomic_file(output) as handle:
-            handle.writelines(json.dumps(row) + "\n" for row in rows)
+        write_jsonl(output, rows)
     return _store(cli, name, folder, run, "redteam", metrics)
 
 
@@ -361,8 +357,7 @@ def mesh_command(cli: Cli, model: Model = None,
     metrics.update(constrained=constrained() and not reference, adapter=adapter, cut_off=round(cut_off / len(cases), 4),
                    data=str(data) if data else f"builtin:seed={seed}")
     if output:
-        with atomic_file(output) as handle:
-            handle.writelines(json.dumps(row) + "\n" for row in rows)
+        write_jsonl(output, rows)
     stored = _store(cli, name, folder, run, "mesh", metrics)
     cli.print("adherence (chance): "
               + ", ".join(f"{k} {v} ({metrics['chance'][k]})" for k, v in metrics["adherence"].items()))
@@ -405,8 +400,7 @@ def tooluse_command(cli: Cli, model: ModelOption, limit: Annotated[int, typer.Op
         context.close()
     metrics = tooluse.score(results)
     if output:
-        with atomic_file(output) as handle:
-            handle.writelines(json.dumps(r.as_dict()) + "\n" for r in results)
+        write_jsonl(output, (r.as_dict() for r in results))
     return _store(cli, model, folder, run, "tooluse", metrics)
 
 

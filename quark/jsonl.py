@@ -1,12 +1,14 @@
-"""JSONL data files (alignment, evaluation): every bad line named by file and line number."""
+"""JSONL data files (alignment, evaluation): every bad line named by file and line number; written
+whole or not at all."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from quark.atomic import atomic_file
 from quark.errors import QuarkError
 from quark.inputs import regular_file
 
@@ -46,3 +48,9 @@ def field(path: Path, number: int, row: dict, name: str, kind: type | tuple[type
         expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise QuarkError(f"{path}:{number}: field {name!r} must be {expected}, got {type(value).__name__}")
     return value
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    """One JSON object a line, through a temp file renamed into place (a failure leaves nothing)."""
+    with atomic_file(path) as handle:
+        handle.writelines(json.dumps(row) + "\n" for row in rows)

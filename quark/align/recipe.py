@@ -12,14 +12,21 @@ own, plus the sections a kind of run needs:
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 from quark.errors import QuarkError
-from quark.train.recipe import OptimConfig, TrainConfig, check_loop, field_types, parse_sections, read_recipe
+from quark.train.recipe import (
+    OptimConfig,
+    TrainConfig,
+    check_loop,
+    field_types,
+    parse_sections,
+    read_recipe,
+    sections_dict,
+)
 
 # The projections a LoRA adapter may wrap: every Linear of a block. The embedding and lm_head are
 # left alone (they are tied in most Quark models, and merging into one would change the other).
@@ -92,11 +99,7 @@ class AlignRecipe:
     distill: DistillSettings = field(default_factory=DistillSettings)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {}
-        for section in SECTIONS[self.kind]:
-            values = dataclasses.asdict(getattr(self, section))
-            out[section] = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
-        return out
+        return sections_dict(self, SECTIONS[self.kind])
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)

@@ -25,8 +25,8 @@ from quark.align.data import read_pairs
 from quark.align.run import Context, Job, now, run
 from quark.errors import QuarkError
 from quark.home import Home
-from quark.modelfolder import check_state, load_model, load_state, load_tokenizer, save_derived
-from quark.models.llm import LLM, LLMConfig, rope_tables
+from quark.modelfolder import assemble_with_head, check_state, load_model, load_state, load_tokenizer, save_derived
+from quark.models.llm import LLM, LLMConfig
 from quark.tokenizer import Tokenizer
 from quark.train import checkpoint
 
@@ -57,17 +57,7 @@ class RewardModel(LLM):
     @classmethod
     def assemble(cls, llm: LLM, head: dict[str, torch.Tensor] | None = None) -> RewardModel:
         """A reward model from an LLM's weights and a saved head (a fresh zero head when None)."""
-        cfg = llm.config
-        with torch.device("meta"):
-            model = cls(cfg)
-        state = {**llm.state_dict(), **{f"{_HEAD}{k}": v for k, v in (head or _zero_head(cfg)).items()}}
-        model.load_state_dict(state, assign=True)
-        if cfg.tie_embeddings:
-            model.lm_head.weight = model.embed_tokens.weight
-        else:
-            model.lm_head.requires_grad_(False)
-        model.rope_cos, model.rope_sin = rope_tables(cfg, llm.rope_cos.device)
-        return model
+        return assemble_with_head(lambda: cls(llm.config), llm, head or _zero_head(llm.config), _HEAD)
 
     def head_state(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().cpu().contiguous() for k, v in self.reward_head.state_dict().items()}

@@ -9,7 +9,6 @@ every value typed, unknown keys refused) with the sections a diffusion run needs
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -18,7 +17,15 @@ import yaml
 from quark.errors import QuarkError
 from quark.image.shapes import Vocabulary
 from quark.models.diffusion import SAMPLERS, UNetShape
-from quark.train.recipe import OptimConfig, TrainConfig, check_loop, field_types, parse_sections, read_recipe
+from quark.train.recipe import (
+    OptimConfig,
+    TrainConfig,
+    check_loop,
+    field_types,
+    parse_sections,
+    read_recipe,
+    sections_dict,
+)
 
 
 @dataclass
@@ -59,11 +66,7 @@ class ImageRecipe:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {}
-        for section in _CLASSES:
-            values = dataclasses.asdict(getattr(self, section))
-            out[section] = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
-        return out
+        return sections_dict(self, _CLASSES)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)

@@ -19,8 +19,8 @@ from quark.modelfolder.folder import (
                                       save_model,
                                       saved_quantization,
 )
-from quark.modelfolder.loading import load_model
+from quark.modelfolder.loading import assemble_with_head, load_model
 
-__all__ = ["DEFAULT_GENERATION", "check_state", "generation_defaults", "list_models", "load_full_precision",
-           "load_model", "load_state", "load_tokenizer", "read_config", "read_config_json", "save_derived",
-           "save_model", "saved_quantization"]
+__all__ = ["DEFAULT_GENERATION", "assemble_with_head", "check_state", "generation_defaults", "list_models",
+           "load_full_precision", "load_model", "load_state", "load_tokenizer", "read_config", "read_config_json",
+           "save_derived", "save_model", "saved_quantization"]

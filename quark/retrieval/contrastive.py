@@ -30,9 +30,9 @@ from quark.align.reward import publish_with_head
 from quark.align.run import Context, Job, run
 from quark.errors import QuarkError
 from quark.home import Home
-from quark.modelfolder import load_model
+from quark.modelfolder import assemble_with_head, load_model
 from quark.models.embedding_head import EmbeddingHead
-from quark.models.llm import LLM, LLMConfig, rope_tables
+from quark.models.llm import LLM, LLMConfig
 from quark.retrieval import metrics
 from quark.retrieval.embedding import HEAD_FILE, embed_texts
 from quark.retrieval.pairs import TextPair, mine_negatives, read_text_pairs, write_pairs
@@ -61,17 +61,8 @@ class ContrastiveModel(LLM):
 
     @classmethod
     def assemble(cls, llm: LLM, head: EmbeddingHead) -> ContrastiveModel:
-        cfg = llm.config
-        with torch.device("meta"):
-            model = cls(cfg, head.dim)
-        state = {**llm.state_dict(), **{f"{_HEAD}{k}": v for k, v in head.state_dict().items()}}
-        model.load_state_dict(state, assign=True)
+        model = assemble_with_head(lambda: cls(llm.config, head.dim), llm, head.state_dict(), _HEAD)
         model.embedding_head.log_scale.requires_grad_(head.log_scale.requires_grad)
-        if cfg.tie_embeddings:
-            model.lm_head.weight = model.embed_tokens.weight
-        else:
-            model.lm_head.requires_grad_(False)
-        model.rope_cos, model.rope_sin = rope_tables(cfg, llm.rope_cos.device)
         return model
 
 

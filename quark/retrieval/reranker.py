@@ -41,8 +41,8 @@ from quark.align.reward import RewardModel, publish_with_head
 from quark.align.run import Context, Job, run
 from quark.errors import QuarkError
 from quark.home import Home
-from quark.modelfolder import check_state, load_model, load_state, load_tokenizer, read_config_json
-from quark.models.llm import LLM, LLMConfig, rope_tables
+from quark.modelfolder import assemble_with_head, check_state, load_model, load_state, load_tokenizer, read_config_json
+from quark.models.llm import LLM, LLMConfig
 from quark.retrieval.contrastive import resolve_pairs
 from quark.retrieval.pairs import Corruptor, TextPair, mine_negatives, read_text_pairs, support_features
 from quark.tokenizer import Tokenizer
@@ -81,18 +81,9 @@ class RerankModel(RewardModel):
     @classmethod
     def assemble(cls, llm: LLM, head: dict[str, torch.Tensor] | None = None) -> RerankModel:
         """From an LLM's weights and a saved head (`head.*`, `support.*`; zeros when None)."""
-        cfg = llm.config
-        with torch.device("meta"):
-            model = cls(cfg)
-        head = head or {"head.weight": torch.zeros(1, cfg.n_embd), "head.bias": torch.zeros(1),
+        head = head or {"head.weight": torch.zeros(1, llm.config.n_embd), "head.bias": torch.zeros(1),
                         "support.weight": torch.tensor([SUPPORT_PRIOR])}
-        model.load_state_dict({**llm.state_dict(), **{f"{_HEAD}{k}": v for k, v in head.items()}}, assign=True)
-        if cfg.tie_embeddings:
-            model.lm_head.weight = model.embed_tokens.weight
-        else:
-            model.lm_head.requires_grad_(False)
-        model.rope_cos, model.rope_sin = rope_tables(cfg, llm.rope_cos.device)
-        return model
+        return assemble_with_head(lambda: cls(llm.config), llm, head, _HEAD)
 
 
 def encode_pair(tokenizer: Tokenizer, question: str, passage: str, limit: int) -> tuple[list[int], int]:

@@ -16,6 +16,7 @@ import dataclasses
 import math
 import types
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -122,6 +123,15 @@ class Recipe:
     @property
     def global_batch_per_process(self) -> int:
         return self.train.micro_batch * self.train.grad_accum
+
+
+def sections_dict(recipe: Any, sections: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The named dataclass sections of a recipe as plain YAML-ready dicts (tuples become lists)."""
+    out = {}
+    for section in sections:
+        values = dataclasses.asdict(getattr(recipe, section))
+        out[section] = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+    return out
 
 
 def field_types(cls: type) -> dict[str, Any]:
