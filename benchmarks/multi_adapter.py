@@ -85,7 +85,9 @@ def main() -> None:
     generator = torch.Generator().manual_seed(0)
     vocab = merged.model.config.vocab_size
     prompts = torch.randint(10, vocab, (args.batch, args.prompt), generator=generator).tolist()
-    configs: dict[str, tuple[Engine, list[str | None] | None]] = {"merged a0 (baseline)": (merged, None)}
+    configs: dict[str, tuple[Engine, list[str | None] | None]] = {
+        "merged a0 (baseline)": (merged, None),
+        "base rows, 4 adapters loaded": (multi, [None] * args.batch)}  # what base requests pay for the adapters
     for k in (1, 2, 4):
         configs[f"{k} adapter{'s' if k > 1 else ''} side by side"] = (
             multi, [ADAPTERS[i % k] for i in range(args.batch)])

@@ -5,7 +5,7 @@ import sys
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -24,8 +24,11 @@ from quark.commands._options import (
 from quark.errors import QuarkError
 from quark.inference import Engine, PrefixCache
 from quark.modelfolder import generation_defaults, load_model
-from quark.modelfolder.adapters import list_adapters
+from quark.modelfolder.adapters import list_adapters, side_by_side_adapters
 from quark.serving import KeyStore, bind, create_app, is_loopback, parse_rate_limit, read_key_file, run, url_of
+
+if TYPE_CHECKING:
+    from quark.agent.routing import AdapterRouter
 
 serve = group("serve", "Serve a model over an OpenAI-compatible HTTP API; manage its API keys.")
 keys = group("keys", "Create, list and revoke the server's API keys (stored hashed in quark.db).")
@@ -100,7 +103,10 @@ def serve_command(
                          "`quark serve keys create NAME` or pass --api-key-file (or bind 127.0.0.1)")
     auth = public or store.required()
     folder = cli.home.model_dir(model)
-    side = [] if adapter else _side_by_side(adapters, list_adapters(folder))
+    if adapter and adapters != "all":
+        raise QuarkError("choose --adapter NAME (one adapter merged into the weights) or --adapters (side by side), "
+                         "not both")
+    side = [] if adapter else _side_by_side(cli, adapters, folder)
     sock = bind(host, port)
     engine = Engine.named(cli.home, model, device=device, quantize=quantize_mode(quantize), adapter=adapter,
                           adapters=side, prefix_cache=PrefixCache.from_megabytes(prefix_cache_mb),
@@ -134,12 +140,17 @@ def serve_command(
     return None
 
 
-def _side_by_side(spec: str, have: list[str]) -> list[str]:
-    """--adapters all|none|a,b → the adapters to load beside the base."""
+def _side_by_side(cli: Cli, spec: str, folder: Path) -> list[str]:
+    """--adapters all|none|a,b → the adapters to load beside the base. `all` skips (and names) the
+    ones that only run merged; a list names exactly what must load."""
     if spec.strip() == "all":
-        return have
+        usable, skipped = side_by_side_adapters(folder)
+        for reason in skipped.values():
+            cli.err.print(f"[yellow]skipped:[/] {reason}", highlight=False)
+        return usable
     if spec.strip() == "none":
         return []
+    have = list_adapters(folder)
     wanted = list(dict.fromkeys(name.strip() for name in spec.split(",") if name.strip()))
     missing = [name for name in wanted if name not in have]
     if missing or not wanted:
@@ -148,7 +159,7 @@ def _side_by_side(spec: str, have: list[str]) -> list[str]:
     return wanted
 
 
-def _routing(cli: Cli, engine: Engine, model: str, spec: str):
+def _routing(cli: Cli, engine: Engine, model: str, spec: str) -> "AdapterRouter":
     """The router NAME:auto uses: --router NAME, the newest one trained on the model (auto), or none."""
     from quark.agent.routing import AdapterRouter, find_router, router_over
 

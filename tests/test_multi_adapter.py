@@ -14,6 +14,7 @@ from adapter_fixtures import make_adapter
 from quark.errors import QuarkError
 from quark.inference import Engine, PrefixCache, SamplingParams
 from quark.inference.multi_lora import LoRALinear
+from quark.modelfolder.adapters import side_by_side_adapters
 
 GREEDY = SamplingParams(max_tokens=20, temperature=0)
 
@@ -126,6 +127,8 @@ def test_only_targeted_layers_are_wrapped_and_bad_adapters_are_one_line(base: Pa
     (odd / "adapter_config.json").write_text(json.dumps({**config, "use_dora": True}))
     with pytest.raises(QuarkError, match="adapter 'dora' uses use_dora, which only a merged adapter computes"):
         Engine.load(base, adapters=["dora"])
+    usable, skipped = side_by_side_adapters(base)  # what serve --adapters all and chat load: the rest
+    assert usable == ["code", "mesh"] and list(skipped) == ["dora"] and "use_dora" in skipped["dora"]
     shutil.rmtree(odd)
 
 

@@ -55,7 +55,7 @@ from quark.memory.profile import PROFILE_KEY, describe, update_profile
 from quark.memory.store import Hit, Memory, MemoryStore, parse_ref
 from quark.memory.summary import summary_lines
 from quark.modelfolder import list_models, load_model
-from quark.modelfolder.adapters import list_adapters
+from quark.modelfolder.adapters import side_by_side_adapters
 from quark.retrieval.embedder import Embedder, ModelEmbedder
 from quark.retrieval.grounding import Source, citations, number_sources
 from quark.text import truncate
@@ -235,9 +235,10 @@ class ChatSession:
         loaded = f"{name}+{self.adapter}" if self.adapter else name
         if self.engine is None or self.engine.name != loaded:
             folder = self.home.existing(self.home.model_dir(name), "model")
+            side = [] if self.adapter else side_by_side_adapters(folder)[0]  # the ones that run unmerged
             self.engine = Engine.named(self.home, name, device=self.device, quantize=self.quantize,
-                                       adapter=self.adapter, adapters=[] if self.adapter else list_adapters(folder),
-                                       prefix_cache=self.prefix_cache, compile=self.compile)
+                                       adapter=self.adapter, adapters=side, prefix_cache=self.prefix_cache,
+                                       compile=self.compile)
             self.routing = None if self.adapter else self._routing(name)
             if not self._own_embedder:
                 self.embedder = ModelEmbedder.for_model_folder(self.engine.model, self.engine.tokenizer, folder)

@@ -119,6 +119,31 @@ class LoraWeights:
     modules: dict[str, tuple[torch.Tensor, torch.Tensor]]  # "layers.0.self_attn.q_proj" -> (A, B)
 
 
+def side_by_side_config(folder: Path) -> dict:
+    """An adapter's config, refused in one line when it uses what only a merged adapter computes."""
+    config = read_adapter_config(folder)
+    used = [key for key in _UNSUPPORTED_SIDE_BY_SIDE if config.get(key) not in (None, False, {}, [])]
+    if config.get("bias", "none") != "none":
+        used.append("bias")
+    if used:
+        raise QuarkError(f"adapter {folder.name!r} uses {', '.join(used)}, which only a merged adapter computes: "
+                         f"load it with --adapter {folder.name} or fold it in with `quark models merge`")
+    return config
+
+
+def side_by_side_adapters(model_folder: Path) -> tuple[list[str], dict[str, str]]:
+    """The adapters of a model that can run side by side, and why each other one cannot (so a
+    model with one DoRA adapter still serves and chats with the rest)."""
+    usable, skipped = [], {}
+    for name in list_adapters(model_folder):
+        try:
+            side_by_side_config(adapter_dir(model_folder, name))
+            usable.append(name)
+        except QuarkError as exc:
+            skipped[name] = str(exc)
+    return usable, skipped
+
+
 def read_lora(model_folder: Path, name: str) -> LoraWeights:
     """Adapter `name` of a model folder, read without peft: its config checked for what the
     batched update can compute, its safetensors split into (A, B) per target module."""
@@ -126,13 +151,7 @@ def read_lora(model_folder: Path, name: str) -> LoraWeights:
     from safetensors.torch import load_file
 
     folder = existing_adapter(model_folder, name)
-    config = read_adapter_config(folder)
-    used = [key for key in _UNSUPPORTED_SIDE_BY_SIDE if config.get(key) not in (None, False, {}, [])]
-    if config.get("bias", "none") != "none":
-        used.append("bias")
-    if used:
-        raise QuarkError(f"adapter {name!r} uses {', '.join(used)}, which only a merged adapter computes: "
-                         f"load it with --adapter {name} or fold it in with `quark models merge`")
+    config = side_by_side_config(folder)
     path = folder / "adapter_model.safetensors"
     try:
         tensors = load_file(str(path))
