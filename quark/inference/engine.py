@@ -480,7 +480,11 @@ class LiveBatch:
             self._compact(keep)
             next_ids, live = [next_ids[k] for k in keep], [True] * len(keep)
         step = torch.tensor(next_ids, dtype=torch.long, device=engine.device)[:, None]
-        self.logits = engine.decode(step, self.cache, live, [row.adapter for row in self.rows])
+        # A finished line's output is thrown away: it takes a live row's adapter, so a batch left
+        # with one adapter's rows runs without the per-row gather (see multi_lora).
+        anyone = next(row.adapter for row, alive in zip(self.rows, live) if alive)
+        slots = [row.adapter if alive else anyone for row, alive in zip(self.rows, live)]
+        self.logits = engine.decode(step, self.cache, live, slots)
         return events, ended
 
     def fail(self) -> list[int]:
