@@ -89,6 +89,8 @@ def test_auto_routes_each_request_as_the_router_decides(client: openai.OpenAI, s
     decisions = router.route_many(TURNS)
     adapters = [adapter_for(d.label, ["code", "mesh"]) for d in decisions]
     assert {a for a in adapters} >= {"code", None}, "the router sends some turns to the code adapter, some to the base"
+    shown = Quark(adapter_home).json("route", TURNS[0], "--model", "tiny-router")  # what `quark route` says
+    assert shown["label"] == decisions[0].label and shown["adapter"] == adapters[0] and shown["base"] == "tiny"
     for turn, decision, adapter in zip(TURNS, decisions, adapters):
         messages = [{"role": "user", "content": turn}]
         raw = client.chat.completions.with_raw_response.create(model="tiny:auto", messages=messages,
