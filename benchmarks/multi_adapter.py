@@ -29,7 +29,7 @@ ADAPTERS = ["a0", "a1", "a2", "a3"]
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]  # `quark finetune sft --lora`'s default targets
 NOTE = ("The cost is the update's extra small operations on each wrapped layer (two low-rank matmuls; in a mixed "
         "batch a gather of each row's A and B and two batched matmuls): large beside the tiny preset's small "
-        "matmuls and per-op overhead, a few percent at the small preset's.")
+        "matmuls and per-op overhead, smaller beside the small preset's (see both tables).")
 
 
 def save_adapters(folder: Path, rank: int) -> None:
