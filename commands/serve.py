@@ -5,7 +5,7 @@ import sys
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -23,8 +23,12 @@ from quark.commands._options import (
 )
 from quark.errors import QuarkError
 from quark.inference import Engine, PrefixCache
-from quark.modelfolder import generation_defaults
+from quark.modelfolder import generation_defaults, load_model
+from quark.modelfolder.adapters import list_adapters, side_by_side_adapters
 from quark.serving import KeyStore, bind, create_app, is_loopback, parse_rate_limit, read_key_file, run, url_of
+
+if TYPE_CHECKING:
+    from quark.agent.routing import AdapterRouter
 
 serve = group("serve", "Serve a model over an OpenAI-compatible HTTP API; manage its API keys.")
 keys = group("keys", "Create, list and revoke the server's API keys (stored hashed in quark.db).")
@@ -46,6 +50,12 @@ def serve_command(
                                                               "home's keys.")] = None,
     quantize: QuantizeOption = None,
     adapter: AdapterOption = None,
+    adapters: Annotated[str, typer.Option(
+        "--adapters", help="Adapters of the model to serve side by side, each as model NAME:ADAPTER (and NAME:auto, "
+                           "routed): all, none, or a comma-separated list.")] = "all",
+    router: Annotated[str, typer.Option(
+        "--router", help="Router for NAME:auto: a router name, auto (the newest one trained on the model), or "
+                         "none (NAME:auto is the base).")] = "auto",
     device: DeviceOption = "auto",
     max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="Most sequences the engine runs together.")] = 16,
     batch_window_ms: Annotated[float, typer.Option("--batch-window-ms", min=0.0,
@@ -58,13 +68,16 @@ def serve_command(
 ) -> None:
     """Serve a model at /v1 (chat, completions, embeddings, models), with /health and /metrics.
 
-    One language model, and any image models beside it (/v1/images/generations). Concurrent
-    requests are batched; a prompt sharing a prefix with an earlier one (a system prompt) reuses
-    its KV (--prefix-cache-mb). Once a key exists (or --api-key-file), /v1 needs a Bearer key.
+    One language model, and any image models beside it (/v1/images/generations). The model's
+    LoRA adapters are loaded side by side on its one base and served as NAME:ADAPTER, with
+    NAME:auto letting the router pick per request (the base without a router); requests for
+    different adapters share batches. Concurrent requests are batched; a prompt sharing a prefix
+    with an earlier one (a system prompt) reuses its KV (--prefix-cache-mb). Once a key exists
+    (or --api-key-file), /v1 needs a Bearer key.
 
     Example:
 
-        quark serve --model tiny --port 8000
+        quark serve --model tiny --port 8000        # tiny, tiny:code, tiny:auto, … (see /v1/models)
 
         quark serve --model tiny --model shapes     # + images: client.images.generate(model="shapes", …)
 
@@ -89,10 +102,16 @@ def serve_command(
         raise QuarkError(f"refusing to serve on {host} without an API key: create one with "
                          "`quark serve keys create NAME` or pass --api-key-file (or bind 127.0.0.1)")
     auth = public or store.required()
+    folder = cli.home.model_dir(model)
+    if adapter and adapters != "all":
+        raise QuarkError("choose --adapter NAME (one adapter merged into the weights) or --adapters (side by side), "
+                         "not both")
+    side = [] if adapter else _side_by_side(cli, adapters, folder)
     sock = bind(host, port)
     engine = Engine.named(cli.home, model, device=device, quantize=quantize_mode(quantize), adapter=adapter,
-                          prefix_cache=PrefixCache.from_megabytes(prefix_cache_mb), compile=compile.value)
-    folder = cli.home.model_dir(model)
+                          adapters=side, prefix_cache=PrefixCache.from_megabytes(prefix_cache_mb),
+                          compile=compile.value)
+    routing = _routing(cli, engine, model, router) if side else None
     from quark.retrieval.embedding import load_head
 
     images = None
@@ -103,21 +122,54 @@ def serve_command(
         images = ImageService([ImageModel(cli.home, name, device=engine.device) for name in image_names])
     # A public server requires a key on every request, even after its last key is revoked.
     app = create_app(engine, keys=store, defaults=generation_defaults(folder), max_batch=max_batch,
-                     gather_seconds=batch_window_ms / 1000, require_key=public, images=images,
+                     gather_seconds=batch_window_ms / 1000, require_key=public, images=images, router=routing,
                      embedding_head=load_head(folder, engine.model.config.n_embd, device=engine.device))
     url = url_of(sock)
     if cli.json:
         print(json.dumps({"model": model, "image_models": image_names, "url": url, "base_url": f"{url}/v1",
-                          "auth": auth,
+                          "auth": auth, "models": app.state.service.models.ids(),
+                          "router": routing.name if routing else None,
                           "device": str(engine.device), "quantize": quantize_mode(quantize)}), flush=True)
     else:
-        served = ", ".join([model, *image_names])
+        served = ", ".join([*app.state.service.models.ids(), *image_names])
         cli.print(f"serving [bold]{served}[/] on {url}/v1 ({'API key required' if auth else 'no API key needed'}); "
                   "Ctrl-C stops")
         sys.stdout.flush()
     run(app, sock, log_level=log_level)
     cli.err.print("[dim]server stopped[/]")
     return None
+
+
+def _side_by_side(cli: Cli, spec: str, folder: Path) -> list[str]:
+    """--adapters all|none|a,b → the adapters to load beside the base. `all` skips (and names) the
+    ones that only run merged; a list names exactly what must load."""
+    if spec.strip() == "all":
+        usable, skipped = side_by_side_adapters(folder)
+        for reason in skipped.values():
+            cli.err.print(f"[yellow]skipped:[/] {reason}", highlight=False)
+        return usable
+    if spec.strip() == "none":
+        return []
+    have = list_adapters(folder)
+    wanted = list(dict.fromkeys(name.strip() for name in spec.split(",") if name.strip()))
+    missing = [name for name in wanted if name not in have]
+    if missing or not wanted:
+        raise QuarkError(f"--adapters {spec!r}: the model has no adapter {', '.join(missing) or '(none named)'} "
+                         f"(adapters: {', '.join(have) or 'none'}; or all, none)")
+    return wanted
+
+
+def _routing(cli: Cli, engine: Engine, model: str, spec: str) -> "AdapterRouter":
+    """The router NAME:auto uses: --router NAME, the newest one trained on the model (auto), or none."""
+    from quark.agent.routing import AdapterRouter, find_router, router_over
+
+    name = find_router(cli.home, model) if spec == "auto" else None if spec == "none" else spec
+    if name is None:
+        return AdapterRouter(None, engine.adapters)
+    # The router reads the served base's embeddings (no second copy), unless the base runs
+    # quantized: that is another vector space, so it reads a full-precision copy on the CPU.
+    base = engine.model if engine.quantized == "full" else load_model(cli.home.model_dir(model))
+    return AdapterRouter(router_over(cli.home, name, base, engine.tokenizer, model), engine.adapters, name)
 
 
 @quark_command(keys, "create")

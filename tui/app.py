@@ -209,7 +209,16 @@ class ChatApp(App):
         self.query_one("#status", StatusBar).show(
             model=self.session.model_name, adapter=settings.adapter or self.session.adapter,
             prompt=self.session.last_prompt, conversation=self.session.conversation_id, state=state,
-            settings=settings.describe())
+            settings=settings.describe(), route=self._route_line())
+
+    def _route_line(self) -> str | None:
+        """The last turn's route, and what the next follows when /route pinned one."""
+        session = self.session
+        last = session.last_route.describe() if session.last_route is not None else None
+        if session.routing is None:
+            return None
+        pinned = f"next: {session.route_choice}" if session.route_choice != "auto" else None
+        return " · ".join(filter(None, [last or "auto", pinned]))
 
     def refresh_conversations(self, search: str | None = None) -> None:
         view = self.query_one("#conversations", ListView)
@@ -475,6 +484,11 @@ class ChatApp(App):
             if not arg.strip():
                 raise QuarkError(f"usage: /model NAME (available: {', '.join(session.available_models()) or 'none'})")
             self._load_model(arg.strip())
+        elif command.name == "route":
+            choice = session.set_route(arg)
+            self._status()
+            self.notify(f"route {choice}: " + ("the router picks each turn's adapter" if choice == "auto"
+                                                else f"the next turns use {choice}"))
         elif command.name == "search":
             everywhere = arg.startswith("--all")
             query = arg.removeprefix("--all").strip() if everywhere else arg.strip()

@@ -12,6 +12,7 @@ COMMANDS = {
     "pin": "/pin TEXT              keep TEXT in every prompt of this conversation",
     "system": "/system TEXT           set this conversation's system prompt (empty clears it)",
     "model": "/model NAME            switch model",
+    "route": "/route [auto|general|code|image|mesh|…]  pin the adapter the next turns use (auto: the router)",
     "search": "/search [--all] QUERY  search the web (a tool panel) and this conversation's memories (--all: every "
               "conversation)",
     "fetch": "/fetch URL              read a web page (a tool panel)",

@@ -222,14 +222,15 @@ class StatusBar(Static):
     DEFAULT_CSS = "StatusBar { height: 1; background: $panel; color: $text; padding: 0 1; }"
 
     def show(self, *, model: str | None, adapter: str | None, prompt: BuiltPrompt | None, conversation: int | None,
-             state: str, settings: str = "") -> None:
+             state: str, settings: str = "", route: str | None = None) -> None:
         budget = "context -"
         if prompt is not None:
             s = prompt.sections
             budget = (f"context {prompt.tokens}+{prompt.reply_tokens}/{prompt.context_length} "
                       f"(mem {s['memories']}, summary {s['summary']}, window {s['window']})")
         chosen = f"set {settings} · " if settings else ""
-        self.update(Text(f"model {model or '-'} · adapter {adapter or 'none'} · {chosen}{budget} · "
+        where = f"route {route}" if route else f"adapter {adapter or 'none'}"
+        self.update(Text(f"model {model or '-'} · {where} · {chosen}{budget} · "
                          f"conversation {conversation or 'new'} · {state}"))
 
 

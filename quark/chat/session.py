@@ -23,6 +23,10 @@ is lost, and the thread stays one path.
 With tools enabled (`enable_tools`), a turn is an agent turn (quark.agent.loop): the model may
 call the conversation's tools, under the tool-call grammar, before it answers.
 
+Routing: without --adapter, the model's adapters are loaded side by side and each turn is routed
+(quark.agent.routing: the home's router for the model, else the base); `set_route` pins one
+(`/route code`), and the decision is stored in the reply's meta as `route`.
+
 One session holds one database connection and one engine; a re-entrant lock makes it safe to
 call from a UI thread and a generation worker.
 """
@@ -42,6 +46,7 @@ from typing import Any
 from quark.agent.choice import ToolChoices
 from quark.agent.events import AgentEvent, ToolCallFinished
 from quark.agent.loop import DEFAULT_MAX_STEPS, AgentLoop, AgentState
+from quark.agent.routing import AUTO, AdapterRouter, Route, find_router, router_over
 from quark.chat import snapshot
 from quark.chat.config import ChatConfig, load_config
 from quark.chat.feedback import Feedback, FeedbackStore
@@ -59,8 +64,8 @@ from quark.memory.extract import NewMemory, chunk_message, extract_facts
 from quark.memory.profile import PROFILE_KEY, describe, update_profile
 from quark.memory.store import Hit, Memory, MemoryStore, parse_ref
 from quark.memory.summary import summary_lines
-from quark.modelfolder import list_models
-from quark.modelfolder.adapters import existing_adapter
+from quark.modelfolder import list_models, load_model
+from quark.modelfolder.adapters import existing_adapter, side_by_side_adapters
 from quark.retrieval.embedder import Embedder, ModelEmbedder
 from quark.retrieval.grounding import Source, citations, number_sources
 from quark.text import truncate
@@ -89,6 +94,7 @@ class Turn:
     started: float = field(default_factory=time.perf_counter)
     agent: AgentState | None = None  # an agent turn's state (tools enabled)
     tool_choice: ToolChoices = "auto"
+    route: Route | None = None  # the adapter the turn runs with and why (None: a merged --adapter)
 
 
 def tool_calls_in(reply: str) -> list[dict] | None:
@@ -116,6 +122,7 @@ class TurnResult:
     prompt: BuiltPrompt
     tool_calls: list[ToolCallFinished] = field(default_factory=list)
     model_calls: int = 1
+    route: Route | None = None
 
     def citations(self) -> list[int]:
         """The source numbers the reply cites (see quark.retrieval.grounding)."""
@@ -146,6 +153,7 @@ class TurnResult:
                 "usage": {"prompt_tokens": self.prompt.tokens, "completion_tokens": self.completion_tokens,
                           "context_length": self.prompt.context_length, "sections": self.prompt.sections},
                 "tool_calls": [call.as_dict() for call in self.tool_calls], "model_calls": self.model_calls,
+                "route": self.route.to_dict() if self.route else None,
                 "seconds": round(self.seconds, 4),
                 "first_token_seconds": None if self.first_token_seconds is None else round(self.first_token_seconds, 4)}
 
@@ -187,6 +195,9 @@ class ChatSession:
         if index:
             self.use_index(index)
         self.tools: ToolContext | None = None  # set by enable_tools: the turns are agent turns
+        self.routing: AdapterRouter | None = None  # the loaded model's adapters and router (no --adapter)
+        self.route_choice = AUTO  # what /route pinned: auto, a label or an adapter
+        self.last_route: Route | None = None
         self.max_steps = DEFAULT_MAX_STEPS
         if conversation_id is not None:
             self.select(conversation_id)
@@ -232,11 +243,15 @@ class ChatSession:
         name = name or self.resolve_model()
         if name != self.model_name:
             self.adapter = self.default_adapter = None  # adapters belong to one base model
+            self.route_choice = AUTO  # and so do the routes pinned to them
         loaded = f"{name}+{self.adapter}" if self.adapter else name
         if self.engine is None or self.engine.name != loaded:
+            folder = self.home.existing(self.home.model_dir(name), "model")
+            side = [] if self.adapter else side_by_side_adapters(folder)[0]  # the ones that run unmerged
             self.engine = Engine.named(self.home, name, device=self.device, quantize=self.quantize,
-                                       adapter=self.adapter, prefix_cache=self.prefix_cache, compile=self.compile)
-            folder = self.home.model_dir(name)
+                                       adapter=self.adapter, adapters=side, prefix_cache=self.prefix_cache,
+                                       compile=self.compile)
+            self.routing = None if self.adapter else self._routing(name)
             if not self._own_embedder:
                 self.embedder = ModelEmbedder.for_model_folder(self.engine.model, self.engine.tokenizer, folder)
         self.model_name = name
@@ -245,6 +260,46 @@ class ChatSession:
             if self.conversation_id is not None:
                 self.store.update_conversation(self.conversation_id, model=name)
         return self.engine
+
+    def _routing(self, name: str) -> AdapterRouter:
+        """The adapters side by side and the home's newest router for model `name` (if any); the
+        router reads the chat model's own embeddings unless it runs quantized."""
+        router_name = find_router(self.home, name)
+        router = None
+        if router_name is not None:
+            base = self.engine.model if self.engine.quantized == "full" else load_model(self.home.model_dir(name))
+            router = router_over(self.home, router_name, base, self.engine.tokenizer, name)
+        return AdapterRouter(router, self.engine.adapters, router_name)
+
+    def set_route(self, choice: str) -> str:
+        """Pin the route of the next turns (`/route code`), or `auto` to let the router decide;
+        an unknown choice is a one-line error listing the choices."""
+        choice = choice.strip() or AUTO
+        if self.engine is None:
+            raise QuarkError("no model is loaded yet: choose a route once it is")
+        if self.routing is None:
+            raise QuarkError(f"routing needs the adapters side by side: this chat merged adapter {self.adapter!r} "
+                             "(start it without --adapter)")
+        if choice != AUTO:
+            self.routing.forced(choice)  # checked now, not at the next turn
+        self.route_choice = choice
+        return choice
+
+    def route(self, text: str) -> Route | None:
+        """The route of a turn saying `text`: pinned by /route, else the conversation's adapter
+        setting, else the router's, else the base."""
+        if self.routing is None:
+            return None
+        with self._lock:
+            if self.route_choice != AUTO:
+                return self.routing.forced(self.route_choice)
+            setting = self.settings().adapter
+            if setting and self._side_by_side(setting):
+                return Route(setting, setting, "setting")
+            return self.routing.route(text)
+
+    def _side_by_side(self, adapter: str) -> bool:
+        return self.routing is not None and self.engine is not None and adapter in self.engine.adapters
 
     # ---- conversations -----------------------------------------------------------------------
     def new_conversation(self, title: str = NEW_TITLE) -> Conversation:
@@ -550,8 +605,14 @@ class ChatSession:
 
     def _turn_engine(self) -> Engine:
         """The engine for this conversation's next turn: the model, with the conversation's
-        adapter setting (else --adapter) merged in, loaded again only when that changes."""
+        adapter setting (else --adapter) merged in, loaded again only when that changes. An
+        adapter the engine holds side by side needs no reload: the turn's route picks it."""
         wanted = self.settings().adapter or self.default_adapter
+        if wanted and not self.adapter:  # the base, with its adapters side by side, may hold it
+            loaded = self.engine is not None and self.engine.name == self.model_name
+            engine = self.engine if loaded else self.use_model()
+            if self._side_by_side(wanted):
+                return engine
         if wanted and wanted != self.adapter:
             model = self.resolve_model()
             existing_adapter(self.home.model_dir(model), wanted)
@@ -594,6 +655,7 @@ class ChatSession:
                              "to one of your messages)")
         engine = self._turn_engine()
         params = params or self.params()
+        route = self.route(user.content)
         if params.seed is not None:  # a fixed seed would draw the same reply again: offset it by the replies so far
             with self._read():
                 replies = sum(m.role == "assistant" for m in self.store.children(user.conversation_id, user.id))
@@ -605,7 +667,7 @@ class ChatSession:
             self.store.fork(self.conversation_id, user.id)
             prompt = self._build(user, user.content, vectors[0], self.store.preference(PROFILE_KEY) or {}, params,
                                  sources)
-        return self._turn(user, prompt, params, engine, started, tool_choice)
+        return self._turn(user, prompt, params, engine, started, tool_choice, route)
 
     def _begin_new(self, text: str, params: SamplingParams | None, tool_choice: ToolChoices, *, fork: bool,
                    fork_at: int | None) -> Turn:
@@ -614,6 +676,7 @@ class ChatSession:
             raise QuarkError("the message is empty")
         engine = self._turn_engine()
         params = params or self.params()
+        route = self.route(text)
         facts = extract_facts(text)
         chunks = [NewMemory("chunk", c, "user") for c in chunk_message(text)]
         vectors = self._embed([text, *(m.text for m in facts), *(m.text for m in chunks)])
@@ -631,7 +694,11 @@ class ChatSession:
         except BaseException:
             self.conversation_id = before  # a conversation created by the rolled-back transaction is gone
             raise
-        return self._turn(user, prompt, params, engine, started, tool_choice)
+        return self._turn(user, prompt, params, engine, started, tool_choice, route)
+
+    def _routed_engine(self, turn: Turn) -> Engine:
+        """The engine with the turn's adapter (the same weights: choosing an adapter is no reload)."""
+        return self.engine.for_adapter(turn.route.adapter) if turn.route is not None else self.engine
 
     def _store_user(self, text: str, engine: Engine, facts: list[NewMemory], chunks: list[NewMemory],
                     vectors) -> Message:
@@ -650,9 +717,11 @@ class ChatSession:
         return user
 
     def _turn(self, user: Message, prompt: BuiltPrompt, params: SamplingParams, engine: Engine, started: float,
-              tool_choice: ToolChoices) -> Turn:
-        self.last_prompt = prompt
-        turn = Turn(self.conversation_id, user, prompt, params, engine.name, started=started, tool_choice=tool_choice)
+              tool_choice: ToolChoices, route: Route | None) -> Turn:
+        self.last_prompt, self.last_route = prompt, route
+        model = f"{engine.name}+{route.adapter}" if route is not None and route.adapter else engine.name
+        turn = Turn(self.conversation_id, user, prompt, params, model, started=started, tool_choice=tool_choice,
+                    route=route)
         if self.tools is not None:
             self.tools.conversation_id, self.tools.embedder = self.conversation_id, self.embedder
             turn.agent = AgentState(messages=[dict(m) for m in prompt.messages], started=started)
@@ -700,7 +769,7 @@ class ChatSession:
         if turn.agent is None:
             yield from self.stream(turn, cancel)
             return
-        loop = AgentLoop(self.engine, self.tools, self.tool_schemas(), max_steps=self.max_steps,
+        loop = AgentLoop(self._routed_engine(turn), self.tools, self.tool_schemas(), max_steps=self.max_steps,
                          tool_choice=turn.tool_choice, reply_reserve=turn.prompt.reply_tokens)
         state = turn.agent
         try:
@@ -717,7 +786,7 @@ class ChatSession:
         if turn.agent is not None:
             yield from (event for event in self.events(turn, cancel) if isinstance(event, str))
             return
-        events = self.engine.stream([turn.prompt.ids], turn.params)
+        events = self._routed_engine(turn).stream([turn.prompt.ids], turn.params)
         with contextlib.closing(events):
             for event in events:
                 if cancel is not None and cancel.is_set():
@@ -746,6 +815,8 @@ class ChatSession:
                 "sources": [{"n": s.n, "chunk_id": s.chunk_id, "ref": s.ref} for s in turn.prompt.sources]}
         if turn.agent is not None:
             meta["agent"] = {"model_calls": turn.agent.model_calls, "tool_calls": [c.as_dict() for c in calls]}
+        if turn.route is not None:
+            meta["route"] = turn.route.to_dict()
         with self._write():
             for message in turn.agent.added if turn.agent is not None else []:
                 self._store_step(turn, message)
@@ -755,7 +826,7 @@ class ChatSession:
                               vectors=vectors, embedder=self.embedder.name)
         return TurnResult(turn.reply, turn.conversation_id, turn.user_message.id, reply.id, turn.model, finish_reason,
                           turn.completion_tokens, time.perf_counter() - turn.started, turn.first_token_seconds,
-                          turn.prompt, list(calls), turn.agent.model_calls if turn.agent is not None else 1)
+                          turn.prompt, list(calls), turn.agent.model_calls if turn.agent is not None else 1, turn.route)
 
     def _store_step(self, turn: Turn, message: dict) -> None:
         """An agent step's message in the tree: the assistant's tool calls (their JSON as the

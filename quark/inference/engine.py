@@ -12,10 +12,17 @@ the running batch to end): each joins after its own prefill, copied into the cac
 Per-step cost is kept to the model's forward: prefills project only the last position onto the
 vocabulary, greedy rows share one argmax, and once half the rows have finished the cache is
 compacted (finished rows and columns no live row uses are dropped) so they stop costing compute.
+
+An engine loaded with `adapters=` holds its base once with those LoRA adapters beside it
+(quark.inference.multi_lora): every row names its adapter (or none, the base), rows naming
+different adapters share one batch, and switching adapters costs no reload.
+`engine.for_adapter(name)` is the same engine whose rows default to `name`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import itertools
 import threading
 import time
@@ -30,12 +37,13 @@ from quark.errors import QuarkError
 from quark.home import Home
 from quark.inference.compiled import CompiledDecode, compile_enabled, round_capacity, static_step
 from quark.inference.grammar import GrammarCompiler, GrammarMatcher, constrain
+from quark.inference.multi_lora import BASE_SLOT, MultiLoRA
 from quark.inference.prefix_cache import PrefixCache
 from quark.inference.quantize import load_for_inference
 from quark.inference.sampling import RowSampler, SamplingParams
 from quark.inference.streaming import TextStream
 from quark.modelfolder import load_tokenizer
-from quark.modelfolder.adapters import load_merged
+from quark.modelfolder.adapters import load_merged, read_lora
 from quark.models.llm import LLM, KVCache
 from quark.tokenizer import Tokenizer
 
@@ -72,6 +80,7 @@ class Row:
     sampler: RowSampler
     max_tokens: int
     grammar: GrammarMatcher | None = None
+    adapter: int = BASE_SLOT  # its adapter's slot in the engine's MultiLoRA (0: the base)
     tokens: list[int] = field(default_factory=list)
     stream: TextStream = field(default_factory=TextStream)  # what of its text has been shown
     finish_reason: str | None = None
@@ -100,63 +109,93 @@ class Engine:
     """A model and its tokenizer, ready to generate. Not thread-safe: one batch at a time."""
 
     def __init__(self, model: LLM, tokenizer: Tokenizer, name: str = "model", *, quantize: str | None = None,
-                 prefix_cache: PrefixCache | None = None, compile: str = "auto") -> None:
+                 prefix_cache: PrefixCache | None = None, compile: str = "auto", lora: MultiLoRA | None = None) -> None:
         self.model, self.tokenizer, self.name = model.eval(), tokenizer, name
+        self.lora = lora  # adapters side by side (quark.inference.multi_lora), or None
+        self.adapter: str | None = None  # the adapter of rows that name none (see for_adapter)
         self.device = model.norm.weight.device
         self.dtype = model.norm.weight.dtype  # activations' dtype: norms are never quantized
         # What a prefix cache keys this engine's KV by: the same prompt under other weights
         # (another model or adapter, another quantization, dtype or device) has other keys and
         # values. The serial number keeps two loads apart (weights may differ under one name).
         quantized = quantize or str(getattr(model, "quantization", None) or "full")
+        self.quantized = quantized  # "full", or the quantization the weights run in
         self.identity = f"{name}|{quantized}|{self.dtype}|{self.device}|{next(_ENGINE_SERIAL)}"
         self.prefix_cache = prefix_cache
         compile_enabled(compile, self.device)  # a bad mode fails at load, not at the first step
+        if lora is not None and compile == "on":
+            raise QuarkError("--compile on does not cover adapters side by side (the compiled decode step has no "
+                             "per-row adapters): use --compile off, or merge one adapter (--adapter)")
         self.compile = compile  # "auto" | "on" | "off": see quark.inference.compiled
         self.compiled_decode: CompiledDecode | None = None  # built at the first compiled step
         self.stop_ids = {tokenizer.eos_id, tokenizer.end_id}
-        self._grammars: GrammarCompiler | None = None
+        self._grammars: dict[str, GrammarCompiler] = {}  # shared with the for_adapter views (a copy)
         self._grammars_lock = threading.Lock()
 
     @classmethod
     def load(cls, folder: Path, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-             quantize: str | None = None, adapter: str | None = None,
+             quantize: str | None = None, adapter: str | None = None, adapters: Sequence[str] = (),
              prefix_cache: PrefixCache | None = None, compile: str = "auto") -> Engine:
         """Load a model folder on `device` ("auto" | "cpu" | "cuda[:N]", see quark.device), in
         `dtype` (default: bf16 on CUDA, fp32 on CPU). `quantize` ("int8" | "nf4") quantizes on
         load (see quark.inference.quantize; a folder saved quantized loads as it was saved).
         `adapter` names one of its LoRA adapters (models/<m>/adapters/<name>), merged into the
-        weights on load so generation costs what the base costs. `prefix_cache` (see
+        weights on load so generation costs what the base costs. `adapters` names several, loaded
+        side by side on the one base (quantized or not): each row then names its own, see
+        quark.inference.multi_lora. `prefix_cache` (see
         quark.inference.prefix_cache) lets prompts reuse the KV of prefixes already computed;
         `compile` ("auto" | "on" | "off") compiles the decode step (quark.inference.compiled)."""
         folder = Path(folder)
         device = resolve_device(device)
         dtype = dtype or default_dtype(device)
+        if adapter and adapters:
+            raise QuarkError("choose one merged --adapter or adapters side by side, not both")
         if adapter:
             if quantize:
                 raise QuarkError("an adapter cannot be quantized on load: fold it in with `quark models merge`, "
                                  "then quantize the merged model")
             return cls(load_merged(folder, adapter, device=device, dtype=dtype), load_tokenizer(folder),
                        f"{folder.name}+{adapter}", prefix_cache=prefix_cache, compile=compile)
+        loras = [read_lora(folder, name) for name in adapters]  # every adapter checked before the base loads
         model = load_for_inference(folder, device=device, dtype=dtype, mode=quantize)
+        lora = MultiLoRA.attach(model, loras) if loras else None
         return cls(model, load_tokenizer(folder), folder.name, quantize=quantize, prefix_cache=prefix_cache,
-                   compile=compile)
+                   compile=compile, lora=lora)
 
     @classmethod
     def named(cls, home: Home, name: str, *, device: str | torch.device = "auto", quantize: str | None = None,
-              adapter: str | None = None, prefix_cache: PrefixCache | None = None, compile: str = "auto") -> Engine:
+              adapter: str | None = None, adapters: Sequence[str] = (), prefix_cache: PrefixCache | None = None,
+              compile: str = "auto") -> Engine:
         """The model `name` of a home (models/<name>/), loaded as `load` does; an unknown model or
         adapter is a one-line error naming what the home has."""
         folder = home.existing(home.model_dir(name), "model")
-        return cls.load(folder, device=device, quantize=quantize, adapter=adapter, prefix_cache=prefix_cache,
-                        compile=compile)
+        return cls.load(folder, device=device, quantize=quantize, adapter=adapter, adapters=adapters,
+                        prefix_cache=prefix_cache, compile=compile)
+
+    @property
+    def adapters(self) -> list[str]:
+        """The adapters loaded side by side (none for a plain or merged model)."""
+        return list(self.lora.names) if self.lora is not None else []
+
+    def for_adapter(self, name: str | None) -> Engine:
+        """This engine (the same weights, cache and compiled grammars) with rows defaulting to
+        adapter `name` (None: the base): how a caller that knows nothing of adapters, such as
+        the agent loop, runs a chosen one."""
+        if name is not None and self.lora is None:
+            raise QuarkError(f"no adapter {name!r} is loaded (adapters: none)")
+        if self.lora is not None:
+            self.lora.slot(name)  # an unknown name fails here, listing the loaded ones
+        view = copy.copy(self)
+        view.adapter = name
+        return view
 
     @property
     def grammars(self) -> GrammarCompiler:
         """Grammars compiled for this tokenizer, each once (built on first use)."""
         with self._grammars_lock:
-            if self._grammars is None:
-                self._grammars = GrammarCompiler(self.tokenizer)
-            return self._grammars
+            if "compiler" not in self._grammars:
+                self._grammars["compiler"] = GrammarCompiler(self.tokenizer)
+            return self._grammars["compiler"]
 
     @property
     def context_length(self) -> int:
@@ -169,15 +208,16 @@ class Engine:
             raise QuarkError(f"the prompt is {len(prompt)} tokens but the model's context is {self.context_length} "
                              "tokens; shorten it (nothing was cut silently)")
 
-    def generate(self, prompts: Sequence[Sequence[int]],
-                 params: SamplingParams | Sequence[SamplingParams]) -> list[Completion]:
-        """Generate for every prompt at once; returns one Completion per prompt, in order."""
+    def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams | Sequence[SamplingParams],
+                 adapters: Sequence[str | None] | None = None) -> list[Completion]:
+        """Generate for every prompt at once; returns one Completion per prompt, in order.
+        `adapters` names each prompt's adapter (None: the base; default: this engine's)."""
         start = time.perf_counter()
         parts: list[list[int]] = [[] for _ in prompts]
         texts = ["" for _ in prompts]
         first: list[float] = [0.0 for _ in prompts]
         finish: list[str] = ["length" for _ in prompts]
-        rows = self.rows(prompts, params)
+        rows = self.rows(prompts, params, adapters=adapters)
         for event in self._run(rows):
             if not parts[event.index] and event.token_ids:
                 first[event.index] = time.perf_counter() - start
@@ -190,12 +230,13 @@ class Engine:
                            rows[i].max_tokens < self._requested(params, i)) for i in range(len(prompts))]
 
     def stream(self, prompts: Sequence[Sequence[int]], params: SamplingParams | Sequence[SamplingParams], *,
-               cancelled: Callable[[int], bool] | None = None) -> Iterator[StreamEvent]:
+               cancelled: Callable[[int], bool] | None = None,
+               adapters: Sequence[str | None] | None = None) -> Iterator[StreamEvent]:
         """Yield StreamEvents as tokens are produced, for all prompts batched together.
 
         `cancelled(index)` is asked before each step: a row whose reader has gone away (a closed
         HTTP stream) stops there, without a final event, and stops costing compute."""
-        yield from self._run(self.rows(prompts, params), cancelled)
+        yield from self._run(self.rows(prompts, params, adapters=adapters), cancelled)
 
     def complete_text(self, prompt: str, params: SamplingParams) -> Completion:
         return self.generate([[self.tokenizer.bos_id, *self.tokenizer.encode(prompt)]], params)[0]
@@ -213,21 +254,46 @@ class Engine:
 
     # ---- the step API LiveBatch drives ----------------------------------------------------------
     def rows(self, prompts: Sequence[Sequence[int]], params: SamplingParams | Sequence[SamplingParams],
-             first_key: int = 0) -> list[Row]:
-        """One checked Row per prompt (keys from `first_key`), its budget clamped to the context."""
+             first_key: int = 0, adapters: Sequence[str | None] | None = None) -> list[Row]:
+        """One checked Row per prompt (keys from `first_key`), its budget clamped to the context,
+        each with its adapter (`adapters[i]`; None: the base; default: this engine's)."""
         if isinstance(params, SamplingParams):
             params = [params] * len(prompts)
         if len(params) != len(prompts):
             raise ValueError("one SamplingParams per prompt")
+        if adapters is None:
+            adapters = [self.adapter] * len(prompts)
+        if len(adapters) != len(prompts):
+            raise ValueError("one adapter (or None) per prompt")
+        slots = [self.adapter_slot(name) for name in adapters]
         rows = []
-        for key, (prompt, p) in enumerate(zip(prompts, params), start=first_key):
+        for key, (prompt, p, slot) in enumerate(zip(prompts, params, slots), start=first_key):
             prompt = list(prompt)
             self.check_prompt(prompt)
             budget = min(p.max_tokens, self.context_length - len(prompt))
             grammar = self.grammars.matcher(p.grammar) if p.grammar is not None else None
-            rows.append(Row(key, prompt, RowSampler.create(p, prompt, self.device), budget, grammar,
+            rows.append(Row(key, prompt, RowSampler.create(p, prompt, self.device), budget, grammar, slot,
                             stream=TextStream(p.stop)))
         return rows
+
+    def adapter_slot(self, name: str | None) -> int:
+        """The slot rows of adapter `name` carry; an adapter this engine does not hold is an error."""
+        if self.lora is None:
+            if name is not None:
+                raise QuarkError(f"no adapter {name!r} is loaded (adapters: none)")
+            return BASE_SLOT
+        return self.lora.slot(name)
+
+    def cache_identity(self, slot: int) -> str:
+        """What the prefix cache keys KV by for rows of adapter `slot`: another adapter's keys and
+        values of one prompt differ."""
+        return self.identity if slot == BASE_SLOT else f"{self.identity}+{self.lora.name(slot)}"
+
+    def selecting(self, slots: Sequence[int] | None) -> contextlib.AbstractContextManager:
+        """The forwards inside run each row with its adapter (nothing to select without adapters)."""
+        if self.lora is None or slots is None:
+            return contextlib.nullcontext()
+        return self.lora.select(slots, self.device)
 
     def _run(self, rows: list[Row], cancelled: Callable[[int], bool] | None = None) -> Iterator[StreamEvent]:
         batch = LiveBatch(self, cancelled)
@@ -251,11 +317,12 @@ class Engine:
             for i, row in enumerate(rows):  # left padding: every row's last prompt token is in the last column
                 idx[i, width - len(row.prompt):] = torch.tensor(row.prompt, device=self.device)
                 mask[i, width - len(row.prompt):] = True
-            return cache, self.last_logits(idx, cache, None if bool(mask.all()) else mask)
+            return cache, self.last_logits(idx, cache, None if bool(mask.all()) else mask, [r.adapter for r in rows])
         logits = []
         for i, row in enumerate(rows):
             own = KVCache.empty(config, 1, len(row.prompt), self.device, self.dtype)
-            cached, kv = self.prefix_cache.lookup(self.identity, row.prompt)
+            identity = self.cache_identity(row.adapter)
+            cached, kv = self.prefix_cache.lookup(identity, row.prompt)
             if kv is not None:
                 for layer in range(config.n_layer):
                     own.k[layer][0, :, :cached] = kv[layer, 0]
@@ -263,9 +330,9 @@ class Engine:
                 own.key_mask[:, :cached] = True
                 own.length = cached
             suffix = torch.tensor([row.prompt[cached:]], dtype=torch.long, device=self.device)
-            logits.append(self.last_logits(suffix, own, None))
+            logits.append(self.last_logits(suffix, own, None, [row.adapter]))
             layers = [torch.stack([own.k[n][0], own.v[n][0]]) for n in range(config.n_layer)]
-            self.prefix_cache.store(self.identity, row.prompt, torch.stack(layers))
+            self.prefix_cache.store(identity, row.prompt, torch.stack(layers))
             start = width - len(row.prompt)
             for layer in range(config.n_layer):
                 cache.k[layer][i, :, start:width] = own.k[layer][0]
@@ -283,31 +350,36 @@ class Engine:
         tokens = [*row.prompt, *row.tokens][:len(columns)]  # the last sampled token was never fed back
         layers = [torch.stack([k[line].index_select(1, columns), v[line].index_select(1, columns)])
                   for k, v in zip(cache.k, cache.v)]
-        self.prefix_cache.store(self.identity, tokens, torch.stack(layers))
+        self.prefix_cache.store(self.cache_identity(row.adapter), tokens, torch.stack(layers))
 
     @property
     def compiled(self) -> bool:
-        return compile_enabled(self.compile, self.device)
+        return self.lora is None and compile_enabled(self.compile, self.device)
 
     def capacity(self, columns: int) -> int:
         """KV columns to allocate for `columns`: rounded up when decoding is compiled, so batches
         of nearby lengths share one compiled shape."""
         return round_capacity(columns, self.context_length) if self.compiled else columns
 
-    def decode(self, idx: torch.Tensor, cache: KVCache, live: list[bool]) -> torch.Tensor:
-        """Next-token logits after one decode step of `idx` (B, 1); `live` marks real rows."""
+    def decode(self, idx: torch.Tensor, cache: KVCache, live: list[bool],
+               slots: Sequence[int] | None = None) -> torch.Tensor:
+        """Next-token logits after one decode step of `idx` (B, 1); `live` marks real rows,
+        `slots` gives each row's adapter (see multi_lora)."""
         if self.compiled:
             if self.compiled_decode is None:
                 self.compiled_decode = CompiledDecode(self.model)
             return static_step(self.compiled_decode, idx, cache, live)
         mask = None if all(live) else torch.tensor(live, device=self.device)[:, None]
-        return self.last_logits(idx, cache, mask)
+        return self.last_logits(idx, cache, mask, slots)
 
-    def last_logits(self, idx: torch.Tensor, cache: KVCache, mask: torch.Tensor | None) -> torch.Tensor:
+    def last_logits(self, idx: torch.Tensor, cache: KVCache, mask: torch.Tensor | None,
+                    slots: Sequence[int] | None = None) -> torch.Tensor:
         """Float32 logits of the last position only: at prefill, projecting every prompt position
-        onto the vocabulary would cost prompt-length times the lm_head for nothing."""
-        hidden = self.model(idx, cache=cache, attention_mask=mask, return_hidden=True)
-        return self.model.lm_head(hidden[:, -1]).float()
+        onto the vocabulary would cost prompt-length times the lm_head for nothing. `slots`:
+        each row's adapter."""
+        with self.selecting(slots):
+            hidden = self.model(idx, cache=cache, attention_mask=mask, return_hidden=True)
+            return self.model.lm_head(hidden[:, -1]).float()
 
 
 class LiveBatch:
@@ -330,9 +402,11 @@ class LiveBatch:
         """Rows still generating."""
         return sum(1 for row in self.rows if not row.finish_reason)
 
-    def add(self, prompts: Sequence[Sequence[int]], params: SamplingParams | Sequence[SamplingParams]) -> list[int]:
-        """Join prompts to the batch; returns the keys their StreamEvents will carry."""
-        rows = self.engine.rows(prompts, params, first_key=self._next_key)
+    def add(self, prompts: Sequence[Sequence[int]], params: SamplingParams | Sequence[SamplingParams],
+            adapters: Sequence[str | None] | None = None) -> list[int]:
+        """Join prompts to the batch, each with its adapter (see Engine.rows); returns the keys
+        their StreamEvents will carry."""
+        rows = self.engine.rows(prompts, params, first_key=self._next_key, adapters=adapters)
         self._next_key += len(rows)
         self.admit(rows)
         return [row.key for row in rows]
@@ -406,7 +480,11 @@ class LiveBatch:
             self._compact(keep)
             next_ids, live = [next_ids[k] for k in keep], [True] * len(keep)
         step = torch.tensor(next_ids, dtype=torch.long, device=engine.device)[:, None]
-        self.logits = engine.decode(step, self.cache, live)
+        # A finished line's output is thrown away: it takes a live row's adapter, so a batch left
+        # with one adapter's rows runs without the per-row gather (see multi_lora).
+        anyone = next(row.adapter for row, alive in zip(self.rows, live) if alive)
+        slots = [row.adapter if alive else anyone for row, alive in zip(self.rows, live)]
+        self.logits = engine.decode(step, self.cache, live, slots)
         return events, ended
 
     def fail(self) -> list[int]:

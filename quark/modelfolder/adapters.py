@@ -4,12 +4,16 @@
     models/<base>/adapters/<name>/adapter_model.safetensors
 
 Finding and listing adapters reads JSON only; peft (which takes seconds to import) is imported
-when an adapter is merged. Training adapters is quark.align.lora.
+when an adapter is merged. `read_lora` reads an adapter's matrices without peft, for running
+several adapters side by side on one base (quark.inference.multi_lora). Training adapters is
+quark.align.lora.
 """
 
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -95,3 +99,79 @@ def merge_into_folder(home: Home, base: str, adapter: str, name: str) -> dict:
         (tmp / "card.md").write_text(card, encoding="utf-8")
     return {"model": name, "base": base, "adapter": adapter, "model_dir": str(dest),
             "parameters": model.num_parameters()}
+
+
+# PEFT options that change what an adapter computes beyond `scale · B(A x)` on a Linear layer:
+# an adapter using one is merged (`quark models merge`) rather than run side by side.
+_UNSUPPORTED_SIDE_BY_SIDE = ("use_dora", "lora_bias", "modules_to_save", "fan_in_fan_out", "alpha_pattern",
+                             "rank_pattern", "trainable_token_indices", "layer_replication")
+_PEFT_PREFIX = "base_model.model."
+
+
+@dataclass
+class LoraWeights:
+    """One adapter's matrices as plain tensors, for running it beside others on one base
+    (quark.inference.multi_lora): per target module of the LLM, A (rank, in) and B (out, rank),
+    and the one scale PEFT multiplies B·A by (lora_alpha / r, or / sqrt(r) with rsLoRA)."""
+
+    name: str
+    scale: float
+    modules: dict[str, tuple[torch.Tensor, torch.Tensor]]  # "layers.0.self_attn.q_proj" -> (A, B)
+
+
+def side_by_side_config(folder: Path) -> dict:
+    """An adapter's config, refused in one line when it uses what only a merged adapter computes."""
+    config = read_adapter_config(folder)
+    used = [key for key in _UNSUPPORTED_SIDE_BY_SIDE if config.get(key) not in (None, False, {}, [])]
+    if config.get("bias", "none") != "none":
+        used.append("bias")
+    if used:
+        raise QuarkError(f"adapter {folder.name!r} uses {', '.join(used)}, which only a merged adapter computes: "
+                         f"load it with --adapter {folder.name} or fold it in with `quark models merge`")
+    return config
+
+
+def side_by_side_adapters(model_folder: Path) -> tuple[list[str], dict[str, str]]:
+    """The adapters of a model that can run side by side, and why each other one cannot (so a
+    model with one DoRA adapter still serves and chats with the rest)."""
+    usable, skipped = [], {}
+    for name in list_adapters(model_folder):
+        try:
+            side_by_side_config(adapter_dir(model_folder, name))
+            usable.append(name)
+        except QuarkError as exc:
+            skipped[name] = str(exc)
+    return usable, skipped
+
+
+def read_lora(model_folder: Path, name: str) -> LoraWeights:
+    """Adapter `name` of a model folder, read without peft: its config checked for what the
+    batched update can compute, its safetensors split into (A, B) per target module."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = existing_adapter(model_folder, name)
+    config = side_by_side_config(folder)
+    path = folder / "adapter_model.safetensors"
+    try:
+        tensors = load_file(str(path))
+    except (OSError, SafetensorError) as exc:
+        raise QuarkError(f"{path}: unreadable adapter weights ({exc})") from None
+    pairs: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in tensors.items():
+        module, dot, kind = key.removeprefix(_PEFT_PREFIX).rpartition(".lora_")
+        if not dot or kind not in ("A.weight", "B.weight") or tensor.ndim != 2:
+            raise QuarkError(f"{path}: tensor {key!r} is not a LoRA A or B matrix")
+        pairs.setdefault(module, {})[kind[0]] = tensor.float()
+    modules = {}
+    for module, pair in pairs.items():
+        if set(pair) != {"A", "B"} or pair["A"].shape[0] != pair["B"].shape[1]:
+            raise QuarkError(f"{path}: module {module!r} needs lora_A (r, in) and lora_B (out, r) of one rank")
+        modules[module] = (pair["A"], pair["B"])
+    if not modules:
+        raise QuarkError(f"{path}: no LoRA matrices")
+    rank, alpha = config.get("r"), config.get("lora_alpha")
+    if not isinstance(rank, int) or rank < 1 or not isinstance(alpha, (int, float)):
+        raise QuarkError(f"{folder / 'adapter_config.json'}: r must be a positive integer and lora_alpha a number")
+    scale = alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
+    return LoraWeights(name, float(scale), modules)

@@ -1,5 +1,7 @@
 """The OpenAI-compatible HTTP API over one Engine: chat, completions, embeddings, models (and
-image models beside it, quark.serving.images).
+image models beside it, quark.serving.images). An engine holding adapters side by side answers
+to `NAME`, `NAME:ADAPTER` and `NAME:auto` (quark.serving.models); each request's rows carry its
+adapter into the shared batch.
 
 Handlers validate and tokenize on the event loop, then hand rows to the Batcher, whose worker
 thread runs the model; streamed answers are Server-Sent Events in OpenAI's chunk format ending
@@ -20,6 +22,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -35,6 +38,7 @@ from quark.retrieval.embedding import embed_texts, output_dim, truncate_dimensio
 from quark.serving.batcher import FINISHED, Batcher, Job
 from quark.serving.keys import Caller, KeyStore, RateLimiter
 from quark.serving.metrics import Metrics, MetricsMiddleware
+from quark.serving.models import ServedModels, Target, route_headers
 from quark.serving.protocol import (
     APIError,
     ChatCompletionRequest,
@@ -44,6 +48,9 @@ from quark.serving.protocol import (
     validation_error,
 )
 from quark.tokenizer.chat_template import with_tools_prompt
+
+if TYPE_CHECKING:
+    from quark.agent.routing import AdapterRouter, Route
 
 # The caller authorize() let in, for the request's own task and the tasks it starts (a stream):
 # generated tokens are charged to its tokens-per-minute limit without threading it through routes.
@@ -61,8 +68,10 @@ class Service:
     """What the routes share: the engine, its batcher, keys, limits and metrics."""
 
     def __init__(self, engine: Engine, *, keys: KeyStore | None, defaults: dict[str, Any], max_batch: int,
-                 gather_seconds: float, require_key: bool = False, images: ImageService | None = None) -> None:
+                 gather_seconds: float, require_key: bool = False, images: ImageService | None = None,
+                 router: AdapterRouter | None = None) -> None:
         self.engine, self.keys, self.defaults = engine, keys, {**DEFAULT_GENERATION, **defaults}
+        self.models = ServedModels(engine.name, engine.adapters, router)
         self.require_key = require_key
         self.images = images
         self.metrics = Metrics(engine.prefix_cache)
@@ -97,13 +106,25 @@ class Service:
         _caller.set(caller)
         return caller
 
-    def check_model(self, name: str) -> None:
+    def check_model(self, name: str) -> Target:
         if self.images is not None and name in self.images:
             raise APIError(400, f"'{name}' is an image model: send it to /v1/images/generations.", param="model",
                            code="model_not_supported")
-        if name != self.engine.name:
-            raise APIError(404, f"The model '{name}' does not exist; this server serves '{self.engine.name}'.",
-                           param="model", code="model_not_found")
+        return self.models.resolve(name)
+
+    async def route(self, target: Target, texts: list[str]) -> list[Route] | None:
+        """Each text's route for a `NAME:auto` request (None for any other): the router reads the
+        engine's model, so it runs between engine steps like embeddings do."""
+        if not target.auto:
+            return None
+        return await run_in_threadpool(self.batcher.run_exclusive, lambda: self.models.router.route_many(texts))
+
+    @staticmethod
+    def adapters(target: Target, routes: list[Route] | None, rows: int, per_text: int = 1) -> list[str | None]:
+        """One adapter per row: the target's, or each text's route repeated for its `per_text` rows."""
+        if routes is None:
+            return [target.adapter] * rows
+        return [route.adapter for route in routes for _ in range(per_text)]
 
     def check_prompt(self, prompt: Sequence[int], param: str) -> None:
         limit = self.engine.context_length
@@ -130,11 +151,14 @@ class Service:
                                 grammar=grammar)
                 for j in range(request.n)]
 
-    def submit(self, rows: list[list[int]], params: list[SamplingParams]) -> list[tuple[Job, int]]:
-        """Queue rows as jobs of at most one batch each; returns (job, index of its first row)."""
+    def submit(self, rows: list[list[int]], params: list[SamplingParams],
+               adapters: list[str | None]) -> list[tuple[Job, int]]:
+        """Queue rows (each with its adapter) as jobs of at most one batch each; returns (job,
+        index of its first row)."""
         size = self.batcher.max_batch
         self.metrics.prompt_tokens.inc(sum(len(r) for r in rows))
-        return [(self.batcher.submit(rows[i:i + size], params[i:i + size]), i) for i in range(0, len(rows), size)]
+        return [(self.batcher.submit(rows[i:i + size], params[i:i + size], adapters[i:i + size]), i)
+                for i in range(0, len(rows), size)]
 
     async def events(self, jobs: list[tuple[Job, int]]) -> AsyncIterator[StreamEvent]:
         """Every row's events with request-wide indices. Leaving early (a closed stream) cancels
@@ -172,8 +196,6 @@ class Service:
                 reasons[event.index] = event.finish_reason
         return texts, reasons, ids
 
-    def model_card(self) -> dict[str, Any]:
-        return {"id": self.engine.name, "object": "model", "created": self.created, "owned_by": "quark"}
 
 
 def _usage(prompt: int, completion: int) -> dict[str, int]:
@@ -188,18 +210,18 @@ def _routes(service: Service) -> APIRouter:
 
     @v1.get("/models")
     async def list_models() -> dict:
-        return {"object": "list", "data": [service.model_card(), *image_cards.values()]}
+        return {"object": "list", "data": [*service.models.cards(service.created), *image_cards.values()]}
 
     @v1.get("/models/{model_id}")
     async def get_model(model_id: str) -> dict:
         if model_id in image_cards:
             return image_cards[model_id]
-        service.check_model(model_id)
-        return service.model_card()
+        target = service.check_model(model_id)
+        return next(card for card in service.models.cards(service.created) if card["id"] == target.id)
 
     @v1.post("/chat/completions")
     async def chat_completions(body: ChatCompletionRequest):
-        service.check_model(body.model)
+        target = service.check_model(body.model)
         if (problem := body.unsupported()) is not None:
             raise problem
         grammar = await run_in_threadpool(body.grammar, engine.grammars)  # a bad schema: a 400 before any work
@@ -213,22 +235,26 @@ def _routes(service: Service) -> APIRouter:
         service.check_prompt(prompt, "messages")
         params = service.sampling(body, len(prompt), body.max_completion_tokens or body.max_tokens, "messages",
                                   grammar)
-        jobs = service.submit([prompt] * body.n, params)
-        rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        users = [m["content"] for m in messages if m["role"] == "user"]
+        routes = await service.route(target, [users[-1] if users else messages[-1]["content"]])
+        jobs = service.submit([prompt] * body.n, params, service.adapters(target, routes, body.n, body.n))
+        rid, created, model = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time()), service.models.answered_by(
+            target, routes)
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return _stream(_chat_chunks(service, jobs, rid, created, body.n, len(prompt), include_usage,
-                                        body.calls_tools))
+            return _stream(_chat_chunks(service, jobs, rid, created, model, body.n, len(prompt), include_usage,
+                                        body.calls_tools), route_headers(routes))
         texts, reasons, ids = await service.collect(jobs, body.n)
         choices = [{"index": i, **_chat_choice(engine, texts[i], ids[i], reasons[i], body.calls_tools),
                     "logprobs": None}
                    for i in range(body.n)]
-        return {"id": rid, "object": "chat.completion", "created": created, "model": engine.name,
-                "system_fingerprint": None, "choices": choices, "usage": _usage(len(prompt), sum(map(len, ids)))}
+        return JSONResponse({"id": rid, "object": "chat.completion", "created": created, "model": model,
+                             "system_fingerprint": None, "choices": choices,
+                             "usage": _usage(len(prompt), sum(map(len, ids)))}, headers=route_headers(routes))
 
     @v1.post("/completions")
     async def completions(body: CompletionRequest):
-        service.check_model(body.model)
+        target = service.check_model(body.model)
         if (problem := body.unsupported()) is not None:
             raise problem
         prompts = _completion_prompts(engine, body.prompt)
@@ -238,22 +264,29 @@ def _routes(service: Service) -> APIRouter:
         for prompt in prompts:
             rows += [prompt] * body.n
             params += service.sampling(body, len(prompt), body.max_tokens, "prompt")
-        jobs = service.submit(rows, params)
-        rid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        routes = await service.route(target, [engine.tokenizer.decode(p) for p in prompts])  # each prompt its own
+        jobs = service.submit(rows, params, service.adapters(target, routes, len(rows), body.n))
+        rid, created, model = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time()), service.models.answered_by(
+            target, routes)
         prompt_tokens = sum(len(p) for p in prompts)
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return _stream(_completion_chunks(service, jobs, rid, created, prompt_tokens, include_usage))
+            return _stream(_completion_chunks(service, jobs, rid, created, model, prompt_tokens, include_usage),
+                           route_headers(routes))
         texts, reasons, ids = await service.collect(jobs, len(rows))
-        return {"id": rid, "object": "text_completion", "created": created, "model": engine.name,
-                "system_fingerprint": None,
-                "choices": [{"index": i, "text": texts[i], "logprobs": None, "finish_reason": reasons[i]}
-                            for i in range(len(rows))],
-                "usage": _usage(prompt_tokens, sum(map(len, ids)))}
+        return JSONResponse({"id": rid, "object": "text_completion", "created": created, "model": model,
+                             "system_fingerprint": None,
+                             "choices": [{"index": i, "text": texts[i], "logprobs": None, "finish_reason": reasons[i]}
+                                         for i in range(len(rows))],
+                             "usage": _usage(prompt_tokens, sum(map(len, ids)))}, headers=route_headers(routes))
 
     @v1.post("/embeddings")
     async def embeddings(body: EmbeddingRequest):
-        service.check_model(body.model)
+        target = service.check_model(body.model)
+        if target.auto:
+            raise APIError(400, f"'{target.id}' routes chat and completion requests; embed with "
+                                f"'{service.models.name}' or one of its adapters.", param="model",
+                           code="model_not_supported")
         texts = [body.input] if isinstance(body.input, str) else body.input
         if not texts:
             raise APIError(400, "'input' must not be an empty list.", param="input", code="invalid_value")
@@ -262,8 +295,11 @@ def _routes(service: Service) -> APIRouter:
         if body.dimensions is not None and body.dimensions > width:
             raise APIError(400, f"This model's embeddings have {width} dimensions; 'dimensions' must be at most that.",
                            param="dimensions", code="invalid_value")
-        vectors = await run_in_threadpool(service.batcher.run_exclusive,
-                                          lambda: embed_texts(engine.model, engine.tokenizer, texts, head=head))
+        def embed() -> np.ndarray:
+            with torch.inference_mode(), engine.selecting([engine.adapter_slot(target.adapter)]):  # every row
+                return embed_texts(engine.model, engine.tokenizer, texts, head=head)
+
+        vectors = await run_in_threadpool(service.batcher.run_exclusive, embed)
         vectors = truncate_dimensions(vectors, body.dimensions)  # OpenAI's `dimensions`: cut, then renormalise
         tokens = sum(min(len(engine.tokenizer.encode(t)), engine.context_length) for t in texts)
         service.metrics.prompt_tokens.inc(tokens)
@@ -273,7 +309,7 @@ def _routes(service: Service) -> APIRouter:
                 return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
             return vector.tolist()
 
-        return {"object": "list", "model": engine.name, "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        return {"object": "list", "model": target.id, "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
                 "data": [{"object": "embedding", "index": i, "embedding": encode(v)} for i, v in enumerate(vectors)]}
 
     if service.images is not None:
@@ -310,15 +346,15 @@ def _completion_prompts(engine: Engine, prompt: str | list[str] | list[int] | li
     return [list(ids) for ids in prompt]
 
 
-def _stream(chunks: AsyncIterator[str]) -> StreamingResponse:
+def _stream(chunks: AsyncIterator[str], headers: dict[str, str] | None = None) -> StreamingResponse:
     return StreamingResponse(chunks, media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})})
 
 
-def _chunker(kind: str, service: Service, rid: str, created: int, include_usage: bool) -> Callable[..., str]:
+def _chunker(kind: str, model: str, rid: str, created: int, include_usage: bool) -> Callable[..., str]:
     """One SSE chunk of a stream of `kind` ("chat.completion.chunk" or "text_completion")."""
     def chunk(choices: list[dict], usage: dict | None = None) -> str:
-        body = {"id": rid, "object": kind, "created": created, "model": service.engine.name,
+        body = {"id": rid, "object": kind, "created": created, "model": model,
                 "system_fingerprint": None, "choices": choices}
         if include_usage:
             body["usage"] = usage
@@ -327,9 +363,9 @@ def _chunker(kind: str, service: Service, rid: str, created: int, include_usage:
     return chunk
 
 
-async def _chat_chunks(service: Service, jobs, rid: str, created: int, n: int, prompt_tokens: int,
+async def _chat_chunks(service: Service, jobs, rid: str, created: int, model: str, n: int, prompt_tokens: int,
                        include_usage: bool, tools: bool) -> AsyncIterator[str]:
-    chunk = _chunker("chat.completion.chunk", service, rid, created, include_usage)
+    chunk = _chunker("chat.completion.chunk", model, rid, created, include_usage)
 
     def choice(index: int, delta: dict, finish: str | None = None) -> dict:
         return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
@@ -358,9 +394,9 @@ async def _chat_chunks(service: Service, jobs, rid: str, created: int, n: int, p
     yield _sse("[DONE]")
 
 
-async def _completion_chunks(service: Service, jobs, rid: str, created: int, prompt_tokens: int,
+async def _completion_chunks(service: Service, jobs, rid: str, created: int, model: str, prompt_tokens: int,
                              include_usage: bool) -> AsyncIterator[str]:
-    chunk = _chunker("text_completion", service, rid, created, include_usage)
+    chunk = _chunker("text_completion", model, rid, created, include_usage)
 
     tokens = 0
     try:
@@ -378,14 +414,15 @@ async def _completion_chunks(service: Service, jobs, rid: str, created: int, pro
 
 def create_app(engine: Engine, *, keys: KeyStore | None = None, defaults: dict[str, Any] | None = None,
                max_batch: int = 16, gather_seconds: float = 0.01, require_key: bool = False,
-               embedding_head=None, images: ImageService | None = None) -> FastAPI:
+               embedding_head=None, images: ImageService | None = None, router: AdapterRouter | None = None) -> FastAPI:
     """The FastAPI app serving `engine` (under its name). `keys`: require and rate-limit API keys
     as the home says (quark.serving.keys); `require_key`: always require one (a server bound
     beyond loopback); `defaults`: the model's generation_config.json; `embedding_head`: the model's
     trained embedding head (quark.retrieval.embedding.load_head), which /v1/embeddings then uses;
-    `images`: image models served beside it at /v1/images/generations (quark.serving.images)."""
+    `images`: image models served beside it at /v1/images/generations (quark.serving.images);
+    `router`: what `NAME:auto` routes with (quark.agent.routing; without one it is the base)."""
     service = Service(engine, keys=keys, defaults=defaults or {}, max_batch=max_batch, gather_seconds=gather_seconds,
-                      require_key=require_key, images=images)
+                      require_key=require_key, images=images, router=router)
     service.embedding_head = embedding_head
 
     @asynccontextmanager

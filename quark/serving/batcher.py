@@ -33,6 +33,7 @@ FINISHED = Finished()
 class Job:
     prompts: list[list[int]]
     params: list[SamplingParams]
+    adapters: list[str | None]  # each row's adapter (None: the base); see quark.inference.multi_lora
     loop: asyncio.AbstractEventLoop
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: bool = False
@@ -55,7 +56,7 @@ def _put_all(items: list[tuple[Job, StreamEvent | Finished]]) -> None:
 class BatchStats:
     """Hooks the metrics layer observes; the batcher itself keeps no counters."""
 
-    on_step: Callable[[int, int], None] = lambda rows, jobs: None  # rows and requests sharing a step
+    on_step: Callable[[int, int, int], None] = lambda rows, jobs, adapters: None  # rows, requests, adapters in a step
     on_queue: Callable[[int], None] = lambda depth: None
 
 
@@ -84,11 +85,14 @@ class Batcher:
         self._pending.put(None)
         self._thread.join(timeout)
 
-    def submit(self, prompts: list[list[int]], params: list[SamplingParams]) -> Job:
-        """Queue rows for generation; call from the event loop. Rows must fit one batch."""
+    def submit(self, prompts: list[list[int]], params: list[SamplingParams],
+               adapters: list[str | None] | None = None) -> Job:
+        """Queue rows for generation, each with its adapter (default: the base); call from the
+        event loop. Rows must fit one batch; rows of other adapters share it."""
         if not 1 <= len(prompts) <= self.max_batch:
             raise ValueError(f"a request may have 1 to {self.max_batch} rows, not {len(prompts)}")
-        job = Job(prompts, params, asyncio.get_running_loop())
+        job = Job(prompts, params, adapters if adapters is not None else [None] * len(prompts),
+                  asyncio.get_running_loop())
         self._change_depth(+1)
         self._pending.put(job)
         return job
@@ -151,8 +155,9 @@ class Batcher:
                     self._fail(batch, None)
                     return
                 if batch:
-                    live = self._live_keys(batch)
-                    self.stats.on_step(len(live), len({id(self._owners[k][0]) for k in live}))
+                    live = [row for row in batch.rows if not row.finish_reason]
+                    self.stats.on_step(len(live), len({id(self._owners[row.key][0]) for row in live}),
+                                       len({row.adapter for row in live}))
                     try:
                         events, ended = batch.step()
                     except Exception as exc:  # noqa: BLE001 - every request in the batch must hear of it
@@ -165,7 +170,7 @@ class Batcher:
             job.deliver(FINISHED)
             return
         try:
-            keys = batch.add(job.prompts, job.params)
+            keys = batch.add(job.prompts, job.params, job.adapters)
         except Exception as exc:  # noqa: BLE001 - this request fails; the running batch goes on
             job.deliver(exc)
             job.deliver(FINISHED)
@@ -173,10 +178,6 @@ class Batcher:
         job.unfinished = len(keys)
         for local, key in enumerate(keys):
             self._owners[key] = (job, local)
-
-    @staticmethod
-    def _live_keys(batch) -> list[int]:
-        return [row.key for row in batch.rows if not row.finish_reason]
 
     def _dispatch(self, events: list[StreamEvent], ended: list[int]) -> None:
         """Hand a step's events to their requests: one wake-up per event loop, not one per event."""

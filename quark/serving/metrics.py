@@ -64,11 +64,14 @@ class Metrics:
                                     registry=r)
         self.batch_requests = Histogram("quark_batch_requests", "HTTP requests sharing each engine step.",
                                         buckets=BATCH_BUCKETS, registry=r)
+        self.batch_adapters = Histogram("quark_batch_adapters", "Distinct adapters (the base counting as one) "
+                                        "among the rows of each engine step.", buckets=BATCH_BUCKETS, registry=r)
 
     def batch_stats(self) -> BatchStats:
-        def on_step(rows: int, jobs: int) -> None:
+        def on_step(rows: int, jobs: int, adapters: int) -> None:
             self.batch_rows.observe(rows)
             self.batch_requests.observe(jobs)
+            self.batch_adapters.observe(adapters)
 
         return BatchStats(on_step=on_step, on_queue=self.queue_depth.set)
 
