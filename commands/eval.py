@@ -7,14 +7,23 @@ from typing import Annotated, Optional
 import typer
 
 from quark import db
+from quark.atomic import check_target
 from quark.commands._cli import Cli, group, quark_command
-from quark.commands._options import DeviceOption, ModelOption, OptionalModelOption, QuantizeOption, quantize_mode
+from quark.commands._options import (
+    DeviceOption,
+    ModelOption,
+    OptionalModelOption,
+    QuantizeOption,
+    name_value,
+    quantize_mode,
+)
 from quark.errors import QuarkError
 from quark.evaluation import code_execution, docqa, humaneval, mbpp, report
 from quark.evaluation.code_execution import CodeProblem
 from quark.evaluation.generate import make_completer
 from quark.evaluation.perplexity import perplexity as compute_perplexity
 from quark.evaluation.results import model_run, query_results, save_result, update_card
+from quark.home import validate_name
 from quark.jsonl import write_jsonl
 from quark.progress import progress_bar
 from quark.sandbox import BACKENDS, Limits, open_sandbox
@@ -26,11 +35,37 @@ REFERENCE = "(reference)"
 Model = OptionalModelOption
 Reference = Annotated[bool, typer.Option("--reference", help="Score the reference answers instead of a model "
                                                              "(checks the data and the harness).")]
-Run = Annotated[Optional[str], typer.Option("--run", help="Training run to file the result under "
-                                                          "\\[default: the model's config.json 'run'].")]
+
+
+def _run_name(value: Optional[str]) -> Optional[str]:
+    """--run is checked as a name at the flag, before any evaluation runs (it is only filed in
+    quark.db, so no folder lookup would catch a bad one later)."""
+    if value is not None:
+        try:
+            validate_name(value, "run name")
+        except QuarkError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+Run = Annotated[Optional[str], typer.Option("--run", callback=_run_name, help="Training run to file the result "
+                                            "under \\[default: the model's config.json 'run'].")]
 Limit = Annotated[Optional[int], typer.Option("--limit", min=1, help="Evaluate only the first N problems.")]
 MaxNew = Annotated[int, typer.Option("--max-new-tokens", min=1, help="Longest completion to generate.")]
-Output = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write per-sample results here (JSONL).")]
+
+
+def _output_target(value: Optional[Path]) -> Optional[Path]:
+    """-o is checked at the flag: a folder or a path under a file fails before the evaluation runs."""
+    if value is not None:
+        try:
+            check_target(value)
+        except QuarkError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+Output = Annotated[Optional[Path], typer.Option("--output", "-o", callback=_output_target,
+                                                help="Write per-sample results here (JSONL).")]
 
 
 def register(root: typer.Typer) -> None:
@@ -323,7 +358,7 @@ def mesh_command(cli: Cli, model: Model = None,
                                           "\\[default: the held-out split of `quark data synth --kind mesh`].")] = None,
                  limit: Limit = None, max_new_tokens: MaxNew = 1024, reference: Reference = False,
                  seed: Annotated[int, typer.Option(
-                     "--seed", help="Seed of the built-in split, the sampling and the surface samples.")] = 0,
+                     "--seed", min=0, help="Seed of the built-in split, the sampling and the surface samples.")] = 0,
                  run: Run = None, output: Output = None) -> dict:
     """Text to 3D on held-out prompts: share of programs that validate and build, attribute
     adherence (kinds, count, colours, relation) beside chance, Chamfer distance with its floor.
@@ -368,8 +403,8 @@ def mesh_command(cli: Cli, model: Model = None,
 def tooluse_command(cli: Cli, model: ModelOption, limit: Annotated[int, typer.Option(
                         "--limit", help="Number of held-out tasks (3 computations to 1 direct question).")] = 20,
                     data: Annotated[Optional[str], typer.Option(
-                        "--data", "-d", help="The model's SFT dataset (quark data synth): tasks it trained on "
-                                             "are left out.")] = None,
+                        "--data", "-d", callback=name_value, help="The model's SFT dataset (quark data synth): "
+                                                                  "tasks it trained on are left out.")] = None,
                     max_new_tokens: MaxNew = 64, run: Run = None, output: Output = None,
                     device: DeviceOption = "auto", quantize: QuantizeOption = None) -> dict:
     """Tool use: right tool, valid arguments, correct final answer, on held-out synthetic tasks.
@@ -383,8 +418,6 @@ def tooluse_command(cli: Cli, model: ModelOption, limit: Annotated[int, typer.Op
     from quark.inference import Engine
 
     folder = cli.home.existing(cli.home.model_dir(model), "model")
-    if output and any(p.exists() and not p.is_dir() for p in output.parents):  # refuse before any work
-        raise QuarkError(f"cannot write {output}: a parent of it is a file, not a folder")
     seen = _trained_groups(cli, data) if data else set()
     tasks = tooluse.tool_tasks(limit, exclude=seen)
     engine = Engine.load(folder, device=device, quantize=quantize_mode(quantize))
@@ -429,7 +462,7 @@ def image_command(cli: Cli, model: Model = None,
                       "--guidance", min=0.0, help="Guidance scale \\[default: the model's].")] = None,
                   sampler: Annotated[Optional[str], typer.Option("--sampler",
                                                                  help="ddim or dpm \\[default: the model's].")] = None,
-                  seed: Annotated[int, typer.Option("--seed", help="Seed of each prompt's first image.")] = 0,
+                  seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of each prompt's first image.")] = 0,
                   reference: Reference = False, run: Run = None) -> dict:
     """Prompt adherence of an image model on the held-out shapes prompts (combinations never trained on).
 

@@ -96,7 +96,7 @@ def generate(
     steps: Annotated[Optional[int], typer.Option("--steps", help="Sampling steps \\[default: the model's].")] = None,
     guidance: Annotated[Optional[float], typer.Option("--guidance", help="Classifier-free guidance scale; 1 turns it "
                                                                          "off \\[default: the model's].")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the first image (image j uses seed+j) "
+    seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Seed of the first image (image j uses seed+j) "
                                                                "\\[default: random, recorded].")] = None,
     size: Annotated[Optional[int], typer.Option("--size", help="Side in pixels \\[default: the trained size].")] = None,
     n: Annotated[int, typer.Option("--n", help="How many images.")] = 1,
@@ -116,9 +116,13 @@ def generate(
             --negative "red" --sampler dpm --steps 20 -o squares.png
     """
     from quark.device import resolve_device
+    from quark.image.folders import resolve_image_model
+
+    name = resolve_image_model(cli.home, model)  # a bad or unknown name is refused before diffusers loads
+
     from quark.image.generate import ImageModel
 
-    image_model = ImageModel(cli.home, model, device=resolve_device(device))
+    image_model = ImageModel(cli.home, name, device=resolve_device(device))
     request = image_model.request(prompt, negative=negative, steps=steps, guidance=guidance, seed=seed, size=size,
                                   n=n, sampler=sampler)
     with progress_bar(enabled=cli.progress_enabled()) as bar:

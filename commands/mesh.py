@@ -79,7 +79,7 @@ def build(cli: Cli,
 def generate(cli: Cli,
              prompt: Annotated[str, typer.Argument(help="What to make, e.g. 'a red mug'.")],
              model: ModelOption, adapter: AdapterOption = None, output: Out = None, faces: Faces = None,
-             fmt: Format = None, seed: Annotated[int, typer.Option("--seed", help="Sampling seed.")] = 0,
+             fmt: Format = None, seed: Annotated[int, typer.Option("--seed", min=0, help="Sampling seed.")] = 0,
              temperature: Annotated[float, typer.Option("--temperature", help="0 is greedy.")] = 0.0,
              max_tokens: Annotated[int, typer.Option("--max-tokens", help="Longest program, in tokens.")] = 1024,
              preview: Preview = True, device: DeviceOption = "auto") -> dict:

@@ -51,6 +51,17 @@ def raise_if_disk_full(exc: BaseException, target: Path) -> None:
         raise QuarkError(f"no space left writing {target} ({exc.strerror}); nothing was changed") from None
 
 
+def check_target(final: Path | str) -> Path:
+    """`final` if a file can be written there: not a folder, no parent that is a file. Commands
+    that work long before they write call it first, so a bad -o fails before the work."""
+    final = Path(final)
+    if final.is_dir():
+        raise QuarkError(f"{final} is a folder; give a file name to write")
+    if any(p.exists() and not p.is_dir() for p in final.parents):
+        raise QuarkError(f"cannot write {final}: a parent of it is a file, not a folder")
+    return final
+
+
 def _make_parent(final: Path) -> None:
     """Create final's folder; a parent that is a file (or unwritable) is the user's error, named."""
     try:
@@ -70,9 +81,7 @@ def _umask() -> int:
 @contextlib.contextmanager
 def atomic_file(final: Path, mode: str = "w", **open_kwargs) -> Iterator:
     """Open a temporary sibling of `final` for writing; rename over `final` when the block ends."""
-    final = Path(final)
-    if final.is_dir():
-        raise QuarkError(f"{final} is a folder; give a file name to write")
+    final = check_target(final)
     _make_parent(final)
     fd, tmp_name = tempfile.mkstemp(prefix=f".tmp-{final.name}-", dir=final.parent)
     os.close(fd)

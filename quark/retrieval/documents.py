@@ -267,6 +267,10 @@ class DocumentIndex:
                 documents.append(read)
         if dataset:
             documents += list(dataset_documents(self.home, dataset))
+        if report.skipped and not documents and not model:  # everything named was unreadable: say so, change nothing
+            first = report.skipped[0]
+            more = f" (and {len(report.skipped) - 1} more)" if len(report.skipped) > 1 else ""
+            raise QuarkError(f"nothing to index: {first['path']}: {first['reason']}{more}")
         if len({d.path for d in documents}) != len(documents):
             documents = list({d.path: d for d in documents}.values())
         known = {} if existing is None else dict(self.conn.execute(
