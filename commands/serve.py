@@ -19,6 +19,7 @@ from quark.commands._options import (
     PrefixCacheOption,
     QuantizeOption,
     model_option,
+    name_value,
     quantize_mode,
 )
 from quark.errors import QuarkError
@@ -46,6 +47,9 @@ def serve_command(
                                                               "home's keys.")] = None,
     quantize: QuantizeOption = None,
     adapter: AdapterOption = None,
+    mesh_adapter: Annotated[Optional[list[str]], typer.Option(
+        "--mesh-adapter", callback=name_value, help="Also load this adapter of --model for /v1/meshes (text to 3D; "
+        "repeatable). The served model itself (with --adapter) always makes meshes too.")] = None,
     device: DeviceOption = "auto",
     max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="Most sequences the engine runs together.")] = 16,
     batch_window_ms: Annotated[float, typer.Option("--batch-window-ms", min=0.0,
@@ -58,7 +62,8 @@ def serve_command(
 ) -> None:
     """Serve a model at /v1 (chat, completions, embeddings, models), with /health and /metrics.
 
-    One language model, and any image models beside it (/v1/images/generations). Concurrent
+    One language model, and any image models beside it (/v1/images/generations); the language
+    model (and --mesh-adapter adapters of it) also makes 3D assets at /v1/meshes. Concurrent
     requests are batched; a prompt sharing a prefix with an earlier one (a system prompt) reuses
     its KV (--prefix-cache-mb). Once a key exists (or --api-key-file), /v1 needs a Bearer key.
 
@@ -67,6 +72,8 @@ def serve_command(
         quark serve --model tiny --port 8000
 
         quark serve --model tiny --model shapes     # + images: client.images.generate(model="shapes", …)
+
+        quark serve --model base --mesh-adapter mesh   # + 3D: POST /v1/meshes {"prompt", "adapter": "mesh"} → GLB
 
         curl -s localhost:8000/v1/models
     """
@@ -101,13 +108,18 @@ def serve_command(
         from quark.serving.images import ImageService
 
         images = ImageService([ImageModel(cli.home, name, device=engine.device) for name in image_names])
+    from quark.serving.meshes import MeshService
+
+    meshes = MeshService(cli.home, engine, {name: Engine.named(cli.home, model, device=engine.device, adapter=name)
+                                            for name in dict.fromkeys(mesh_adapter or ())})
     # A public server requires a key on every request, even after its last key is revoked.
     app = create_app(engine, keys=store, defaults=generation_defaults(folder), max_batch=max_batch,
-                     gather_seconds=batch_window_ms / 1000, require_key=public, images=images,
+                     gather_seconds=batch_window_ms / 1000, require_key=public, images=images, meshes=meshes,
                      embedding_head=load_head(folder, engine.model.config.n_embd, device=engine.device))
     url = url_of(sock)
     if cli.json:
-        print(json.dumps({"model": model, "image_models": image_names, "url": url, "base_url": f"{url}/v1",
+        print(json.dumps({"model": model, "image_models": image_names, "mesh_adapters": meshes.adapters(),
+                          "url": url, "base_url": f"{url}/v1",
                           "auth": auth,
                           "device": str(engine.device), "quantize": quantize_mode(quantize)}), flush=True)
     else:

@@ -19,6 +19,7 @@ COMMANDS = {
     "index": "/index [NAME]          ground answers in document index NAME (sources cited as [n]); empty: stop",
     "fork": "/fork ID               continue from message #ID (the other branch is kept)",
     "image": "/image PROMPT          draw PROMPT with the image model (saved under assets/)",
+    "mesh": "/mesh PROMPT           model PROMPT in 3D (a scene program, built; GLB and preview under assets/)",
     "help": "/help                  this list",
 }
 

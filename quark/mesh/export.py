@@ -19,9 +19,9 @@ from trimesh.visual.material import PBRMaterial
 from quark.atomic import write_bytes
 from quark.errors import QuarkError
 from quark.mesh.program import DEFAULT_FINISH, FINISHES, rgba
+from quark.mesh.request import FORMATS  # re-exported: export.FORMATS
 from quark.mesh.solid import Group, Solid
 
-FORMATS = ("glb", "gltf", "obj", "stl", "ply")
 _Z_UP_TO_Y_UP = np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
 
 
