@@ -494,7 +494,6 @@ class ChatApp(App):
         if self._image_model is None:
             self._image_model = ImageModel(self.home, self.image_model_name, device=resolve_device(self._asset_device))
         asset = self._image_model.generate(prompt)[0]
-        self.last_image = asset.path
         return asset.path, f"saved `{asset.path}`", asset.as_dict()
 
     def _model_mesh(self, prompt: str) -> tuple[str, str, dict]:
@@ -504,7 +503,6 @@ class ChatApp(App):
 
         model = self.mesh_model_name or self.session.resolve_model()
         asset = generator(self.home, model, self.mesh_adapter, self._asset_device).generate(prompt)
-        self.last_mesh = asset
         return asset["preview"], f"{summary(asset)}\n\nsaved `{asset['path']}`", asset
 
     @on(AssetReady)
@@ -516,6 +514,10 @@ class ChatApp(App):
         await messages.mount_all([MessageView("user", f"/{event.command} {event.prompt}"), view,
                                   MessageView("assistant", event.caption)])
         messages.scroll_end(animate=False)
+        if event.command == "image":
+            self.last_image = event.picture
+        else:
+            self.last_mesh = event.asset
         self._status("ready")
 
     def _require_idle(self) -> None:
