@@ -43,7 +43,7 @@ class MeshGenerator:
             generated = generate_programs(self.engine, [prompt], temperature=temperature, seed=seed,
                                           max_tokens=max_tokens)[0]
         if generated.program is None:
-            hint = "" if self.adapter else "; an adapter trained on `quark data synth --kind mesh` writes valid programs"
+            hint = "" if self.adapter else "; an adapter trained on `quark data synth --kind mesh` writes programs"
             raise QuarkError(f"{generated.error} — nothing was written ({generated.tokens} tokens sampled{hint})")
         try:
             with timings.stage("build"):
