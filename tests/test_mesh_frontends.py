@@ -62,7 +62,13 @@ def test_scripted_chat_mesh_returns_the_asset(quark, home: Path) -> None:
     (row,) = _rows(home)
     assert (row.id, row.prompt, row.model, row.path) == (asset["asset_id"], PROMPT, MODEL, reply["mesh"])
     empty = quark("chat", "--mesh-model", MODEL, "--message", "/mesh   ", expect=1)
-    assert "usage: /mesh PROMPT" in empty.output and len(_rows(home)) == 1
+    assert "usage: /mesh PROMPT" in empty.output
+    unknown = quark("chat", "--mesh-model", "nope", "--message", f"/mesh {PROMPT}", expect=1)
+    lines = [line for line in unknown.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "nope" in lines[0] and "Traceback" not in unknown.output
+    no_adapter = quark("chat", "--mesh-model", MODEL, "--mesh-adapter", "nope", "--message", f"/mesh {PROMPT}",
+                       expect=1)
+    assert "nope" in no_adapter.output and len(_rows(home)) == 1  # nothing written by the refusals
 
 
 def test_tui_mesh_shows_the_preview_and_the_checks(home: Path) -> None:
