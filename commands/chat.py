@@ -21,6 +21,7 @@ from quark.commands._options import (
     QuantizeOption,
     adapter_option,
     model_option,
+    name_value,
     quantize_mode,
 )
 from quark.errors import QuarkError
@@ -68,7 +69,7 @@ def chat(
     seed: Annotated[Optional[int], typer.Option("--seed", min=0,
                                                 help="Sampling seed, for a reproducible reply.")] = None,
     tools: Annotated[Optional[str], typer.Option("--tools", help="Let the model call these tools: groups "
-                                                 "(web, code, files, memory, all) or tool names, comma-separated "
+                                                 "(web, code, files, memory, mesh, all) or tool names, comma-separated "
                                                  "(see `quark tools list`).")] = None,
     workspace: Annotated[Optional[str], typer.Option("--workspace", help="The folder file tools and run_tests "
                                                      "work in (nothing outside it).")] = None,
@@ -94,6 +95,12 @@ def chat(
                                                 "a new branch beside it (the old one is kept).")] = None,
     regenerate: Annotated[Optional[int], typer.Option("--regenerate", min=1, help="A new reply beside reply ID (or "
                                                       "to your message ID); the old reply is kept.")] = None,
+    mesh_model: Annotated[Optional[str], typer.Option("--mesh-model", callback=name_value,
+                                                      help="Model that writes scene programs for /mesh PROMPT "
+                                                           "(default: the chat's model).")] = None,
+    mesh_adapter: Annotated[Optional[str], typer.Option("--mesh-adapter", callback=name_value,
+                                                        help="The --mesh-model's 3D-prompt LoRA adapter (trained on "
+                                                             "quark data synth --kind mesh).")] = None,
 ) -> dict | None:
     """Chat with a model, with memory and checkpoints.
 
@@ -111,6 +118,7 @@ def chat(
         quark chat --tools web,files --workspace ./notes --allow-risky --message "Save a summary of ..."
         quark chat --tools web --tool-choice web_search --message "Find the SQLite WAL docs"
         quark chat --image-model shapes --message "/image a large red circle in the center" --json
+        quark chat --mesh-model base --mesh-adapter mesh --message "/mesh a red mug" --json
         quark chat -c --message "And then?"
         quark chat --regenerate 2 --json                  # another reply beside reply #2
         quark chat --edit 1 --message "My name is Bob."   # resend message #1 changed, as a new branch
@@ -130,7 +138,8 @@ def chat(
 
     if web:
         return _serve_web(cli, host, port, model=model, conversation=conversation, checkpoint=checkpoint,
-                          adapter=adapter, quantize=quantize, device=device, image_model=image_model)
+                          adapter=adapter, quantize=quantize, device=device, image_model=image_model,
+                          mesh_model=mesh_model, mesh_adapter=mesh_adapter)
     if regenerate is not None and (message is not None or edit is not None):
         raise QuarkError("--regenerate writes a new reply to an earlier message: it takes no --message or --edit")
     if message is None and regenerate is None and (tui or sys.stdin.isatty()):
@@ -141,7 +150,7 @@ def chat(
         run_app(cli.home, model=model, conversation_id=conversation, checkpoint=checkpoint, adapter=adapter,
                 device=device, quantize=quantize_mode(quantize), index=index, reranker=reranker, tools=tools,
                 workspace=workspace, allow_risky=allow_risky, max_steps=max_steps, prefix_cache_mb=prefix_cache_mb,
-                compile=compile.value, image_model=image_model)
+                compile=compile.value, image_model=image_model, mesh_model=mesh_model, mesh_adapter=mesh_adapter)
         return None
     text = "" if regenerate is not None else read_stdin_text() if message in (None, "-") else message
     if regenerate is None and not text.strip():
@@ -149,12 +158,17 @@ def chat(
     command = parse_slash(text)
     if command is not None and command.name == "image" and edit is None:
         return _draw(cli, command.argument, image_model, seed, device)
+    if command is not None and command.name == "mesh" and edit is None:
+        return _model_mesh(cli, command.argument, mesh_model or model, mesh_adapter, seed, device)
     session = ChatSession(cli.home, model=model, adapter=adapter, conversation_id=conversation, device=device,
                           quantize=quantize_mode(quantize), index=index, reranker=reranker,
                           prefix_cache_mb=prefix_cache_mb, compile=compile.value)
     try:
         if tools:
             session.enable_tools(tools, workspace=workspace, allow_risky=allow_risky, max_steps=max_steps)
+            from quark.tools.builtin.mesh import use_mesh_model
+
+            use_mesh_model(session.tools, mesh_model, mesh_adapter)
         elif workspace or allow_risky:
             raise QuarkError("--workspace and --allow-risky go with --tools (which tools the model may call)")
         if checkpoint:
@@ -406,6 +420,24 @@ def feedback_export(
     skipped = f" ({', '.join(f'{n} {why}' for why, n in done['skipped'].items())} left out)" if done["skipped"] else ""
     cli.print(f"wrote {done['pairs']} preference pairs to {done['path']}{skipped}")
     return done
+def _model_mesh(cli: Cli, prompt: str, model: Optional[str], adapter: Optional[str], seed: Optional[int],
+                device: str) -> dict:
+    """`/mesh PROMPT` as a scripted message: a mesh (GLB) and its preview under assets/, the path
+    and its checks printed. The model is --mesh-model, else --model, else the home's only one."""
+    from quark.chat.session import ChatSession
+    from quark.mesh.text_to_mesh import MeshGenerator, summary
+
+    if not prompt.strip():
+        raise QuarkError("usage: /mesh PROMPT")
+    if model is None:
+        session = ChatSession(cli.home)
+        try:
+            model = session.resolve_model()
+        finally:
+            session.close()
+    asset = MeshGenerator(cli.home, model, adapter=adapter, device=device).generate(prompt, seed=seed or 0)
+    cli.print(f"{summary(asset)}\n{asset['path']}\npreview {asset['preview']}", highlight=False)
+    return {"mesh": asset["path"], "preview": asset["preview"], "asset": asset}
 
 
 def register(root: typer.Typer) -> None:

@@ -29,16 +29,10 @@ def register(root: typer.Typer) -> None:
 
 
 def _summary(cli: Cli, what: str, result: dict) -> None:
-    shut = "watertight" if result["watertight"] else "NOT watertight"
-    volume = f", volume {result['volume']:.4g}" if result["volume"] is not None else ""
-    cli.print(f"{what}: {result['faces']:,} faces ({result['faces_built']:,} built), {shut}{volume}, "
-              f"{result['components']} component(s)\n  → {result['path']}"
+    from quark.mesh.text_to_mesh import summary
+
+    cli.print(f"{what}: {summary(result)}\n  → {result['path']}"
               + (f"\n  preview → {result['preview']}" if result.get("preview") else ""))
-
-
-def _check_faces(faces: Optional[int]) -> None:
-    if faces is not None and faces < 4:
-        raise QuarkError(f"--faces {faces}: a closed mesh needs at least 4 faces")
 
 
 @quark_command(app, "build")
@@ -60,10 +54,11 @@ def build(cli: Cli,
     from quark.mesh.build import build_solid
     from quark.mesh.pipeline import Timings, write_asset
     from quark.mesh.program import load_example, load_program
+    from quark.mesh.request import check_faces
 
     if (program is None) == (example is None):
         raise QuarkError("give a PROGRAM.json or --example NAME (one of them)")
-    _check_faces(faces)
+    check_faces(faces)
     timings = Timings()
     with timings.stage("validate"):
         parsed = load_example(example) if example else load_program(program)
@@ -90,30 +85,16 @@ def generate(cli: Cli,
 
       quark mesh generate "a blue table with four legs" --model base --adapter mesh --faces 4000 -o table.glb
     """
-    from quark.inference import Engine
-    from quark.mesh.build import build_solid
-    from quark.mesh.generate import constrained, generate_programs
-    from quark.mesh.pipeline import Timings, write_asset
+    from quark.mesh.pipeline import Timings
+    from quark.mesh.request import check_request
+    from quark.mesh.text_to_mesh import MeshGenerator
 
-    _check_faces(faces)
+    check_request(prompt, faces, fmt)
     timings = Timings()
     with timings.stage("load"):
-        engine = Engine.named(cli.home, model, device=device, adapter=adapter)
-    with timings.stage("llm"):
-        generated = generate_programs(engine, [prompt], temperature=temperature, seed=seed, max_tokens=max_tokens)[0]
-    if generated.program is None:
-        raise QuarkError(f"{generated.error} — nothing was written ({generated.tokens} tokens sampled; "
-                         f"an adapter trained on `quark data synth --kind mesh` writes valid programs)")
-    try:
-        with timings.stage("build"):
-            solid = build_solid(generated.program)
-    except QuarkError as exc:
-        raise QuarkError(f"the model's program does not build: {exc} — nothing was written") from None
-    result = write_asset(cli.home, generated.program, solid, out=output, fmt=fmt, faces=faces, preview=preview,
-                         timings=timings, prompt=prompt, seed=seed, model=model,
-                         extra={"adapter": adapter, "temperature": temperature, "constrained": constrained(),
-                                "tokens": generated.tokens})
-    result["program"] = generated.program.model_dump(mode="json", exclude_none=True)
+        made = MeshGenerator(cli.home, model, adapter=adapter, device=device)
+    result = made.generate(prompt, faces=faces, fmt=fmt, out=output, seed=seed, temperature=temperature,
+                           max_tokens=max_tokens, preview=preview, timings=timings)
     _summary(cli, f"generated {prompt!r}", result)
     return result
 

@@ -19,6 +19,7 @@ from quark.commands._options import (
     PrefixCacheOption,
     QuantizeOption,
     model_option,
+    name_value,
     quantize_mode,
 )
 from quark.errors import QuarkError
@@ -56,6 +57,9 @@ def serve_command(
     router: Annotated[str, typer.Option(
         "--router", help="Router for NAME:auto: a router name, auto (the newest one trained on the model), or "
                          "none (NAME:auto is the base).")] = "auto",
+    mesh_adapter: Annotated[Optional[list[str]], typer.Option(
+        "--mesh-adapter", callback=name_value, help="Also make meshes at /v1/meshes with this adapter of --model "
+        "(repeatable; one served side by side needs no second copy). The served model makes meshes too.")] = None,
     device: DeviceOption = "auto",
     max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="Most sequences the engine runs together.")] = 16,
     batch_window_ms: Annotated[float, typer.Option("--batch-window-ms", min=0.0,
@@ -71,15 +75,18 @@ def serve_command(
     One language model, and any image models beside it (/v1/images/generations). The model's
     LoRA adapters are loaded side by side on its one base and served as NAME:ADAPTER, with
     NAME:auto letting the router pick per request (the base without a router); requests for
-    different adapters share batches. Concurrent requests are batched; a prompt sharing a prefix
-    with an earlier one (a system prompt) reuses its KV (--prefix-cache-mb). Once a key exists
-    (or --api-key-file), /v1 needs a Bearer key.
+    different adapters share batches. The language model (and its adapters) also makes 3D assets
+    at /v1/meshes. Concurrent requests are batched; a prompt sharing a prefix with an earlier one
+    (a system prompt) reuses its KV (--prefix-cache-mb). Once a key exists (or --api-key-file),
+    /v1 needs a Bearer key.
 
     Example:
 
         quark serve --model tiny --port 8000        # tiny, tiny:code, tiny:auto, … (see /v1/models)
 
         quark serve --model tiny --model shapes     # + images: client.images.generate(model="shapes", …)
+
+        quark serve --model base --mesh-adapter mesh   # + 3D: POST /v1/meshes {"prompt", "adapter": "mesh"} → GLB
 
         curl -s localhost:8000/v1/models
     """
@@ -120,13 +127,18 @@ def serve_command(
         from quark.serving.images import ImageService
 
         images = ImageService([ImageModel(cli.home, name, device=engine.device) for name in image_names])
+    from quark.serving.meshes import MeshService
+
+    meshes = MeshService(cli.home, engine, {name: Engine.named(cli.home, model, device=engine.device, adapter=name)
+                                            for name in dict.fromkeys(mesh_adapter or ()) if name not in side})
     # A public server requires a key on every request, even after its last key is revoked.
     app = create_app(engine, keys=store, defaults=generation_defaults(folder), max_batch=max_batch,
                      gather_seconds=batch_window_ms / 1000, require_key=public, images=images, router=routing,
-                     embedding_head=load_head(folder, engine.model.config.n_embd, device=engine.device))
+                     meshes=meshes, embedding_head=load_head(folder, engine.model.config.n_embd, device=engine.device))
     url = url_of(sock)
     if cli.json:
-        print(json.dumps({"model": model, "image_models": image_names, "url": url, "base_url": f"{url}/v1",
+        print(json.dumps({"model": model, "image_models": image_names, "mesh_adapters": meshes.adapters(),
+                          "url": url, "base_url": f"{url}/v1",
                           "auth": auth, "models": app.state.service.models.ids(),
                           "router": routing.name if routing else None,
                           "device": str(engine.device), "quantize": quantize_mode(quantize)}), flush=True)

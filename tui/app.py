@@ -33,6 +33,7 @@ from quark.chat import ChatSession, Turn, TurnResult
 from quark.chat.config import load_config
 from quark.errors import QuarkError
 from quark.home import Home
+from quark.tools.builtin.mesh import use_mesh_model
 from quark.tui.slash import SlashCommand, parse_slash
 from quark.tui.widgets import (
     CheckpointPicker,
@@ -87,10 +88,13 @@ class ToolFinished(Message):
         self.event, self.by = event, by
 
 
-class ImageReady(Message):
-    def __init__(self, prompt: str, path: str) -> None:
+class AssetReady(Message):
+    """/image or /mesh made an asset: the picture to show inline (the PNG, or the mesh's preview)
+    and the Markdown under it (where it was saved; a mesh's faces, watertight, volume, bounds)."""
+
+    def __init__(self, command: str, prompt: str, picture: str, caption: str, asset: dict) -> None:
         super().__init__()
-        self.prompt, self.path = prompt, path
+        self.command, self.prompt, self.picture, self.caption, self.asset = command, prompt, picture, caption, asset
 
 
 class TurnFailed(Message):
@@ -138,17 +142,20 @@ class ChatApp(App):
                  quantize: str | None = None, index: str | None = None, reranker: str | None = None,
                  tools: str | None = None, workspace: str | None = None, allow_risky: bool = False,
                  max_steps: int = 4, prefix_cache_mb: float = 512.0, compile: str = "auto",
-                 image_model: str | None = None) -> None:
+                 image_model: str | None = None, mesh_model: str | None = None,
+                 mesh_adapter: str | None = None) -> None:
         super().__init__()
         self.session = ChatSession(home, model=model, adapter=adapter, device=device, quantize=quantize, index=index,
                                    reranker=reranker, prefix_cache_mb=prefix_cache_mb, compile=compile)
         if tools:
             self.session.enable_tools(tools, workspace=workspace, allow_risky=allow_risky, confirm=self._confirm_tool,
                                       max_steps=max_steps)
+            use_mesh_model(self.session.tools, mesh_model, mesh_adapter)
         self.tool_choice: Any = "auto"  # OpenAI tool_choice for the model's turns (see quark.agent.choice)
         self._panels: dict[str, ToolPanel] = {}
-        self.home, self.image_model_name, self._image_device = home, image_model, device
+        self.home, self.image_model_name, self._asset_device = home, image_model, device
         self._image_model = None  # loaded on the first /image
+        self.mesh_model_name, self.mesh_adapter = mesh_model, mesh_adapter  # /mesh (default: the chat's model)
         self._start_conversation, self._start_checkpoint = conversation_id, checkpoint
         self._engine_lock = threading.Lock()  # one model load or turn at a time
         self._cancel: threading.Event | None = None
@@ -164,6 +171,7 @@ class ChatApp(App):
         self.first_token_latency: float | None = None  # Enter → first streamed text on screen, seconds
         self.last_result: TurnResult | None = None
         self.last_image: str | None = None  # the path of the latest /image
+        self.last_mesh: dict | None = None  # the latest /mesh's asset (path, preview, checks, program)
 
     # ---- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -529,40 +537,57 @@ class ChatApp(App):
             self._status()
             self.notify(f"{key} = {value.strip()} for this conversation" if value.strip()
                         else f"{key}: back to the default")
-        elif command.name == "image":
+        elif command.name in ("image", "mesh"):
             if not arg.strip():
-                raise QuarkError("usage: /image PROMPT")
-            self._status("drawing…")
-            self._draw(arg.strip())
+                raise QuarkError(f"usage: /{command.name} PROMPT")
+            self._status("drawing…" if command.name == "image" else "modelling…")
+            self._make_asset(command.name, arg.strip(), self._draw if command.name == "image" else self._model_mesh)
         else:  # help, or an unknown command: the help panel, saying which was unknown
             self.action_help(arg)
 
-    @work(thread=True, group="image")
-    def _draw(self, prompt: str) -> None:
-        """/image: generate with the image model (off the UI thread), save it, then show it inline."""
-        from quark.device import resolve_device
-        from quark.image.generate import ImageModel
-
+    @work(thread=True, group="asset")
+    def _make_asset(self, command: str, prompt: str, make: Callable[[str], tuple[str, str, dict]]) -> None:
+        """/image and /mesh: `make` runs off the UI thread (loading its model on first use), saves
+        the asset, and the result is shown inline (AssetReady)."""
         try:
-            if self._image_model is None:
-                device = resolve_device(self._image_device)
-                self._image_model = ImageModel(self.home, self.image_model_name, device=device)
-            asset = self._image_model.generate(prompt)[0]
-            self.post_message(ImageReady(prompt, asset.path))
+            picture, caption, asset = make(prompt)
+            self.post_message(AssetReady(command, prompt, picture, caption, asset))
         except QuarkError as exc:  # not TurnFailed: a chat turn may be streaming meanwhile
             self.call_from_thread(self.notify, str(exc), severity="error", timeout=10)
             self.call_from_thread(self._status, "ready")
 
-    @on(ImageReady)
-    async def _image_ready(self, event: ImageReady) -> None:
+    def _draw(self, prompt: str) -> tuple[str, str, dict]:
+        """/image: one PNG from the image model."""
+        from quark.device import resolve_device
+        from quark.image.generate import ImageModel
+
+        if self._image_model is None:
+            self._image_model = ImageModel(self.home, self.image_model_name, device=resolve_device(self._asset_device))
+        asset = self._image_model.generate(prompt)[0]
+        return asset.path, f"saved `{asset.path}`", asset.as_dict()
+
+    def _model_mesh(self, prompt: str) -> tuple[str, str, dict]:
+        """/mesh: the mesh model (--mesh-model, else the chat's; with --mesh-adapter) writes a scene
+        program, Quark builds it; the preview is shown with the mesh's checks."""
+        from quark.mesh.text_to_mesh import generator, summary
+
+        model = self.mesh_model_name or self.session.resolve_model()
+        asset = generator(self.home, model, self.mesh_adapter, self._asset_device).generate(prompt)
+        return asset["preview"], f"{summary(asset)}\n\nsaved `{asset['path']}`", asset
+
+    @on(AssetReady)
+    async def _asset_ready(self, event: AssetReady) -> None:
         from textual_image.widget import Image as ImageWidget
 
         messages = self.query_one("#messages", VerticalScroll)
-        view = ImageWidget(event.path, classes="generated-image")
-        await messages.mount_all([MessageView("user", f"/image {event.prompt}"), view,
-                                  MessageView("assistant", f"saved `{event.path}`")])
+        view = ImageWidget(event.picture, classes="generated-image")
+        await messages.mount_all([MessageView("user", f"/{event.command} {event.prompt}"), view,
+                                  MessageView("assistant", event.caption)])
         messages.scroll_end(animate=False)
-        self.last_image = event.path
+        if event.command == "image":
+            self.last_image = event.picture
+        else:
+            self.last_mesh = event.asset
         self._status("ready")
 
     def _require_idle(self) -> None:
@@ -900,10 +925,10 @@ def run_app(home: Home, *, model: str | None = None, conversation_id: int | None
             quantize: str | None = None, index: str | None = None, reranker: str | None = None,
             tools: str | None = None, workspace: str | None = None, allow_risky: bool = False,
             max_steps: int = 4, prefix_cache_mb: float = 512.0, compile: str = "auto",
-            image_model: str | None = None) -> None:
+            image_model: str | None = None, mesh_model: str | None = None, mesh_adapter: str | None = None) -> None:
     # A bad config.toml is a one-line error before the screen opens.
     check_keys(load_config(home.config_path).keys, home.config_path)
     ChatApp(home, model=model, conversation_id=conversation_id, checkpoint=checkpoint, adapter=adapter, device=device,
             quantize=quantize, index=index, reranker=reranker, tools=tools, workspace=workspace,
             allow_risky=allow_risky, max_steps=max_steps, prefix_cache_mb=prefix_cache_mb, compile=compile,
-            image_model=image_model).run()
+            image_model=image_model, mesh_model=mesh_model, mesh_adapter=mesh_adapter).run()

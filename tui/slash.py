@@ -22,6 +22,7 @@ COMMANDS = {
     "set": "/set [KEY [VALUE]]     this conversation's settings: temperature, top_p, top_k, max_tokens, seed, adapter, "
            "system (no value: the default; /set alone: the settings dialog)",
     "image": "/image PROMPT          draw PROMPT with the image model (saved under assets/)",
+    "mesh": "/mesh PROMPT           model PROMPT in 3D (a scene program, built; GLB and preview under assets/)",
     "help": "/help                  this list",
 }
 

@@ -20,9 +20,9 @@ from quark.atomic import write_bytes
 from quark.errors import QuarkError
 from quark.inputs import MiB, read_bytes_file
 from quark.mesh.program import DEFAULT_FINISH, FINISHES, rgba
+from quark.mesh.request import FORMATS  # re-exported: export.FORMATS
 from quark.mesh.solid import Group, Solid
 
-FORMATS = ("glb", "gltf", "obj", "stl", "ply")
 MESH_FILE_CAP = 1024 * MiB  # read whole into memory to parse
 _Z_UP_TO_Y_UP = np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
 

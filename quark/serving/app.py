@@ -1,7 +1,7 @@
 """The OpenAI-compatible HTTP API over one Engine: chat, completions, embeddings, models (and
-image models beside it, quark.serving.images). An engine holding adapters side by side answers
-to `NAME`, `NAME:ADAPTER` and `NAME:auto` (quark.serving.models); each request's rows carry its
-adapter into the shared batch.
+image models beside it, quark.serving.images; text to 3D with it, quark.serving.meshes). An
+engine holding adapters side by side answers to `NAME`, `NAME:ADAPTER` and `NAME:auto`
+(quark.serving.models); each request's rows carry its adapter into the shared batch.
 
 Handlers validate and tokenize on the event loop, then hand rows to the Batcher, whose worker
 thread runs the model; streamed answers are Server-Sent Events in OpenAI's chunk format ending
@@ -58,6 +58,7 @@ _caller: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("quark_c
 
 if TYPE_CHECKING:
     from quark.serving.images import ImageService
+    from quark.serving.meshes import MeshService
 
 
 def _sse(data: dict[str, Any] | str) -> str:
@@ -69,11 +70,11 @@ class Service:
 
     def __init__(self, engine: Engine, *, keys: KeyStore | None, defaults: dict[str, Any], max_batch: int,
                  gather_seconds: float, require_key: bool = False, images: ImageService | None = None,
-                 router: AdapterRouter | None = None) -> None:
+                 router: AdapterRouter | None = None, meshes: MeshService | None = None) -> None:
         self.engine, self.keys, self.defaults = engine, keys, {**DEFAULT_GENERATION, **defaults}
         self.models = ServedModels(engine.name, engine.adapters, router)
         self.require_key = require_key
-        self.images = images
+        self.images, self.meshes = images, meshes
         self.metrics = Metrics(engine.prefix_cache)
         self.batcher = Batcher(engine, max_batch=max_batch, gather_seconds=gather_seconds,
                                stats=self.metrics.batch_stats())
@@ -316,6 +317,10 @@ def _routes(service: Service) -> APIRouter:
         from quark.serving.images import image_routes  # diffusers loads only for a server with image models
 
         v1.include_router(image_routes(service.images))
+    if service.meshes is not None:
+        from quark.serving.meshes import mesh_routes
+
+        v1.include_router(mesh_routes(service.meshes, service.batcher.run_exclusive))
     return v1
 
 
@@ -414,15 +419,17 @@ async def _completion_chunks(service: Service, jobs, rid: str, created: int, mod
 
 def create_app(engine: Engine, *, keys: KeyStore | None = None, defaults: dict[str, Any] | None = None,
                max_batch: int = 16, gather_seconds: float = 0.01, require_key: bool = False,
-               embedding_head=None, images: ImageService | None = None, router: AdapterRouter | None = None) -> FastAPI:
+               embedding_head=None, images: ImageService | None = None, router: AdapterRouter | None = None,
+               meshes: MeshService | None = None) -> FastAPI:
     """The FastAPI app serving `engine` (under its name). `keys`: require and rate-limit API keys
     as the home says (quark.serving.keys); `require_key`: always require one (a server bound
     beyond loopback); `defaults`: the model's generation_config.json; `embedding_head`: the model's
     trained embedding head (quark.retrieval.embedding.load_head), which /v1/embeddings then uses;
     `images`: image models served beside it at /v1/images/generations (quark.serving.images);
-    `router`: what `NAME:auto` routes with (quark.agent.routing; without one it is the base)."""
+    `router`: what `NAME:auto` routes with (quark.agent.routing; without one it is the base);
+    `meshes`: text to 3D at /v1/meshes with the served model and its mesh adapters (quark.serving.meshes)."""
     service = Service(engine, keys=keys, defaults=defaults or {}, max_batch=max_batch, gather_seconds=gather_seconds,
-                      require_key=require_key, images=images, router=router)
+                      require_key=require_key, images=images, router=router, meshes=meshes)
     service.embedding_head = embedding_head
 
     @asynccontextmanager

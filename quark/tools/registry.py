@@ -27,6 +27,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "code": ("run_code", "run_tests"),
     "files": ("read_file", "write_file", "list_dir", "search_files"),
     "memory": ("memory_search", "checkpoint_save", "checkpoint_load"),
+    "mesh": ("generate_mesh",),
 }
 
 

@@ -20,6 +20,11 @@
     allow_loopback = false        # lifts the loopback refusal (tests serving pages on 127.0.0.1)
     ca_bundle = "/etc/ssl/private-ca.pem"   # extra CAs for https (default: the usual trust store)
 
+    [tools.generate_mesh]
+    model = "base"                # the model that writes scene programs (default: the home's only model)
+    adapter = "mesh"              # its 3D-prompt LoRA adapter (quark finetune sft --lora on synth --kind mesh)
+    device = "auto"
+
     [tracing]
     exporter = "none"             # none | console | otlp   (or $QUARK_TRACING)
     endpoint = "http://127.0.0.1:4318/v1/traces"   # OTLP/HTTP (or $OTEL_EXPORTER_OTLP_ENDPOINT)
@@ -70,6 +75,12 @@ class FetchSettings(_Section):
     ca_bundle: str | None = None  # PEM file of CAs to trust for https (default: the system's/certifi's)
 
 
+class MeshToolSettings(_Section):
+    model: str | None = None
+    adapter: str | None = None
+    device: str = "auto"
+
+
 class TracingSettings(_Section):
     exporter: Literal["none", "console", "otlp"] = "none"
     endpoint: str | None = None
@@ -81,6 +92,7 @@ class ToolSettings(_Section):
     output_bytes: int = Field(16_000, gt=0)  # run_code/run_tests output kept (head + tail)
     web_search: WebSearchSettings = WebSearchSettings()
     fetch_url: FetchSettings = FetchSettings()
+    generate_mesh: MeshToolSettings = MeshToolSettings()
     tracing: TracingSettings = TracingSettings()
 
 

@@ -6,6 +6,6 @@ from quark.tools.base import Tool
 
 
 def builtin_tools() -> list[Tool]:
-    from quark.tools.builtin import chat, code, files, web
+    from quark.tools.builtin import chat, code, files, mesh, web
 
-    return [*web.TOOLS, *code.TOOLS, *files.TOOLS, *chat.TOOLS]
+    return [*web.TOOLS, *code.TOOLS, *files.TOOLS, *chat.TOOLS, *mesh.TOOLS]
