@@ -181,9 +181,10 @@ class DiffusionBatches:
     def take(self, start: int, count: int) -> dict[str, torch.Tensor]:
         items, noise, steps, rows = [], [], [], []
         shape = tuple(self.images.pixels.shape[1:])
+        generator = torch.Generator()  # reseeded per sample: the same draws as a fresh one, without its setup
         for sample in range(start, start + count):
             item = self._item(sample)
-            generator = torch.Generator().manual_seed((self.seed << 32) + sample)
+            generator.manual_seed((self.seed << 32) + sample)
             noise.append(torch.randn((shape[2], shape[0], shape[1]), generator=generator))
             steps.append(int(torch.randint(0, self.timesteps, (1,), generator=generator)))
             dropped = self.dropout > 0 and float(torch.rand((), generator=generator)) < self.dropout

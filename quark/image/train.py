@@ -59,6 +59,7 @@ class Denoiser(nn.Module):
         self.ema = copy.deepcopy(unet).requires_grad_(False) if d.ema_decay > 0 else None
         self.scheduler = training_scheduler(d.timesteps, d.beta_schedule, d.prediction_type)
         self.prediction_type, self.snr_gamma, self.ema_decay = d.prediction_type, d.snr_gamma, d.ema_decay
+        self._ema_pairs: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(Σ weighted per-image MSE, number of images)."""
@@ -83,8 +84,10 @@ class Denoiser(nn.Module):
         if self.ema is None:
             return
         decay = min(self.ema_decay, (1 + step) / (10 + step))
-        ema, live = list(self.ema.parameters()), list(self.unet.parameters())
-        torch._foreach_lerp_(ema, live, 1.0 - decay)
+        if self._ema_pairs is None:  # listed once, after the Trainer moved and wrapped the model: the
+            # module walk costs more than the one multi-tensor lerp itself
+            self._ema_pairs = list(self.ema.parameters()), list(self.unet.parameters())
+        torch._foreach_lerp_(*self._ema_pairs, 1.0 - decay)
 
 
 def denoiser_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

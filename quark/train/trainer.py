@@ -186,7 +186,8 @@ class Trainer:
     def _train_step(self) -> tuple[float, float, float, int]:
         """Forward/backward every micro-batch, reduce, clip, step. (loss, grad norm, lr, tokens)."""
         t, env = self.train, self.env
-        self.model.train()
+        if not self.model.training:  # a walk over every module: only after an evaluation switched it off
+            self.model.train()
         totals = torch.zeros(2, dtype=torch.float64, device=env.device)
         tokens = 0
         for micro in range(t.grad_accum):
