@@ -405,6 +405,7 @@ class SynthKind(str, Enum):
     preferences = "preferences"
     grounded = "grounded"
     mesh = "mesh"
+    code = "code"
     all = "all"
 
 
@@ -417,7 +418,9 @@ def synth(
                                             help="instructions, dialogues, tools, refusals (chat JSONL), all (every "
                                                  "chat kind), preferences (prompt/chosen/rejected), grounded "
                                                  "(numbered sources, cited answers, and preferences/ against "
-                                                 "made-up references), or mesh (prompt → scene program)."
+                                                 "made-up references), mesh (prompt → scene program), or "
+                                                 "code (coding tasks with tests: solutions, run_code traces, "
+                                                 "self-debugging traces)."
                                             )] = SynthKind.all,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Same seed, same data (on a given Python version).")] = 0,
     val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.9,
@@ -442,6 +445,8 @@ def synth(
       quark data synth --kind preferences --name prefs --seed 1
 
       quark data synth --kind mesh --name mesh   (3D prompts → scene programs)
+
+      quark data synth --kind code --name code --val-fraction 0.25   (coding tasks, graded by quark eval code-tasks)
 
       quark finetune sft --model tiny --data chat --name tiny-sft
 
