@@ -462,6 +462,10 @@ def synth(
         from quark.retrieval.grounded import write_grounded
 
         meta = write_grounded(folder, seed=seed, val_fraction=val_fraction)
+    elif kind is SynthKind.code:
+        from quark.data.code_tasks import write_code
+
+        meta = write_code(folder, seed=seed, val_fraction=val_fraction, home=cli.home.root)
     else:
         meta = write_dataset(folder, kind.value, seed=seed, val_fraction=val_fraction, home=cli.home.root)
     counts = meta["counts"]

@@ -22,7 +22,18 @@ import json
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+from quark.data.synth import (
+    RunCode,
+    _assistant,
+    _check_fraction,
+    _tool_call,
+    _tool_result,
+    _user,
+    _write_split,
+    sandbox_runner,
+)
 from quark.errors import QuarkError
 
 NUMBERS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine"}
@@ -119,16 +130,12 @@ def fenced(code: str) -> str:
     return f"```python\n{code}```"
 
 
-RunCode = Callable[[list[str]], list[str]]  # programs -> the run_code tool message content of each
-
-
 def code_rows(seed: int = 0, run_code: RunCode | None = None) -> Iterator[tuple[str, dict]]:
     """(group, row) pairs in a seed-determined order: per task, a solve row, a tool trace and a
     self-debugging trace. Tool results are the sandbox's own (`run_code` through the agent's tool
     runner, quark.data.synth.sandbox_runner), checked: the right solution prints the success line,
     the bug fails with an AssertionError."""
     from quark.chat.config import DEFAULT_SYSTEM_PROMPT
-    from quark.data.synth import _assistant, _tool_call, _tool_result, _user, sandbox_runner
     from quark.tokenizer.chat_template import with_tools_prompt
     from quark.tools.runner import registry
 
@@ -164,3 +171,12 @@ def code_rows(seed: int = 0, run_code: RunCode | None = None) -> Iterator[tuple[
         rows.append((task.group, {"messages": with_tools_prompt(debug, schemas), "prompt": ask, **grade}))
     rng.shuffle(rows)
     yield from rows
+
+
+def write_code(folder: Path, *, seed: int = 0, val_fraction: float = 0.25, home: Path | None = None) -> dict:
+    """Write `train.jsonl`, `val.jsonl` and `meta.json`, split by (family, constant); the traces'
+    programs run in the sandbox, audited in `home` (default: a scratch home)."""
+    _check_fraction(val_fraction)
+    rows = list(code_rows(seed, sandbox_runner(home)))
+    return _write_split(Path(folder), rows, seed, val_fraction,
+                        {"format": "chat", "kinds": {"code": len(rows)}, "tasks": len(all_tasks())})
