@@ -405,6 +405,7 @@ class SynthKind(str, Enum):
     preferences = "preferences"
     grounded = "grounded"
     mesh = "mesh"
+    code = "code"
     all = "all"
 
 
@@ -417,7 +418,9 @@ def synth(
                                             help="instructions, dialogues, tools, refusals (chat JSONL), all (every "
                                                  "chat kind), preferences (prompt/chosen/rejected), grounded "
                                                  "(numbered sources, cited answers, and preferences/ against "
-                                                 "made-up references), or mesh (prompt → scene program)."
+                                                 "made-up references), mesh (prompt → scene program), or "
+                                                 "code (coding tasks with tests: solutions, run_code traces, "
+                                                 "self-debugging traces)."
                                             )] = SynthKind.all,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Same seed, same data (on a given Python version).")] = 0,
     val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.9,
@@ -443,6 +446,8 @@ def synth(
 
       quark data synth --kind mesh --name mesh   (3D prompts → scene programs)
 
+      quark data synth --kind code --name code --val-fraction 0.25   (coding tasks, graded by quark eval code-tasks)
+
       quark finetune sft --model tiny --data chat --name tiny-sft
 
       quark data synth --kind grounded --name rag && quark finetune sft --model tiny --data rag --name tiny-rag
@@ -457,6 +462,10 @@ def synth(
         from quark.retrieval.grounded import write_grounded
 
         meta = write_grounded(folder, seed=seed, val_fraction=val_fraction)
+    elif kind is SynthKind.code:
+        from quark.data.code_tasks import write_code
+
+        meta = write_code(folder, seed=seed, val_fraction=val_fraction, home=cli.home.root)
     else:
         meta = write_dataset(folder, kind.value, seed=seed, val_fraction=val_fraction, home=cli.home.root)
     counts = meta["counts"]

@@ -18,7 +18,7 @@ from quark.commands._options import (
     quantize_mode,
 )
 from quark.errors import QuarkError
-from quark.evaluation import code_execution, docqa, humaneval, mbpp, report
+from quark.evaluation import code_execution, code_tasks, docqa, humaneval, mbpp, report
 from quark.evaluation.code_execution import CodeProblem
 from quark.evaluation.generate import make_completer
 from quark.evaluation.perplexity import perplexity as compute_perplexity
@@ -130,9 +130,14 @@ def perplexity(cli: Cli,
 def _code_benchmark(cli: Cli, task: str, problems: list[CodeProblem], stops: tuple[str, ...], *, model: Optional[str],
                     reference: bool, samples: int, temperature: float, max_new_tokens: int, workers: Optional[int],
                     timeout: float, backend: str, allow_unsandboxed: bool, run: Optional[str],
-                    output: Optional[Path], device: str, quantize: Optional[str]) -> dict:
-    """Sample (or take the references), run every program in the sandbox, score pass@k, store."""
+                    output: Optional[Path], device: str, quantize: Optional[str], chat: bool = False,
+                    adapter: Optional[str] = None) -> dict:
+    """Sample (or take the references), run every program in the sandbox, score pass@k, store.
+    With `chat` each prompt is a user turn and the code is the reply's fenced block."""
     name, folder = _model(cli, model, reference)
+    if adapter and folder is not None:
+        cli.home.existing(folder / "adapters" / adapter, "adapter")
+        name = f"{name}+{adapter}"
     sandbox = open_sandbox(backend, limits=Limits(timeout_s=timeout, memory_mb=1024),
                            allow_unsandboxed=allow_unsandboxed)
     truncated: list[int] = []
@@ -140,8 +145,12 @@ def _code_benchmark(cli: Cli, task: str, problems: list[CodeProblem], stops: tup
         if reference:
             completions = code_execution.references(problems)
         else:
-            complete = make_completer(folder, max_new_tokens=max_new_tokens, truncated=truncated, device=device,
-                                      quantize=quantize)
+            generate = make_completer(folder, max_new_tokens=max_new_tokens, truncated=truncated, device=device,
+                                      quantize=quantize, chat=chat, adapter=adapter)
+
+            def complete(prompt: str, n: int, temperature: float) -> list[str]:
+                replies = generate(prompt, n, temperature)
+                return [code_tasks.extract_code(r) for r in replies] if chat else replies
             sampling = bar.add_task("sampling", total=len(problems), unit="problems")
             completions = code_execution.sample(problems, complete, n=samples, temperature=temperature, stops=stops,
                                       on_problem=lambda: bar.advance(sampling))
@@ -150,7 +159,7 @@ def _code_benchmark(cli: Cli, task: str, problems: list[CodeProblem], stops: tup
                                on_result=lambda _: bar.advance(running))
     metrics = code_execution.score(results)
     metrics.update(temperature=0.0 if reference else temperature, sandbox=sandbox.name,
-                   prompts_truncated=len(truncated))
+                   prompts_truncated=len(truncated), **({"adapter": adapter} if adapter else {}))
     if output:
         write_jsonl(output, code_execution.result_rows(results))
     return _store(cli, name, folder, run, task, metrics)
@@ -199,6 +208,33 @@ def mbpp_command(cli: Cli, data: Annotated[Path, typer.Option("--data", "-d", he
                            samples=samples, temperature=temperature, max_new_tokens=max_new_tokens, workers=workers,
                            timeout=timeout, backend=sandbox, allow_unsandboxed=allow_unsandboxed, run=run,
                            output=output, device=device, quantize=quantize_mode(quantize))
+
+
+@quark_command(app, "code-tasks")
+def code_tasks_command(cli: Cli, data: Annotated[str, typer.Option(
+                           "--data", "-d", help="A `quark data synth --kind code` dataset name (its val split) or a "
+                                                "JSONL file of code-task rows.")],
+                       model: Model = None, adapter: Annotated[Optional[str], typer.Option(
+                           "--adapter", help="A LoRA adapter of the model, merged on load.")] = None,
+                       limit: Limit = None, samples: Samples = 1, temperature: Temperature = 0.0,
+                       max_new_tokens: MaxNew = 128, reference: Reference = False, workers: Workers = None,
+                       timeout: Timeout = 10.0, sandbox: Backend = "auto", allow_unsandboxed: Unsandboxed = False,
+                       run: Run = None, output: Output = None, device: DeviceOption = "auto",
+                       quantize: QuantizeOption = None) -> dict:
+    """Pass@k on held-out coding tasks: each task asked as a chat turn, the reply's code run with its tests
+    in the sandbox.
+
+    Example: quark data synth --kind code --name code --val-fraction 0.25 &&
+    quark eval code-tasks --data code --model base --adapter code
+    """
+    path = Path(data)
+    if not path.is_file():
+        path = cli.home.existing(cli.home.dataset_dir(data), "dataset") / "val.jsonl"
+    return _code_benchmark(cli, "code-tasks", code_tasks.load_problems(path, limit), (), model=model,
+                           reference=reference, samples=samples, temperature=temperature, max_new_tokens=max_new_tokens,
+                           workers=workers, timeout=timeout, backend=sandbox, allow_unsandboxed=allow_unsandboxed,
+                           run=run, output=output, device=device, quantize=quantize_mode(quantize), chat=True,
+                           adapter=adapter)
 
 
 @quark_command(app, "docqa")

@@ -13,16 +13,17 @@ from quark.inference import Engine, SamplingParams
 
 
 def make_completer(model_folder: Path, *, max_new_tokens: int = 256, chat: bool = False, seed: int = 0,
-                   device: str = "cpu", quantize: str | None = None, truncated: list[int] | None = None) -> Completer:
+                   device: str = "cpu", quantize: str | None = None, truncated: list[int] | None = None,
+                   adapter: str | None = None) -> Completer:
     """complete(prompt, n, temperature) -> n continuations of prompt (temperature 0: greedy).
 
     With `chat` the prompt is sent as one user turn in the chat template and the reply is the
     assistant turn; otherwise it is raw text to continue (code benchmarks). A prompt that does not
     fit the context with `max_new_tokens` is cut from the left, and each cut is appended to
     `truncated` (its number of dropped tokens) so the caller can report it. `device` and
-    `quantize` are as for Engine.load.
+    `quantize` are as for Engine.load; `adapter` (one of the model's LoRA adapters) is merged on load.
     """
-    engine = Engine.load(Path(model_folder), device=device, quantize=quantize)
+    engine = Engine.load(Path(model_folder), device=device, quantize=quantize, adapter=adapter)
     tokenizer = engine.tokenizer
     budget = min(max_new_tokens, engine.context_length - 1)
     calls = 0

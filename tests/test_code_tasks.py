@@ -1,0 +1,110 @@
+"""The code specialist's data and grading: `quark data synth --kind code` is deterministic, its
+held-out (family, constant) combinations never reach train, every reference solution passes its
+own tests in the sandbox, bad options are one line; and a routed chat sends a code ask to the
+model's `code` adapter (the reply's meta.route)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from adapter_fixtures import make_adapter
+from conftest import Quark
+from quark.data import synth
+from quark.data.code_tasks import all_tasks, code_rows
+from quark.evaluation import code_execution, code_tasks
+
+SEED, FRACTION = 3, 0.25
+
+
+@pytest.fixture(scope="module")
+def rows() -> list[tuple[str, dict]]:
+    """The dataset's rows twice over: the second draw reuses the first's sandbox results (each
+    program's result is the sandbox's own, run once), so the comparison is of everything else."""
+    run = synth.sandbox_runner()
+    seen: dict[str, str] = {}
+
+    def cached(programs: list[str]) -> list[str]:
+        missing = [p for p in programs if p not in seen]
+        seen.update(zip(missing, run(missing)))
+        return [seen[p] for p in programs]
+
+    first = list(code_rows(SEED, cached))
+    assert first == list(code_rows(SEED, cached)) and first != list(code_rows(SEED + 1, cached))
+    return first
+
+
+def test_rows_are_chat_with_tests_and_real_tool_traces(rows: list[tuple[str, dict]]) -> None:
+    assert len(rows) == 3 * len(all_tasks())
+    for group, row in rows:
+        assert row["task_id"] == group and row["test_list"] and row["messages"][-1]["content"].startswith("```python")
+        calls = [m for m in row["messages"] if m.get("tool_calls")]
+        results = [json.loads(m["content"])["result"] for m in row["messages"] if m["role"] == "tool"]
+        assert [r["exit_code"] for r in results] in ([], [0], [1, 0])  # solve, tool, failing run then the fix
+        if len(calls) == 2:
+            assert "AssertionError" in results[0]["stderr"] and results[1]["stdout"] == "all tests passed\n"
+            assert json.loads(calls[1]["tool_calls"][0]["function"]["arguments"])["code"].startswith(row["code"])
+
+
+def test_held_out_combinations_never_train_and_references_pass(rows: list[tuple[str, dict]]) -> None:
+    val = {g for g, _ in rows if synth.in_validation(g, SEED, FRACTION)}
+    train = {g for g, _ in rows} - val
+    assert val and train and not val & train
+    # Held out by combination: every held-out family and constant is seen in train, never together.
+    assert {g.split(":")[1] for g in val} <= {g.split(":")[1] for g in train}
+    assert {g.split(":")[2] for g in val} <= {g.split(":")[2] for g in train}
+    problems = {r["task_id"]: r for _, r in rows}
+    graded = [code_execution.CodeProblem(t, r["prompt"], r["code"], "", code_tasks.test_program("", r["test_list"]))
+              for t, r in problems.items()]
+    results = code_execution.execute(graded, code_execution.references(graded))
+    assert code_execution.score(results)["pass@1"] == 1.0
+    wrong = {p.task_id: [p.reference.replace("return ", "return 1 + ", 1) if "[" not in p.reference
+                         else p.reference.replace("return ", "return [0] + ", 1)] for p in graded[:3]}
+    assert not any(r.passed for r in code_execution.execute(graded[:3], wrong))  # the tests can fail
+
+
+def test_extract_code_takes_the_first_fence() -> None:
+    reply = "Here:\n```python\ndef f(x):\n    return x\n```\nmore"
+    assert code_tasks.extract_code(reply) == "def f(x):\n    return x\n"
+    assert code_tasks.extract_code("```python\ndef f(x):\n    return") == "def f(x):\n    return"  # cut off
+    assert code_tasks.extract_code("def g(): pass") == "def g(): pass"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--kind", "cod"], "'cod' is not one of"),
+    (["--kind", "code", "--val-fraction", "0"], "validation fraction must be between 0 and 1, got 0.0"),
+])
+def test_bad_options_are_one_line(quark: Quark, args: list[str], message: str) -> None:
+    result = quark("data", "synth", "--name", "c", *args, expect=None)
+    assert result.exit_code in (1, 2) and message in result.output and "Traceback" not in result.output
+    assert not (quark.home / "data" / "c").exists()
+
+
+def test_eval_code_tasks_bad_data_is_one_line(quark: Quark, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"task_id": "t", "prompt": "p", "code": "x", "test_list": []}\n')
+    result = quark("eval", "code-tasks", "--data", str(bad), "--reference", expect=1)
+    assert result.output.strip().endswith("field 'test_list' must be a non-empty list of strings")
+    result = quark("eval", "code-tasks", "--data", "nosuch", "--reference", expect=1)
+    assert "unknown dataset 'nosuch'" in result.output
+
+
+def test_routed_chat_sends_a_held_out_code_ask_to_the_code_adapter(rows: list[tuple[str, dict]],
+                                                                   tiny_model_home: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    shutil.copytree(tiny_model_home, home)
+    make_adapter(home / "models" / "tiny", "code", seed=1)
+    train = [r["prompt"] for g, r in rows if not synth.in_validation(g, SEED, FRACTION)]
+    held_out = next(r["prompt"] for g, r in rows if synth.in_validation(g, SEED, FRACTION))
+    labelled = tmp_path / "code-turns.jsonl"
+    labelled.write_text("".join(json.dumps({"text": t, "label": "code"}) + "\n" for t in train[:60]))
+    quark = Quark(home)
+    quark.json("finetune", "router", "--model", "tiny", "--name", "tiny-router", "--data", str(labelled),
+               "--per-label", "30")
+    assert quark.json("route", held_out, "--model", "tiny-router")["label"] == "code"
+    reply = quark.json("chat", "--model", "tiny", "--message", held_out, "--max-tokens", "4")
+    assert reply["route"]["label"] == "code" and reply["route"]["adapter"] == "code"
+    assert reply["route"]["mode"] == "auto"
