@@ -256,3 +256,29 @@ def test_reranker_prefers_the_supported_passage_over_its_corrupted_twin(embed_ho
     hits = quark.json("index", "search", "rr-docs", "install the frobnicator", "--reranker", "rr", "--k", "2")["hits"]
     assert hits[0]["path"].endswith("b.md") and hits[0]["rerank_score"] is not None
     assert "not a reranker" in quark("index", "search", "rr-docs", "x", "--reranker", "tiny", expect=1).output
+
+
+def test_approximate_index_recall_is_measured_on_held_out_queries_and_gates_loading(tmp_path: Path) -> None:
+    """The HNSW index records recall@10 against the exact scan for vectors it has not seen, is
+    loaded only for the generation it was built from, and a record under the target keeps search exact."""
+    from quark.retrieval import approximate
+
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((3000, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    keys = np.arange(10, 3010, dtype=np.uint64)
+    built = approximate.ApproximateIndex.build(tmp_path, keys, vectors, generation=3, embedder="e")
+    assert built.record["recall_sample"] == approximate.SAMPLE and built.record["vectors"] == 3000
+    assert built.record["recall_at_10"] >= approximate.TARGET_RECALL
+    assert len(built.index) == 3000  # the held-out sample was added after the check
+    loaded = approximate.ApproximateIndex.load(tmp_path, generation=3, embedder="e")
+    assert loaded is not None
+    queries = rng.standard_normal((20, 16)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    exact = (queries @ vectors.T).argsort(axis=1)[:, ::-1][:, :10] + 10
+    found = [loaded.search(q, 10) for q in queries]
+    assert np.mean([len(set(f) & set(e.tolist())) / 10 for f, e in zip(found, exact)]) >= 0.9
+    assert approximate.ApproximateIndex.load(tmp_path, generation=4, embedder="e") is None
+    record = json.loads((tmp_path / approximate.RECORD).read_text())
+    (tmp_path / approximate.RECORD).write_text(json.dumps({**record, "recall_at_10": 0.5}))
+    assert approximate.ApproximateIndex.load(tmp_path, generation=3, embedder="e") is None

@@ -8,8 +8,14 @@ quark.retrieval.pairs.support_features) and two from the network's own language 
 and the lowest log-probability of the passage's tokens. A swapped entity is a surprising token in
 otherwise fluent text, which is what the lowest log-probability sees; a small model learns only
 slowly to compare tokens across question and passage, which is what the lexical features give it.
-The lexical weights start at 1 (SUPPORT_PRIOR: a passage that names what the question names is
-evidence of support), the others at 0; training moves all of them with the network. For each
+The lexical weights start at 5 (SUPPORT_PRIOR: a passage that names what the question names is
+evidence of support), the others at 0; training moves all of them with the network. Why 5: a
+twin differs from its original by one named term, a key-term share lower by ~0.2 (a question
+names ~5), and on held-out stdlib questions that share alone ranks the original above its twin
+0.96 of the time; but Adam moves each weight by about the learning rate a step (≤ 0.2 over a
+200-step run at 1e-3), so a prior of 1 stayed near 1 and the head's noisier score outweighed a
+0.2 difference (0.79 supported-over-twin). At 5 one missing term costs a unit of score: 0.94,
+with supported-over-hard-negative unchanged (0.83; benchmarks/RESULTS.md, Retrieval). For each
 training question the supported passage is scored against a
 BM25-mined hard negative (topically close, does not answer) and its corrupted twin (the same
 passage with an entity, number or identifier that the question names swapped for another,
@@ -50,7 +56,7 @@ from quark.tokenizer import Tokenizer
 HEAD_FILE = "rerank_head.safetensors"
 _HEAD = "reward_"  # reward_head.* (the network's score) and reward_support.* (the features' weights)
 FEATURES = 4  # 2 lexical (pairs.support_features) + mean and min passage token log-probability
-SUPPORT_PRIOR = (1.0, 1.0, 0.0, 0.0)  # the features' starting weights; training moves them
+SUPPORT_PRIOR = (5.0, 5.0, 0.0, 0.0)  # the features' starting weights (why 5: above); training moves them
 
 
 class RerankModel(RewardModel):
