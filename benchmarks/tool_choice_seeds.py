@@ -10,7 +10,9 @@ home, so memory from one seed never leaks into the next.
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
+import platform
 import shutil
 import sys
 import tempfile
@@ -56,7 +58,7 @@ def main() -> None:
         answered += ANSWER in result.reply
         print(f"seed {seed}: calls {[c.name + ':' + c.outcome for c in result.tool_calls]} reply {result.reply[:80]!r}")
     text = (f"{SECTION}\n\n`python benchmarks/tool_choice_seeds.py --home {args.home} --model {args.model} --seeds "
-            f"{args.seeds}` — 2026-12-01, 2-core CPU, shared (load average {os.getloadavg()[0]:.1f}); "
+            f"{args.seeds}` — {datetime.date.today()}, {platform.machine()} (load average {os.getloadavg()[0]:.1f}); "
             f"temperature {args.temperature}, tool_choice auto, run_code offered. {args.note}\n\n"
             "| turns | chose run_code | the call ran ok | reply carries 1517 |\n|---:|---:|---:|---:|\n"
             f"| {args.seeds} | {called} | {ran} | {answered} |\n")
