@@ -66,7 +66,9 @@ class MessageView(Vertical, can_focus=True):
 
     def compose(self) -> ComposeResult:
         yield Label(self._label(), classes="role")
-        yield Markdown(self.text)
+        # The user's own words are shown as typed (as chat UIs do): plain text is one cheap widget,
+        # where markdown is a widget per block, and mounting it sits between Enter and the reply.
+        yield Markdown(self.text) if self.role == "assistant" else Static(self.text, markup=False, classes="body")
 
     @property
     def markdown(self) -> Markdown:
