@@ -1,8 +1,9 @@
 """Faults: SIGKILL at random moments of a training run, a disk that fills up, a chat killed mid-reply.
 
 - 20 runs, each SIGKILLed after a random delay (seeded) somewhere in its life — before its
-  run.json, between steps, inside a checkpoint write (a `.tmp-` folder left behind says so) —
-  then resumed (or restarted, when it died before it started): every one must end with the same
+  run.json, between steps, inside a checkpoint write (a `.tmp-` folder left behind says so);
+  three of them kill themselves inside the Nth checkpoint write, after its weights file and
+  before its rename, so that case is hit on every machine however the timing falls — then resumed (or restarted, when it died before it started): every one must end with the same
   loss at every step and bit-identical weights as an uninterrupted run. The killed processes are
   forked from this test process, which has already imported torch, so each costs its training
   time only, not an interpreter start.
@@ -44,22 +45,40 @@ def _run(home: Path, *args: str) -> dict:
     return json.loads(result.stdout)
 
 
-def _killed_after(home: Path, delay: float, argv: list[str], wait: bool = False) -> bool:
+def _die_inside_write(nth: int) -> None:
+    """In a forked child: SIGKILL this process inside its `nth` checkpoint write, once the
+    weights are in the temporary folder and before the folder is renamed into place."""
+    from quark.train import checkpoint
+
+    real_save_file, calls = checkpoint.save_file, []
+
+    def save_file(tensors, filename: str) -> None:
+        real_save_file(tensors, filename)
+        calls.append(filename)
+        if len(calls) == nth:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    checkpoint.save_file = save_file
+
+
+def _killed_after(home: Path, delay: float, argv: list[str], wait: bool = False, in_write: int = 0) -> bool:
     """Fork a child that runs `quark argv`, SIGKILL it after `delay` s (or, with `wait`, let it
-    finish); True if it was killed."""
+    finish; with `in_write`, it kills itself inside that checkpoint write); True if it was killed."""
     pid = os.fork()
     if pid == 0:  # the child: run the command in-process, leave without any cleanup
         code = 1
         try:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1), os.dup2(devnull, 2)
+            if in_write:
+                _die_inside_write(in_write)
             app([*argv, "--home", str(home)], standalone_mode=False)
             code = 0
         finally:
             os._exit(code)
-    if wait:
-        os.waitpid(pid, 0)
-        return False
+    if wait or in_write:
+        _, status = os.waitpid(pid, 0)
+        return os.WIFSIGNALED(status)
     time.sleep(delay)
     os.kill(pid, signal.SIGKILL)
     _, status = os.waitpid(pid, 0)
@@ -80,7 +99,9 @@ def test_sigkill_at_random_moments_then_resume_is_exact(token_home: Path) -> Non
     for seed in range(KILLS):
         name = f"cut{seed}"
         run_dir = token_home / "runs" / name
-        was_killed = _killed_after(token_home, rng.uniform(0.0, span * 0.9), ["pretrain", "--name", name, *ARGS])
+        delay = rng.uniform(0.0, span * 0.9)
+        nth_write = 1 + seed % 5 if seed % 7 == 3 else 0  # seeds 3, 10, 17: inside checkpoint 4, 1, 3
+        was_killed = _killed_after(token_home, delay, ["pretrain", "--name", name, *ARGS], in_write=nth_write)
         killed += was_killed
         in_write += any(run_dir.glob(".tmp-*"))
         started = (run_dir / "run.json").is_file()
