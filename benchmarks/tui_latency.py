@@ -1,12 +1,18 @@
 """Time from Enter to the first streamed token in the chat TUI, beside the engine's own
 first-token time for the same prompt (what `quark generate` pays) and the scripted session's.
 
-Three figures per turn, medians over --turns turns:
+Five figures per turn, medians over --turns turns:
 - engine: `Engine.generate` on the prompt the session built — prefill plus one sampling step;
 - session: `ChatSession.begin` + first token — storing the message, extracting and embedding
   memories, hybrid retrieval, building the prompt, then the engine;
-- TUI: Enter pressed in the Textual app (driven by its pilot, headless) → first text written to
-  the Markdown widget — the session's work plus the thread hand-off and the UI.
+- TUI stamp: Enter pressed in the Textual app (driven by its pilot, headless) → the app's own
+  `first_token_latency` (before 2026-12-02 it stopped when the app took in the first piece of
+  text; now when the screen has been refreshed after showing it);
+- TUI painted: the key press → the first screen refresh showing the reply's first text (see
+  PaintWatch): key handling, the session's work, mounting, layout and rendering. This is what
+  the user sees, and the figure the aim (the TUI adds under 50 ms) is judged on;
+- UI thread CPU over the painted interval: what the screen's work costs, comparable between runs
+  on a loaded machine where wall times are not.
 
 Without --home it builds a throwaway home with an untrained model of the requested shape
 (a SentencePiece tokenizer trained on a slice of the standard library), so the figures measure
@@ -23,9 +29,11 @@ import os
 import statistics
 import sysconfig
 import tempfile
+import time
 from pathlib import Path
 
 import torch
+from textual.widgets._markdown import MarkdownBlock
 
 from quark.chat import ChatSession
 from quark.home import Home
@@ -34,6 +42,7 @@ from quark.modelfolder import save_model
 from quark.models.llm import LLM, LLMConfig
 from quark.tokenizer import train_tokenizer
 from quark.tui.app import ChatApp
+from quark.tui.widgets import MessageView
 
 MESSAGES = ["My name is Ada and I work on the compiler.", "We decided to use sqlite for the store.",
             "Can you explain how the `KVCache` works in quark/models/llm.py?", "What did we decide about storage?",
@@ -53,19 +62,54 @@ def build_home(root: Path, n_layer: int, n_embd: int, vocab: int, context: int) 
     return home
 
 
-async def tui_turns(home: Home, turns: int) -> list[float]:
+class PaintWatch:
+    """Stamps the first screen refresh that shows text of the newest turn's reply: a block of its
+    Markdown laid out on screen (mounted, given a region, rendered). It wraps the screen's
+    compositor refresh, so it measures any version of the app the same way."""
+
+    def __init__(self, app: ChatApp) -> None:
+        self.app, self.painted_at, self.painted_cpu, self.shown_before = app, None, None, 0
+        screen = app.screen
+        original = screen._compositor_refresh
+
+        def refresh() -> None:
+            original()
+            if self.painted_at is None and self._reply_painted():
+                self.painted_at, self.painted_cpu = time.perf_counter(), time.thread_time()
+
+        screen._compositor_refresh = refresh
+
+    def arm(self) -> None:
+        self.painted_at, self.painted_cpu, self.shown_before = None, None, len(self.app.query(MessageView))
+
+    def _reply_painted(self) -> bool:
+        views = list(self.app.query(MessageView))[self.shown_before:]
+        visible = self.app.screen._compositor.visible_widgets
+        return any(b in visible and b.region for v in views if v.role == "assistant" for b in v.query(MarkdownBlock))
+
+
+async def tui_turns(home: Home, turns: int) -> tuple[list[float], list[float], list[float]]:
+    """Per turn, seconds: Enter → the app's first-token stamp; Enter → that text painted; and the
+    UI thread's CPU time over the latter (the app and the pilot share the thread; unlike wall
+    time, it hardly grows with other processes' load, so runs on a busy machine compare)."""
     app = ChatApp(home)
-    latencies = []
+    stamped, painted, cpu = [], [], []
     async with app.run_test(size=(140, 40)) as pilot:
         await app.workers.wait_for_complete()
+        watch = PaintWatch(app)
         for i in range(turns):
             app.query_one("#prompt").value = MESSAGES[i % len(MESSAGES)]  # the Composer (a TextArea)
+            await pilot.pause()
+            watch.arm()
+            pressed, pressed_cpu = time.perf_counter(), time.thread_time()
             await pilot.press("enter")
             await app.workers.wait_for_complete()
             await pilot.pause()
-            if app.first_token_latency is not None:
-                latencies.append(app.first_token_latency)
-    return latencies
+            if app.first_token_latency is not None and watch.painted_at is not None:
+                stamped.append(app.first_token_latency)
+                painted.append(watch.painted_at - pressed)
+                cpu.append(watch.painted_cpu - pressed_cpu)
+    return stamped, painted, cpu
 
 
 def main() -> None:
@@ -101,7 +145,7 @@ def main() -> None:
             engine_first.append(first[0].first_token_seconds)
         engine, model = session.engine, session.model_name
         session.close()
-        tui = asyncio.run(tui_turns(home, args.turns))
+        tui, painted, cpu = asyncio.run(tui_turns(home, args.turns))
 
     params_count = sum(p.numel() for p in engine.model.parameters())
     ms = lambda xs: f"{statistics.median(xs) * 1000:.1f}"  # noqa: E731
@@ -110,12 +154,14 @@ def main() -> None:
     print("| path | first token p50 ms | max ms |")
     print("|---|---|---|")
     for name, xs in (("engine (generate)", engine_first), ("session (scripted chat)", session_first),
-                     ("TUI: Enter → first token on screen", tui)):
+                     ("TUI: Enter → the app's first-token stamp", tui),
+                     ("TUI: Enter → first token painted", painted),
+                     ("UI thread CPU, Enter → painted", cpu)):
         print(f"| {name} | {ms(xs)} | {max(xs) * 1000:.1f} |")
-    added = (statistics.median(tui) - statistics.median(engine_first)) * 1000
-    over_session = (statistics.median(tui) - statistics.median(session_first)) * 1000
-    print(f"\nTUI adds {added:.1f} ms over the engine's first token ({over_session:.1f} ms over the scripted "
-          f"session); the aim is under 50 ms. Load average {os.getloadavg()[0]:.1f}.")
+    added = (statistics.median(painted) - statistics.median(engine_first)) * 1000
+    over_session = (statistics.median(painted) - statistics.median(session_first)) * 1000
+    print(f"\nPainted, the TUI adds {added:.1f} ms over the engine's first token ({over_session:.1f} ms over the "
+          f"scripted session); the aim is under 50 ms. Load average {os.getloadavg()[0]:.1f}.")
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ from quark.tui.widgets import (
 
 SHOWN_MESSAGES = 200  # the newest messages of a thread rendered when a conversation is opened
 STREAM_AHEAD = 8  # streamed pieces allowed to wait for the screen before generation pauses
+SHOW_WITHIN = 0.1  # seconds after the message is stored by which its bubbles show, reply text or not
 WIDE = 120  # columns from which the memory panel is shown at start
 OPEN_CONVERSATION = "tui.open_conversation"  # preference: reopened at the next start
 
@@ -160,6 +161,8 @@ class ChatApp(App):
         self._engine_lock = threading.Lock()  # one model load or turn at a time
         self._cancel: threading.Event | None = None
         self._ahead = threading.Semaphore(STREAM_AHEAD)
+        self._started: Turn | None = None  # the turn whose message the session stored
+        self._show_timer: Any = None  # shows its bubbles if the reply's first text is slow to come
         self._sent: MessageView | None = None
         self._reply: MessageView | None = None
         self._stream = None
@@ -310,7 +313,7 @@ class ChatApp(App):
         self._sent_at = time.perf_counter()
         self.first_token_latency = None
         self._cancel = threading.Event()
-        self._sent = self._reply = None
+        self._started = self._sent = self._reply = None
         self._turn(begin, self._cancel)
         self._status("thinking…")
 
@@ -342,42 +345,66 @@ class ChatApp(App):
             self.post_message(TurnFailed(str(exc)))
 
     @on(TurnStarted)
-    async def _turn_started(self, event: TurnStarted) -> None:
-        """The session stored the message: now its bubbles appear (a refused message never
-        gets any). The engine's prefill runs on the worker meanwhile."""
-        messages = self.query_one("#messages", VerticalScroll)
-        if self._cut is not None:  # an edit or a regeneration: the branch shown from here on is replaced
-            children = list(messages.children)
-            if self._cut in children:
-                await messages.remove_children(children[children.index(self._cut):])
-            self._cut = None
-        self._end_editing()
+    def _turn_started(self, event: TurnStarted) -> None:
+        """The session stored the message (a refused message never gets bubbles). Its bubbles wait
+        for the reply's first text, so that one layout shows both: mounting them now would hold
+        the UI thread (and the GIL) while the worker's prefill runs. A slow model gets them
+        SHOW_WITHIN seconds from now instead."""
+        self._started = event.turn
+        self._show_timer = self.set_timer(SHOW_WITHIN, self._show_turn)
+
+    async def _show_turn(self) -> None:
+        """The started turn's bubbles (its message, unless already shown, and the reply), the
+        memory in its prompt and the status, in one batch; once per turn."""
+        if self._started is None or self._reply is not None:
+            return
+        if self._show_timer is not None:
+            self._show_timer.stop()
+            self._show_timer = None
+        turn, messages = self._started, self.query_one("#messages", VerticalScroll)
         self._reply = MessageView("assistant", "")
-        self._sent = self._view_of(event.turn.user_message.id)  # a regenerated reply's question is shown
-        if self._sent is None:
-            self._sent = MessageView("user", event.turn.user_message.content, event.turn.user_message.id)
-            await messages.mount_all([self._sent, self._reply])
-        else:
-            await messages.mount(self._reply)
-        messages.anchor()
-        self._stream = Markdown.get_stream(self._reply.markdown)
-        self.query_one("#memory", MemoryPanel).show_prompt(event.turn.prompt)
-        self._status("generating… (Esc stops)")
+        with self.batch_update():
+            if self._cut is not None:  # an edit or a regeneration: the branch shown from here on is replaced
+                children = list(messages.children)
+                if self._cut in children:
+                    await messages.remove_children(children[children.index(self._cut):])
+                self._cut = None
+            self._end_editing()
+            self._sent = self._view_of(turn.user_message.id)  # a regenerated reply's question is shown
+            if self._sent is None:
+                self._sent = MessageView("user", turn.user_message.content, turn.user_message.id)
+                await messages.mount_all([self._sent, self._reply])
+            else:
+                await messages.mount(self._reply)
+            messages.anchor()
+            self.query_one("#memory", MemoryPanel).show_prompt(turn.prompt)
+            self._status("generating… (Esc stops)")
 
     @on(TurnText)
     async def _piece(self, event: TurnText) -> None:
-        if self.first_token_latency is None:
-            self.first_token_latency = time.perf_counter() - self._sent_at
-        await self._stream.write(event.text)
+        if self._stream is None:  # the first text: shown with the bubbles, in one refresh
+            with self.batch_update():
+                await self._show_turn()
+                await self._reply.markdown.append(event.text)
+            self._stream = Markdown.get_stream(self._reply.markdown)
+            self.call_after_refresh(self._first_painted, self._sent_at)
+        else:
+            await self._stream.write(event.text)
         self._ahead.release()
+
+    def _first_painted(self, sent_at: float) -> None:
+        if sent_at == self._sent_at:  # not a later turn's
+            self.first_token_latency = time.perf_counter() - sent_at
 
     @on(TurnFinished)
     async def _turn_finished(self, event: TurnFinished) -> None:
         result = event.result
-        await self._stream.stop()
+        await self._show_turn()  # a reply that ended before any text
+        if self._stream is not None:
+            await self._stream.stop()
         self._reply.text = result.reply
         self._reply.set_id(result.assistant_message_id, "stopped" if result.finish_reason == "cancelled" else "")
-        self.last_result, self._cancel, self._stream, self._sent = result, None, None, None
+        self.last_result, self._cancel, self._stream, self._sent, self._started = result, None, None, None, None
         self.query_one("#memory", MemoryPanel).show_prompt(result.prompt, cited=result.citations())
         self._mark_views()
         self.refresh_conversations(self.query_one("#conversation-search", Input).value)
@@ -386,6 +413,7 @@ class ChatApp(App):
     # ---- tool calls ----------------------------------------------------------------------------
     @on(ToolStarted)
     async def _tool_started(self, event: ToolStarted) -> None:
+        await self._show_turn()  # a tool called before any text: under the turn's message
         panel = ToolPanel(event.event.name, event.event.arguments, by=event.by)
         self._panels[event.event.call_id] = panel
         messages = self.query_one("#messages", VerticalScroll)
@@ -441,6 +469,7 @@ class ChatApp(App):
         """A refusal before anything was stored gives the text back to the box (ahead of
         anything typed since, so no keystroke is lost either); a failure later leaves no empty
         reply bubble."""
+        await self._show_turn()  # the stored message is shown, the empty reply removed below
         if self._stream is not None:
             await self._stream.stop()
         if self._reply is not None and not self._reply.markdown.source:
@@ -452,6 +481,7 @@ class ChatApp(App):
         elif self._sent is None:  # begin() refused it: no bubbles were made
             prompt.value = "\n".join(text for text in (self._pending, prompt.text) if text.strip())
         self._cancel, self._stream, self._sent, self._reply, self._cut = None, None, None, None, None
+        self._started = None
         self.notify(event.error, severity="error", timeout=10)
         self._status("ready")
 

@@ -232,8 +232,10 @@ class StatusBar(Static):
                       f"(mem {s['memories']}, summary {s['summary']}, window {s['window']})")
         chosen = f"set {settings} · " if settings else ""
         where = f"route {route}" if route else f"adapter {adapter or 'none'}"
+        # One line whatever it says (height 1, cropped): no layout of the screen, which would
+        # cost a full re-layout on each turn's way to its first token.
         self.update(Text(f"model {model or '-'} · {where} · {chosen}{budget} · "
-                         f"conversation {conversation or 'new'} · {state}"))
+                         f"conversation {conversation or 'new'} · {state}"), layout=False)
 
 
 class TextPrompt(ModalScreen[str | None]):
