@@ -10,7 +10,7 @@ import pytest
 from chat_fixtures import chat_home  # noqa: F401  (fixture)
 from quark.errors import QuarkError
 from quark.home import Home
-from quark.tui.app import ChatApp, check_keys
+from quark.tui.app import SHOW_WITHIN, STREAM_AHEAD, ChatApp, check_keys
 from quark.tui.slash import parse_slash
 from quark.tui.widgets import CheckpointPicker, ConversationItem, HelpScreen, MessageView, code_blocks
 
@@ -114,6 +114,38 @@ def test_escape_stops_generation_and_the_partial_reply_is_kept(chat_home: Home) 
             stored = app.session.thread()[-1]
             assert stored.content == result.reply and stored.meta["finish_reason"] == "cancelled"
             assert "stopped" in str(app.query_one("#status").render())
+
+    asyncio.run(run())
+
+
+def test_the_message_shows_within_show_within_when_the_first_text_is_slow(chat_home: Home) -> None:
+    """A turn's bubbles normally appear with the reply's first text (one layout); when that text
+    is held back (here: the screen's back-pressure permits are all taken, as when it lags), the
+    user's message still shows, with an empty reply under it, and the reply streams into it later."""
+    _config(chat_home)
+
+    async def run() -> None:
+        app = ChatApp(chat_home)
+        async with app.run_test(size=SIZE) as pilot:
+            await _ready(app, pilot)
+            for _ in range(STREAM_AHEAD):
+                app._ahead.acquire()
+            prompt = app.query_one("#prompt")
+            prompt.value = "Hello there, what is sqlite?"
+            prompt.action_send()
+            for _ in range(int(SHOW_WITHIN * 100) + 300):
+                if _views(app):
+                    break
+                await asyncio.sleep(0.01)
+            await pilot.pause()
+            user, reply = _views(app)
+            assert user.text == "Hello there, what is sqlite?" and user.message_id is not None
+            assert reply.markdown.source == "" and app.first_token_latency is None
+            for _ in range(STREAM_AHEAD):
+                app._ahead.release()
+            await _ready(app, pilot)
+            assert [v.role for v in _views(app)] == ["user", "assistant"]
+            assert reply.markdown.source == app.last_result.reply and app.first_token_latency is not None
 
     asyncio.run(run())
 

@@ -3,6 +3,9 @@ call on the same `ChatSession` that the scripted `quark chat --message` uses.
 
 Generation runs in a thread worker (the event loop stays responsive) and streams into a Markdown
 widget; Escape (configurable) sets the session's cancel event and the partial reply is stored.
+A turn's bubbles are mounted with the reply's first text, so Enter → first token costs one screen
+layout (each is a full re-layout and repaint, tens of ms), or SHOW_WITHIN after the message is
+stored when that text is slower.
 Key bindings have ids; the home's config.toml `[keys]` table maps ids to keys (Textual keymap).
 
 Tools (`quark chat --tools …`): the model's tool calls appear as collapsible panels (tool, status,
