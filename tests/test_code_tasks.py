@@ -119,3 +119,27 @@ def test_routed_chat_sends_a_held_out_code_ask_to_the_code_adapter(rows: list[tu
     reply = quark.json("chat", "--model", "tiny", "--message", held_out, "--max-tokens", "4")
     assert reply["route"]["label"] == "code" and reply["route"]["adapter"] == "code"
     assert reply["route"]["mode"] == "auto"
+
+
+def test_eval_code_tasks_runs_the_adapters_replies_in_the_sandbox(rows: list[tuple[str, dict]],
+                                                                  tiny_model_home: Path, tmp_path: Path) -> None:
+    """What benchmarks/RESULTS.md's adapter-vs-base comparison runs, on the tiny model: the same
+    held-out asks answered with and without the `code` adapter, each reply graded by its tests."""
+    home = tmp_path / "home"
+    shutil.copytree(tiny_model_home, home)
+    make_adapter(home / "models" / "tiny", "code", seed=1)
+    held_out = tmp_path / "held-out.jsonl"
+    held_out.write_text("".join(json.dumps(r) + "\n" for g, r in rows if synth.in_validation(g, SEED, FRACTION)))
+    quark = Quark(home)
+    graded = {}
+    for name, extra in (("base", ()), ("adapter", ("--adapter", "code"))):
+        out = tmp_path / f"{name}.jsonl"
+        result = quark.json("eval", "code-tasks", "--data", str(held_out), "--model", "tiny", *extra, "--limit", "3",
+                            "--max-new-tokens", "8", "--output", str(out))
+        assert result["model"] == ("tiny+code" if extra else "tiny") and result["metrics"]["problems"] == 3
+        assert result["metrics"].get("adapter") == (extra[1] if extra else None)
+        graded[name] = [json.loads(line) for line in out.read_text().splitlines()]
+        # A random tiny model writes no passing code: every reply is graded, and fails, in the sandbox.
+        assert len(graded[name]) == 3 and not any(r["passed"] for r in graded[name])
+        assert all(r["error"] for r in graded[name])
+    assert [r["completion"] for r in graded["base"]] != [r["completion"] for r in graded["adapter"]]
