@@ -406,6 +406,7 @@ class SynthKind(str, Enum):
     grounded = "grounded"
     mesh = "mesh"
     code = "code"
+    image_prompt = "image-prompt"
     all = "all"
 
 
@@ -418,9 +419,10 @@ def synth(
                                             help="instructions, dialogues, tools, refusals (chat JSONL), all (every "
                                                  "chat kind), preferences (prompt/chosen/rejected), grounded "
                                                  "(numbered sources, cited answers, and preferences/ against "
-                                                 "made-up references), mesh (prompt → scene program), or "
+                                                 "made-up references), mesh (prompt → scene program), "
                                                  "code (coding tasks with tests: solutions, run_code traces, "
-                                                 "self-debugging traces)."
+                                                 "self-debugging traces), or image-prompt (picture asks → the "
+                                                 "captions the image model draws)."
                                             )] = SynthKind.all,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Same seed, same data (on a given Python version).")] = 0,
     val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.9,
@@ -447,6 +449,8 @@ def synth(
       quark data synth --kind mesh --name mesh   (3D prompts → scene programs)
 
       quark data synth --kind code --name code --val-fraction 0.25   (coding tasks, graded by quark eval code-tasks)
+
+      quark data synth --kind image-prompt --name image-prompt --val-fraction 0.2   (asks → image captions)
 
       quark finetune sft --model tiny --data chat --name tiny-sft
 

@@ -14,10 +14,11 @@ import pytest
 from adapter_fixtures import make_adapter
 from conftest import Quark
 from quark.data import synth
-from quark.data.code_tasks import all_tasks, code_rows
+from quark.data.code_tasks import SOLVE_ASKS, all_tasks, code_rows
 from quark.evaluation import code_execution, code_tasks
 
 SEED, FRACTION = 3, 0.25
+CONSTANTS = (2, 3, 7, 21, 40)  # a few of the 39, the ends included: every program runs in the sandbox
 
 
 @pytest.fixture(scope="module")
@@ -32,13 +33,18 @@ def rows() -> list[tuple[str, dict]]:
         seen.update(zip(missing, run(missing)))
         return [seen[p] for p in programs]
 
-    first = list(code_rows(SEED, cached))
-    assert first == list(code_rows(SEED, cached)) and first != list(code_rows(SEED + 1, cached))
+    first = list(code_rows(SEED, cached, CONSTANTS))
+    assert first == list(code_rows(SEED, cached, CONSTANTS)) and first != list(code_rows(SEED + 1, cached, CONSTANTS))
     return first
 
 
 def test_rows_are_chat_with_tests_and_real_tool_traces(rows: list[tuple[str, dict]]) -> None:
-    assert len(rows) == 3 * len(all_tasks())
+    assert len(rows) == (SOLVE_ASKS + 2) * len(all_tasks(CONSTANTS))
+    solve_asks: dict[str, list[str]] = {}
+    for group, row in rows:
+        if len(row["messages"]) == 2:
+            solve_asks.setdefault(group, []).append(row["prompt"])
+    assert all(len(set(asks)) == SOLVE_ASKS for asks in solve_asks.values())  # worded differently
     for group, row in rows:
         assert row["task_id"] == group and row["test_list"] and row["messages"][-1]["content"].startswith("```python")
         calls = [m for m in row["messages"] if m.get("tool_calls")]
@@ -64,6 +70,11 @@ def test_held_out_combinations_never_train_and_references_pass(rows: list[tuple[
     wrong = {p.task_id: [p.reference.replace("return ", "return 1 + ", 1) if "[" not in p.reference
                          else p.reference.replace("return ", "return [0] + ", 1)] for p in graded[:3]}
     assert not any(r.passed for r in code_execution.execute(graded[:3], wrong))  # the tests can fail
+    # The tests pin the constant: each solution with the constant off by one fails (so does one ignoring it).
+    task = {t.group: t for t in all_tasks(CONSTANTS)}
+    off = {p.task_id: [p.reference.replace(str(task[p.task_id].constant), str(task[p.task_id].constant + 1))]
+           for p in graded}
+    assert not any(r.passed for r in code_execution.execute(graded, off))
 
 
 def test_extract_code_takes_the_first_fence() -> None:
@@ -108,3 +119,27 @@ def test_routed_chat_sends_a_held_out_code_ask_to_the_code_adapter(rows: list[tu
     reply = quark.json("chat", "--model", "tiny", "--message", held_out, "--max-tokens", "4")
     assert reply["route"]["label"] == "code" and reply["route"]["adapter"] == "code"
     assert reply["route"]["mode"] == "auto"
+
+
+def test_eval_code_tasks_runs_the_adapters_replies_in_the_sandbox(rows: list[tuple[str, dict]],
+                                                                  tiny_model_home: Path, tmp_path: Path) -> None:
+    """What benchmarks/RESULTS.md's adapter-vs-base comparison runs, on the tiny model: the same
+    held-out asks answered with and without the `code` adapter, each reply graded by its tests."""
+    home = tmp_path / "home"
+    shutil.copytree(tiny_model_home, home)
+    make_adapter(home / "models" / "tiny", "code", seed=1)
+    held_out = tmp_path / "held-out.jsonl"
+    held_out.write_text("".join(json.dumps(r) + "\n" for g, r in rows if synth.in_validation(g, SEED, FRACTION)))
+    quark = Quark(home)
+    graded = {}
+    for name, extra in (("base", ()), ("adapter", ("--adapter", "code"))):
+        out = tmp_path / f"{name}.jsonl"
+        result = quark.json("eval", "code-tasks", "--data", str(held_out), "--model", "tiny", *extra, "--limit", "3",
+                            "--max-new-tokens", "8", "--output", str(out))
+        assert result["model"] == ("tiny+code" if extra else "tiny") and result["metrics"]["problems"] == 3
+        assert result["metrics"].get("adapter") == (extra[1] if extra else None)
+        graded[name] = [json.loads(line) for line in out.read_text().splitlines()]
+        # A random tiny model writes no passing code: every reply is graded, and fails, in the sandbox.
+        assert len(graded[name]) == 3 and not any(r["passed"] for r in graded[name])
+        assert all(r["error"] for r in graded[name])
+    assert [r["completion"] for r in graded["base"]] != [r["completion"] for r in graded["adapter"]]

@@ -464,7 +464,7 @@ def write_preferences(folder: Path, *, seed: int = 0, val_fraction: float = 0.05
 # What `quark data synth --kind` offers: groups of chat kinds, or preference pairs.
 DATASET_KINDS: dict[str, tuple[str, ...]] = {
     "instructions": ("write", "explain"), "dialogues": ("dialogue",), "tools": ("tool",), "refusals": ("refusal",),
-    "all": KINDS, "preferences": (), "mesh": (),
+    "all": KINDS, "preferences": (), "mesh": (), "image-prompt": (),
 }
 
 
@@ -482,5 +482,12 @@ def write_dataset(folder: Path, kind: str, *, seed: int = 0, val_fraction: float
         _check_fraction(val_fraction)
         rows = list(mesh_rows(seed))
         return _write_split(Path(folder), rows, seed, val_fraction, {"format": "chat", "kinds": {"mesh": len(rows)}})
+    if kind == "image-prompt":  # picture asks -> the image model's captions, held out by combination
+        from quark.image.prompt_synth import image_prompt_rows
+
+        _check_fraction(val_fraction)
+        rows = list(image_prompt_rows(seed))
+        return _write_split(Path(folder), rows, seed, val_fraction,
+                            {"format": "chat", "kinds": {"image-prompt": len(rows)}})
     return write_chat(folder, seed=seed, val_fraction=val_fraction, kinds=DATASET_KINDS[kind], home=home,
                       tool_traces=tool_traces)
