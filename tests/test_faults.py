@@ -3,8 +3,9 @@
 - 20 runs, each SIGKILLed after a random delay (seeded) somewhere in its life — before its
   run.json, between steps, inside a checkpoint write (a `.tmp-` folder left behind says so);
   three of them kill themselves inside the Nth checkpoint write, after its weights file and
-  before its rename, so that case is hit on every machine however the timing falls — then resumed (or restarted, when it died before it started): every one must end with the same
-  loss at every step and bit-identical weights as an uninterrupted run. The killed processes are
+  before its rename, so that case is hit on every machine however the timing falls — then
+  resumed (or restarted, when it died before it started): every one must end with the same loss
+  at every step and bit-identical weights as an uninterrupted run. The killed processes are
   forked from this test process, which has already imported torch, so each costs its training
   time only, not an interpreter start.
 - A file-size limit (RLIMIT_FSIZE in the child; Python ignores SIGXFSZ, so a write past it fails
