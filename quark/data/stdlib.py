@@ -7,8 +7,9 @@ public ones (packages walked to their public submodules), `collect_methods()` ad
 methods of their public classes. Both depend on the Python version, as synth's data already does.
 
 Importing a module is not free of side effects, so a few are never imported: the ones that open a
-browser or print on import (antigravity, this), GUI toolkits and their demos, the test suite and the
-installers. What is imported prints nothing (its output is swallowed) and warns nothing.
+browser or print on import (antigravity, this), GUI toolkits and their demos, the installers, and
+any module with "test" in a part of its name (the test suites; so unittest and doctest too). What
+is imported prints nothing (its output is swallowed) and warns nothing.
 """
 
 from __future__ import annotations
