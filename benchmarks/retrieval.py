@@ -51,7 +51,7 @@ from quark.tokenizer import Tokenizer
 from quark.tokenizer.token_shards import TokenWriter
 
 SECTION = "## Retrieval"
-PRETRAIN, EMBED_PRETRAIN, EMBED, RERANK, RAFT = 300, 3000, 1000, 200, 150
+PRETRAIN, EMBED_PRETRAIN, EMBED, RERANK, RAFT = 300, 3000, 1500, 200, 150
 LONG = ["--set", "model.max_seq_len=1024"]
 BASE = [*TINY, *LONG, "--set", "train.seq_len=64", "--set", "train.micro_batch=8", "--set", "optim.warmup=10"]
 
