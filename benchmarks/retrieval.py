@@ -3,12 +3,16 @@
 Everything runs through the `quark` CLI in a temporary home, as a user would run it:
 
     1. a 512-piece tokenizer and token set from a dozen standard-library modules; `quark pretrain`
-       a 2-layer, 64-wide model (benchmarks/alignment.py's) for PRETRAIN steps, context 1024;
-    2. `quark finetune embed --builtin stdlib` and `quark finetune rerank --builtin stdlib` from it;
-    3. on the held-out built-in pairs (queries from the held-out 20%, every pair's passage in the
-       corpus — the train passages are distractors): recall@10 and MRR of BM25 alone (FTS5), the
-       base's untrained pooled states, the trained embedding, hybrid (reciprocal-rank fusion of
-       BM25 and the embedding) and hybrid + reranker (its top 20 re-scored);
+       a 2-layer, 64-wide model (benchmarks/alignment.py's) for PRETRAIN steps, context 1024; and
+       the embedding's own base, the same model pretrained EMBED_PRETRAIN steps on those files plus
+       every top-level standard-library file outside quark.data.synth.DEFAULT_MODULES (whose
+       functions the held-out pairs are drawn from);
+    2. `quark finetune embed --builtin stdlib` from the embedding's base and
+       `quark finetune rerank --builtin stdlib` from the base;
+    3. on the held-out built-in pairs (queries from the held-out 20%, every core pair's passage in
+       the corpus — the core train passages are distractors): recall@10 and MRR of BM25 alone
+       (FTS5), the embedding base's untrained pooled states, the trained embedding, hybrid
+       (reciprocal-rank fusion of BM25 and the embedding) and hybrid + reranker (top 20 re-scored);
     4. embedding throughput against a bare forward pass of the same network and batches, and
        `quark index add` of standard-library files (docs/s, chunks/s);
     5. `quark data synth --kind grounded`, then citation coverage (held-out grounded prompts whose
@@ -31,8 +35,9 @@ from pathlib import Path
 
 import torch
 from _results import write_section  # benchmarks/_results.py
-from alignment import TINY, quark, token_set  # benchmarks/alignment.py
+from alignment import MODULES, TINY, quark, token_set  # benchmarks/alignment.py
 
+from quark.data.synth import DEFAULT_MODULES
 from quark.home import Home
 from quark.inference import Engine, SamplingParams
 from quark.modelfolder import load_model, load_tokenizer
@@ -42,10 +47,32 @@ from quark.retrieval.grounding import citations
 from quark.retrieval.hybrid import fuse
 from quark.retrieval.pairs import bm25_ranking, read_text_pairs
 from quark.retrieval.reranker import Reranker
+from quark.tokenizer import Tokenizer
+from quark.tokenizer.token_shards import TokenWriter
 
 SECTION = "## Retrieval"
-PRETRAIN, EMBED, RERANK, RAFT = 300, 300, 200, 150
+PRETRAIN, EMBED_PRETRAIN, EMBED, RERANK, RAFT = 300, 3000, 1500, 200, 150
 LONG = ["--set", "model.max_seq_len=1024"]
+BASE = [*TINY, *LONG, "--set", "train.seq_len=64", "--set", "train.micro_batch=8", "--set", "optim.warmup=10"]
+
+
+def wide_token_set(home: Path) -> int:
+    """tokens/wide (tokenizer tok): alignment.MODULES, then every top-level standard-library file
+    outside DEFAULT_MODULES; the same two files held out as tokens/code. Its token count."""
+    root = Home.open(home)
+    tok = Tokenizer.load(root.tokenizer_dir("tok"))
+    lib = Path(sysconfig.get_paths()["stdlib"])
+    core = {m.split(".")[0] for m in DEFAULT_MODULES}
+    files = [lib / n for n in MODULES] + [f for f in sorted(lib.glob("*.py"))
+                                          if f.stem not in core and f.name not in MODULES]
+    writer = TokenWriter(root.tokens_dir("wide"), tok.vocab_size)
+    total = 0
+    for i, f in enumerate(files):
+        ids = tok.encode(f.read_text(encoding="utf-8", errors="replace")) + [tok.eos_id]
+        total += len(ids)
+        writer.add("val" if i < 2 else "train", ids)
+    writer.close(tokenizer="tok")
+    return total
 
 
 def stage(home: Path, name: str, *args: str) -> tuple[dict, float]:
@@ -62,10 +89,17 @@ def stage(home: Path, name: str, *args: str) -> tuple[dict, float]:
     return result, took
 
 
-def evaluate(home: Path) -> list[tuple[str, float, float]]:
+def evaluate(home: Path, base: str = "embbase", emb: str = "emb",
+             rr: str = "rr") -> tuple[list[tuple[str, float, float]], int, int]:
+    """The table's rows. The corpus is the core pairs' passages (held-out and train), not the wider
+    training pairs' (quark.retrieval.pairs.write_pairs), so it is the same 724 either way."""
+    import json
+
     root = Home.open(home)
-    train = read_text_pairs(root.dataset_dir("stdlib-pairs") / "train.jsonl")
-    val = read_text_pairs(root.dataset_dir("stdlib-pairs") / "val.jsonl")
+    folder = root.dataset_dir("stdlib-pairs")
+    core = json.loads((folder / "meta.json").read_text())["counts"].get("core_train")
+    train = read_text_pairs(folder / "train.jsonl")[:core]
+    val = read_text_pairs(folder / "val.jsonl")
     corpus = list(dict.fromkeys([p.positive for p in val] + [p.positive for p in train]))
     index = {t: i for i, t in enumerate(corpus)}
     relevant = [{index[p.positive]} for p in val]
@@ -79,12 +113,12 @@ def evaluate(home: Path) -> list[tuple[str, float, float]]:
                                       embed_texts(model, tok, corpus, head=head), 100)
 
     runs = {"BM25 alone (FTS5)": bm25_ranking(queries, corpus, 100),
-            "untrained pooled states (the base)": dense("base"),
-            "trained embedding (`finetune embed`)": dense("emb")}
+            "untrained pooled states (the base)": dense(base),
+            "trained embedding (`finetune embed`)": dense(emb)}
     hybrid = [[r.id for r in fuse(a, b)][:100]
               for a, b in zip(runs["BM25 alone (FTS5)"], runs["trained embedding (`finetune embed`)"])]
     runs["hybrid (BM25 + embedding, RRF)"] = hybrid
-    reranker = Reranker.load(root.model_dir("rr"))
+    reranker = Reranker.load(root.model_dir(rr))
     reranked = []
     for query, ranking in zip(queries, hybrid):
         pool = ranking[:20]
@@ -145,14 +179,19 @@ def main() -> None:
         if not (home / "tokens" / "code").is_dir():
             token_set(home)
         base, took = stage(home, "base", "pretrain", "--recipe", "tiny-cpu", "--data", "code", "--name", "base",
-                           *TINY, *LONG,
-                           "--set", "train.seq_len=64", "--set", "train.micro_batch=8", "--set", "optim.warmup=10",
-                           "--max-steps", str(PRETRAIN), "--eval-every", str(PRETRAIN))
+                           *BASE, "--max-steps", str(PRETRAIN), "--eval-every", str(PRETRAIN))
         notes.append(f"`quark pretrain` base (2 layers, hidden 64, {base['parameters']:,} parameters), "
                      f"{PRETRAIN} steps: "
                      f"val loss {base['val_loss']:.3f}, {took:.0f} s")
-        emb, took = stage(home, "emb", "finetune", "embed", "--model", "base", "--builtin", "stdlib", "--name", "emb",
-                          "--set", "train.seq_len=64", "--set", "train.micro_batch=16",
+        if not (home / "tokens" / "wide").is_dir():
+            wide_token_set(home)
+        embbase, took = stage(home, "embbase", "pretrain", "--recipe", "tiny-cpu", "--data", "wide", "--name",
+                              "embbase", *BASE, "--max-steps", str(EMBED_PRETRAIN), "--eval-every", str(EMBED_PRETRAIN))
+        notes.append(f"the embedding's base: the same model pretrained {EMBED_PRETRAIN} steps on `tokens/wide` "
+                     "(those files and every top-level stdlib file outside the pairs' core modules): "
+                     f"val loss {embbase['val_loss']:.3f} (same held-out files), {took:.0f} s")
+        emb, took = stage(home, "emb", "finetune", "embed", "--model", "embbase", "--builtin", "stdlib", "--name",
+                          "emb", "--set", "train.seq_len=64", "--set", "train.micro_batch=16",
                           "--max-steps", str(EMBED), "--eval-every", str(EMBED))
         notes.append(f"`quark finetune embed --builtin stdlib`, {EMBED} steps ({emb['train_pairs']} train pairs, "
                      f"1 mined hard negative each, 64 tokens per text, 16 pairs per batch): held-out recall@10 "
@@ -195,7 +234,7 @@ def main() -> None:
             f"{os.getloadavg()[0]:.1f} at the end), 1 torch thread, torch {torch.__version__}. "
             "Held-out built-in pairs: "
             f"{n_val} queries (docstring→source, signature→docstring, doc heading→section), each ranking a corpus of "
-            f"{n_corpus:,} passages (every pair's, train ones as distractors).\n\n"
+            f"{n_corpus:,} passages (every core pair's, train ones as distractors).\n\n"
             "| retrieval | recall@10 | MRR |\n|---|---:|---:|\n"
             + "".join(f"| {label} | {r:.3f} | {m:.3f} |\n" for label, r, m in table)
             + "\n" + "".join(f"- {n}\n" for n in notes))

@@ -208,7 +208,8 @@ TextPairs = Annotated[Optional[str], typer.Option(
                    "dataset under data/.")]
 Builtin = Annotated[Optional[str], typer.Option(
     "--builtin", help="Built-in pairs instead of --data: stdlib (docstring↔source, signature↔docstring, doc "
-                      "heading↔section; 20% held out).")]
+                      "heading↔section from a core of 45 modules, 20% held out, and for training the rest of the "
+                      "standard library's functions and methods) or stdlib-core (the core alone).")]
 
 
 @quark_command(finetune, "embed")

@@ -18,7 +18,7 @@ from quark.retrieval.chunking import chunk_text
 from quark.retrieval.contrastive import retrieval_scores
 from quark.retrieval.embedding import embed_texts, load_head
 from quark.retrieval.grounding import citations
-from quark.retrieval.pairs import Corruptor, read_text_pairs, strip_docstring
+from quark.retrieval.pairs import Corruptor, read_text_pairs, strip_docstring, write_pairs
 
 PY_A = '''"""Module a."""
 import os
@@ -96,6 +96,23 @@ def test_index_readd_replaces_only_the_changed_file_and_names_skipped_files(quar
     assert quark.json("index", "stats", "d")["chunks"] == 3
     index.close()
     assert "no index" in quark("index", "search", "nope", "x", expect=1).output
+
+
+def test_builtin_stdlib_trains_on_the_wider_library_and_holds_out_the_core_pairs_unchanged(tmp_path):
+    """--builtin stdlib adds ~10x training pairs from the rest of the standard library; the held-out
+    pairs are stdlib-core's, and nothing they ask or rank is in training under another name."""
+    wide = write_pairs(tmp_path / "wide", wider=True)
+    core = write_pairs(tmp_path / "core", wider=False)
+    assert (tmp_path / "wide" / "val.jsonl").read_text() == (tmp_path / "core" / "val.jsonl").read_text()
+    assert wide["counts"]["core_train"] == core["counts"]["train"] == core["counts"]["core_train"]
+    assert wide["counts"]["train"] > 5 * core["counts"]["train"], wide["counts"]
+    val = read_text_pairs(tmp_path / "wide" / "val.jsonl")
+    train = read_text_pairs(tmp_path / "wide" / "train.jsonl")
+    added = train[core["counts"]["train"]:]
+    assert {p.group for p in added}.isdisjoint(p.group for p in val)
+    assert {t for p in added for t in (p.query, p.positive)}.isdisjoint(t for p in val for t in (p.query, p.positive))
+    assert any(p.group.startswith("builtins.str.") for p in added)  # builtin types' methods too
+    assert any(p.kind == "doc-source" and "json.decoder" in p.group for p in added)  # submodules' functions
 
 
 def test_short_embed_training_beats_the_untrained_pooled_states(embed_home):

@@ -39,7 +39,10 @@ from quark.retrieval.pairs import TextPair, mine_negatives, read_text_pairs, wri
 from quark.tokenizer import Tokenizer
 
 _HEAD = "embedding_head."
-BUILTIN = ("stdlib",)
+# stdlib: the core pairs (DEFAULT_MODULES and the doc topics, 20% held out by group) plus, on the
+# training side only, the rest of the standard library's functions and methods; stdlib-core: the
+# core pairs alone (the same held-out pairs). See quark.retrieval.pairs.write_pairs.
+BUILTIN = ("stdlib", "stdlib-core")
 
 
 class ContrastiveModel(LLM):
@@ -166,7 +169,7 @@ def builtin_data(home: Home, builtin: str, *, seed: int = 0, val_fraction: float
         raise QuarkError(f"unknown built-in pair set {builtin!r} (built in: {', '.join(BUILTIN)})")
     folder = home.dataset_dir(f"{builtin}-pairs")
     if not (folder / "train.jsonl").is_file():
-        write_pairs(folder, seed=seed, val_fraction=val_fraction)
+        write_pairs(folder, seed=seed, val_fraction=val_fraction, wider=builtin == "stdlib")
     return str(folder)
 
 

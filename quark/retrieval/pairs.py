@@ -12,8 +12,12 @@ Built-in (`stdlib_pairs`), three kinds, so the model learns both code and prose 
 - signature-doc:  `module.name(signature)` → the docstring summary;
 - topic-section:  a documentation topic's heading, or a question about it → the section's text.
 The held-out split is by group (the function or topic), as in quark.data.synth, so no function is on
-both sides. Hard negatives are mined by BM25 (`mine_negatives`): the best-scoring passage that is
-not the positive, which is what a lexical first stage would wrongly put on top.
+both sides. These come from a core of modules (DEFAULT_MODULES) and the doc topics; `wider_pairs`
+adds, to the training side only, the same two function kinds from the rest of the standard library
+(every other module's functions, every module's class methods: ~9 times the core's training pairs),
+none sharing a group or a text with the held-out pairs. Hard negatives are mined by BM25
+(`mine_negatives`): the best-scoring passage that is not the positive, which is what a lexical
+first stage would wrongly put on top.
 """
 
 from __future__ import annotations
@@ -22,14 +26,15 @@ import ast
 import json
 import random
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlean as sqlite3
 
 from quark.atomic import atomic_dir
-from quark.data.synth import DEFAULT_MODULES, collect_functions, in_validation
+from quark.data.stdlib import collect_methods, stdlib_modules
+from quark.data.synth import DEFAULT_MODULES, Function, collect_functions, in_validation
 from quark.errors import QuarkError
 from quark.jsonl import field as row_field
 from quark.jsonl import read_jsonl
@@ -104,21 +109,48 @@ def topic_sections() -> list[tuple[str, str, str]]:
     return out
 
 
-def stdlib_pairs(seed: int = 0, modules: Sequence[str] = DEFAULT_MODULES) -> list[TextPair]:
-    """The built-in pairs (see the module docstring), deterministic for a seed."""
-    rng = random.Random(seed)
-    pairs = []
-    for f in collect_functions(modules):
-        pairs.append(TextPair(f"{f.qualname}{f.signature}", f.summary, group=f.qualname, kind="signature-doc"))
+def function_pairs(functions: Iterable[Function]) -> Iterator[TextPair]:
+    """A function's signature-doc pair, and its doc-source pair when its source is known."""
+    for f in functions:
+        yield TextPair(f"{f.qualname}{f.signature}", f.summary, group=f.qualname, kind="signature-doc")
         if f.source:
             code = strip_docstring(f.source)
             if code.strip():
-                pairs.append(TextPair(f.summary, code, group=f.qualname, kind="doc-source"))
+                yield TextPair(f.summary, code, group=f.qualname, kind="doc-source")
+
+
+def stdlib_pairs(seed: int = 0, modules: Sequence[str] = DEFAULT_MODULES) -> list[TextPair]:
+    """The built-in pairs (see the module docstring), deterministic for a seed."""
+    rng = random.Random(seed)
+    pairs = list(function_pairs(collect_functions(modules)))
     for key, title, section in topic_sections():
         query = rng.choice(QUESTION_TEMPLATES).format(title=title)
         pairs.append(TextPair(query, section, group=f"topic:{key}", kind="topic-section"))
     rng.shuffle(pairs)
     return pairs
+
+
+def wider_pairs(held_out: Sequence[TextPair], seed: int = 0) -> list[TextPair]:
+    """Training pairs from the rest of the standard library: the functions of every module outside
+    DEFAULT_MODULES and the methods of every module's classes (quark.data.stdlib), ~9 times the
+    core's training pairs. None shares a group or any text (query or passage) with `held_out`, so
+    adding them to the training side leaves the held-out evaluation as it was: nothing it asks or
+    ranks was trained on under another name (posix.stat's docstring is os.stat's, ntpath's are posixpath's).
+    Each text pair once; deterministic for a seed."""
+    modules = stdlib_modules()
+    functions = collect_functions([m for m in modules if m not in DEFAULT_MODULES]) + collect_methods(modules)
+    groups = {p.group for p in held_out}
+    texts = {t for p in held_out for t in (p.query, p.positive)}
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for pair in function_pairs(functions):
+        key = (pair.query, pair.positive)
+        if pair.group in groups or pair.query in texts or pair.positive in texts or key in seen:
+            continue
+        seen.add(key)
+        out.append(pair)
+    random.Random(seed).shuffle(out)
+    return out
 
 
 def split(pairs: Iterable[TextPair], seed: int, fraction: float) -> tuple[list[TextPair], list[TextPair]]:
@@ -186,11 +218,17 @@ def mine_negatives(pairs: Sequence[TextPair], count: int, *, seed: int = 0) -> l
     return out
 
 
-def write_pairs(folder: Path, *, seed: int = 0, val_fraction: float = 0.2) -> dict:
-    """The built-in pairs as `train.jsonl`, `val.jsonl` and `meta.json` in `folder` (atomically)."""
+def write_pairs(folder: Path, *, seed: int = 0, val_fraction: float = 0.2, wider: bool = True) -> dict:
+    """The built-in pairs as `train.jsonl`, `val.jsonl` and `meta.json` in `folder` (atomically):
+    the core set split by group, and with `wider` the rest of the standard library
+    (`wider_pairs`) added to the training side only, after the core's (meta's `core_train` counts
+    those), so the held-out pairs are the same either way."""
     if not 0 < val_fraction < 1:
         raise QuarkError(f"validation fraction must be between 0 and 1, got {val_fraction}")
     train, val = split(stdlib_pairs(seed), seed, val_fraction)
+    core = len(train)
+    if wider:
+        train += wider_pairs(val, seed)
     kinds: dict[str, int] = {}
     with atomic_dir(Path(folder)) as tmp:
         for name, rows in (("train", train), ("val", val)):
@@ -199,8 +237,9 @@ def write_pairs(folder: Path, *, seed: int = 0, val_fraction: float = 0.2) -> di
                     kinds[p.kind] = kinds.get(p.kind, 0) + 1
                     row = {**p.to_dict(), "kind": p.kind, "group": p.group}
                     handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        meta = {"format": "pairs", "builtin": "stdlib", "seed": seed, "val_fraction": val_fraction,
-                "counts": {"train": len(train), "val": len(val)}, "kinds": kinds}
+        meta = {"format": "pairs", "builtin": "stdlib" if wider else "stdlib-core", "seed": seed,
+                "val_fraction": val_fraction,
+                "counts": {"train": len(train), "val": len(val), "core_train": core}, "kinds": kinds}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     return meta
 
@@ -243,10 +282,14 @@ class Corruptor:
     vocabulary: Sequence[str]
     seed: int = 0
     _rng: random.Random = field(init=False)
+    _words: dict[tuple[bool, bool] | None, _Words] = field(init=False)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
         self.vocabulary = sorted({w for w in self.vocabulary if len(w) >= 3 and w.lower() not in COMMON})
+        self._words = {None: _Words(self.vocabulary)}
+        for shape in {_shape(w) for w in self.vocabulary}:
+            self._words[shape] = _Words([w for w in self.vocabulary if _shape(w) == shape])
 
     @classmethod
     def for_passages(cls, passages: Iterable[str], seed: int = 0) -> Corruptor:
@@ -271,8 +314,37 @@ class Corruptor:
             parts = token.split(".")
             parts[-1] = str(int(parts[-1]) + self._rng.randint(1, 9))
             return ".".join(parts)
-        choices = [w for w in self.vocabulary if w != token and w.lower() != token.lower()]
-        if not choices:
+        # Another word of the token's shape, else any other word (never the token in another case).
+        for words in (self._words.get(_shape(token)), self._words[None]):
+            if words is not None and (word := words.pick(self._rng, token)) is not None:
+                return word
+        return None
+
+
+def _shape(word: str) -> tuple[bool, bool]:
+    """(capitalised, has an underscore): a replacement of the same shape reads like the original."""
+    return word[0].isupper(), "_" in word
+
+
+class _Words:
+    """A sorted word list that draws a word other than a given one (case-insensitively) in time
+    independent of the list's length: the reranker corrupts a twin per training pair, and with
+    the wider built-in pairs the vocabulary is ~10 times longer. The draw is exactly
+    rng.choice(the list without the word), so the twins are what a plain filtered choice gives."""
+
+    def __init__(self, words: Sequence[str]) -> None:
+        self.words = list(words)
+        self.at: dict[str, list[int]] = {}
+        for i, w in enumerate(self.words):
+            self.at.setdefault(w.lower(), []).append(i)
+
+    def pick(self, rng: random.Random, word: str) -> str | None:
+        skipped = self.at.get(word.lower(), [])
+        left = len(self.words) - len(skipped)
+        if left <= 0:
             return None
-        similar = [w for w in choices if w[0].isupper() == token[0].isupper() and ("_" in w) == ("_" in token)]
-        return self._rng.choice(similar or choices)
+        i = rng.choice(range(left))  # the same draw as rng.choice on a list of `left` words
+        for position in skipped:  # sorted: step over each excluded position at or before i
+            if position <= i:
+                i += 1
+        return self.words[i]
