@@ -40,7 +40,7 @@ def embed_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A home with model `tiny` and `emb`, its contrastive fine-tune (a short run on the built-in pairs)."""
     home = tmp_path_factory.mktemp("embed-home")
     make_tiny_model(home)
-    Quark(home)("finetune", "embed", "--model", "tiny", "--builtin", "stdlib", "--name", "emb", "--max-steps", "30",
+    Quark(home)("finetune", "embed", "--model", "tiny", "--builtin", "stdlib-core", "--name", "emb", "--max-steps", "30",
                 "--eval-every", "30", "--set", "train.seq_len=64", "--set", "train.micro_batch=16")
     return home
 
@@ -117,7 +117,7 @@ def test_builtin_stdlib_trains_on_the_wider_library_and_holds_out_the_core_pairs
 
 def test_short_embed_training_beats_the_untrained_pooled_states(embed_home):
     home = Home.open(embed_home)
-    val = read_text_pairs(home.dataset_dir("stdlib-pairs") / "val.jsonl")
+    val = read_text_pairs(home.dataset_dir("stdlib-core-pairs") / "val.jsonl")
     scores = {}
     for name in ("tiny", "emb"):
         folder = home.model_dir(name)
@@ -255,7 +255,7 @@ def test_eval_docqa_with_an_index_reports_retrieval_recall(quark, tmp_path):
 
 def test_reranker_prefers_the_supported_passage_over_its_corrupted_twin(embed_home, tmp_path):
     quark = Quark(embed_home)
-    summary = quark.json("finetune", "rerank", "--model", "tiny", "--builtin", "stdlib", "--name", "rr",
+    summary = quark.json("finetune", "rerank", "--model", "tiny", "--builtin", "stdlib-core", "--name", "rr",
                          "--max-steps", "20", "--eval-every", "20", "--set", "train.seq_len=96")
     assert summary["val_twin_questions"] > 20
     assert summary["val_twin_accuracy"] >= 0.8, summary  # the blueprint's gate, on held-out questions
