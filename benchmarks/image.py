@@ -35,7 +35,13 @@ from quark.image import shapes
 from quark.image.data import CaptionedImages, CaptionTable, DiffusionBatches
 from quark.image.recipe import load_image_recipe
 from quark.image.train import Denoiser, _ema_step, _images_of, denoiser_loss
-from quark.models.diffusion import QuarkImagePipeline, QuarkTextEncoder, build_unet, training_scheduler
+from quark.models.diffusion import (
+    QuarkImagePipeline,
+    QuarkTextEncoder,
+    build_unet,
+    training_scheduler,
+    with_coordinates,
+)
 from quark.models.llm import LLM, LLMConfig
 from quark.train.dist import Dist
 from quark.train.trainer import Trainer
@@ -97,6 +103,8 @@ def reference_run(recipe, encoder: QuarkTextEncoder, data: DiffusionBatches, ste
         noise = torch.randn_like(batch["pixels"])
         t = torch.randint(0, 1000, (batch["pixels"].shape[0],))
         noisy = scheduler.add_noise(batch["pixels"], noise, t)
+        if recipe.model.coordinates:  # the UNet's x, y input channels, as Quark's denoise() appends them
+            noisy = with_coordinates(noisy)
         pred = unet(noisy, t, encoder_hidden_states=batch["text"], encoder_attention_mask=batch["text_mask"],
                     class_labels=pooled).sample
         loss = F.mse_loss(pred, batch["pixels"])

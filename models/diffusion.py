@@ -60,6 +60,7 @@ class UNetShape:
     cross_attention_dim: int = 64
     norm_groups: int = 8
     text_max_tokens: int = 48  # longest caption (in text-encoder tokens, BOS included)
+    coordinates: bool = False  # two extra input channels holding each pixel's x and y (see denoise)
 
     @property
     def widths(self) -> tuple[int, ...]:
@@ -71,16 +72,30 @@ class UNetShape:
 
 
 def build_unet(shape: UNetShape, text_dim: int) -> UNet2DConditionModel:
-    """A UNet2DConditionModel in pixel space (3 channels in and out) of the given shape."""
+    """A UNet2DConditionModel in pixel space (3 channels out; in, 3 or 3 + the 2 coordinate channels)."""
     widths, attn = shape.widths, shape.attention_levels
     down = tuple("CrossAttnDownBlock2D" if i in attn else "DownBlock2D" for i in range(len(widths)))
     up = tuple("CrossAttnUpBlock2D" if len(widths) - 1 - i in attn else "UpBlock2D" for i in range(len(widths)))
     return UNet2DConditionModel(
-        sample_size=shape.size, in_channels=3, out_channels=3, down_block_types=down, up_block_types=up,
-        mid_block_type="UNetMidBlock2DCrossAttn", block_out_channels=widths, layers_per_block=shape.layers_per_block,
+        sample_size=shape.size, in_channels=3 + 2 * shape.coordinates, out_channels=3, down_block_types=down,
+        up_block_types=up, mid_block_type="UNetMidBlock2DCrossAttn", block_out_channels=widths,
+        layers_per_block=shape.layers_per_block,
         norm_num_groups=shape.norm_groups, cross_attention_dim=shape.cross_attention_dim,
         attention_head_dim=shape.head_dim, encoder_hid_dim=text_dim, encoder_hid_dim_type="text_proj",
         class_embed_type="projection", projection_class_embeddings_input_dim=text_dim)
+
+
+def with_coordinates(sample: torch.Tensor) -> torch.Tensor:
+    """`sample` [B, C, H, W] with two channels appended: x and y of each pixel centre in [-1, 1].
+
+    Why: convolutions are translation-equivariant and the pooled text enters as a per-channel bias,
+    so without these a global "at the top left" has nothing to say *where* to draw (CoordConv,
+    Liu et al. 2018). Computed from the size, so any sampling size gets its own grid."""
+    b, _, h, w = sample.shape
+    ys = (torch.arange(h, device=sample.device, dtype=sample.dtype) + 0.5) * (2.0 / h) - 1.0
+    xs = (torch.arange(w, device=sample.device, dtype=sample.dtype) + 0.5) * (2.0 / w) - 1.0
+    grid = torch.stack([xs[None, :].expand(h, w), ys[:, None].expand(h, w)])
+    return torch.cat([sample, grid.expand(b, 2, h, w)], dim=1)
 
 
 def denoise(unet: UNet2DConditionModel, sample: torch.Tensor, timesteps: torch.Tensor, text: torch.Tensor,
@@ -88,7 +103,10 @@ def denoise(unet: UNet2DConditionModel, sample: torch.Tensor, timesteps: torch.T
     """The UNet's prediction for noisy `sample` at `timesteps` given text states (training and
     sampling both call this). The text conditions twice: every token through cross-attention,
     and their mean (over the mask) added to the timestep embedding, as Imagen adds its pooled
-    text embedding, which steers every ResNet block globally (colour, size) from the first steps."""
+    text embedding, which steers every ResNet block globally (colour, size) from the first steps.
+    A UNet built with coordinate channels (its config's in_channels is 5) gets them here."""
+    if unet.config.in_channels == sample.shape[1] + 2:
+        sample = with_coordinates(sample)
     weights = mask.to(text.dtype)[..., None]
     pooled = (text * weights).sum(1) / weights.sum(1).clamp(min=1.0)
     return unet(sample, timesteps, encoder_hidden_states=text, encoder_attention_mask=mask, class_labels=pooled).sample
