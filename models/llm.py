@@ -237,17 +237,23 @@ class LLM(nn.Module):
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, *,
                 positions: torch.Tensor | None = None, cache: KVCache | None = None,
-                attention_mask: torch.Tensor | None = None, ignore_index: int = IGNORE_INDEX,
-                return_hidden: bool = False) -> torch.Tensor:
+                attention_mask: torch.Tensor | None = None, segments: torch.Tensor | None = None,
+                ignore_index: int = IGNORE_INDEX, return_hidden: bool = False) -> torch.Tensor:
         """Logits (B, T, vocab), or the mean cross-entropy when `targets` is given, or the final
         normalised hidden states (B, T, n_embd) with `return_hidden` (embeddings, reward heads).
 
         Training passes only `idx`/`targets` and takes SDPA's causal fast path. Inference passes a
         `cache`; with left-padded batches, `attention_mask` (B, T) marks the real new tokens.
+        Training on packed examples (SFT) may pass `segments` (B, T), the example each token belongs
+        to: attention then stays inside a token's own example, as at inference, where a reply never
+        sees another conversation (RoPE is relative, so positions need no reset).
         """
         B, T = idx.shape
         past = cache.length if cache is not None else 0
         mask = None
+        if segments is not None and cache is None:
+            causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
+            mask = (segments[:, None, :, None] == segments[:, None, None, :]) & causal
         if cache is not None:
             if past + T > cache.capacity:
                 raise ValueError(f"KV cache full: {past} + {T} > {cache.capacity}")

@@ -95,6 +95,30 @@ def test_packing_shifts_labels_and_masks_padding(tok: Tokenizer) -> None:
     assert pack(tok, [CONVERSATION, short], seq_len=len(ids_short), seed=0).skipped == 1
 
 
+def test_packed_examples_do_not_see_each_other(tok: Tokenizer) -> None:
+    """A packed window's segments keep each example's attention inside it: the logits of the second
+    example are those it has alone (as at inference), not those after the first example's text."""
+    from quark.align.batches import ChatWindows
+    from quark.models.llm import LLM, LLMConfig
+
+    torch.manual_seed(0)
+    model = LLM(LLMConfig(vocab_size=tok.vocab_size, n_layer=2, n_embd=32, n_head=2, n_kv_head=2,
+                          max_seq_len=256)).eval()
+    short = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]
+    ids_long, _ = encode_example(tok, CONVERSATION)
+    ids_short, _ = encode_example(tok, short)
+    n, m = len(ids_long) - 1, len(ids_short) - 1  # each example's inputs (its last token is only a label)
+    packed = pack(tok, [CONVERSATION, short], seq_len=n + m + 3, seed=None)
+    batch = ChatWindows(packed, seed=None, what="test").take(0, 1)
+    assert batch["segments"][0].tolist() == [1] * n + [2] * m + [0] * 3  # 0: padding
+    with torch.no_grad():
+        alone = model(torch.tensor([ids_short[:-1]]))[0]
+        masked = model(batch["input_ids"], segments=batch["segments"])[0, n:n + m]
+        unmasked = model(batch["input_ids"])[0, n:n + m]
+    assert torch.allclose(masked, alone, atol=1e-4)
+    assert not torch.allclose(unmasked, alone, atol=1e-2)  # what packing without segments trained on
+
+
 @pytest.mark.slow
 def test_sft_teaches_a_base_model_to_answer_and_stop(align_home: Path, quark: Quark) -> None:
     # A base model that has only read code: it has never seen the chat template.

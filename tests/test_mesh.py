@@ -18,7 +18,7 @@ from quark.errors import QuarkError
 from quark.mesh import export
 from quark.mesh.build import build_solid
 from quark.mesh.decimate import decimate
-from quark.mesh.program import example_names, load_example, parse_program, program_schema
+from quark.mesh.program import example_names, load_example, parse_program, parse_program_text, program_schema
 from quark.mesh.repair import checks
 from quark.mesh.solid import Group, Solid
 
@@ -240,6 +240,24 @@ def test_eval_mesh_reference_scores_perfectly_and_chance_is_lower(quark) -> None
     assert stored[-1]["metrics"]["built"] == 1.0
 
 
+def test_per_part_adherence_credits_half_a_pair_the_exact_set_does_not() -> None:
+    """A pair with its second part's kind and colour wrong fails the exact sets but keeps half per
+    part; a reply with a part missing loses that part; parts are compared where they stand."""
+    from quark.mesh.evaluate import adherence
+    from quark.mesh.synth import pair
+
+    reference = parse_program_text(pair("cone", "red", "on top of", "box", "blue"))
+    half = parse_program_text(pair("cone", "red", "on top of", "sphere", "green"))
+    swapped = parse_program_text(pair("box", "blue", "on top of", "cone", "red"))
+    one = parse_program_text('{"parts": [{"name": "a", "color": "red", "shape": {"type": "cone", '
+                             '"radius": 0.5, "height": 1.0}}]}')
+    for reply, exact, by_part in ((half, 0.0, 0.5), (swapped, 1.0, 0.0), (one, 0.0, 0.5), (None, 0.0, 0.0),
+                                  (reference, 1.0, 1.0)):
+        scores = adherence([reference], [reply])
+        assert (scores["kinds"], scores["colors"]) == (exact, exact)
+        assert (scores["kinds_per_part"], scores["colors_per_part"]) == (by_part, by_part)
+
+
 def test_chamfer_grows_with_the_difference() -> None:
     from quark.mesh.evaluate import chamfer
 
@@ -297,7 +315,8 @@ def test_generate_and_eval_with_a_tiny_model(tiny_home: Path, tmp_path: Path) ->
         assert not out.exists() and not _assets(tiny_home)
         assert constrained() or "the model's program" in lines[0]
     metrics = quark.json("eval", "mesh", "--model", "tiny", "--limit", "2", "--max-new-tokens", "48")["metrics"]
-    assert metrics["cases"] == 2 and set(metrics["adherence"]) == {"kinds", "count", "colors", "relation"}
+    assert metrics["cases"] == 2 and set(metrics["adherence"]) == {"kinds", "count", "colors", "relation",
+                                                                  "kinds_per_part", "colors_per_part"}
     if constrained():
         assert metrics["valid"] + metrics["cut_off"] == 1.0
     else:

@@ -3,7 +3,10 @@
 SFT: each conversation is encoded in the chat template with a loss mask (assistant content and
 its closing <|end|> only), shifted into (inputs, labels), and packed first-come into windows of
 seq_len; labels are IGNORE_INDEX (-100) everywhere else, padding included. Packing fixes the windows once;
-every epoch visits them in an order drawn from (seed, epoch).
+every epoch visits them in an order drawn from (seed, epoch). Each window also carries `segments`, the
+example every token belongs to (1, 2, … in the window; 0 for padding), so attention stays inside one
+example: at inference a reply never sees another conversation, and in training an earlier example's
+program must not be a place to copy a colour or a shape from (quark eval mesh, benchmarks/RESULTS.md).
 
 Preferences: sample i is pair i (in a seeded order per epoch) as two rows, chosen then rejected,
 each the prompt in the chat template and the reply with its <|end|>, padded on the right to the
@@ -49,6 +52,7 @@ def shift(ids: Sequence[int], mask: Sequence[bool]) -> tuple[list[int], list[int
 class Packed:
     inputs: np.ndarray  # (windows, seq_len) int64
     labels: np.ndarray
+    segments: np.ndarray  # (windows, seq_len) the example each token is of, 1-based in its window; 0: padding
     examples: int  # examples packed
     skipped: int  # examples longer than seq_len, left out
 
@@ -61,8 +65,8 @@ def pack(tokenizer: Tokenizer, conversations: Sequence[list[dict]], seq_len: int
     """Pack conversations (shuffled by `seed` when given) into windows of `seq_len`."""
     count = len(conversations)
     order = np.random.default_rng(seed).permutation(count) if seed is not None else range(count)
-    windows: list[tuple[list[int], list[int]]] = []
-    current: tuple[list[int], list[int]] = ([], [])
+    windows: list[tuple[list[int], list[int], list[int]]] = []
+    current: tuple[list[int], list[int], list[int]] = ([], [], [])
     examples = skipped = 0
     for i in order:
         inputs, labels = shift(*encode_example(tokenizer, conversations[i]))
@@ -71,7 +75,8 @@ def pack(tokenizer: Tokenizer, conversations: Sequence[list[dict]], seq_len: int
             continue
         if len(current[0]) + len(inputs) > seq_len:
             windows.append(current)
-            current = ([], [])
+            current = ([], [], [])
+        current[2].extend([(current[2][-1] if current[2] else 0) + 1] * len(inputs))
         current[0].extend(inputs)
         current[1].extend(labels)
         examples += 1
@@ -79,10 +84,12 @@ def pack(tokenizer: Tokenizer, conversations: Sequence[list[dict]], seq_len: int
         windows.append(current)
     out_inputs = np.full((len(windows), seq_len), tokenizer.pad_id, dtype=np.int64)
     out_labels = np.full((len(windows), seq_len), IGNORE_INDEX, dtype=np.int64)
-    for row, (inputs, labels) in enumerate(windows):
+    out_segments = np.zeros((len(windows), seq_len), dtype=np.int64)
+    for row, (inputs, labels, segments) in enumerate(windows):
         out_inputs[row, :len(inputs)] = inputs
         out_labels[row, :len(labels)] = labels
-    return Packed(out_inputs, out_labels, examples, skipped)
+        out_segments[row, :len(segments)] = segments
+    return Packed(out_inputs, out_labels, out_segments, examples, skipped)
 
 
 def _epoch_order(count: int, seed: int | None, index: int, cache: dict) -> int:
@@ -96,7 +103,7 @@ def _epoch_order(count: int, seed: int | None, index: int, cache: dict) -> int:
 
 
 class ChatWindows:
-    """Packed SFT windows as a Trainer data source: take(start, count) -> {input_ids, labels}."""
+    """Packed SFT windows as a Trainer data source: take(start, count) -> {input_ids, labels, segments}."""
 
     def __init__(self, packed: Packed, *, seed: int | None, what: str) -> None:
         if not len(packed.inputs):
@@ -109,7 +116,8 @@ class ChatWindows:
     def take(self, start: int, count: int) -> dict[str, torch.Tensor]:
         rows = [_epoch_order(len(self), self.seed, i, self._cache) for i in range(start, start + count)]
         return {"input_ids": torch.from_numpy(self.packed.inputs[rows]),
-                "labels": torch.from_numpy(self.packed.labels[rows])}
+                "labels": torch.from_numpy(self.packed.labels[rows]),
+                "segments": torch.from_numpy(self.packed.segments[rows])}
 
 
 def encode_reply(tokenizer: Tokenizer, prompt: Sequence[dict], reply: str) -> tuple[list[int], int]:

@@ -4,8 +4,11 @@ Three measures, on the held-out split of `quark data synth --kind mesh` (attribu
 never trained on):
 - validity: the share of replies that validate as programs, and the share that build;
 - attribute adherence: primitive kinds, primitive count, colours and the spatial relation of the
-  first two parts, each compared with the reference program's; chance is the same comparison
-  with the references shuffled among the prompts (what matching attributes at random scores);
+  first two parts, each compared with the reference program's (kinds and colours as exact sets: a
+  pair with one of its two kinds wrong scores 0); beside the exact sets, kinds and colours per
+  part (the share of the reference's parts whose part at the same place in the reply has the same
+  kinds, or colours), which credits a reply that gets one part of two right; chance is the same
+  comparison with the references shuffled among the prompts (what matching at random scores);
 - Chamfer distance to the reference program's mesh, from sampled surface points, normalised by
   the reference's bounding-box diagonal: point-to-surface (samples of each mesh to the other's
   surface, averaged both ways) and point-to-point (nearest samples). A sampled estimate is never
@@ -31,6 +34,7 @@ from quark.mesh.build import build_solid
 from quark.mesh.program import Boolean, Program, parse_program_text
 
 ATTRIBUTES = ("kinds", "count", "colors", "relation")
+PER_PART = ("kinds", "colors")  # also scored part by part, as "<name>_per_part"
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,23 @@ def _relation(program: Program) -> str | None:
     return [("left", "right"), ("front", "behind"), ("below", "above")][axis][int(delta[axis] > 0)]
 
 
+def part_attributes(program: Program) -> list[dict]:
+    """Per part, in order: its sorted primitive kinds and sorted colours (inherited colours included)."""
+    out = []
+    for part in program.parts:
+        leaves = _leaves_with_color(part.shape, part.color)
+        out.append({"kinds": sorted({kind for kind, _ in leaves}), "colors": sorted({c or "gray" for _, c in leaves})})
+    return out
+
+
+def per_part(reference: Program, candidate: Program | None, name: str) -> float:
+    """The share of the reference's parts whose part at the same place in `candidate` has the same
+    `name` (kinds or colours); a missing part counts as wrong (extra parts are the count's business)."""
+    ours = part_attributes(candidate) if candidate is not None else []
+    theirs = part_attributes(reference)
+    return sum(i < len(ours) and ours[i][name] == want[name] for i, want in enumerate(theirs)) / len(theirs)
+
+
 def attributes(program: Program) -> dict:
     """What adherence compares: sorted primitive kinds, primitive count, sorted colours, relation."""
     leaves = [leaf for part in program.parts for leaf in _leaves_with_color(part.shape, part.color)]
@@ -94,13 +115,17 @@ def attributes(program: Program) -> dict:
 
 
 def adherence(references: Sequence[Program], candidates: Sequence[Program | None]) -> dict[str, float | None]:
-    """Per attribute, the share of cases whose candidate matches its reference (None: no candidate).
-    The relation counts only cases whose reference has two or more parts."""
+    """Per attribute, the share of cases whose candidate matches its reference (None: no candidate),
+    and the per-part kinds and colours averaged over the cases. The relation counts only cases
+    whose reference has two or more parts."""
     out: dict[str, float | None] = {}
     for name in ATTRIBUTES:
         scored = [(attributes(c)[name] == attributes(r)[name]) if c is not None else False
                   for r, c in zip(references, candidates) if attributes(r)[name] is not None]
         out[name] = round(sum(scored) / len(scored), 4) if scored else None
+    for name in PER_PART:
+        scores = [per_part(r, c, name) for r, c in zip(references, candidates)]
+        out[f"{name}_per_part"] = round(sum(scores) / len(scores), 4) if scores else None
     return out
 
 

@@ -59,8 +59,10 @@ def batch_tokens(batch: dict[str, torch.Tensor]) -> int:
 
 
 def causal_lm_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed next-token cross-entropy over labels that are not IGNORE_INDEX, and their number."""
-    logits = model(batch["input_ids"])
+    """Summed next-token cross-entropy over labels that are not IGNORE_INDEX, and their number.
+    A batch of packed examples may carry `segments` (attention kept inside each example)."""
+    segments = batch.get("segments")
+    logits = model(batch["input_ids"]) if segments is None else model(batch["input_ids"], segments=segments)
     labels = batch["labels"]
     loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
     return loss, (labels != IGNORE_INDEX).sum()
