@@ -102,8 +102,8 @@ def test_image_model_feedback_scores_every_pair_and_keeps_those_it_draws(quark: 
         score = row["adherence"]
         images, _ = model.images([row["caption"]], [score["seed"]], steps=score["steps"], sampler="ddim")
         reading = analyse(np.asarray(images[0]), _full_tables())
-        assert {a: float(getattr(reading, a) == row["scene"][a]) for a in ("colour", "position", "shape", "size")} \
-            == {a: score[a] for a in ("colour", "position", "shape", "size")}
+        judged = ("colour", "position", "shape", "size", "background")
+        assert {a: float(getattr(reading, a) == row["scene"][a]) for a in judged} == {a: score[a] for a in judged}
 
     for args, needle in [(["--image-model", "nope"], "'nope'"), (["--image-model", "tiny"], "not an image model"),
                          (["--image-model", "img", "--min-adherence", "2"], "--min-adherence 2")]:

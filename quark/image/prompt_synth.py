@@ -63,6 +63,7 @@ ASKS = (
 )
 ASKS_PER_SCENE = 2
 SAMPLE_SIZE = 64  # pixels of the drawn scene the analyser reads back
+JUDGED = (*evaluate.ATTRIBUTES, "background")  # every word of the caption the image model must draw
 
 
 def ask(scene: Scene, rng: random.Random) -> str:
@@ -128,7 +129,7 @@ class ImageJudge:
             for scene, seed, image in zip(chunk, chunk_seeds, self.draw([s.caption for s in chunk], chunk_seeds),
                                           strict=True):
                 reading = evaluate.analyse(image, vocabulary)
-                hits = {a: float(getattr(reading, a) == getattr(scene, a)) for a in evaluate.ATTRIBUTES}
+                hits = {a: float(getattr(reading, a) == getattr(scene, a)) for a in JUDGED}
                 out.append({**hits, "score": sum(hits.values()) / len(hits), "model": self.model, "seed": seed,
                             "steps": self.steps})
         return out
