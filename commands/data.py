@@ -428,6 +428,14 @@ def synth(
     val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.9,
                                                 help="Share held out in val.jsonl, split by function/template so none "
                                                      "leaks.")] = 0.05,
+    image_model: Annotated[str | None, typer.Option("--image-model",
+                                                    help="image-prompt only: draw each caption with this trained "
+                                                         "image model, store its per-attribute adherence on the row "
+                                                         "and keep only the pairs whose image passes.")] = None,
+    image_steps: Annotated[int, typer.Option("--image-steps", help="DDIM steps per drawing (--image-model).")] = 8,
+    min_adherence: Annotated[float, typer.Option("--min-adherence",
+                                                 help="Share of the caption's colour, shape, size and position the "
+                                                      "image must show to keep the pair (--image-model).")] = 1.0,
 ) -> dict[str, Any]:
     """Write built-in synthetic alignment data from this Python's standard library.
 
@@ -452,6 +460,8 @@ def synth(
 
       quark data synth --kind image-prompt --name image-prompt --val-fraction 0.2   (asks → image captions)
 
+      quark data synth --kind image-prompt --name ip --image-model img   (kept only if img draws the caption)
+
       quark finetune sft --model tiny --data chat --name tiny-sft
 
       quark data synth --kind grounded --name rag && quark finetune sft --model tiny --data rag --name tiny-rag
@@ -462,6 +472,14 @@ def synth(
     folder = cli.home.dataset_dir(name)
     if folder.exists():
         raise QuarkError(f"dataset {name!r} already exists ({folder}); pick another --name")
+    judge = None
+    if image_model is not None:
+        if kind is not SynthKind.image_prompt:
+            raise QuarkError(f"--image-model scores image-prompt pairs; --kind {kind.value} has no captions")
+        from quark.image.generate import ImageModel
+        from quark.image.prompt_synth import ImageJudge
+
+        judge = ImageJudge.for_model(ImageModel(cli.home, image_model), steps=image_steps, min_adherence=min_adherence)
     if kind is SynthKind.grounded:
         from quark.retrieval.grounded import write_grounded
 
@@ -471,7 +489,7 @@ def synth(
 
         meta = write_code(folder, seed=seed, val_fraction=val_fraction, home=cli.home.root)
     else:
-        meta = write_dataset(folder, kind.value, seed=seed, val_fraction=val_fraction, home=cli.home.root)
+        meta = write_dataset(folder, kind.value, seed=seed, val_fraction=val_fraction, home=cli.home.root, judge=judge)
     counts = meta["counts"]
     cli.print(f"wrote {counts['train']:,} train / {counts['val']:,} val {kind.value} examples to {folder}")
     return {"name": name, "kind": kind.value, "path": str(folder), **meta}

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+from pathlib import Path
 
 from conftest import Quark
 from quark.agent.routing import adapter_for
@@ -54,3 +56,58 @@ def test_synth_writes_a_split_held_out_by_combination(quark: Quark) -> None:
 
 def test_the_image_route_answers_with_the_image_prompt_adapter() -> None:
     assert adapter_for("image", ["code", "image-prompt"]) == "image-prompt"
+
+
+FAST_IMAGE = """
+model: {size: 16, channels: "16,32", attention: "1", head_dim: 16, cross_attention_dim: 32, norm_groups: 8,
+        text_max_tokens: 48}
+diffusion: {prediction_type: sample, steps: 10, guidance: 3.0}
+data: {colours: "red,green,blue", backgrounds: "white", images: 64, heldout_images: 8}
+train: {micro_batch: 8, max_steps: 2, eval_every: 0, save_every: 2, keep_last: 1, device: cpu}
+"""
+
+
+def test_image_model_feedback_scores_every_pair_and_keeps_those_it_draws(quark: Quark, tiny_model_home: Path,
+                                                                         tmp_path: Path) -> None:
+    """Each kept row's adherence is the analyser's reading of the image model's drawing of its
+    caption (redrawn here with the recorded seed and steps: the same seed, the same score); pairs
+    below the bar are dropped. Two training steps only: the model barely follows its prompt, so the
+    bar is set at half the attributes to keep some pairs."""
+    import numpy as np
+
+    from quark.home import Home
+    from quark.image.evaluate import analyse
+    from quark.image.generate import ImageModel
+    from quark.image.prompt_synth import _full_tables
+
+    shutil.rmtree(quark.home)
+    shutil.copytree(tiny_model_home, quark.home)
+    (tmp_path / "img.yaml").write_text(FAST_IMAGE)
+    quark("image", "train", "--builtin", "shapes", "--recipe", str(tmp_path / "img.yaml"), "--name", "img",
+          "--text-encoder", "tiny")
+    synth_args = ["data", "synth", "--kind", "image-prompt", "--seed", str(SEED), "--image-model", "img",
+                  "--image-steps", "2", "--min-adherence", "0.5"]
+    out = quark.json(*synth_args, "--name", "judged")
+    assert (out["image_model"], out["image_steps"], out["min_adherence"]) == ("img", 2, 0.5)
+    folder = quark.home / "data" / "judged"
+    rows = [json.loads(line) for name in ("train", "val")
+            for line in (folder / f"{name}.jsonl").read_text().splitlines()]
+    everything = {row["caption"] for _, row in image_prompt_rows(SEED)}
+    kept = {row["caption"] for row in rows}
+    assert rows and kept < everything  # some pairs pass, and the feedback drops others
+    assert all(row["adherence"]["score"] >= 0.5 and row["adherence"]["model"] == "img" for row in rows)
+
+    model = ImageModel(Home.open(quark.home), "img")
+    for row in rows[:6]:
+        score = row["adherence"]
+        images, _ = model.images([row["caption"]], [score["seed"]], steps=score["steps"], sampler="ddim")
+        reading = analyse(np.asarray(images[0]), _full_tables())
+        judged = ("colour", "position", "shape", "size", "background")
+        assert {a: float(getattr(reading, a) == row["scene"][a]) for a in judged} == {a: score[a] for a in judged}
+
+    for args, needle in [(["--image-model", "nope"], "'nope'"), (["--image-model", "tiny"], "not an image model"),
+                         (["--image-model", "img", "--min-adherence", "2"], "--min-adherence 2")]:
+        result = quark("data", "synth", "--kind", "image-prompt", "--name", "bad", *args, expect=None)
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 1 and len(lines) == 1 and needle in result.output, result.output
+        assert not (quark.home / "data" / "bad").exists()

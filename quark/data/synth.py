@@ -32,10 +32,14 @@ import textwrap
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from quark.atomic import atomic_dir
 from quark.errors import QuarkError
 from quark.tokenizer.chat_template import tool_call_text
+
+if TYPE_CHECKING:
+    from quark.image.prompt_synth import ImageJudge
 
 # Pure-Python standard-library modules with well-documented public functions.
 DEFAULT_MODULES = (
@@ -469,9 +473,10 @@ DATASET_KINDS: dict[str, tuple[str, ...]] = {
 
 
 def write_dataset(folder: Path, kind: str, *, seed: int = 0, val_fraction: float = 0.05,
-                  home: Path | None = None, tool_traces: int = 300) -> dict:
+                  home: Path | None = None, tool_traces: int = 300, judge: ImageJudge | None = None) -> dict:
     """One `quark data synth` dataset: chat examples of a DATASET_KINDS group, or preference pairs
-    (a different row format, so never mixed with chat in one file)."""
+    (a different row format, so never mixed with chat in one file). `judge` (image-prompt only)
+    keeps the pairs a trained image model draws as captioned (quark.image.prompt_synth)."""
     if kind not in DATASET_KINDS:
         raise QuarkError(f"unknown synthetic data kind {kind!r} (kinds: {', '.join(DATASET_KINDS)})")
     if kind == "preferences":
@@ -486,8 +491,13 @@ def write_dataset(folder: Path, kind: str, *, seed: int = 0, val_fraction: float
         from quark.image.prompt_synth import image_prompt_rows
 
         _check_fraction(val_fraction)
-        rows = list(image_prompt_rows(seed))
+        rows = list(image_prompt_rows(seed, judge))
+        if judge is not None and not rows:
+            raise QuarkError(f"image model {judge.model!r} drew none of the captions with adherence >= "
+                             f"{judge.min_adherence:g} at {judge.steps} steps; no pairs to write")
+        judged = {} if judge is None else {"image_model": judge.model, "image_steps": judge.steps,
+                                           "min_adherence": judge.min_adherence}
         return _write_split(Path(folder), rows, seed, val_fraction,
-                            {"format": "chat", "kinds": {"image-prompt": len(rows)}})
+                            {"format": "chat", "kinds": {"image-prompt": len(rows)}, **judged})
     return write_chat(folder, seed=seed, val_fraction=val_fraction, kinds=DATASET_KINDS[kind], home=home,
                       tool_traces=tool_traces)

@@ -8,6 +8,8 @@ the foreground (pixels far from it), and reads back four attributes:
     shape      the shape whose template — drawn at that centroid with the foreground's area —
                overlaps the foreground best (intersection over union)
     size       small or large, from the foreground's area for that shape
+    background the vocabulary's background colour nearest the border's median (read, but not
+               part of the evaluator's score: its prompts take backgrounds in turn)
 
 Each attribute's accuracy is reported beside its chance level (1 / number of values), so a
 model that ignores its prompt scores near chance. Run on the drawn scenes themselves
@@ -38,6 +40,7 @@ class Reading:
     position: str | None
     shape: str | None
     size: str | None
+    background: str | None = None
 
 
 def _template(shape: str, cx: float, cy: float, r: float, n: int) -> np.ndarray:
@@ -54,9 +57,11 @@ def analyse(image: np.ndarray, vocabulary: Vocabulary) -> Reading:
     n = pixels.shape[0]
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
     background = np.median(border, axis=0)
+    backgrounds = {name: np.array(shapes.BACKGROUNDS[name], dtype=np.float32) for name in vocabulary.backgrounds}
+    background_name = min(backgrounds, key=lambda name: float(np.linalg.norm(backgrounds[name] - background)))
     mask = np.linalg.norm(pixels - background, axis=-1) > FOREGROUND_DISTANCE
     if mask.mean() < MIN_FOREGROUND:
-        return Reading(None, None, None, None)
+        return Reading(None, None, None, None, background_name)
     colour = np.median(pixels[mask], axis=0)
     palette = {name: np.array(shapes.COLOURS[name], dtype=np.float32) for name in vocabulary.colours}
     colour_name = min(palette, key=lambda name: float(np.linalg.norm(palette[name] - colour)))
@@ -74,7 +79,7 @@ def analyse(image: np.ndarray, vocabulary: Vocabulary) -> Reading:
             best, best_iou, best_r = shape, iou, r
     threshold = np.sqrt(SIZES["small"] * SIZES["large"])  # geometric midpoint of the two half-extents
     size = "small" if best_r / n < threshold else "large"
-    return Reading(colour_name, position, best, size)
+    return Reading(colour_name, position, best, size, background_name)
 
 
 def chance(vocabulary: Vocabulary) -> dict[str, float]:
