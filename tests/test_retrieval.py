@@ -40,8 +40,8 @@ def embed_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A home with model `tiny` and `emb`, its contrastive fine-tune (a short run on the built-in pairs)."""
     home = tmp_path_factory.mktemp("embed-home")
     make_tiny_model(home)
-    Quark(home)("finetune", "embed", "--model", "tiny", "--builtin", "stdlib-core", "--name", "emb", "--max-steps", "30",
-                "--eval-every", "30", "--set", "train.seq_len=64", "--set", "train.micro_batch=16")
+    Quark(home)("finetune", "embed", "--model", "tiny", "--builtin", "stdlib-core", "--name", "emb",
+                "--max-steps", "30", "--eval-every", "30", "--set", "train.seq_len=64", "--set", "train.micro_batch=16")
     return home
 
 
