@@ -25,7 +25,7 @@ import sysconfig
 import warnings
 from collections.abc import Sequence
 
-from quark.data.synth import Function, _source, _summary
+from quark.data.synth import Function, _source, described_signature
 
 NEVER_IMPORTED = frozenset({
     "antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "test", "lib2to3", "ensurepip", "venv",
@@ -82,13 +82,8 @@ def collect_methods(modules: Sequence[str]) -> list[Function]:
                 obj = raw.__func__ if isinstance(raw, (classmethod, staticmethod)) else raw
                 if name.startswith("_") or not (inspect.isfunction(obj) or inspect.ismethoddescriptor(obj)):
                     continue
-                summary = _summary(getattr(obj, "__doc__", None) or "")
-                try:
-                    signature = str(inspect.signature(obj))
-                except (TypeError, ValueError):
-                    continue
-                if not 15 <= len(summary) <= 300 or summary.startswith(name + "("):
-                    continue
-                source = _source(obj) if inspect.isfunction(obj) else None
-                found.append(Function(module_name, f"{class_name}.{name}", signature, summary, source))
+                described = described_signature(obj, name, getattr(obj, "__doc__", None))
+                if described is not None:
+                    source = _source(obj) if inspect.isfunction(obj) else None
+                    found.append(Function(module_name, f"{class_name}.{name}", *described, source))
     return found

@@ -89,17 +89,25 @@ def collect_functions(modules: Sequence[str] = DEFAULT_MODULES) -> list[Function
                 continue
             if getattr(obj, "__module__", None) not in (module_name, None) and not inspect.isbuiltin(obj):
                 continue
-            summary = _summary(inspect.getdoc(obj) or "")
-            try:
-                signature = str(inspect.signature(obj))
-            except (TypeError, ValueError):
-                continue
-            if not 15 <= len(summary) <= 300 or summary.startswith(name + "("):
-                continue
-            found.append(Function(module_name, name, signature, summary, _source(obj)))
+            described = described_signature(obj, name, inspect.getdoc(obj))
+            if described is not None:
+                found.append(Function(module_name, name, *described, _source(obj)))
     if not found:
         raise QuarkError(f"no documented functions found in modules {', '.join(modules)}")
     return found
+
+
+def described_signature(obj: object, name: str, doc: str | None) -> tuple[str, str] | None:
+    """(signature, docstring summary) of a callable worth a training pair: it has a signature and
+    a summary of 15–300 characters that is not just the signature restated; else None."""
+    summary = _summary(doc or "")
+    try:
+        signature = str(inspect.signature(obj))
+    except (TypeError, ValueError):
+        return None
+    if not 15 <= len(summary) <= 300 or summary.startswith(name + "("):
+        return None
+    return signature, summary
 
 
 def _summary(doc: str) -> str:
