@@ -432,10 +432,12 @@ def synth(
                                                     help="image-prompt only: draw each caption with this trained "
                                                          "image model, store its per-attribute adherence on the row "
                                                          "and keep only the pairs whose image passes.")] = None,
-    image_steps: Annotated[int, typer.Option("--image-steps", help="DDIM steps per drawing (--image-model).")] = 8,
-    min_adherence: Annotated[float, typer.Option("--min-adherence",
-                                                 help="Share of the caption's colour, shape, size and position the "
-                                                      "image must show to keep the pair (--image-model).")] = 1.0,
+    image_steps: Annotated[int | None, typer.Option("--image-steps",
+                                                    help="DDIM steps per drawing (--image-model; default 8).")] = None,
+    min_adherence: Annotated[float | None, typer.Option("--min-adherence",
+                                                        help="Share of the caption's colour, shape, size and position "
+                                                             "the image must show to keep the pair (--image-model; "
+                                                             "default 1, all of them).")] = None,
 ) -> dict[str, Any]:
     """Write built-in synthetic alignment data from this Python's standard library.
 
@@ -473,13 +475,18 @@ def synth(
     if folder.exists():
         raise QuarkError(f"dataset {name!r} already exists ({folder}); pick another --name")
     judge = None
+    if image_model is None and (image_steps is not None or min_adherence is not None):
+        raise QuarkError("--image-steps and --min-adherence set how --image-model scores pairs: "
+                         "give --image-model NAME")
     if image_model is not None:
         if kind is not SynthKind.image_prompt:
             raise QuarkError(f"--image-model scores image-prompt pairs; --kind {kind.value} has no captions")
         from quark.image.generate import ImageModel
         from quark.image.prompt_synth import ImageJudge
 
-        judge = ImageJudge.for_model(ImageModel(cli.home, image_model), steps=image_steps, min_adherence=min_adherence)
+        scoring = {"steps": image_steps, "min_adherence": min_adherence}
+        judge = ImageJudge.for_model(ImageModel(cli.home, image_model),
+                                     **{k: v for k, v in scoring.items() if v is not None})
     if kind is SynthKind.grounded:
         from quark.retrieval.grounded import write_grounded
 

@@ -106,7 +106,8 @@ def test_image_model_feedback_scores_every_pair_and_keeps_those_it_draws(quark: 
         assert {a: float(getattr(reading, a) == row["scene"][a]) for a in judged} == {a: score[a] for a in judged}
 
     for args, needle in [(["--image-model", "nope"], "'nope'"), (["--image-model", "tiny"], "not an image model"),
-                         (["--image-model", "img", "--min-adherence", "2"], "--min-adherence 2")]:
+                         (["--image-model", "img", "--min-adherence", "2"], "--min-adherence 2"),
+                         (["--min-adherence", "0.5"], "give --image-model")]:  # a score with nothing to score
         result = quark("data", "synth", "--kind", "image-prompt", "--name", "bad", *args, expect=None)
         lines = [line for line in result.output.splitlines() if line.strip()]
         assert result.exit_code == 1 and len(lines) == 1 and needle in result.output, result.output
