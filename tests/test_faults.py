@@ -202,15 +202,24 @@ def test_full_disk_during_a_quark_db_write_adds_no_row(tiny_model_home: Path, tm
     assert sqlite3.connect(home / "quark.db").execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
+def _messages(home: Path) -> list[tuple]:
+    conn = sqlite3.connect(home / "quark.db")
+    try:
+        return conn.execute("SELECT id, role, content FROM messages ORDER BY id").fetchall()
+    finally:
+        conn.close()
+
+
 def test_sigkill_mid_reply_keeps_every_stored_message(tiny_model_home: Path, tmp_path: Path) -> None:
     import shutil
 
     home = tmp_path / "home"
     shutil.copytree(tiny_model_home, home)
     _run(home, "chat", "--model", "tiny", "--message", "My name is Ada.", "--max-tokens", "8", "--seed", "1")
-    before = sqlite3.connect(home / "quark.db").execute("SELECT id, role, content FROM messages ORDER BY id").fetchall()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "QUARK_HOME": str(home)}
     for seed in range(2, 12):  # a reply that happens to end within a millisecond of its first byte is retried
+        # (read before each try: a try whose reply ended before the kill stored it, whole, as it should)
+        before = _messages(home)
         proc = subprocess.Popen([sys.executable, "-m", "quark", "chat", "--model", "tiny", "--conversation", "1",
                                  "--message", "Tell me a long story.", "--temperature", "1", "--seed", str(seed)],
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -222,9 +231,9 @@ def test_sigkill_mid_reply_keeps_every_stored_message(tiny_model_home: Path, tmp
         pytest.fail("no reply was still streaming when killed")
     conn = sqlite3.connect(home / "quark.db")
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-    after = conn.execute("SELECT id, role, content FROM messages ORDER BY id").fetchall()
+    conn.close()
+    after = _messages(home)
     assert after[: len(before)] == before  # nothing stored before was lost
     assert all(role != "assistant" for _, role, _ in after[len(before):])  # no partial reply row
-    conn.close()
     out = _run(home, "chat", "--model", "tiny", "--conversation", "1", "--message", "Still there?", "--max-tokens", "4")
     assert out["conversation_id"] == 1
