@@ -177,7 +177,9 @@ def test_never_unsandboxed_without_permission(monkeypatch: pytest.MonkeyPatch) -
         run_code("print(1)")
     result = run_code("import os\nprint(6 * 7)", allow_unsandboxed=True, limits=QUICK)
     assert result.backend == "unsandboxed" and result.stdout == "42\n"
-    assert run_code("while True: pass", allow_unsandboxed=True, limits=Limits(timeout_s=1)).timed_out
+    # The CPU limit defaults to the timeout, so on an idle core either could stop the loop first;
+    # a wider CPU limit makes this the wall-clock timeout's case.
+    assert run_code("while True: pass", allow_unsandboxed=True, limits=Limits(timeout_s=1, cpu_s=10)).timed_out
 
 
 def test_docker_container_spec_isolates() -> None:
@@ -201,4 +203,4 @@ def test_docker_backend_runs_isolated() -> None:
     except QuarkError as exc:  # the image is not pulled on this machine
         pytest.skip(str(exc))
     assert result.stdout == "hi\n" and result.exit_code == 1
-    assert box.run("while True: pass", limits=Limits(timeout_s=2)).timed_out
+    assert box.run("while True: pass", limits=Limits(timeout_s=2, cpu_s=10)).timed_out
