@@ -24,7 +24,14 @@ import numpy as np
 from _results import write_section  # benchmarks/_results.py
 
 from quark.db import connect, transaction
-from quark.retrieval.approximate import CONNECTIVITY, EXPANSION_ADD, METRIC, ApproximateIndex
+from quark.retrieval.approximate import (
+    CONNECTIVITY,
+    EXPANSION_ADD,
+    GRAPH_DTYPE,
+    METRIC,
+    RESCORE_FACTOR,
+    ApproximateIndex,
+)
 from quark.retrieval.metrics import dense_rankings
 
 SECTION = "## Document index: vector search"
@@ -99,8 +106,8 @@ def main() -> None:
             f"Random unit vectors, dimension {DIM}; {QUERIES} random queries, top 10. "
             "Exact: sqlite-vec's brute-force scan of `doc_vec_128` (what `quark index search --exact` runs). "
             f"Approximate: usearch HNSW (connectivity {CONNECTIVITY}, expansion_add {EXPANSION_ADD}, metric {METRIC}, "
-            "f32) as `quark index add` builds it above 20,000 "
-            "chunks, with the search beam the build chose to reach recall 0.95 on 200 of its vectors held out of the "
+            f"{GRAPH_DTYPE} graph, {RESCORE_FACTOR}× the wanted candidates rescored on the full-precision vectors) as "
+            "`quark index add` builds it above 20,000 chunks, with the search beam the build chose to reach recall 0.95 on 200 of its vectors held out of the "
             "graph until measured (the build recall column). Recall@10 is against the exact answer, on the timed "
             "queries.\n\n"
             "| chunks | exact p50 | exact p95 | approx p50 | approx p95 | approx recall@10 | build recall | beam "

@@ -284,7 +284,9 @@ def test_approximate_index_recall_is_measured_on_held_out_queries_and_gates_load
     vectors = rng.standard_normal((3000, 16)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     keys = np.arange(10, 3010, dtype=np.uint64)
-    built = approximate.ApproximateIndex.build(tmp_path, keys, vectors, generation=3, embedder="e")
+    shuffled = rng.permutation(3000)  # chunk ids arrive in any order
+    built = approximate.ApproximateIndex.build(tmp_path, keys[shuffled], vectors[shuffled], generation=3,
+                                               embedder="e")
     assert built.record["recall_sample"] == approximate.SAMPLE and built.record["vectors"] == 3000
     assert built.record["recall_at_10"] >= approximate.TARGET_RECALL
     assert len(built.index) == 3000  # the held-out sample was added after the check
@@ -295,6 +297,9 @@ def test_approximate_index_recall_is_measured_on_held_out_queries_and_gates_load
     exact = (queries @ vectors.T).argsort(axis=1)[:, ::-1][:, :10] + 10
     found = [loaded.search(q, 10) for q in queries]
     assert np.mean([len(set(f) & set(e.tolist())) / 10 for f, e in zip(found, exact)]) >= 0.9
+    # nearest first, by the full-precision score (the 8-bit graph's candidates are rescored)
+    assert all(np.all(np.diff(vectors[np.array(f) - 10] @ q) <= 1e-6) for f, q in zip(found, queries))
+    assert np.mean([f[0] == e[0] for f, e in zip(found, exact.tolist())]) >= 0.9
     assert approximate.ApproximateIndex.load(tmp_path, generation=4, embedder="e") is None
     record = json.loads((tmp_path / approximate.RECORD).read_text())
     (tmp_path / approximate.RECORD).write_text(json.dumps({**record, "recall_at_10": 0.5}))
