@@ -3,7 +3,8 @@
 
 Without a head: mean-pooled final hidden states, L2-normalised. With a trained contrastive head
 (`embedding_head.safetensors` in the model folder, written by `quark finetune embed`): the same
-pooled states through the head's projection, of the head's width.
+pooled states through the head's projection, of the head's width. The router's features
+(`embed_layers`) are every layer's pooled states side by side, from the same one forward.
 """
 
 from __future__ import annotations
