@@ -109,7 +109,7 @@ def test_routed_chat_sends_held_out_code_asks_to_the_code_adapter(rows: list[tup
                                                                   tiny_model_home: Path, tmp_path: Path) -> None:
     """Every distinct train ask labelled `code`, against about 12 synthetic turns of each other label:
     the code label outnumbers each other one ten to one, as when a specialist's whole train split is
-    the router's data. Held-out asks must still clear the threshold, not fall back to the base."""
+    the router's data. Held-out asks must still clear the threshold by a margin, not fall back to the base."""
     home = tmp_path / "home"
     shutil.copytree(tiny_model_home, home)
     make_adapter(home / "models" / "tiny", "code", seed=1)
@@ -121,8 +121,11 @@ def test_routed_chat_sends_held_out_code_asks_to_the_code_adapter(rows: list[tup
     quark.json("finetune", "router", "--model", "tiny", "--name", "tiny-router", "--data", str(labelled),
                "--per-label", "30")
     decisions = load_router(Home.open(home), "tiny-router").route_many(held_out)
-    reached = [d for d in decisions if d.label == "code" and not d.fell_back]
-    assert len(reached) >= 0.9 * len(held_out), sorted(d.confidence for d in decisions)
+    confidences = sorted(d.confidence for d in decisions)
+    assert sum(d.label == "code" and not d.fell_back for d in decisions) >= 0.9 * len(held_out), confidences
+    # Near the smoothed target 0.92, not just over 0.4: with the class weights folded into the smoothing
+    # term these asks scored 0.40-0.57 here, and 0.41 at best with the specialist's 1,268 asks.
+    assert confidences[len(confidences) // 2] > 0.8, confidences
     assert quark.json("route", held_out[0], "--model", "tiny-router")["label"] == "code"
     reply = quark.json("chat", "--model", "tiny", "--message", held_out[0], "--max-tokens", "4")
     assert reply["route"]["label"] == "code" and reply["route"]["adapter"] == "code"
