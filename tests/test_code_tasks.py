@@ -1,7 +1,7 @@
 """The code specialist's data and grading: `quark data synth --kind code` is deterministic, its
 held-out (family, constant) combinations never reach train, every reference solution passes its
-own tests in the sandbox, bad options are one line; and a routed chat sends a code ask to the
-model's `code` adapter (the reply's meta.route)."""
+own tests in the sandbox, bad options are one line; and a routed chat sends held-out code asks to
+the model's `code` adapter (the reply's meta.route), confidently, though code turns outnumber the rest."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ import pytest
 
 from adapter_fixtures import make_adapter
 from conftest import Quark
+from quark.agent.router_train import load_router
 from quark.data import synth
 from quark.data.code_tasks import SOLVE_ASKS, all_tasks, code_rows
 from quark.evaluation import code_execution, code_tasks
+from quark.home import Home
 
 SEED, FRACTION = 3, 0.25
 CONSTANTS = (2, 3, 7, 21, 40)  # a few of the 39, the ends included: every program runs in the sandbox
@@ -103,20 +105,29 @@ def test_eval_code_tasks_bad_data_is_one_line(quark: Quark, tmp_path: Path) -> N
     assert "unknown dataset 'nosuch'" in result.output
 
 
-def test_routed_chat_sends_a_held_out_code_ask_to_the_code_adapter(rows: list[tuple[str, dict]],
-                                                                   tiny_model_home: Path, tmp_path: Path) -> None:
+def test_routed_chat_sends_held_out_code_asks_to_the_code_adapter(rows: list[tuple[str, dict]],
+                                                                  tiny_model_home: Path, tmp_path: Path) -> None:
+    """Every distinct train ask labelled `code`, against about 12 synthetic turns of each other label:
+    the code label outnumbers each other one ten to one, as when a specialist's whole train split is
+    the router's data. Held-out asks must still clear the threshold by a margin, not fall back to the base."""
     home = tmp_path / "home"
     shutil.copytree(tiny_model_home, home)
     make_adapter(home / "models" / "tiny", "code", seed=1)
-    train = [r["prompt"] for g, r in rows if not synth.in_validation(g, SEED, FRACTION)]
-    held_out = next(r["prompt"] for g, r in rows if synth.in_validation(g, SEED, FRACTION))
+    train = list(dict.fromkeys(r["prompt"] for g, r in rows if not synth.in_validation(g, SEED, FRACTION)))
+    held_out = list(dict.fromkeys(r["prompt"] for g, r in rows if synth.in_validation(g, SEED, FRACTION)))
     labelled = tmp_path / "code-turns.jsonl"
-    labelled.write_text("".join(json.dumps({"text": t, "label": "code"}) + "\n" for t in train[:60]))
+    labelled.write_text("".join(json.dumps({"text": t, "label": "code"}) + "\n" for t in train))
     quark = Quark(home)
     quark.json("finetune", "router", "--model", "tiny", "--name", "tiny-router", "--data", str(labelled),
                "--per-label", "30")
-    assert quark.json("route", held_out, "--model", "tiny-router")["label"] == "code"
-    reply = quark.json("chat", "--model", "tiny", "--message", held_out, "--max-tokens", "4")
+    decisions = load_router(Home.open(home), "tiny-router").route_many(held_out)
+    confidences = sorted(d.confidence for d in decisions)
+    assert sum(d.label == "code" and not d.fell_back for d in decisions) >= 0.9 * len(held_out), confidences
+    # Near the smoothed target 0.92, not just over 0.4: with the class weights folded into the smoothing
+    # term these asks scored 0.40-0.57 here, and 0.41 at best with the specialist's 1,268 asks.
+    assert confidences[len(confidences) // 2] > 0.8, confidences
+    assert quark.json("route", held_out[0], "--model", "tiny-router")["label"] == "code"
+    reply = quark.json("chat", "--model", "tiny", "--message", held_out[0], "--max-tokens", "4")
     assert reply["route"]["label"] == "code" and reply["route"]["adapter"] == "code"
     assert reply["route"]["mode"] == "auto"
 

@@ -1,6 +1,7 @@
-"""The turn router: trained on synthetic turns over a tiny model's embeddings, it beats chance on
-held-out templates and on a hand-written set; it falls back to general when unsure; bad labelled
-JSONL is one line naming the file and line."""
+"""The turn router: trained on synthetic turns over a tiny model's states, it beats chance well on
+held-out templates and on a hand-written set; a label with many more turns than the others is still
+routed confidently; it falls back to general when unsure; a router trained before it read every
+layer still loads; bad labelled JSONL is one line naming the file and line."""
 
 from __future__ import annotations
 
@@ -8,12 +9,17 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
-from quark.agent.router import macro_f1, scores
+from quark.agent.router import Router, macro_f1, scores, train_head
 from quark.agent.router_data import LABELS, read_turns, synthetic_turns
 from quark.agent.router_train import load_router
 from quark.home import Home
+from quark.modelfolder import load_model, load_tokenizer
+from quark.retrieval.embedder import weights_fingerprint
+from quark.retrieval.embedding import embed_texts
 
 HANDWRITTEN = Path(__file__).parent / "data" / "router_handwritten.jsonl"
 CHANCE = 1 / len(LABELS)
@@ -37,17 +43,62 @@ def test_synthetic_split_holds_out_templates() -> None:
     train, held = synthetic_turns(seed=0)
     assert {t.label for t in train} == {t.label for t in held} == set(LABELS)
     assert not {t.text for t in train} & {t.text for t in held}
+    assert "hello there!" in {t.text for t in train}  # a training-only wording
     assert synthetic_turns(seed=0) == (train, held)  # deterministic
 
 
 def test_router_beats_chance_on_held_out_and_handwritten(trained: dict, router_home: Path) -> None:
+    # Random weights, yet the every-layer features and the wider training templates give about
+    # 0.83 on unseen templates (0.64 with the final states and the narrow templates) and 0.9 by hand.
     held = trained["figures"]["held_out"]
-    assert held["accuracy"] > 2.5 * CHANCE and held["macro_f1"] > 2.5 * CHANCE, held
+    assert held["accuracy"] > 3.5 * CHANCE and held["macro_f1"] > 3.5 * CHANCE, held
     router = load_router(Home.open(router_home), "tiny-router")
     hand = scores(router, read_turns(HANDWRITTEN))
     assert hand["turns"] == 30
-    assert hand["accuracy"] > 2 * CHANCE and hand["macro_f1"] > 2 * CHANCE, hand
-    assert json.loads((router_home / "models" / "tiny-router" / "router.json").read_text())["labels"] == list(LABELS)
+    assert hand["accuracy"] > 3.5 * CHANCE and hand["macro_f1"] > 3.5 * CHANCE, hand
+    meta = json.loads((router_home / "models" / "tiny-router" / "router.json").read_text())
+    assert meta["labels"] == list(LABELS) and meta["features"] == "layers"
+    assert meta["dim"] == 3 * 64  # token embeddings, the first block's output, the final states of the 2-layer model
+
+
+def test_a_label_with_many_turns_still_clears_the_threshold() -> None:
+    """1,000 turns of one label against 50 of each other one (a specialist's whole train split as
+    the router's data): its turns score near the smoothed 0.92, not the 0.41 a class-weighted
+    smoothing term allowed, which put them under the 0.4 threshold."""
+    rng = np.random.default_rng(0)
+    counts = [50, 1000, 50, 50, 50]
+    centres = rng.normal(size=(len(LABELS), 16)) * 3
+    targets = np.repeat(np.arange(len(LABELS)), counts)
+    features = (centres[targets] + rng.normal(size=(len(targets), 16))).astype(np.float32)
+    head = train_head(features, targets, len(LABELS))
+    with torch.no_grad():
+        probs = torch.softmax(head(torch.from_numpy(features)), -1).numpy()
+    for label in range(len(LABELS)):
+        own = probs[targets == label, label]
+        assert np.median(own) > 0.8, (LABELS[label], np.median(own))
+
+
+def test_a_router_of_final_states_still_loads(tiny_model_home: Path, tmp_path: Path) -> None:
+    """router.json without "features" (routers trained before every layer was read): the head reads
+    the final states it was trained on."""
+    shutil.copytree(tiny_model_home / "models", tmp_path / "home" / "models")
+    home = Home.open(tmp_path / "home")
+    base = home.model_dir("tiny")
+    model, tokenizer = load_model(base), load_tokenizer(base)
+    train, _ = synthetic_turns(30)
+    features = embed_texts(model, tokenizer, [t.text for t in train])
+    head = train_head(features, np.array([LABELS.index(t.label) for t in train]), len(LABELS))
+    before = Router(head, model, tokenizer, LABELS, 0.4, features="final")
+    folder = home.model_dir("old-router")
+    folder.mkdir()
+    before.save(folder, {"base": "tiny", "base_fingerprint": weights_fingerprint(base)})
+    meta = json.loads((folder / "router.json").read_text())
+    del meta["features"]
+    (folder / "router.json").write_text(json.dumps(meta))
+    loaded = load_router(home, "old-router")
+    assert loaded.features == "final" and meta["dim"] == 64
+    turn = "write a Python function that parses dates"
+    assert loaded.route(turn).scores == pytest.approx(before.route(turn).scores)
 
 
 def test_route_cli_and_fallback(trained: dict, router_home: Path) -> None:

@@ -1,9 +1,9 @@
 """The router: which specialist answers a turn (general, code, image, mesh, needs-retrieval).
 
-A tiny MLP head over Quark's own text embeddings (`quark.retrieval.embedding.embed_texts`: the
-mean-pooled hidden states of the base model), trained in seconds on labelled turns. When its top
-probability is below the stored threshold the turn falls back to the generalist: a wrong
-specialist costs more than a generalist's answer.
+A tiny MLP head over the base model's own states (`quark.retrieval.embedding.embed_layers`: the
+mean-pooled states of every layer, token embeddings included, side by side), trained in seconds on
+labelled turns. When its top probability is below the stored threshold the turn falls back to the
+generalist: a wrong specialist costs more than a generalist's answer.
 
 A router is a folder under models/ (no config.json, so it is not listed as a language model):
 
@@ -29,10 +29,13 @@ from quark.agent.router_data import FALLBACK, LABELS, Turn
 from quark.errors import QuarkError
 from quark.models.llm import LLM
 from quark.retrieval.embedder import weights_fingerprint
-from quark.retrieval.embedding import embed_texts
+from quark.retrieval.embedding import embed_layers, embed_texts
 from quark.tokenizer import Tokenizer
 
 HEAD_FILE, META_FILE = "router.safetensors", "router.json"
+# What the head reads, by the name router.json stores: "layers" since routers read every layer;
+# "final" (the final states alone, what routers trained before then read) still loads.
+FEATURES = {"layers": embed_layers, "final": embed_texts}
 
 
 class RouterHead(nn.Module):
@@ -67,13 +70,13 @@ class Router:
     """A trained head plus the model whose embeddings it reads."""
 
     def __init__(self, head: RouterHead, model: LLM, tokenizer: Tokenizer, labels: Sequence[str],
-                 threshold: float) -> None:
+                 threshold: float, features: str = "layers") -> None:
         self.head, self.model, self.tokenizer = head.eval(), model.eval(), tokenizer
-        self.labels, self.threshold = list(labels), threshold
+        self.labels, self.threshold, self.features = list(labels), threshold, features
 
     @torch.inference_mode()
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
-        features = torch.from_numpy(embed_texts(self.model, self.tokenizer, texts))
+        features = torch.from_numpy(FEATURES[self.features](self.model, self.tokenizer, texts))
         return torch.softmax(self.head(features), dim=-1).numpy()
 
     def route(self, text: str) -> Decision:
@@ -91,7 +94,8 @@ class Router:
     def save(self, folder: Path, meta: dict[str, Any]) -> None:
         """Write the head and router.json into `folder` (a temporary folder the caller renames)."""
         save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, str(folder / HEAD_FILE))
-        meta = {"labels": self.labels, "threshold": self.threshold, "dim": int(self.head.mean.numel()),
+        meta = {"labels": self.labels, "threshold": self.threshold, "features": self.features,
+                "dim": int(self.head.mean.numel()),
                 "hidden": self.head.net[0].out_features, **meta}
         (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
@@ -113,9 +117,13 @@ class Router:
         if meta.get("base_fingerprint") != weights_fingerprint(base_folder):
             raise QuarkError(f"router {Path(folder).name!r} was trained on other weights of model {meta.get('base')!r}"
                              f" (fingerprint {meta.get('base_fingerprint')}); retrain it with quark finetune router")
+        features = meta.get("features", "final")
+        if features not in FEATURES:
+            raise QuarkError(f"router {Path(folder).name!r} reads unknown features {features!r}; retrain it with "
+                             "quark finetune router")
         head = RouterHead(meta["dim"], meta["hidden"], len(meta["labels"]))
         head.load_state_dict(load_file(str(Path(folder) / HEAD_FILE)))
-        return cls(head, model, tokenizer, meta["labels"], float(meta["threshold"]))
+        return cls(head, model, tokenizer, meta["labels"], float(meta["threshold"]), features)
 
 
 def train_head(features: np.ndarray, targets: np.ndarray, n_labels: int, *, hidden: int = 128, epochs: int = 300,
@@ -128,14 +136,17 @@ def train_head(features: np.ndarray, targets: np.ndarray, n_labels: int, *, hidd
     head.mean.copy_(x.mean(0))
     head.std.copy_(x.std(0).clamp_min(1e-6))
     counts = torch.bincount(y, minlength=n_labels).float()
-    weights = counts.sum() / (n_labels * counts.clamp_min(1))
+    turn_weights = (counts.sum() / (n_labels * counts.clamp_min(1)))[y]
     optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
     # Label smoothing keeps the probabilities below 1 on turns it has memorised, so that the
-    # fallback threshold means something on turns it has not.
-    loss_fn = nn.CrossEntropyLoss(weight=weights, label_smoothing=0.1)
+    # fallback threshold means something on turns it has not. The class balance weighs each turn's
+    # whole loss, not CrossEntropyLoss(weight=...): that weighs the smoothing term by the *other*
+    # labels' weights, so a label with many turns (1,268 code asks against 80 of each other label)
+    # could never score above 0.41 on its own turns, and fell back below the 0.4 threshold.
+    loss_fn = nn.CrossEntropyLoss(reduction="none", label_smoothing=0.1)
     for _ in range(epochs):
         optimizer.zero_grad()
-        loss_fn(head(x), y).backward()
+        ((loss_fn(head(x), y) * turn_weights).sum() / turn_weights.sum()).backward()
         optimizer.step()
     return head.eval()
 
@@ -174,7 +185,7 @@ def fit_router(model: LLM, tokenizer: Tokenizer, train: Sequence[Turn], *, thres
         raise QuarkError(f"--threshold must be in [0, 1), got {threshold}")
     started = time.perf_counter()
     index = {label: i for i, label in enumerate(LABELS)}
-    features = embed_texts(model, tokenizer, [t.text for t in train])
+    features = embed_layers(model, tokenizer, [t.text for t in train])
     targets = np.array([index[t.label] for t in train])
     head = train_head(features, targets, len(LABELS), hidden=hidden, epochs=epochs, seed=seed)
     return Router(head, model, tokenizer, LABELS, threshold), time.perf_counter() - started

@@ -74,6 +74,63 @@ _TEMPLATES: dict[str, list[str]] = {
     ],
 }
 
+# Wordings only the training split uses, so the held-out templates above stay unseen. They widen
+# the vocabulary of each label (greetings, chores, other verbs of making, other ways of asking for
+# a fact) without copying a held-out template's wording.
+_TRAIN_ONLY_TEMPLATES: dict[str, list[str]] = {
+    "general": [
+        "hello there!", "good evening, what's up?", "what's a quick recipe for a rainy day?",
+        "recommend a good book to read while {life}", "I'm bored, talk to me about {animal}s",
+        "explain to a child why {animal}s sleep so much", "proofread my {doc} for typos",
+        "help me say sorry to a friend in a {doc}", "what's a fun fact about {animal}s?",
+        "how do I stay calm before {life}?", "help me write a {doc} to a colleague who is leaving",
+        "could you cheer me up?", "what are some hobbies I could try?", "tell me a story about a {animal}",
+        "help me decide between two gifts for {life}", "ok, sounds good", "what's your favourite colour?",
+        "draft a polite {doc} declining an invitation", "I'd like tips on {life} for a beginner",
+    ],
+    "code": [
+        "my {lang} program throws {error}, what's wrong?", "add type hints to this {lang} function",
+        "write a function in {lang} that {task}", "can you fix this {lang} code? it gives {error}",
+        "write a {algo} in {lang} with tests", "why is my {algo} so slow in {lang}?",
+        "getting {error} when I run my {lang} tests", "code a {lang} class for a {algo}",
+        "load a YAML config in {lang} and {task}", "show me {lang} code that {task}",
+        "compile error in my {lang} project: {error}", "write a regex in {lang} that {task}",
+        "port this {algo} from Python to {lang}", "add logging to my {lang} function that {task}",
+        "write a SQL query that {task}", "make this {lang} function faster: it {task}",
+        "how can I split a string in {lang}?", "what does this {lang} stack trace mean: {error}",
+    ],
+    "image": [
+        "draw a {animal} running {scene}", "paint {scene} in {style} style",
+        "I'd like an image of a {animal} {scene}",
+        "create a {style} image of a {animal}", "make a picture: a {animal} {scene}",
+        "draw me {scene}, {style}", "can you paint my {animal} in {style}?",
+        "a {style} drawing of a {animal} please", "produce an image showing {scene}",
+        "generate a profile picture of a {animal} in {style} style", "paint a landscape {scene}",
+        "create a book cover image: a {animal} {scene}", "photo of a {animal} {scene}",
+        "make a {style} artwork of {scene}", "draw a cartoon {animal} {scene}",
+    ],
+    "mesh": [
+        "model a {object} in 3D", "make a 3D {object} I can open in Blender",
+        "I need a printable {object}, {n} centimetres wide", "create a 3D {object} with {n} sides",
+        "generate a low-poly {object} for a game level", "export my {object} model as OBJ",
+        "build a 3D printable {object} with {n} slots", "make a {object} mesh with smooth edges",
+        "3D model of a {object} please", "give me an STL of a {object}",
+        "model a {object} with {n} holes for 3D printing", "create a game-ready 3D {object}",
+        "design a 3D {object} made of {n} parts", "make a triangle mesh of a {object}",
+        "turn a {object} into a 3D model", "I want to 3D print a {object}",
+    ],
+    "needs-retrieval": [
+        "what is the capital city of {place}?", "who founded {place}?", "when did {event} start?",
+        "does the {doc} mention {fact}?", "pull up {fact} from my notes",
+        "go through the documents and find {fact}", "how many people live in {place}?",
+        "what is the official language of {place}?", "find {fact} in the {doc} I shared",
+        "which country won {event}?", "according to the {doc}, what is {fact}?",
+        "what currency does {place} use?", "who led {place} during {event}?",
+        "check my files: when is {fact}?", "what's the highest mountain in {place}?",
+        "give me the exact wording of {fact} in the {doc}",
+    ],
+}
+
 _FILLERS: dict[str, list[str]] = {
     "doc": ["email", "letter", "speech", "report", "essay", "pdf", "contract", "wiki page"],
     "life": ["moving house", "a job interview", "learning to cook", "running a marathon", "saving money",
@@ -117,17 +174,25 @@ def synthetic_turns(per_label: int = 120, *, seed: int = 0) -> tuple[list[Turn],
         for index, template in enumerate(templates):
             target = held if index % 4 == 3 else train
             count = max(1, per_label // len(templates))
-            seen: set[str] = set()
-            for _ in range(count * 4):  # a few tries per slot: small templates have few distinct fillings
-                if len(seen) == count:
-                    break
-                text = _fill(template, rng)
-                if text not in seen:
-                    seen.add(text)
-                    target.append(Turn(text, label))
+            target.extend(Turn(text, label) for text in _distinct_fillings(template, count, rng))
+    for label in LABELS:  # after the held-out turns are drawn, so widening training never changes them
+        count = max(1, per_label // len(_TEMPLATES[label]))
+        for template in _TRAIN_ONLY_TEMPLATES[label]:
+            train.extend(Turn(text, label) for text in _distinct_fillings(template, count, rng))
     rng.shuffle(train)
     rng.shuffle(held)
     return train, held
+
+
+def _distinct_fillings(template: str, count: int, rng: random.Random) -> list[str]:
+    """Up to `count` distinct fillings of `template`, in the order drawn; a few tries per slot,
+    since a template with few placeholders has few distinct fillings."""
+    seen: dict[str, None] = {}
+    for _ in range(count * 4):
+        if len(seen) == count:
+            break
+        seen.setdefault(_fill(template, rng))
+    return list(seen)
 
 
 def _fill(template: str, rng: random.Random) -> str:

@@ -3,12 +3,13 @@
 
 Without a head: mean-pooled final hidden states, L2-normalised. With a trained contrastive head
 (`embedding_head.safetensors` in the model folder, written by `quark finetune embed`): the same
-pooled states through the head's projection, of the head's width.
+pooled states through the head's projection, of the head's width. The router's features
+(`embed_layers`) are every layer's pooled states side by side, from the same one forward.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -60,17 +61,48 @@ def embed_texts(model: LLM, tokenizer: Tokenizer, texts: Sequence[str], *, head:
     """(len(texts), dim) float32, unit norm. Texts longer than the context keep their start.
 
     Texts are sorted by length before batching, so a batch pads to similar lengths."""
+
+    def pool(idx: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        hidden = model(idx, return_hidden=True)  # right padding: causal attention never sees it
+        return head(hidden, mask) if head is not None else torch.nn.functional.normalize(
+            mean_pool(hidden.float(), mask), dim=-1)
+
+    return _batched(model, tokenizer, texts, output_dim(model, head), pool, batch_size)
+
+
+@torch.inference_mode()
+def embed_layers(model: LLM, tokenizer: Tokenizer, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
+    """(len(texts), (n_layer + 1) * n_embd) float32: the mean-pooled token embeddings, the output of
+    every block but the last, and the final normalised states, each L2-normalised, side by side.
+
+    For classifiers (the router): the early layers keep which words a turn uses, which a small
+    base's final states (trained to predict the next token) blur; one forward, as embed_texts."""
+
+    def pool(idx: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        states: list[torch.Tensor] = []
+        hooks = [block.register_forward_hook(lambda _m, _i, out: states.append(out)) for block in model.layers[:-1]]
+        try:
+            hidden = model(idx, return_hidden=True)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        parts = [model.embed_tokens(idx), *states, hidden]
+        return torch.cat([torch.nn.functional.normalize(mean_pool(p.float(), mask), dim=-1) for p in parts], -1)
+
+    return _batched(model, tokenizer, texts, (model.config.n_layer + 1) * model.config.n_embd, pool, batch_size)
+
+
+def _batched(model: LLM, tokenizer: Tokenizer, texts: Sequence[str], dim: int,
+             pool: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], batch_size: int) -> np.ndarray:
+    """pool(ids, mask) over length-sorted batches of `texts`, rows back in the input order."""
     limit = model.config.max_seq_len
     device = model.embed_tokens.weight.device
-    out = np.zeros((len(texts), output_dim(model, head)), dtype=np.float32)
+    out = np.zeros((len(texts), dim), dtype=np.float32)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
         idx, mask = pad_texts(tokenizer, [texts[i] for i in rows], limit, device)
-        hidden = model(idx, return_hidden=True)  # right padding: causal attention never sees it
-        vectors = head(hidden, mask) if head is not None else torch.nn.functional.normalize(
-            mean_pool(hidden.float(), mask), dim=-1)
-        out[rows] = vectors.float().cpu().numpy()
+        out[rows] = pool(idx, mask).float().cpu().numpy()
     return out
 
 
