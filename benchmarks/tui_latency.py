@@ -2,7 +2,10 @@
 first-token time for the same prompt (what `quark generate` pays) and the scripted session's.
 
 Five figures per turn, medians over --turns turns:
-- engine: `Engine.generate` on the prompt the session built — prefill plus one sampling step;
+- engine: `Engine.generate` on the prompt the session built — prefill plus one sampling step. It
+  runs just after the session's turn on the same prompt, so with the prefix cache on (the chat's
+  default) its prefill is a cache hit, a lower bound; `--prefix-cache-mb 0` measures every path
+  without the cache, where the engine does the turn's whole prefill, like for like;
 - session: `ChatSession.begin` + first token — storing the message, extracting and embedding
   memories, hybrid retrieval, building the prompt, then the engine;
 - TUI stamp: Enter pressed in the Textual app (driven by its pilot, headless) → the app's own
@@ -93,11 +96,11 @@ class PaintWatch:
                    for markdown in view.children for block in markdown.children)
 
 
-async def tui_turns(home: Home, turns: int) -> tuple[list[float], list[float], list[float]]:
+async def tui_turns(home: Home, turns: int, prefix_cache_mb: float) -> tuple[list[float], list[float], list[float]]:
     """Per turn, seconds: Enter → the app's first-token stamp; Enter → that text painted; and the
     UI thread's CPU time over the latter (the app and the pilot share the thread; unlike wall
     time, it hardly grows with other processes' load, so runs on a busy machine compare)."""
-    app = ChatApp(home)
+    app = ChatApp(home, prefix_cache_mb=prefix_cache_mb)
     stamped, painted, cpu = [], [], []
     async with app.run_test(size=(140, 40)) as pilot:
         await app.workers.wait_for_complete()
@@ -128,6 +131,10 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=4096)
     parser.add_argument("--context", type=int, default=512)
     parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--prefix-cache-mb", type=float, default=512.0,
+                        help="the chat's prefix cache (its default); 0 turns it off, so the engine figure is a "
+                             "full prefill, the work a turn does (with it, the engine re-runs a prompt the turn "
+                             "just cached)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -136,7 +143,7 @@ def main() -> None:
                                                                  args.vocab, args.context)
         (home.config_path).write_text(f"[chat]\nmax_tokens = {args.max_tokens}\ntemperature = 1.0\nseed = 0\n")
 
-        session = ChatSession(home, model=args.model)
+        session = ChatSession(home, model=args.model, prefix_cache_mb=args.prefix_cache_mb)
         session.use_model(args.model)  # loading the model is not part of a turn
         params = session.params()
         engine_first, session_first = [], []
@@ -150,12 +157,13 @@ def main() -> None:
             engine_first.append(first[0].first_token_seconds)
         engine, model = session.engine, session.model_name
         session.close()
-        tui, painted, cpu = asyncio.run(tui_turns(home, args.turns))
+        tui, painted, cpu = asyncio.run(tui_turns(home, args.turns, args.prefix_cache_mb))
 
     params_count = sum(p.numel() for p in engine.model.parameters())
     ms = lambda xs: f"{statistics.median(xs) * 1000:.1f}"  # noqa: E731
     print(f"# model {model}: {params_count / 1e6:.2f}M parameters, context {engine.context_length}, "
-          f"torch threads {torch.get_num_threads()}, {args.turns} turns, prompts ~{len(turn.prompt.ids)} tokens")
+          f"torch threads {torch.get_num_threads()}, {args.turns} turns, prompts ~{len(turn.prompt.ids)} tokens, "
+          f"prefix cache {args.prefix_cache_mb:g} MB")
     print("| path | first token p50 ms | max ms |")
     print("|---|---|---|")
     for name, xs in (("engine (generate)", engine_first), ("session (scripted chat)", session_first),

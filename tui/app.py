@@ -57,6 +57,7 @@ from quark.tui.widgets import (
 
 SHOWN_MESSAGES = 200  # the newest messages of a thread rendered when a conversation is opened
 STREAM_AHEAD = 8  # streamed pieces allowed to wait for the screen before generation pauses
+FIRST_PAINT_WAIT = 0.25  # seconds generation may wait for the first piece to be painted (see _turn)
 SHOW_WITHIN = 0.1  # seconds after the message is stored by which its bubbles show, reply text or not
 WIDE = 120  # columns from which the memory panel is shown at start
 OPEN_CONVERSATION = "tui.open_conversation"  # preference: reopened at the next start
@@ -164,6 +165,7 @@ class ChatApp(App):
         self._engine_lock = threading.Lock()  # one model load or turn at a time
         self._cancel: threading.Event | None = None
         self._ahead = threading.Semaphore(STREAM_AHEAD)
+        self._first_shown = threading.Event()  # the turn's first piece is on screen (see _turn)
         self._started: Turn | None = None  # the turn whose message the session stored
         self._show_timer: Any = None  # shows its bubbles if the reply's first text is slow to come
         self._sent: MessageView | None = None
@@ -316,15 +318,21 @@ class ChatApp(App):
         self._sent_at = time.perf_counter()
         self.first_token_latency = None
         self._cancel = threading.Event()
+        self._first_shown = threading.Event()
         self._started = self._sent = self._reply = None
-        self._turn(begin, self._cancel)
+        self._turn(begin, self._cancel, self._first_shown)
         self._status("thinking…")
 
     @work(thread=True, group="turn")
-    def _turn(self, begin: Callable[[], Turn], cancel: threading.Event) -> None:
+    def _turn(self, begin: Callable[[], Turn], cancel: threading.Event, first_shown: threading.Event) -> None:
         """The whole turn, off the UI thread. It posts messages rather than waiting on the UI, so
         generation never stalls behind rendering; the queue keeps them in order. `begin` is the
-        session's begin, begin_edit or begin_regenerate."""
+        session's begin, begin_edit or begin_regenerate.
+
+        The one wait: after the first piece, generation pauses until the screen has painted it
+        (FIRST_PAINT_WAIT at most). Mounting the bubbles and the first layout are the UI thread's
+        biggest job of the turn, and decoding the next tokens meanwhile only competes with it for
+        the GIL; those tokens follow a few milliseconds later, behind the text the user waits for."""
         try:
             with self._engine_lock:
                 turn = begin()
@@ -342,6 +350,9 @@ class ChatApp(App):
                         if cancel.is_set():
                             break
                     self.post_message(TurnText(piece))
+                    if not first_shown.is_set():
+                        first_shown.wait(FIRST_PAINT_WAIT)
+                        first_shown.set()
                 result = self.session.finish(turn)
             self.post_message(TurnFinished(result))
         except QuarkError as exc:
@@ -398,6 +409,7 @@ class ChatApp(App):
     def _first_painted(self, sent_at: float) -> None:
         if sent_at == self._sent_at:  # not a later turn's
             self.first_token_latency = time.perf_counter() - sent_at
+            self._first_shown.set()
 
     @on(TurnFinished)
     async def _turn_finished(self, event: TurnFinished) -> None:
