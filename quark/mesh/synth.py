@@ -11,7 +11,8 @@ Every part's name starts with its colour and says what it is (`red_cylinder2`, `
 the part's `color` comes right after its name (the models' field order, which the schema and so
 the decoding grammar keep). With the colour only in the `color` field, the small adapter of the
 `mesh-lora-tiny` recipe never learnt colours (at chance after 900 steps, while kinds were exact);
-named this way it gets every held-out colour right (benchmarks/RESULTS.md, "## Mesh", issue 13).
+named this way, its 900 steps got every held-out colour right, though not under every seed
+(benchmarks/RESULTS.md, "## Mesh", issue 13).
 """
 
 from __future__ import annotations
