@@ -74,7 +74,7 @@ def test_glb_reloads_with_the_same_face_count(quark, tmp_path: Path) -> None:
     built = quark.json("mesh", "build", "--example", "mug", "-o", tmp_path / "mug.glb", "--faces", "900")
     assert built["faces"] <= 900 and (tmp_path / "mug.png").is_file()
     info = quark.json("mesh", "info", tmp_path / "mug.glb")
-    assert info["faces"] == built["faces"] and info["watertight"] and info["parts"][0]["name"] == "mug"
+    assert info["faces"] == built["faces"] and info["watertight"] and info["parts"][0]["name"] == "red_mug"
     assert info["parts"][0]["color"] == "red"
 
 
@@ -226,6 +226,23 @@ def test_synth_mesh_pairs_hold_out_attribute_combinations(quark) -> None:
     from quark.mesh.evaluate import held_out
 
     assert [c.prompt for c in held_out(0, 0.1)] == [u["content"] for u, _ in rows["val"]]
+
+
+def test_every_part_is_named_after_its_colour_which_follows_the_name() -> None:
+    """What lets the small mesh adapter get colours right (benchmarks/RESULTS.md, issue 13): every
+    part of every training program, and of every shipped example, starts its name with its colour
+    and gives the colour right after the name, in the order in which the schema (and so the
+    constrained decoder) writes a part's fields."""
+    from quark.mesh.synth import mesh_rows
+
+    order = list(program_schema()["$defs"]["Part"]["properties"])
+    assert order[:2] == ["name", "color"]
+    programs = [json.loads(row["messages"][1]["content"]) for _, row in mesh_rows(0)]
+    programs += [json.loads(load_example(name).to_json()) for name in example_names()]
+    for program in programs:
+        for part in program["parts"]:
+            assert list(part) == [key for key in order if key in part] and list(part)[:2] == ["name", "color"], part
+            assert part["name"].startswith(part["color"] + "_"), part
 
 
 def test_eval_mesh_reference_scores_perfectly_and_chance_is_lower(quark) -> None:

@@ -12,7 +12,7 @@ from these models, so a grammar-constrained decoder can hold a language model to
 only what pydantic emits (`$defs` and `$ref` for the recursive node, `const`/`enum`, numeric
 and length bounds, string patterns).
 
-    {"parts": [{"name": "mug", "color": "red", "shape": {"type": "difference", "children": [
+    {"parts": [{"name": "red_mug", "color": "red", "shape": {"type": "difference", "children": [
         {"type": "cylinder", "radius": 1.0, "height": 2.0},
         {"type": "cylinder", "radius": 0.85, "height": 2.0, "translate": [0, 0, 0.15]}]}}]}
 """
