@@ -52,7 +52,8 @@ GRAPH, VECTORS, KEYS, RECORD = "vectors.usearch", "vectors.npy", "keys.npy", "ve
 CONNECTIVITY, EXPANSION_ADD = 32, 128
 GRAPH_DTYPE = "i8"
 RESCORE_FACTOR, RESCORE_MIN = 4, 40  # candidates fetched from the graph per wanted result, and at least
-SEARCH_BEAMS = (64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096)  # the narrowest that reaches the target wins
+# Search beams tried in turn: the narrowest that reaches the target wins.
+SEARCH_BEAMS = (64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096)
 METRIC = "ip"  # on unit vectors: the same order as cosine
 TARGET_RECALL = 0.95
 SAMPLE = 200  # stored vectors used as queries for the recall check
