@@ -5,7 +5,8 @@ Generation runs in a thread worker (the event loop stays responsive) and streams
 widget; Escape (configurable) sets the session's cancel event and the partial reply is stored.
 A turn's bubbles are mounted with the reply's first text, so Enter → first token costs one screen
 layout (each is a full re-layout and repaint, tens of ms), or SHOW_WITHIN after the message is
-stored when that text is slower.
+stored when that text is slower; generation waits for that first paint (FIRST_PAINT_WAIT at most),
+so decoding does not compete with it for the GIL.
 Key bindings have ids; the home's config.toml `[keys]` table maps ids to keys (Textual keymap).
 
 Tools (`quark chat --tools …`): the model's tool calls appear as collapsible panels (tool, status,

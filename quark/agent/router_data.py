@@ -186,7 +186,7 @@ def synthetic_turns(per_label: int = 120, *, seed: int = 0) -> tuple[list[Turn],
 
 def _distinct_fillings(template: str, count: int, rng: random.Random) -> list[str]:
     """Up to `count` distinct fillings of `template`, in the order drawn; a few tries per slot,
-    since a template with few placeholders has few distinct fillings."""
+    since a template with few {fields} has few distinct fillings."""
     seen: dict[str, None] = {}
     for _ in range(count * 4):
         if len(seen) == count:
