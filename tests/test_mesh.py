@@ -17,7 +17,7 @@ from quark.assets import list_assets
 from quark.errors import QuarkError
 from quark.mesh import export
 from quark.mesh.build import build_solid
-from quark.mesh.decimate import decimate
+from quark.mesh.decimate import decimate, surviving_faces
 from quark.mesh.program import example_names, load_example, parse_program, parse_program_text, program_schema
 from quark.mesh.repair import checks
 from quark.mesh.solid import Group, Solid
@@ -68,6 +68,25 @@ def test_decimating_80k_faces_to_8k_stays_watertight() -> None:
     result = checks(small.mesh)
     assert 7600 <= result["faces"] <= 8000 and result["watertight"] and result["genus"] == 0
     assert abs(result["volume"] - sphere.volume) / sphere.volume < 0.01
+
+
+def test_decimated_two_colour_sphere_keeps_each_face_its_colour() -> None:
+    sphere = trimesh.creation.icosphere(subdivisions=6)
+    upper = (sphere.triangles_center[:, 2] > 0).astype(np.int64)
+    two = Solid(sphere, upper, [Group("south", (200, 40, 40, 255)), Group("north", (40, 90, 200, 255))])
+    small = decimate(two, target_faces=8000)
+    z = small.mesh.triangles_center[:, 2]
+    north = np.array([small.groups[g].name == "north" for g in small.face_group])
+    assert 7600 <= len(small.mesh.faces) <= 8000 and small.mesh.is_watertight
+    # the seam stays on the equator, within about one simplified face (their edges are ~0.05 here)
+    assert north[z > 0.06].all() and not north[z < -0.06].any()
+    assert 0.45 < north.mean() < 0.55
+
+
+def test_surviving_faces_refuses_an_order_it_cannot_read() -> None:
+    faces = np.array([[0, 1, 2], [0, 2, 3], [0, 3, 1], [1, 3, 2]])  # a tetrahedron
+    assert surviving_faces(faces, faces, np.empty((0, 2), dtype=np.int64), 4).tolist() == [0, 1, 2, 3]
+    assert surviving_faces(faces, faces[::-1], np.empty((0, 2), dtype=np.int64), 4) is None  # → nearest-centroid
 
 
 def test_glb_reloads_with_the_same_face_count(quark, tmp_path: Path) -> None:

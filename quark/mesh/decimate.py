@@ -30,12 +30,46 @@ def target_reduction(faces: int, *, target_faces: int | None = None, ratio: floa
 def decimate(solid: Solid, *, target_faces: int | None = None, ratio: float | None = None,
              aggressiveness: int = 7) -> Solid:
     """`solid` simplified to about `target_faces` faces (or `ratio` of its faces); a mesh already
-    under the budget comes back unchanged. Faces keep the group of the nearest original face."""
+    under the budget comes back unchanged. Each kept face keeps its own group (see surviving_faces)."""
     reduction = target_reduction(len(solid.mesh.faces), target_faces=target_faces, ratio=ratio)
     if reduction <= 0:
         return solid
-    points, faces = fast_simplification.simplify(
-        np.asarray(solid.mesh.vertices, dtype=np.float32), np.asarray(solid.mesh.faces, dtype=np.int32),
-        target_reduction=reduction, agg=aggressiveness)
-    mesh = trimesh.Trimesh(points, faces, process=False)
-    return solid.with_mesh(mesh, transfer_groups(solid, mesh))
+    faces = np.asarray(solid.mesh.faces, dtype=np.int32)
+    points, kept, collapses = fast_simplification.simplify(
+        np.asarray(solid.mesh.vertices, dtype=np.float32), faces, target_reduction=reduction, agg=aggressiveness,
+        return_collapses=True)
+    mesh = trimesh.Trimesh(points, kept, process=False)
+    if len(solid.groups) == 1:
+        return solid.with_mesh(mesh, np.zeros(len(kept), dtype=np.int64))
+    origin = surviving_faces(faces, kept, np.asarray(collapses), len(solid.mesh.vertices))
+    groups = solid.face_group[origin] if origin is not None else transfer_groups(solid, mesh)
+    return solid.with_mesh(mesh, groups)
+
+
+def surviving_faces(faces: np.ndarray, kept: np.ndarray, collapses: np.ndarray, vertices: int) -> np.ndarray | None:
+    """For each face of the simplified mesh, the input face it is, or None if that cannot be read.
+
+    Edge collapse never makes a face: it deletes the faces that contain a collapsed edge and moves
+    the corners of the others, and fast-simplification keeps the survivors in input order and
+    numbers the remaining vertices in input order. So following each vertex through the collapse
+    history (`collapses[i] = (kept, removed)`) names every output face's input face exactly, where a
+    nearest-centroid guess mislabels faces along a colour seam and costs a k-d tree over every input
+    face. The library does not promise that order, so the result is checked face for face against
+    `kept`; on a mismatch this returns None and the caller falls back to the nearest-centroid transfer."""
+    root = np.arange(vertices)
+    if len(collapses):
+        root[collapses[:, 1]] = collapses[:, 0]
+    while True:  # pointer jumping: a vertex merged into one that was merged later ends at the last
+        deeper = root[root]
+        if np.array_equal(deeper, root):
+            break
+        root = deeper
+    corners = root[faces]
+    alive = np.flatnonzero((corners[:, 0] != corners[:, 1]) & (corners[:, 1] != corners[:, 2])
+                           & (corners[:, 0] != corners[:, 2]))
+    if len(alive) != len(kept):
+        return None
+    used = np.unique(corners[alive])
+    if not np.array_equal(np.searchsorted(used, corners[alive]), kept):
+        return None
+    return alive
