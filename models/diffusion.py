@@ -61,6 +61,10 @@ class UNetShape:
     norm_groups: int = 8
     text_max_tokens: int = 48  # longest caption (in text-encoder tokens, BOS included)
     coordinates: bool = False  # two extra input channels holding each pixel's x and y (see denoise)
+    # The time + pooled-text embedding scales and shifts each ResNet block's normalised features
+    # (FiLM; diffusers' resnet_time_scale_shift="scale_shift") instead of only adding to them: a
+    # multiplicative gate is what lets a global "at the top left" switch on features that know where.
+    scale_shift: bool = False
 
     @property
     def widths(self) -> tuple[int, ...]:
@@ -80,6 +84,7 @@ def build_unet(shape: UNetShape, text_dim: int) -> UNet2DConditionModel:
         sample_size=shape.size, in_channels=3 + 2 * shape.coordinates, out_channels=3, down_block_types=down,
         up_block_types=up, mid_block_type="UNetMidBlock2DCrossAttn", block_out_channels=widths,
         layers_per_block=shape.layers_per_block,
+        resnet_time_scale_shift="scale_shift" if shape.scale_shift else "default",
         norm_num_groups=shape.norm_groups, cross_attention_dim=shape.cross_attention_dim,
         attention_head_dim=shape.head_dim, encoder_hid_dim=text_dim, encoder_hid_dim_type="text_proj",
         class_embed_type="projection", projection_class_embeddings_input_dim=text_dim)
