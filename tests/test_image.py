@@ -63,17 +63,19 @@ def image_home(tiny_model_home: Path, tmp_path_factory: pytest.TempPathFactory, 
 @pytest.mark.parametrize("coordinates", [False, True])
 def test_saved_pipeline_loads_back_to_identical_images(tiny_model_home: Path, tmp_path: Path,
                                                        coordinates: bool) -> None:
+    """Plain, and with the recipe's two UNet options (coordinate channels, FiLM scale-shift) on."""
     from quark.modelfolder import load_model, load_tokenizer
     from quark.models.diffusion import QuarkImagePipeline, QuarkTextEncoder, UNetShape, build_unet, training_scheduler
 
     folder = tiny_model_home / "models" / "tiny"
     encoder = QuarkTextEncoder(load_model(folder), load_tokenizer(folder), 48)
-    shape = UNetShape(size=16, channels="16,32", attention="1", coordinates=coordinates)
+    shape = UNetShape(size=16, channels="16,32", attention="1", coordinates=coordinates, scale_shift=coordinates)
     pipeline = QuarkImagePipeline(unet=build_unet(shape, 64), scheduler=training_scheduler(), text_encoder=encoder)
     pipeline.save_pretrained(tmp_path / "pipe")
     assert (tmp_path / "pipe" / "text_encoder" / "tokenizer.model").is_file()  # the encoder travels with it
     loaded = QuarkImagePipeline.from_pretrained(tmp_path / "pipe")
     assert loaded.unet.config.in_channels == (5 if coordinates else 3)  # the x, y channels come back with it
+    assert loaded.unet.config.resnet_time_scale_shift == ("scale_shift" if coordinates else "default")
     for sampler in ("ddim", "dpm"):
         kwargs = dict(num_inference_steps=4, seed=11, sampler=sampler, output_type="np", negative_prompt="blue")
         a, b = pipeline(PROMPT, **kwargs).images, loaded(PROMPT, **kwargs).images
