@@ -225,15 +225,20 @@ def test_sigkill_mid_reply_keeps_every_stored_message(tiny_model_home: Path, tmp
     shutil.copytree(tiny_model_home, home)
     _run(home, "chat", "--model", "tiny", "--message", "My name is Ada.", "--max-tokens", "8", "--seed", "1")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "QUARK_HOME": str(home)}
-    for seed in range(2, 12):  # a reply that happens to end within a millisecond of its first byte is retried
-        # (read before each try: a try whose reply ended before the kill stored it, whole, as it should)
+    for seed in range(2, 12):  # a reply that ends before the kill lands (a few tokens long) is retried
         before = _messages(home)
         proc = subprocess.Popen([sys.executable, "-m", "quark", "chat", "--model", "tiny", "--conversation", "1",
                                  "--message", "Tell me a long story.", "--temperature", "1", "--seed", str(seed)],
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         first = proc.stdout.read(1)  # the reply has started streaming
         proc.send_signal(signal.SIGKILL)
-        if proc.wait() == -signal.SIGKILL and first:
+        killed = proc.wait() == -signal.SIGKILL
+        shown = (first + proc.stdout.read()).decode("utf-8", "replace").rstrip("\n")
+        stored = [content for _, role, content in _messages(home)[len(before):] if role == "assistant"]
+        # A reply that had ended before the kill is stored whole, as it should be: the row is exactly
+        # what was shown, and the try tells nothing about a kill mid-reply.
+        ended = stored == [shown]
+        if killed and first and not ended:
             break
     else:
         pytest.fail("no reply was still streaming when killed")

@@ -163,10 +163,14 @@ def read_run_info(run_dir: Path, fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def start_run_dir(run_dir: Path, *, resume: bool, info: dict[str, Any], recipe_yaml: str) -> None:
-    """Prepare runs/<name>/ on rank 0: drop a half-written checkpoint, record what the run is
-    (run.json, only when it starts) and the recipe it runs with (recipe.yaml, every time)."""
+    """Prepare runs/<name>/ on rank 0: drop a half-written checkpoint, record the recipe the run
+    runs with (recipe.yaml, every time) and what the run is (run.json, only when it starts).
+
+    run.json goes last because it marks a run as started: `--resume` reads recipe.yaml, so a run
+    killed between the two writes must look like one that never started, not like one that did
+    without its recipe."""
     run_dir.mkdir(parents=True, exist_ok=True)
     remove_partial(run_dir)
+    write_text(run_dir / "recipe.yaml", recipe_yaml)
     if not resume:
         write_text(run_dir / "run.json", json.dumps(info, indent=2))
-    write_text(run_dir / "recipe.yaml", recipe_yaml)
