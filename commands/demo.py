@@ -52,7 +52,7 @@ def stages(fast: bool, steps: int | None) -> list[tuple[str, list[str]]]:
         ("one chat turn", ["chat", "--model", "demo", "--message", "What does `shlex.quote` do?", "--max-tokens", "48",
                            "--temperature", "0"]),
         ("build, simplify and render a mesh", ["mesh", "build", "--example", "mug", "--faces", "800"]),
-        # A short look at the image model (40 of `image-tiny`'s 800 steps): the pretrained LM is its text encoder.
+        # A short look at the image model (40 of `image-tiny`'s 2,500 steps): the pretrained LM is its text encoder.
         ("train the image model", ["image", "train", "--builtin", "shapes", "--recipe", "image-tiny",
                                    "--text-encoder", "demo-base", "--name", "demo-image",
                                    "--max-steps", "4" if fast else "40", "--set", "data.images=512",
