@@ -39,9 +39,8 @@ def decimate(solid: Solid, *, target_faces: int | None = None, ratio: float | No
         np.asarray(solid.mesh.vertices, dtype=np.float32), faces, target_reduction=reduction, agg=aggressiveness,
         return_collapses=True)
     mesh = trimesh.Trimesh(points, kept, process=False)
-    if len(solid.groups) == 1:
-        return solid.with_mesh(mesh, np.zeros(len(kept), dtype=np.int64))
-    origin = surviving_faces(faces, kept, np.asarray(collapses), len(solid.mesh.vertices))
+    several = len(solid.groups) > 1  # one group: transfer_groups gives every face group 0 without a search
+    origin = surviving_faces(faces, kept, np.asarray(collapses), len(solid.mesh.vertices)) if several else None
     groups = solid.face_group[origin] if origin is not None else transfer_groups(solid, mesh)
     return solid.with_mesh(mesh, groups)
 
