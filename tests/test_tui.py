@@ -40,6 +40,16 @@ async def _send(app: ChatApp, pilot, text: str, *, keys: bool = False) -> None:
     await _ready(app, pilot)
 
 
+async def _first_paint(app: ChatApp) -> float | None:
+    """The turn's first-text latency, which the app records after the screen paints that text: on
+    a loaded machine the paint can come after the worker and the queue are done (5 s at most)."""
+    for _ in range(500):
+        if app.first_token_latency is not None:
+            break
+        await asyncio.sleep(0.01)
+    return app.first_token_latency
+
+
 def _views(app: ChatApp) -> list[MessageView]:
     return list(app.query(MessageView))
 
@@ -57,7 +67,8 @@ def test_stream_a_reply_save_quit_then_restart_load_and_the_prompt_carries_it(ch
             user, assistant = _views(app)
             assert user.text == "My name is Ada and we decided to use sqlite." and user.message_id is not None
             assert reply and assistant.markdown.source == reply  # streamed into the markdown view
-            assert app.first_token_latency is not None and app.first_token_latency > 0
+            latency = await _first_paint(app)
+            assert latency is not None and latency > 0
             stored = app.session.thread()
             assert stored[-1].content == reply and assistant.message_id == stored[-1].id
             await _type(pilot, "/save work", keys=True)
@@ -145,7 +156,7 @@ def test_the_message_shows_within_show_within_when_the_first_text_is_slow(chat_h
                 app._ahead.release()
             await _ready(app, pilot)
             assert [v.role for v in _views(app)] == ["user", "assistant"]
-            assert reply.markdown.source == app.last_result.reply and app.first_token_latency is not None
+            assert reply.markdown.source == app.last_result.reply and await _first_paint(app) is not None
 
     asyncio.run(run())
 
