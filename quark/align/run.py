@@ -166,6 +166,7 @@ def run(home: Home, kind: str, build: Callable[[Context], Job], *, name: str, ba
                               label=kind, step_fields=job.step_fields)
             summary, resumed = fit_run(trainer, run_dir, resume=resume, conn=conn, name=name, log=log)
             if not env.is_main:
+                env.done()
                 return None
             scores = {k: v for k, v in trainer.evaluation.items() if isinstance(v, (int, float))}
             summary = {"run": name, "kind": kind, "base": base, "data": files.to_dict(), **job.info, **summary,
@@ -176,6 +177,7 @@ def run(home: Home, kind: str, build: Callable[[Context], Job], *, name: str, ba
                 job.publish(checkpoint.checkpoints(run_dir)[-1], tmp)
                 (tmp / "card.md").write_text(card(summary, resolved), encoding="utf-8")
             db.finish_run(conn, name, "finished", summary)
+            env.done()
             return summary
     finally:
         teardown()

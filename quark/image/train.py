@@ -210,6 +210,7 @@ def train_image_model(home: Home, *, name: str, data: str | None = None, builtin
                           label="image", on_step=_ema_step, items=_images_of, unit="img")
         summary, resumed = fit_run(trainer, run_dir, resume=resume, conn=conn, name=name, log=log)
         if not env.is_main:
+            env.done()
             return None
         summary = {"run": name, "model": name, **info, "steps": summary["steps"], "images_seen": summary["tokens"],
                    "train_loss": summary["train_loss"], "val_loss": summary["val_loss"],
@@ -217,6 +218,7 @@ def train_image_model(home: Home, *, name: str, data: str | None = None, builtin
                    "resumed_from": str(resumed) if resumed else None}
         summary["model_dir"] = str(publish(home, name, run_dir, resolved, encoder, summary))
         db.finish_run(conn, name, "finished", summary)
+        env.done()
         return summary
     finally:
         teardown()

@@ -41,6 +41,12 @@ class Dist:
         if self.distributed:
             dist.barrier()
 
+    def done(self) -> None:
+        """Every process waits here for the others, once a run is over (process 0 past its publish):
+        a process that tore its process group down while process 0 still held the connection was
+        seen to abort in gloo's shutdown (SIGABRT, "terminate called without an active exception")."""
+        self.barrier()
+
     def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
         """Sum over processes, in place; returns the tensor."""
         if self.distributed:

@@ -161,6 +161,7 @@ def pretrain(home: Home, *, name: str, recipe: str | None = None, data: str | No
                               flops_per_token=flops_per_token(cfg, counts, t.seq_len), progress=progress)
             summary, resumed = fit_run(trainer, run_dir, resume=resume, conn=conn, name=name, log=log)
             if not env.is_main:
+                env.done()
                 return None
             summary = {"run": name, "model": name, "data": data, **counts, **summary,
                        "resumed_from": str(resumed) if resumed else None}
@@ -168,6 +169,7 @@ def pretrain(home: Home, *, name: str, recipe: str | None = None, data: str | No
             extra = {"source_run": name, "created": _now(), "data": data, "tokenizer": tokenizer_name}
             summary["model_dir"] = str(_publish(home, name, run_dir, cfg, tokenizer_path, extra, card))
             db.finish_run(conn, name, "finished", summary)
+            env.done()
             return summary
     finally:
         teardown()
