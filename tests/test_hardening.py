@@ -147,6 +147,14 @@ def test_zero_negative_and_huge_numbers_are_refused_at_the_flag(quark, home: Pat
     assert list(home.iterdir()) == []  # refused before anything was created
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """In the child, before exec: SIGINT at its default and unblocked, as a shell leaves it. Both
+    are inherited, and Python only turns SIGINT into KeyboardInterrupt when it starts with the
+    default: a test process that ignores or blocks it would give a child that Ctrl-C cannot stop."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def test_a_run_killed_before_its_first_step_is_not_left_running(quark, tmp_path: Path) -> None:
     from _train_data import make_token_set
 
@@ -155,7 +163,7 @@ def test_a_run_killed_before_its_first_step_is_not_left_running(quark, tmp_path:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "QUARK_HOME": str(home)}
     proc = subprocess.Popen([sys.executable, "-m", "quark", "pretrain", "--name", "early", "--recipe", "tiny-cpu",
                              "--data", "code", "--set", "train.seq_len=64", "--max-steps", "5000"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_ctrl_c_as_in_a_terminal)
     db = home / "quark.db"
     import time
 
