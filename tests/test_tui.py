@@ -114,10 +114,7 @@ def test_escape_stops_generation_and_the_partial_reply_is_kept(chat_home: Home) 
             prompt.value = "Tell me a very long story about the sea."
             # Submit without pilot.press: it waits for the app to go idle, i.e. for the whole reply.
             prompt.action_send()
-            for _ in range(500):
-                if app.first_token_latency is not None:
-                    break
-                await asyncio.sleep(0.01)
+            await _first_paint(app)
             await pilot.press("escape")
             await _ready(app, pilot)
             result = app.last_result

@@ -12,7 +12,7 @@ from chat_fixtures import chat_home  # noqa: F401  (fixture)
 from quark.home import Home
 from quark.tui.app import ChatApp
 from quark.tui.widgets import Composer, ConversationItem, HelpScreen, MessageView
-from test_tui import SIZE, _config, _ready, _send, _type, _views
+from test_tui import SIZE, _config, _first_paint, _ready, _send, _type, _views
 
 
 def test_a_74_line_paste_arrives_whole_and_enter_sends_while_ctrl_j_adds_a_line(chat_home: Home) -> None:
@@ -53,10 +53,7 @@ def test_text_typed_during_a_stream_is_kept_and_a_refused_message_stays_in_the_b
             prompt = app.query_one("#prompt", Composer)
             prompt.value = "Tell me a very long story about the sea."
             prompt.action_send()
-            for _ in range(500):
-                if app.first_token_latency is not None:
-                    break
-                await asyncio.sleep(0.01)
+            await _first_paint(app)
             prompt.value = "and then?"
             # Enter while the reply streams, posted as the driver does (pilot.press would wait
             # for the app to go idle, that is for the whole reply).
