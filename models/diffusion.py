@@ -5,6 +5,8 @@
                      tokenizer inside), so no CLIP and no hub weights
       unet           UNet2DConditionModel with cross-attention on those hidden states
                      (encoder_hid_proj maps the LLM's width onto the cross-attention width)
+      layout         optional TextLayout: the pooled text mapped to a coarse spatial map that
+                     enters the UNet as extra input channels (None: no such channels)
       scheduler      DDPMScheduler, the training noise schedule; sampling builds a DDIM or
                      DPM-Solver++ scheduler from its config
       safety_checker optional slot (diffusers' convention): None, or a callable
@@ -28,7 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 from diffusers import (
+    ConfigMixin,
     DDIMScheduler,
     DDPMScheduler,
     DiffusionPipeline,
@@ -36,6 +41,7 @@ from diffusers import (
     ModelMixin,
     UNet2DConditionModel,
 )
+from diffusers.configuration_utils import register_to_config
 from diffusers.utils import BaseOutput
 from PIL import Image
 
@@ -65,6 +71,11 @@ class UNetShape:
     # (FiLM; diffusers' resnet_time_scale_shift="scale_shift") instead of only adding to them: a
     # multiplicative gate is what lets a global "at the top left" switch on features that know where.
     scale_shift: bool = False
+    # Channels of a coarse map drawn from the pooled text (TextLayout) and fed in beside the pixels;
+    # 0: none. Why: the pooled text otherwise reaches the UNet only as a per-channel bias or gate,
+    # the same at every pixel, so "at the top left" has to be rebuilt from it inside the network.
+    layout_channels: int = 0
+    layout_grid: int = 8  # the map's cells per side before it is upsampled to the image size
 
     @property
     def widths(self) -> tuple[int, ...]:
@@ -76,18 +87,47 @@ class UNetShape:
 
 
 def build_unet(shape: UNetShape, text_dim: int) -> UNet2DConditionModel:
-    """A UNet2DConditionModel in pixel space (3 channels out; in, 3 or 3 + the 2 coordinate channels)."""
+    """A UNet2DConditionModel in pixel space: 3 channels out; in, the 3 colour channels, then the 2
+    coordinate channels and the layout channels when the shape has them (see denoise)."""
     widths, attn = shape.widths, shape.attention_levels
     down = tuple("CrossAttnDownBlock2D" if i in attn else "DownBlock2D" for i in range(len(widths)))
     up = tuple("CrossAttnUpBlock2D" if len(widths) - 1 - i in attn else "UpBlock2D" for i in range(len(widths)))
     return UNet2DConditionModel(
-        sample_size=shape.size, in_channels=3 + 2 * shape.coordinates, out_channels=3, down_block_types=down,
-        up_block_types=up, mid_block_type="UNetMidBlock2DCrossAttn", block_out_channels=widths,
+        sample_size=shape.size, in_channels=3 + 2 * shape.coordinates + shape.layout_channels, out_channels=3,
+        down_block_types=down, up_block_types=up, mid_block_type="UNetMidBlock2DCrossAttn", block_out_channels=widths,
         layers_per_block=shape.layers_per_block,
         resnet_time_scale_shift="scale_shift" if shape.scale_shift else "default",
         norm_num_groups=shape.norm_groups, cross_attention_dim=shape.cross_attention_dim,
         attention_head_dim=shape.head_dim, encoder_hid_dim=text_dim, encoder_hid_dim_type="text_proj",
         class_embed_type="projection", projection_class_embeddings_input_dim=text_dim)
+
+
+def build_layout(shape: UNetShape, text_dim: int) -> TextLayout | None:
+    """The shape's TextLayout, or None when it has no layout channels."""
+    if not shape.layout_channels:
+        return None
+    return TextLayout(text_dim=text_dim, channels=shape.layout_channels, grid=shape.layout_grid)
+
+
+class TextLayout(ModelMixin, ConfigMixin):
+    """Pooled text → a [channels, grid, grid] map, upsampled bilinearly to the sample's size.
+
+    One linear layer: each text feature adds its own coarse picture, so "top left" can paint the
+    top-left cells and "large" widen them, and an unseen combination of words sums pictures it has
+    seen. Trained with the UNet, saved as the pipeline's `layout` component. Small initial weights
+    keep the UNet's first steps those of a UNet without it."""
+
+    @register_to_config
+    def __init__(self, text_dim: int, channels: int = 4, grid: int = 8) -> None:
+        super().__init__()
+        self.project = nn.Linear(text_dim, channels * grid * grid)
+        nn.init.normal_(self.project.weight, std=0.02)
+        nn.init.zeros_(self.project.bias)
+
+    def forward(self, pooled: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        channels, grid = self.config.channels, self.config.grid
+        coarse = self.project(pooled).view(pooled.shape[0], channels, grid, grid)
+        return F.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)
 
 
 def with_coordinates(sample: torch.Tensor) -> torch.Tensor:
@@ -104,16 +144,20 @@ def with_coordinates(sample: torch.Tensor) -> torch.Tensor:
 
 
 def denoise(unet: UNet2DConditionModel, sample: torch.Tensor, timesteps: torch.Tensor, text: torch.Tensor,
-            mask: torch.Tensor) -> torch.Tensor:
+            mask: torch.Tensor, layout: TextLayout | None = None) -> torch.Tensor:
     """The UNet's prediction for noisy `sample` at `timesteps` given text states (training and
     sampling both call this). The text conditions twice: every token through cross-attention,
     and their mean (over the mask) added to the timestep embedding, as Imagen adds its pooled
-    text embedding, which steers every ResNet block globally (colour, size) from the first steps.
-    A UNet built with coordinate channels (its config's in_channels is 5) gets them here."""
-    if unet.config.in_channels == sample.shape[1] + 2:
-        sample = with_coordinates(sample)
+    text embedding, which steers every ResNet block globally (colour, size) from the first steps;
+    with a `layout`, the mean also draws its map beside the pixels. A UNet built with coordinate
+    channels (two more input channels than the pixels and the layout fill) gets them here."""
     weights = mask.to(text.dtype)[..., None]
     pooled = (text * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+    layout_channels = layout.config.channels if layout is not None else 0
+    if unet.config.in_channels == sample.shape[1] + 2 + layout_channels:
+        sample = with_coordinates(sample)
+    if layout is not None:
+        sample = torch.cat([sample, layout(pooled, *sample.shape[-2:]).to(sample.dtype)], dim=1)
     return unet(sample, timesteps, encoder_hidden_states=text, encoder_attention_mask=mask, class_labels=pooled).sample
 
 
@@ -208,13 +252,14 @@ class QuarkImageOutput(BaseOutput):
 class QuarkImagePipeline(DiffusionPipeline):
     """Text → image in pixel space. See the module docstring for the components."""
 
-    model_cpu_offload_seq = "text_encoder->unet"
-    _optional_components = ["safety_checker"]
+    model_cpu_offload_seq = "text_encoder->layout->unet"
+    _optional_components = ["layout", "safety_checker"]
 
     def __init__(self, unet: UNet2DConditionModel, scheduler: DDPMScheduler, text_encoder: QuarkTextEncoder,
-                 safety_checker: Callable | None = None) -> None:
+                 layout: TextLayout | None = None, safety_checker: Callable | None = None) -> None:
         super().__init__()
-        self.register_modules(unet=unet, scheduler=scheduler, text_encoder=text_encoder, safety_checker=safety_checker)
+        self.register_modules(unet=unet, scheduler=scheduler, text_encoder=text_encoder, layout=layout,
+                              safety_checker=safety_checker)
 
     @property
     def size(self) -> int:
@@ -263,7 +308,7 @@ class QuarkImagePipeline(DiffusionPipeline):
             model_in = torch.cat([sample] * 2) if guided else sample
             model_in = scheduler.scale_model_input(model_in, t)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                eps = denoise(self.unet, model_in.to(dtype), t, text, mask).float()
+                eps = denoise(self.unet, model_in.to(dtype), t, text, mask, self.layout).float()
             if guided:
                 uncond, cond = eps.chunk(2)
                 eps = uncond + guidance_scale * (cond - uncond)

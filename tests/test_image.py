@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from quark import db
@@ -60,22 +61,37 @@ def image_home(tiny_model_home: Path, tmp_path_factory: pytest.TempPathFactory, 
     return home
 
 
-@pytest.mark.parametrize("coordinates", [False, True])
-def test_saved_pipeline_loads_back_to_identical_images(tiny_model_home: Path, tmp_path: Path,
-                                                       coordinates: bool) -> None:
-    """Plain, and with the recipe's two UNet options (coordinate channels, FiLM scale-shift) on."""
+@pytest.mark.parametrize("options", [False, True])
+def test_saved_pipeline_loads_back_to_identical_images(tiny_model_home: Path, tmp_path: Path, options: bool) -> None:
+    """Plain, and with the recipe's UNet options (coordinate channels, FiLM scale-shift, the text
+    layout map) on."""
     from quark.modelfolder import load_model, load_tokenizer
-    from quark.models.diffusion import QuarkImagePipeline, QuarkTextEncoder, UNetShape, build_unet, training_scheduler
+    from quark.models.diffusion import (
+        QuarkImagePipeline,
+        QuarkTextEncoder,
+        UNetShape,
+        build_layout,
+        build_unet,
+        training_scheduler,
+    )
 
     folder = tiny_model_home / "models" / "tiny"
     encoder = QuarkTextEncoder(load_model(folder), load_tokenizer(folder), 48)
-    shape = UNetShape(size=16, channels="16,32", attention="1", coordinates=coordinates, scale_shift=coordinates)
-    pipeline = QuarkImagePipeline(unet=build_unet(shape, 64), scheduler=training_scheduler(), text_encoder=encoder)
+    shape = UNetShape(size=16, channels="16,32", attention="1", coordinates=options, scale_shift=options,
+                      layout_channels=3 if options else 0, layout_grid=4)
+    layout = build_layout(shape, 64)
+    if layout is not None:  # trained-looking weights, so the map is far from zero and must load back
+        torch.nn.init.normal_(layout.project.weight, std=1.0)
+    pipeline = QuarkImagePipeline(unet=build_unet(shape, 64), scheduler=training_scheduler(), text_encoder=encoder,
+                                  layout=layout)
     pipeline.save_pretrained(tmp_path / "pipe")
     assert (tmp_path / "pipe" / "text_encoder" / "tokenizer.model").is_file()  # the encoder travels with it
     loaded = QuarkImagePipeline.from_pretrained(tmp_path / "pipe")
-    assert loaded.unet.config.in_channels == (5 if coordinates else 3)  # the x, y channels come back with it
-    assert loaded.unet.config.resnet_time_scale_shift == ("scale_shift" if coordinates else "default")
+    assert loaded.unet.config.in_channels == (3 + 2 + 3 if options else 3)  # the x, y and layout channels too
+    assert loaded.unet.config.resnet_time_scale_shift == ("scale_shift" if options else "default")
+    assert (loaded.layout is None) == (not options)
+    if options:
+        assert torch.equal(loaded.layout.project.weight, layout.project.weight)
     for sampler in ("ddim", "dpm"):
         kwargs = dict(num_inference_steps=4, seed=11, sampler=sampler, output_type="np", negative_prompt="blue")
         a, b = pipeline(PROMPT, **kwargs).images, loaded(PROMPT, **kwargs).images

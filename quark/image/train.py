@@ -41,7 +41,14 @@ from quark.image import shapes
 from quark.image.data import CaptionedImages, CaptionTable, DiffusionBatches, read_folder
 from quark.image.folders import IMAGE_META
 from quark.image.recipe import ImageRecipe, load_image_recipe
-from quark.models.diffusion import QuarkImagePipeline, QuarkTextEncoder, build_unet, denoise, training_scheduler
+from quark.models.diffusion import (
+    QuarkImagePipeline,
+    QuarkTextEncoder,
+    build_layout,
+    build_unet,
+    denoise,
+    training_scheduler,
+)
 from quark.train import checkpoint
 from quark.train.dist import setup, teardown
 from quark.train.trainer import Trainer, fit_run
@@ -50,13 +57,15 @@ BUILTINS = ("shapes",)
 
 
 class Denoiser(nn.Module):
-    """What the Trainer trains: the UNet, plus its EMA as a frozen copy (so checkpoints hold it)."""
+    """What the Trainer trains: the UNet and its optional TextLayout, plus EMAs of both as frozen
+    copies (so checkpoints hold them)."""
 
-    def __init__(self, unet: nn.Module, recipe: ImageRecipe) -> None:
+    def __init__(self, unet: nn.Module, recipe: ImageRecipe, layout: nn.Module | None = None) -> None:
         super().__init__()
         d = recipe.diffusion
-        self.unet = unet
+        self.unet, self.layout = unet, layout
         self.ema = copy.deepcopy(unet).requires_grad_(False) if d.ema_decay > 0 else None
+        self.ema_layout = copy.deepcopy(layout).requires_grad_(False) if d.ema_decay > 0 and layout else None
         self.scheduler = training_scheduler(d.timesteps, d.beta_schedule, d.prediction_type)
         self.prediction_type, self.snr_gamma, self.ema_decay = d.prediction_type, d.snr_gamma, d.ema_decay
         self._ema_pairs: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
@@ -68,7 +77,7 @@ class Denoiser(nn.Module):
         target = {"epsilon": noise, "sample": x0}.get(self.prediction_type)
         if target is None:
             target = self.scheduler.get_velocity(x0, noise, t)
-        pred = denoise(self.unet, noisy, t, batch["text"], batch["text_mask"])
+        pred = denoise(self.unet, noisy, t, batch["text"], batch["text_mask"], self.layout)
         per_image = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
         if self.snr_gamma > 0:
             snr = compute_snr(self.scheduler, t).clamp(min=1e-8)
@@ -86,7 +95,10 @@ class Denoiser(nn.Module):
         decay = min(self.ema_decay, (1 + step) / (10 + step))
         if self._ema_pairs is None:  # listed once, after the Trainer moved and wrapped the model: the
             # module walk costs more than the one multi-tensor lerp itself
-            self._ema_pairs = list(self.ema.parameters()), list(self.unet.parameters())
+            trained = [self.unet] + ([self.layout] if self.layout is not None else [])
+            averaged = [self.ema] + ([self.ema_layout] if self.ema_layout is not None else [])
+            self._ema_pairs = ([p for m in averaged for p in m.parameters()],
+                               [p for m in trained for p in m.parameters()])
         torch._foreach_lerp_(*self._ema_pairs, 1.0 - decay)
 
 
@@ -194,8 +206,11 @@ def train_image_model(home: Home, *, name: str, data: str | None = None, builtin
     env = setup(t.device)
     try:
         checkpoint.seed_everything(t.seed)
-        model = Denoiser(build_unet(resolved.model, encoder.hidden_size), resolved)
+        model = Denoiser(build_unet(resolved.model, encoder.hidden_size), resolved,
+                         build_layout(resolved.model, encoder.hidden_size))
         parameters = sum(p.numel() for p in model.unet.parameters())
+        if model.layout is not None:
+            parameters += sum(p.numel() for p in model.layout.parameters())
         info = {"data": source, "text_encoder": encoder_name, "images": len(train_images),
                 "skipped_images": train_images.skipped, "unet_parameters": parameters}
         conn = None
@@ -229,13 +244,21 @@ def publish(home: Home, name: str, run_dir: Path, recipe: ImageRecipe, encoder: 
     """models/<name>/ from the run's final checkpoint (the EMA weights when there is an EMA), in one rename."""
     last = checkpoint.checkpoints(run_dir)[-1]
     state = load_file(str(last / "model.safetensors"))
-    prefix = "ema." if recipe.diffusion.ema_decay > 0 else "unet."
+    averaged = recipe.diffusion.ema_decay > 0
+
+    def weights(prefix: str) -> dict[str, torch.Tensor]:
+        return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
     unet = build_unet(recipe.model, encoder.hidden_size)
-    unet.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+    unet.load_state_dict(weights("ema." if averaged else "unet."))
+    layout = build_layout(recipe.model, encoder.hidden_size)
+    if layout is not None:
+        layout.load_state_dict(weights("ema_layout." if averaged else "layout."))
+        layout.eval()
     d = recipe.diffusion
     pipeline = QuarkImagePipeline(unet=unet.eval(), scheduler=training_scheduler(d.timesteps, d.beta_schedule,
                                                                                  d.prediction_type),
-                                  text_encoder=encoder)
+                                  text_encoder=encoder, layout=layout)
     meta = {"architecture": "quark-image-pipeline", "source_run": name, "created": _now(), "data": summary["data"],
             "text_encoder": summary["text_encoder"], "size": recipe.model.size,
             "vocabulary": dict(colours=recipe.data.colours, shapes=recipe.data.shapes,
