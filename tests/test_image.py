@@ -77,6 +77,9 @@ def test_saved_pipeline_loads_back_to_identical_images(tiny_model_home: Path, tm
 
     folder = tiny_model_home / "models" / "tiny"
     encoder = QuarkTextEncoder(load_model(folder), load_tokenizer(folder), 48)
+    encoder.fit_standardization([PROMPT, "a large blue square at the bottom right on a black background"])
+    hidden, mask = encoder.encode([PROMPT])
+    assert hidden[mask].mean().abs() < 1.0 and encoder.shift.abs().sum() > 0  # states centred, offset kept
     shape = UNetShape(size=16, channels="16,32", attention="1", coordinates=options, scale_shift=options,
                       layout_channels=3 if options else 0, layout_grid=4)
     layout = build_layout(shape, 64)
@@ -90,6 +93,7 @@ def test_saved_pipeline_loads_back_to_identical_images(tiny_model_home: Path, tm
     assert loaded.unet.config.in_channels == (3 + 2 + 3 if options else 3)  # the x, y and layout channels too
     assert loaded.unet.config.resnet_time_scale_shift == ("scale_shift" if options else "default")
     assert (loaded.layout is None) == (not options)
+    assert torch.equal(loaded.text_encoder.shift, encoder.shift) and torch.equal(loaded.text_encoder.scale, encoder.scale)
     if options:
         assert torch.equal(loaded.layout.project.weight, layout.project.weight)
     for sampler in ("ddim", "dpm"):

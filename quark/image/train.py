@@ -12,8 +12,9 @@ are the data source (quark.image.data: cached text states, per-sample noise), th
 ε- or v-prediction MSE with min-SNR-γ weights) and an EMA of the UNet updated after every
 optimizer step and saved inside each checkpoint.
 
-The text encoder is a Quark language model named with --text-encoder: its frozen hidden states
-condition the UNet, and a copy travels inside the published pipeline. There is no default and no
+The text encoder is a Quark language model named with --text-encoder: its frozen hidden states,
+standardized per feature on the training captions, condition the UNet, and a copy (with the
+standardization) travels inside the published pipeline. There is no default and no
 stand-in: an image model is only as good as the text states it is trained on, so the user picks
 the LM (the demo passes the one it pretrained).
 """
@@ -196,6 +197,7 @@ def train_image_model(home: Home, *, name: str, data: str | None = None, builtin
     t, d = resolved.train, resolved.diffusion
     encoder = _text_encoder(home, encoder_name, resolved)
     train_images, heldout = load_images(source, resolved, skip_bad=skip_bad)
+    encoder.fit_standardization(list(dict.fromkeys(train_images.captions)))
     train_data = DiffusionBatches(train_images, CaptionTable.build(encoder, train_images.captions),
                                   timesteps=d.timesteps, seed=t.seed, dropout=d.caption_dropout)
     val = None
