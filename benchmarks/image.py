@@ -38,9 +38,10 @@ from quark.image.train import Denoiser, _ema_step, _images_of, denoiser_loss
 from quark.models.diffusion import (
     QuarkImagePipeline,
     QuarkTextEncoder,
+    build_layout,
     build_unet,
+    denoise,
     training_scheduler,
-    with_coordinates,
 )
 from quark.models.llm import LLM, LLMConfig
 from quark.train.dist import Dist
@@ -58,7 +59,7 @@ def text_encoder() -> QuarkTextEncoder:
 
 def seconds_per_image(recipe, encoder: QuarkTextEncoder, size: int, batch: int, repeats: int) -> float:
     pipe = QuarkImagePipeline(unet=build_unet(recipe.model, encoder.hidden_size).eval(), scheduler=training_scheduler(),
-                              text_encoder=encoder)
+                              text_encoder=encoder, layout=build_layout(recipe.model, encoder.hidden_size))
     pipe.set_progress_bar_config(disable=True)
     prompt = ["a large red circle in the center on a white background"] * batch
     best = float("inf")
@@ -82,7 +83,9 @@ def quark_run(recipe, encoder: QuarkTextEncoder, data: DiffusionBatches, steps: 
     train = recipe.train
     train.max_steps, train.eval_every, train.save_every, train.device = steps, 0, 0, "cpu"
     with tempfile.TemporaryDirectory() as run_dir:
-        trainer = Trainer(Denoiser(build_unet(recipe.model, encoder.hidden_size), recipe), recipe.optim, train, data,
+        model = Denoiser(build_unet(recipe.model, encoder.hidden_size), recipe,
+                         build_layout(recipe.model, encoder.hidden_size))
+        trainer = Trainer(model, recipe.optim, train, data,
                           env=Dist(rank=0, world=1, device=torch.device("cpu")), run_dir=Path(run_dir),
                           loss_fn=denoiser_loss, progress=False, on_step=_ema_step, items=_images_of, unit="img")
         trainer.fit()
@@ -93,20 +96,18 @@ def quark_run(recipe, encoder: QuarkTextEncoder, data: DiffusionBatches, steps: 
 def reference_run(recipe, encoder: QuarkTextEncoder, data: DiffusionBatches, steps: int) -> list[float]:
     """The minimal diffusers loop (as in diffusers' train_text_to_image, less everything optional)."""
     torch.manual_seed(0)
-    unet = build_unet(recipe.model, encoder.hidden_size)
+    unet, layout = build_unet(recipe.model, encoder.hidden_size), build_layout(recipe.model, encoder.hidden_size)
     scheduler = training_scheduler()
-    opt = torch.optim.AdamW(unet.parameters(), lr=recipe.optim.lr, fused=True)
+    parameters = [*unet.parameters(), *(layout.parameters() if layout is not None else ())]
+    opt = torch.optim.AdamW(parameters, lr=recipe.optim.lr, fused=True)
     batch = data.take(0, recipe.train.micro_batch)  # text states precomputed, as a cached-embedding loop has them
-    pooled = batch["text"].mean(1)
     stamps = []
     for _ in range(steps):
         noise = torch.randn_like(batch["pixels"])
         t = torch.randint(0, 1000, (batch["pixels"].shape[0],))
         noisy = scheduler.add_noise(batch["pixels"], noise, t)
-        if recipe.model.coordinates:  # the UNet's x, y input channels, as Quark's denoise() appends them
-            noisy = with_coordinates(noisy)
-        pred = unet(noisy, t, encoder_hidden_states=batch["text"], encoder_attention_mask=batch["text_mask"],
-                    class_labels=pooled).sample
+        # the model's own forward (coordinate and layout channels, pooled text), as both loops run it
+        pred = denoise(unet, noisy, t, batch["text"], batch["text_mask"], layout)
         loss = F.mse_loss(pred, batch["pixels"])
         loss.backward()
         opt.step()
