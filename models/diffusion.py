@@ -83,6 +83,10 @@ class UNetShape:
     # the same at every pixel, so "at the top left" has to be rebuilt from it inside the network.
     layout_channels: int = 0
     layout_grid: int = 8  # the map's cells per side before it is upsampled to the image size
+    # Width of a hidden layer (SiLU) between the pooled text and the map; 0: one linear layer. Why: a
+    # linear map adds one picture per word, so it can put a blob where "top left" says but cannot draw
+    # "triangle" there; with the hidden layer the map can draw the silhouette itself.
+    layout_hidden: int = 0
 
     @property
     def widths(self) -> tuple[int, ...]:
@@ -113,27 +117,30 @@ def build_layout(shape: UNetShape, text_dim: int) -> TextLayout | None:
     """The shape's TextLayout, or None when it has no layout channels."""
     if not shape.layout_channels:
         return None
-    return TextLayout(text_dim=text_dim, channels=shape.layout_channels, grid=shape.layout_grid)
+    return TextLayout(text_dim=text_dim, channels=shape.layout_channels, grid=shape.layout_grid,
+                      hidden=shape.layout_hidden)
 
 
 class TextLayout(ModelMixin, ConfigMixin):
     """Pooled text → a [channels, grid, grid] map, upsampled bilinearly to the sample's size.
 
-    One linear layer: each text feature adds its own coarse picture, so "top left" can paint the
-    top-left cells and "large" widen them, and an unseen combination of words sums pictures it has
-    seen. Trained with the UNet, saved as the pipeline's `layout` component. Small initial weights
-    keep the UNet's first steps those of a UNet without it."""
+    With `hidden` 0, one linear layer: each text feature adds its own coarse picture, so "top left"
+    can paint the top-left cells and "large" widen them, and an unseen combination of words sums
+    pictures it has seen. With a hidden layer the words can interact, so the map can hold the
+    shape's silhouette at its place. Trained with the UNet, saved as the pipeline's `layout`
+    component. Small initial output weights keep the UNet's first steps those of a UNet without it."""
 
     @register_to_config
-    def __init__(self, text_dim: int, channels: int = 4, grid: int = 8) -> None:
+    def __init__(self, text_dim: int, channels: int = 4, grid: int = 8, hidden: int = 0) -> None:
         super().__init__()
-        self.project = nn.Linear(text_dim, channels * grid * grid)
+        self.hidden_layer = nn.Sequential(nn.Linear(text_dim, hidden), nn.SiLU()) if hidden else nn.Identity()
+        self.project = nn.Linear(hidden or text_dim, channels * grid * grid)
         nn.init.normal_(self.project.weight, std=0.02)
         nn.init.zeros_(self.project.bias)
 
     def forward(self, pooled: torch.Tensor, height: int, width: int) -> torch.Tensor:
         channels, grid = self.config.channels, self.config.grid
-        coarse = self.project(pooled).view(pooled.shape[0], channels, grid, grid)
+        coarse = self.project(self.hidden_layer(pooled)).view(pooled.shape[0], channels, grid, grid)
         return F.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)
 
 

@@ -64,7 +64,7 @@ def image_home(tiny_model_home: Path, tmp_path_factory: pytest.TempPathFactory, 
 @pytest.mark.parametrize("options", [False, True])
 def test_saved_pipeline_loads_back_to_identical_images(tiny_model_home: Path, tmp_path: Path, options: bool) -> None:
     """Plain, and with the recipe's UNet options (coordinate channels, FiLM scale-shift, the text
-    layout map) on."""
+    layout map through its hidden layer) on."""
     from quark.modelfolder import load_model, load_tokenizer
     from quark.models.diffusion import (
         QuarkImagePipeline,
@@ -81,7 +81,7 @@ def test_saved_pipeline_loads_back_to_identical_images(tiny_model_home: Path, tm
     hidden, mask = encoder.encode([PROMPT])
     assert hidden[mask].mean().abs() < 1.0 and encoder.shift.abs().sum() > 0  # states centred, offset kept
     shape = UNetShape(size=16, channels="16,32", attention="1", coordinates=options, scale_shift=options,
-                      layout_channels=3 if options else 0, layout_grid=4)
+                      layout_channels=3 if options else 0, layout_grid=4, layout_hidden=8 if options else 0)
     layout = build_layout(shape, 64)
     if layout is not None:  # trained-looking weights, so the map is far from zero and must load back
         torch.nn.init.normal_(layout.project.weight, std=1.0)
@@ -96,7 +96,8 @@ def test_saved_pipeline_loads_back_to_identical_images(tiny_model_home: Path, tm
     for statistic in ("shift", "scale"):  # the standardization travels with the encoder
         assert torch.equal(getattr(loaded.text_encoder, statistic), getattr(encoder, statistic))
     if options:
-        assert torch.equal(loaded.layout.project.weight, layout.project.weight)
+        assert all(torch.equal(a, b) for a, b in zip(loaded.layout.state_dict().values(),
+                                                     layout.state_dict().values(), strict=True))
     for sampler in ("ddim", "dpm"):
         kwargs = dict(num_inference_steps=4, seed=11, sampler=sampler, output_type="np", negative_prompt="blue")
         a, b = pipeline(PROMPT, **kwargs).images, loaded(PROMPT, **kwargs).images
@@ -276,7 +277,7 @@ def test_recipes_load_and_refuse_values_that_cannot_train() -> None:
     assert gpu.model.size == 64 and gpu.train.dtype == "bfloat16"
     for override, needle in [("model.size=30", "model.size 30"), ("model.channels=16,33", "model.channels"),
                              ("train.strategy=fsdp", "ddp"), ("diffusion.sampler=euler", "diffusion.sampler"),
-                             ("data.colours=red,teal", "colours"),
+                             ("data.colours=red,teal", "colours"), ("model.layout_grid=0", "model.layout_grid"),
                              ("model.nope=1", "unknown recipe key")]:
         with pytest.raises(QuarkError, match=needle):
             load_image_recipe("image-tiny", [override])

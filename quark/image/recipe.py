@@ -111,6 +111,9 @@ def check(recipe: ImageRecipe, where: str) -> None:
     if m.text_max_tokens < 2 or m.cross_attention_dim <= 0 or m.layers_per_block <= 0:
         raise QuarkError(f"{where}: model.text_max_tokens must be at least 2, model.cross_attention_dim and "
                          "model.layers_per_block positive")
+    if m.layout_channels < 0 or m.layout_grid < 1 or m.layout_hidden < 0:
+        raise QuarkError(f"{where}: model.layout_channels and model.layout_hidden must not be negative, "
+                         "model.layout_grid must be at least 1")
     if not 0 <= d.caption_dropout < 1 or not 0 <= d.ema_decay < 1 or d.snr_gamma < 0:
         raise QuarkError(f"{where}: diffusion.caption_dropout and diffusion.ema_decay must lie in [0, 1), "
                          "diffusion.snr_gamma must not be negative")
