@@ -226,24 +226,20 @@ class QuarkTextEncoder(ModelMixin):
         return max(0, len(self.token_ids(text)) - self.max_tokens)
 
     @torch.no_grad()
-    def fit_standardization(self, texts: list[str], batch: int = 64) -> None:
-        """Set shift and scale to the per-feature mean and std of the raw states over every real
-        token of `texts` (each text once). Deterministic, so a resumed run fits the same values."""
-        self.shift.zero_()
-        self.scale.fill_(1.0)
-        total = torch.zeros_like(self.shift, dtype=torch.float64)
-        squares = torch.zeros_like(total)
-        count = 0
-        for start in range(0, len(texts), batch):
-            hidden, mask = self.encode(texts[start:start + batch])
-            tokens = hidden[mask].double()
-            total += tokens.sum(0)
-            squares += (tokens ** 2).sum(0)
-            count += tokens.shape[0]
-        mean = total / count
-        std = (squares / count - mean ** 2).clamp_min(0).sqrt()
-        self.shift.copy_(mean)
-        self.scale.copy_(std.clamp_min(1e-6))
+    def fit_standardization(self, hidden: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fold the per-feature mean and std of the real tokens of `hidden` [N, T, D] (states this
+        encoder returned; `mask` [N, T]) into shift and scale, so that encode returns such states
+        standardized from now on. Returns (mean, std) [D]: a state encoded before the fit becomes
+        what encode now returns as (state - mean) / std, so a cache need not be encoded again.
+        Deterministic, so a resumed run fits the same values."""
+        tokens = hidden[mask].double()
+        if not len(tokens):  # nothing to fit on: leave the states as they are
+            return torch.zeros(hidden.shape[-1]), torch.ones(hidden.shape[-1])
+        std, mean = torch.std_mean(tokens, dim=0, correction=0)
+        mean, std = mean.float(), std.clamp_min(1e-6).float()
+        self.shift += self.scale * mean.to(self.shift.device)
+        self.scale *= std.to(self.scale.device)
+        return mean, std
 
     @torch.no_grad()
     def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -65,6 +65,7 @@ def image_home(tiny_model_home: Path, tmp_path_factory: pytest.TempPathFactory, 
 def test_saved_pipeline_loads_back_to_identical_images(tiny_model_home: Path, tmp_path: Path, options: bool) -> None:
     """Plain, and with the recipe's UNet options (coordinate channels, FiLM scale-shift, the text
     layout map through its hidden layer) on."""
+    from quark.image.data import CaptionTable
     from quark.modelfolder import load_model, load_tokenizer
     from quark.models.diffusion import (
         QuarkImagePipeline,
@@ -77,7 +78,8 @@ def test_saved_pipeline_loads_back_to_identical_images(tiny_model_home: Path, tm
 
     folder = tiny_model_home / "models" / "tiny"
     encoder = QuarkTextEncoder(load_model(folder), load_tokenizer(folder), 48)
-    encoder.fit_standardization([PROMPT, "a large blue square at the bottom right on a black background"])
+    CaptionTable.build(encoder, [PROMPT, "a large blue square at the bottom right on a black background"]
+                       ).fit_standardization(encoder)
     hidden, mask = encoder.encode([PROMPT])
     assert hidden[mask].mean().abs() < 1.0 and encoder.shift.abs().sum() > 0  # states centred, offset kept
     shape = UNetShape(size=16, channels="16,32", attention="1", coordinates=options, scale_shift=options,

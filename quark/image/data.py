@@ -150,6 +150,13 @@ class CaptionTable:
             mask.append(m.cpu())
         return cls(torch.cat(hidden), torch.cat(mask), torch.tensor([rows[c] for c in captions], dtype=torch.long))
 
+    def fit_standardization(self, encoder) -> CaptionTable:
+        """Fit the encoder's standardization on this table's captions (every entry but the empty
+        caption's) and return the table as the encoder now encodes it: the cached states are
+        standardized in place of a second pass through the LLM."""
+        mean, std = encoder.fit_standardization(self.hidden[1:], self.mask[1:])
+        return CaptionTable((self.hidden - mean) / std * self.mask[..., None], self.mask, self.index)
+
 
 class DiffusionBatches:
     """The Trainer's data source for a denoiser (see the module docstring).

@@ -197,9 +197,9 @@ def train_image_model(home: Home, *, name: str, data: str | None = None, builtin
     t, d = resolved.train, resolved.diffusion
     encoder = _text_encoder(home, encoder_name, resolved)
     train_images, heldout = load_images(source, resolved, skip_bad=skip_bad)
-    encoder.fit_standardization(list(dict.fromkeys(train_images.captions)))
-    train_data = DiffusionBatches(train_images, CaptionTable.build(encoder, train_images.captions),
-                                  timesteps=d.timesteps, seed=t.seed, dropout=d.caption_dropout)
+    captions = CaptionTable.build(encoder, train_images.captions).fit_standardization(encoder)
+    train_data = DiffusionBatches(train_images, captions, timesteps=d.timesteps, seed=t.seed,
+                                  dropout=d.caption_dropout)
     val = None
     if heldout is not None:
         val = DiffusionBatches(heldout, CaptionTable.build(encoder, heldout.captions), timesteps=d.timesteps,
